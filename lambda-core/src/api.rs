@@ -1,0 +1,397 @@
+//! Wire types of the HTTP API (DESIGN.md §4), shared by the server, the CLI and the Python
+//! bindings so that there is one definition of every body.
+
+use crate::names::{LambdaId, LambdaName, LambdaType};
+use crate::params::Parameters;
+use crate::problem::Problem;
+use crate::status::{ImageStatus, LambdaStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Header carrying the request id (`<unix seconds>,<uuid>`).
+pub const REQUEST_ID_HEADER: &str = "Luna-Request-Id";
+/// Header carrying the account id.
+pub const ACCOUNT_ID_HEADER: &str = "Luna-Account-Id";
+/// Header carrying the lambda version on proxied responses.
+pub const LAMBDA_VERSION_HEADER: &str = "Lambda-Version";
+
+/// Error codes of the API, each with its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 42001 / 404: lambda not found.
+    LambdaNotFound,
+    /// 42002 / 409: a lambda with this name already exists for this account.
+    NameConflict,
+    /// 42004 / 500: exception in the user's code.
+    UserException,
+    /// 42005 / 400: archive or parameters failed validation.
+    Validation,
+    /// 42006 / 409: update failed or not allowed now.
+    UpdateNotAllowed,
+    /// 42012 / 410: the stored archive is gone.
+    ArchiveGone,
+    /// 42013 / 503: the lambda is not running.
+    NotRunning,
+    /// 42014 / 409: the lambda is switched off.
+    SwitchedOff,
+    /// 42015 / 504: the lambda did not answer in time.
+    LambdaTimeout,
+    /// 12001 / 400: the body is not valid JSON or has the wrong shape.
+    BadJson,
+    /// 12002 / 415: wrong content type (e.g. create without multipart).
+    BadContentType,
+    /// 12003 / 413: the body is larger than allowed.
+    BodyTooLarge,
+    /// 12004 / 400: bad query parameter.
+    BadQuery,
+    /// 12005 / 400: a required header or multipart part is missing or malformed.
+    BadRequest,
+    /// 12006 / 404: no such route.
+    RouteNotFound,
+    /// 12007 / 405: method not allowed on this route.
+    MethodNotAllowed,
+    /// 10000 / 500: internal error (details are logged, not returned).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The numeric code.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::LambdaNotFound => 42001,
+            Self::NameConflict => 42002,
+            Self::UserException => 42004,
+            Self::Validation => 42005,
+            Self::UpdateNotAllowed => 42006,
+            Self::ArchiveGone => 42012,
+            Self::NotRunning => 42013,
+            Self::SwitchedOff => 42014,
+            Self::LambdaTimeout => 42015,
+            Self::BadJson => 12001,
+            Self::BadContentType => 12002,
+            Self::BodyTooLarge => 12003,
+            Self::BadQuery => 12004,
+            Self::BadRequest => 12005,
+            Self::RouteNotFound => 12006,
+            Self::MethodNotAllowed => 12007,
+            Self::Internal => 10000,
+        }
+    }
+
+    /// The HTTP status that goes with it.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::LambdaNotFound | Self::RouteNotFound => 404,
+            Self::NameConflict | Self::UpdateNotAllowed | Self::SwitchedOff => 409,
+            Self::UserException | Self::Internal => 500,
+            Self::Validation | Self::BadJson | Self::BadQuery | Self::BadRequest => 400,
+            Self::ArchiveGone => 410,
+            Self::NotRunning => 503,
+            Self::LambdaTimeout => 504,
+            Self::BadContentType => 415,
+            Self::BodyTooLarge => 413,
+            Self::MethodNotAllowed => 405,
+        }
+    }
+
+    /// Short description (the `desc` of an error body).
+    pub fn desc(self) -> &'static str {
+        match self {
+            Self::LambdaNotFound => "Lambda not found",
+            Self::NameConflict => "Lambda name already exists",
+            Self::UserException => "Lambda exception",
+            Self::Validation => "Lambda validation exception",
+            Self::UpdateNotAllowed => "Lambda update exception",
+            Self::ArchiveGone => "Lambda archive gone",
+            Self::NotRunning => "Lambda is not running",
+            Self::SwitchedOff => "Lambda is switched off",
+            Self::LambdaTimeout => "Lambda did not answer in time",
+            Self::BadJson => "Bad JSON",
+            Self::BadContentType => "Bad content type",
+            Self::BodyTooLarge => "Request body too large",
+            Self::BadQuery => "Bad query parameter",
+            Self::BadRequest => "Bad request",
+            Self::RouteNotFound => "Resource not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::Internal => "Internal server error",
+        }
+    }
+
+    /// Every code, for documentation and tests.
+    pub const ALL: [ErrorCode; 17] = [
+        Self::LambdaNotFound,
+        Self::NameConflict,
+        Self::UserException,
+        Self::Validation,
+        Self::UpdateNotAllowed,
+        Self::ArchiveGone,
+        Self::NotRunning,
+        Self::SwitchedOff,
+        Self::LambdaTimeout,
+        Self::BadJson,
+        Self::BadContentType,
+        Self::BodyTooLarge,
+        Self::BadQuery,
+        Self::BadRequest,
+        Self::RouteNotFound,
+        Self::MethodNotAllowed,
+        Self::Internal,
+    ];
+}
+
+/// An error body: `{"error_code", "desc", "detail"}` plus `problems` on validation failures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Numeric code (see [`ErrorCode`]).
+    pub error_code: u32,
+    /// Short description.
+    pub desc: String,
+    /// What exactly went wrong.
+    pub detail: String,
+    /// Every validation problem (42005 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<Problem>>,
+}
+
+impl ErrorBody {
+    /// A body for `code` with a detail.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            error_code: code.code(),
+            desc: code.desc().to_owned(),
+            detail: detail.into(),
+            problems: None,
+        }
+    }
+}
+
+/// `credentials` part of a create request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The lambda's name, unique per account.
+    pub lambda_name: LambdaName,
+    /// The lambda's type.
+    pub lambda_type: LambdaType,
+}
+
+/// Size and digest of a stored archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveInfo {
+    /// Bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
+}
+
+/// A lambda as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LambdaRecord {
+    /// Id.
+    pub lambda_id: LambdaId,
+    /// Name.
+    pub lambda_name: LambdaName,
+    /// Type.
+    pub lambda_type: LambdaType,
+    /// Owning account.
+    pub account_id: uuid::Uuid,
+    /// Description (from parameters).
+    pub description: String,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub create_time: time::OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_update_time: time::OffsetDateTime,
+    /// Version, starting at 1, incremented by every update.
+    pub lambda_version: u64,
+    /// Build status.
+    pub image_status: ImageStatus,
+    /// Deploy status.
+    pub status: LambdaStatus,
+    /// Why the build or the deployment failed, when it did.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Switched on (`true`) or off.
+    pub alive: bool,
+    /// Parameters in force.
+    pub parameters: Parameters,
+    /// The stored archive.
+    pub archive: ArchiveInfo,
+    /// The archive has docs.
+    pub has_docs: bool,
+}
+
+/// `201` answer of create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateResponse {
+    /// The new lambda's id.
+    pub lambda_id: LambdaId,
+}
+
+/// `202` answer of update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateResponse {
+    /// The lambda's id.
+    pub lambda_id: LambdaId,
+    /// The new version being built.
+    pub lambda_version: u64,
+}
+
+/// `GET /1/lambdas` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LambdaList {
+    /// The page.
+    pub lambdas: Vec<LambdaRecord>,
+    /// Total matching lambdas (all pages).
+    pub count: u64,
+}
+
+/// `PATCH /1/lambdas/{id}` body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchRequest {
+    /// Switch on (`true`) or off.
+    pub alive: bool,
+}
+
+/// One replica in a status answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Replica (pod, container or process) name.
+    pub name: String,
+    /// `running`, `starting`, `crashed`, ...
+    pub status: String,
+    /// Why it is not running, when it is not.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// How often it was restarted.
+    pub restarts: u32,
+}
+
+/// `GET /1/lambdas/{id}/status` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// Deploy status.
+    pub status: LambdaStatus,
+    /// Why, when not running.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Replicas.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// `GET /1/lambdas/{id}/image/status` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageStatusResponse {
+    /// Build status.
+    pub status: ImageStatus,
+    /// Why, when it failed.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `GET /1/lambdas/{id}/logs` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsResponse {
+    /// Log text per replica.
+    pub logs: BTreeMap<String, String>,
+}
+
+/// `GET /version` answer: `{"Version": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionResponse {
+    /// The version.
+    #[serde(rename = "Version")]
+    pub version: VersionInfo,
+}
+
+/// API and release version numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// API version (1).
+    pub api: u32,
+    /// Release major.
+    pub major: u32,
+    /// Release minor.
+    pub minor: u32,
+    /// Release patch.
+    pub patch: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_unique_and_mapped() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.code()), "{c:?}");
+            assert!((400..600).contains(&c.http_status()));
+        }
+        assert_eq!(ErrorCode::Validation.code(), 42005);
+        assert_eq!(ErrorCode::Validation.http_status(), 400);
+        assert_eq!(ErrorCode::ArchiveGone.http_status(), 410);
+    }
+
+    #[test]
+    fn record_round_trips_with_rfc3339_times() {
+        let rec = LambdaRecord {
+            lambda_id: LambdaId::new(),
+            lambda_name: LambdaName::parse("hello").unwrap(),
+            lambda_type: LambdaType::Standalone,
+            account_id: uuid::Uuid::new_v4(),
+            description: String::new(),
+            create_time: time::macros::datetime!(2026-11-29 10:00 UTC),
+            last_update_time: time::macros::datetime!(2026-11-29 10:00 UTC),
+            lambda_version: 1,
+            image_status: ImageStatus::Pending,
+            status: LambdaStatus::Waiting,
+            reason: None,
+            alive: true,
+            parameters: Parameters::default(),
+            archive: ArchiveInfo {
+                size: 10,
+                sha256: "ab".into(),
+            },
+            has_docs: false,
+        };
+        let json = serde_json::to_value(&rec).unwrap();
+        assert_eq!(json["create_time"], "2026-11-29T10:00:00Z");
+        assert_eq!(json["image_status"], "pending");
+        let back: LambdaRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, rec);
+        let v = serde_json::to_value(VersionResponse {
+            version: VersionInfo {
+                api: 1,
+                major: 0,
+                minor: 1,
+                patch: 0,
+            },
+        })
+        .unwrap();
+        assert_eq!(v["Version"]["api"], 1);
+    }
+
+    #[test]
+    fn credentials_refuse_bad_names_and_types() {
+        assert!(
+            serde_json::from_str::<Credentials>(
+                r#"{"lambda_name":"ok","lambda_type":"standalone"}"#
+            )
+            .is_ok()
+        );
+        assert!(
+            serde_json::from_str::<Credentials>(
+                r#"{"lambda_name":"Bad","lambda_type":"standalone"}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<Credentials>(r#"{"lambda_name":"ok","lambda_type":"tasks"}"#)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,519 @@
+//! Lambda parameters (the `parameters` part of a create/update request) and their rules.
+//!
+//! [`Parameters::parse`] turns JSON into parameters and checks every rule at once, so the caller
+//! gets one [`ValidationReport`] with every problem, each with its parameter path.
+
+use crate::docker_commands;
+use crate::problem::{Problem, ValidationReport};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Longest accepted `description`, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// Most worker processes inside one replica.
+pub const MAX_WORKERS: u32 = 64;
+
+/// The base image a lambda is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum BaseImage {
+    /// `lpa-lambda-base`: Python and the runtime.
+    #[default]
+    #[serde(rename = "lpa-lambda-base")]
+    Base,
+    /// `lpa-lambda-base-fsdk`: the same plus the face SDK.
+    #[serde(rename = "lpa-lambda-base-fsdk")]
+    Fsdk,
+}
+
+impl BaseImage {
+    /// The image repository name.
+    pub fn image_name(&self) -> &'static str {
+        match self {
+            Self::Base => "lpa-lambda-base",
+            Self::Fsdk => "lpa-lambda-base-fsdk",
+        }
+    }
+}
+
+/// Everything a user can set about a lambda besides its code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameters {
+    /// Free text, at most [`MAX_DESCRIPTION_CHARS`] characters.
+    #[serde(default)]
+    pub description: String,
+    /// Base image to build from.
+    #[serde(default)]
+    pub base_image: BaseImage,
+    /// Extra Dockerfile instructions, one per entry (see [`crate::docker_commands`]).
+    #[serde(default)]
+    pub user_docker_commands: Vec<String>,
+    /// JSON object handed to the lambda as `request.config.userConfig`.
+    #[serde(default)]
+    pub user_config: Option<serde_json::Value>,
+    /// Worker processes per replica (1..=64).
+    #[serde(default = "one")]
+    pub workers: u32,
+    /// Extra environment variables for the lambda.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Where and how the lambda runs.
+    #[serde(default)]
+    pub deploy_parameters: DeployParameters,
+}
+
+impl Default for Parameters {
+    fn default() -> Self {
+        Self {
+            description: String::new(),
+            base_image: BaseImage::default(),
+            user_docker_commands: Vec::new(),
+            user_config: None,
+            workers: 1,
+            env: BTreeMap::new(),
+            deploy_parameters: DeployParameters::default(),
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+
+/// Deployment parameters (`deploy_parameters`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployParameters {
+    /// Replicas (≥ 1).
+    #[serde(default = "one")]
+    pub pod_count: u32,
+    /// Kubernetes namespace (default `default`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Node labels the replicas must run on (Kubernetes nodeSelector).
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+    /// Request one GPU per replica.
+    #[serde(default)]
+    pub enable_gpu: bool,
+    /// CPU and memory requests and limits.
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+impl Default for DeployParameters {
+    fn default() -> Self {
+        Self {
+            pod_count: 1,
+            namespace: default_namespace(),
+            selector: BTreeMap::new(),
+            enable_gpu: false,
+            resources: Resources::default(),
+        }
+    }
+}
+
+/// CPU and memory requests and limits, in Kubernetes quantity syntax (`500m`, `2`, `256Mi`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU request, e.g. `250m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_request: Option<String>,
+    /// CPU limit, e.g. `1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<String>,
+    /// Memory request, e.g. `256Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_request: Option<String>,
+    /// Memory limit, e.g. `1Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
+}
+
+impl Parameters {
+    /// Parses parameters from JSON and checks every rule. An empty body means the defaults.
+    pub fn parse(json: &[u8]) -> Result<Parameters, ValidationReport> {
+        let mut report = ValidationReport::default();
+        if json.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Parameters::default());
+        }
+        let params: Parameters = match serde_json::from_slice(json) {
+            Ok(p) => p,
+            Err(e) => {
+                report.push(
+                    Problem::error(
+                        "parameters.invalid",
+                        "parameters",
+                        format!("parameters are not valid: {e}"),
+                    )
+                    .at(e.line() as u32, e.column() as u32),
+                );
+                return Err(report);
+            }
+        };
+        let checked = params.check();
+        if checked.is_ok() {
+            Ok(params)
+        } else {
+            Err(checked)
+        }
+    }
+
+    /// Checks every rule; returns all problems (empty when valid).
+    pub fn check(&self) -> ValidationReport {
+        let mut r = ValidationReport::default();
+        if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            r.push(Problem::error(
+                "parameters.description",
+                "description",
+                format!("description is longer than {MAX_DESCRIPTION_CHARS} characters"),
+            ));
+        }
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            r.push(Problem::error(
+                "parameters.workers",
+                "workers",
+                format!(
+                    "workers must be between 1 and {MAX_WORKERS}, got {}",
+                    self.workers
+                ),
+            ));
+        }
+        if let Some(cfg) = &self.user_config
+            && !(cfg.is_object() || cfg.is_null())
+        {
+            r.push(Problem::error(
+                "parameters.user_config",
+                "user_config",
+                "user_config must be a JSON object (or null)",
+            ));
+        }
+        for (k, v) in &self.env {
+            let path = format!("env.{k}");
+            let valid = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                r.push(Problem::error(
+                    "parameters.env",
+                    path,
+                    format!("environment variable name {k:?} must match [A-Za-z_][A-Za-z0-9_]*"),
+                ));
+            } else if k.starts_with("LAMBDA_") {
+                r.push(Problem::error(
+                    "parameters.env",
+                    path,
+                    format!("environment variable {k} uses the reserved prefix LAMBDA_, which the platform sets"),
+                ));
+            } else if v.contains('\0') {
+                r.push(Problem::error(
+                    "parameters.env",
+                    path,
+                    format!("the value of {k} contains a NUL byte"),
+                ));
+            }
+        }
+        r.problems
+            .extend(docker_commands::check(&self.user_docker_commands));
+        r.extend(self.deploy_parameters.check());
+        r
+    }
+}
+
+impl DeployParameters {
+    /// Checks every rule of `deploy_parameters`.
+    pub fn check(&self) -> ValidationReport {
+        let mut r = ValidationReport::default();
+        if self.pod_count < 1 {
+            r.push(Problem::error(
+                "parameters.pod_count",
+                "deploy_parameters.pod_count",
+                "pod_count must be at least 1",
+            ));
+        }
+        if let Err(why) = check_namespace(&self.namespace) {
+            r.push(Problem::error(
+                "parameters.namespace",
+                "deploy_parameters.namespace",
+                format!("namespace {:?} {why}", self.namespace),
+            ));
+        }
+        for (k, v) in &self.selector {
+            let path = format!("deploy_parameters.selector.{k}");
+            if let Err(why) = check_label_key(k) {
+                r.push(Problem::error(
+                    "parameters.selector",
+                    path.clone(),
+                    format!("label key {k:?} {why}"),
+                ));
+            }
+            if let Err(why) = check_label_value(v) {
+                r.push(Problem::error(
+                    "parameters.selector",
+                    path,
+                    format!("label value {v:?} {why}"),
+                ));
+            }
+        }
+        let res = &self.resources;
+        let fields = [
+            ("cpu_request", &res.cpu_request),
+            ("cpu_limit", &res.cpu_limit),
+            ("memory_request", &res.memory_request),
+            ("memory_limit", &res.memory_limit),
+        ];
+        let mut parsed = BTreeMap::new();
+        for (name, value) in fields {
+            if let Some(v) = value {
+                match parse_quantity(v) {
+                    Ok(q) if q > 0.0 => {
+                        parsed.insert(name, q);
+                    }
+                    Ok(_) => r.push(Problem::error(
+                        "parameters.resources",
+                        format!("deploy_parameters.resources.{name}"),
+                        format!("{name} must be greater than zero, got {v:?}"),
+                    )),
+                    Err(why) => r.push(Problem::error(
+                        "parameters.resources",
+                        format!("deploy_parameters.resources.{name}"),
+                        format!("{name} {v:?} {why}"),
+                    )),
+                }
+            }
+        }
+        for (req, lim) in [
+            ("cpu_request", "cpu_limit"),
+            ("memory_request", "memory_limit"),
+        ] {
+            if let (Some(a), Some(b)) = (parsed.get(req), parsed.get(lim))
+                && a > b
+            {
+                r.push(Problem::error(
+                    "parameters.resources",
+                    format!("deploy_parameters.resources.{req}"),
+                    format!("{req} is larger than {lim}; a request cannot exceed its limit"),
+                ));
+            }
+        }
+        r
+    }
+}
+
+/// Namespace rule: 2–63 characters, lowercase alphanumerics and `-`, starting and ending with an
+/// alphanumeric, and not `kube-*`.
+pub fn check_namespace(ns: &str) -> Result<(), &'static str> {
+    if !(2..=63).contains(&ns.len()) {
+        return Err("must be 2 to 63 characters long");
+    }
+    if !ns
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err("may contain only lowercase letters, digits and '-'");
+    }
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !ns.starts_with(alnum) || !ns.ends_with(alnum) {
+        return Err("must start and end with a letter or digit");
+    }
+    if ns.starts_with("kube-") {
+        return Err("must not start with 'kube-' (reserved for Kubernetes itself)");
+    }
+    Ok(())
+}
+
+fn check_label_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must have a name part of 1 to 63 characters");
+    }
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    if !name.starts_with(alnum) || !name.ends_with(alnum) {
+        return Err("must begin and end with a letter or digit");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("may contain only letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+/// Kubernetes label key: optional DNS-subdomain prefix and `/`, then a name.
+pub fn check_label_key(key: &str) -> Result<(), &'static str> {
+    let name = match key.rsplit_once('/') {
+        Some((prefix, name)) => {
+            let ok = !prefix.is_empty()
+                && prefix.len() <= 253
+                && prefix.split('.').all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        && !p.starts_with('-')
+                        && !p.ends_with('-')
+                });
+            if !ok {
+                return Err(
+                    "has an invalid prefix (a lowercase DNS subdomain of at most 253 characters)",
+                );
+            }
+            name
+        }
+        None => key,
+    };
+    check_label_name(name)
+}
+
+/// Kubernetes label value: empty, or a name of at most 63 characters.
+pub fn check_label_value(v: &str) -> Result<(), &'static str> {
+    if v.is_empty() {
+        Ok(())
+    } else {
+        check_label_name(v)
+    }
+}
+
+/// Parses a Kubernetes quantity (`100m`, `1.5`, `128Mi`, `1e3`, `2G`) to its value in base units.
+pub fn parse_quantity(q: &str) -> Result<f64, &'static str> {
+    const WHY: &str = "is not a Kubernetes quantity (examples: 500m, 2, 256Mi, 1Gi)";
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let digits = num.strip_prefix(['+', '-']).unwrap_or(num);
+    if digits.is_empty()
+        || digits == "."
+        || digits.matches('.').count() > 1
+        || !digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
+        return Err(WHY);
+    }
+    let base: f64 = num.parse().map_err(|_| WHY)?;
+    let mult = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        s if s.starts_with(['e', 'E']) => {
+            let exp: i32 = s[1..].parse().map_err(|_| WHY)?;
+            10f64.powi(exp)
+        }
+        _ => return Err(WHY),
+    };
+    Ok(base * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(json: &str) -> Vec<(String, String)> {
+        match Parameters::parse(json.as_bytes()) {
+            Ok(_) => vec![],
+            Err(r) => r.problems.into_iter().map(|p| (p.code, p.path)).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_and_empty_body() {
+        let p = Parameters::parse(b"").unwrap();
+        assert_eq!(p.deploy_parameters.namespace, "default");
+        assert_eq!(p.deploy_parameters.pod_count, 1);
+        assert_eq!(p.workers, 1);
+        let p = Parameters::parse(b"{}").unwrap();
+        assert_eq!(p, Parameters::default());
+    }
+
+    #[test]
+    fn full_valid_parameters() {
+        let p = Parameters::parse(
+            br#"{"description":"d","base_image":"lpa-lambda-base-fsdk","user_docker_commands":["USER root","RUN apt-get update","USER luna"],
+                "user_config":{"threshold":0.5},"workers":2,"env":{"MODE":"fast"},
+                "deploy_parameters":{"pod_count":3,"namespace":"lambdas","selector":{"kubernetes.io/arch":"amd64","gpu":""},
+                "enable_gpu":true,"resources":{"cpu_request":"250m","cpu_limit":"1","memory_request":"256Mi","memory_limit":"1Gi"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.base_image, BaseImage::Fsdk);
+        assert_eq!(p.deploy_parameters.pod_count, 3);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let got = codes(
+            r#"{"workers":0,"env":{"LAMBDA_PORT":"1","1x":"y"},"user_config":[1],
+                "deploy_parameters":{"pod_count":0,"namespace":"kube-system","selector":{"-bad":"ok","k":"-v"},
+                "resources":{"cpu_request":"2","cpu_limit":"1","memory_limit":"lots"}}}"#,
+        );
+        let paths: Vec<&str> = got.iter().map(|(_, p)| p.as_str()).collect();
+        for want in [
+            "workers",
+            "user_config",
+            "env.LAMBDA_PORT",
+            "env.1x",
+            "deploy_parameters.pod_count",
+            "deploy_parameters.namespace",
+            "deploy_parameters.selector.-bad",
+            "deploy_parameters.selector.k",
+            "deploy_parameters.resources.memory_limit",
+            "deploy_parameters.resources.cpu_request",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_json_are_refused() {
+        assert_eq!(codes(r#"{"pod_count":2}"#)[0].0, "parameters.invalid");
+        assert_eq!(
+            codes(r#"{"base_image":"centos"}"#)[0].0,
+            "parameters.invalid"
+        );
+        assert_eq!(codes("{not json")[0].0, "parameters.invalid");
+    }
+
+    #[test]
+    fn namespace_rules() {
+        for ok in ["default", "ab", "team-1", &"a".repeat(63)] {
+            assert!(check_namespace(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "a",
+            "-ab",
+            "ab-",
+            "Ab",
+            "a_b",
+            "kube-system",
+            &"a".repeat(64),
+        ] {
+            assert!(check_namespace(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("500m").unwrap(), 0.5);
+        assert_eq!(parse_quantity("2").unwrap(), 2.0);
+        assert_eq!(parse_quantity("1Gi").unwrap(), 1024f64.powi(3));
+        assert_eq!(parse_quantity("1e3").unwrap(), 1000.0);
+        assert_eq!(parse_quantity(".5").unwrap(), 0.5);
+        for bad in ["", "m", "1.2.3", "1X", "abc", "1 Gi", "."] {
+            assert!(parse_quantity(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The `lambda_main.py` check: real Python parsing (the ruff parser), not regular expressions.
+
+use crate::problem::Problem;
+use ruff_python_ast::Stmt;
+use ruff_text_size::TextSize;
+
+/// Checks that `source` parses as Python and defines, at module level, `async def main` callable
+/// with exactly one positional argument (the request). Returns the 1-based line of that `def`.
+///
+/// When `main` is defined several times, the last definition wins, as in Python.
+pub fn check_main(source: &str, path: &str) -> Result<u32, Problem> {
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let parsed = match ruff_python_parser::parse_module(source) {
+        Ok(p) => p,
+        Err(e) => {
+            let (line, col) = line_col(source, e.location.start());
+            return Err(Problem::error(
+                "main.syntax_error",
+                path,
+                format!(
+                    "'{path}' is not valid Python: {} (line {line}, column {col})",
+                    e.error
+                ),
+            )
+            .at(line, col));
+        }
+    };
+    let main = parsed
+        .syntax()
+        .body
+        .iter()
+        .rev()
+        .find_map(|stmt| match stmt {
+            Stmt::FunctionDef(f) if f.name.as_str() == "main" => Some(f),
+            _ => None,
+        });
+    let Some(f) = main else {
+        return Err(Problem::error(
+            "main.no_main",
+            path,
+            format!(
+                "'{path}' has no top-level `async def main(request)`; the platform calls it for every request"
+            ),
+        ));
+    };
+    let (line, col) = line_col(source, f.range.start());
+    if !f.is_async {
+        return Err(Problem::error(
+            "main.not_async",
+            path,
+            format!("`main` in '{path}' (line {line}) is a plain `def`; it must be `async def main(request)`"),
+        )
+        .at(line, col));
+    }
+    let p = &f.parameters;
+    let positional: Vec<_> = p.posonlyargs.iter().chain(p.args.iter()).collect();
+    let required = positional.iter().filter(|a| a.default.is_none()).count();
+    let required_kwonly = p.kwonlyargs.iter().filter(|a| a.default.is_none()).count();
+    let accepts_one = !positional.is_empty() || p.vararg.is_some();
+    if required > 1 || !accepts_one || required_kwonly > 0 {
+        let found = if positional.is_empty() && p.vararg.is_none() {
+            "no positional parameter".to_owned()
+        } else if required_kwonly > 0 {
+            format!("{required_kwonly} required keyword-only parameter(s)")
+        } else {
+            format!("{required} required positional parameters")
+        };
+        return Err(Problem::error(
+            "main.bad_signature",
+            path,
+            format!(
+                "`async def main` in '{path}' (line {line}) must take exactly one positional parameter, the request; it has {found}"
+            ),
+        )
+        .at(line, col));
+    }
+    Ok(line)
+}
+
+/// 1-based line and character column of a byte offset.
+pub(crate) fn line_col(source: &str, offset: TextSize) -> (u32, u32) {
+    let offset = usize::from(offset).min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() as u32 + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() as u32 + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(src: &str) -> Result<u32, String> {
+        check_main(src, "lambda_main.py").map_err(|p| p.code)
+    }
+
+    #[test]
+    fn accepts_async_main_with_one_parameter() {
+        assert_eq!(
+            code("import x\n\nasync def main(request):\n    return {}\n"),
+            Ok(3)
+        );
+        assert_eq!(
+            code("async def main(request: 'R') -> dict:\n    return {}\n"),
+            Ok(1)
+        );
+        assert_eq!(
+            code("async def main(request, extra=1):\n    return {}\n"),
+            Ok(1)
+        );
+        assert_eq!(code("async def main(*args):\n    return {}\n"), Ok(1));
+        assert_eq!(
+            code("\u{feff}async def main(r, /):\n    return {}\n"),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn refuses_sync_missing_and_bad_signatures() {
+        assert_eq!(
+            code("def main(request):\n    return {}\n"),
+            Err("main.not_async".into())
+        );
+        assert_eq!(
+            code("async def other(request):\n    return {}\n"),
+            Err("main.no_main".into())
+        );
+        assert_eq!(
+            code("async def main():\n    return {}\n"),
+            Err("main.bad_signature".into())
+        );
+        assert_eq!(
+            code("async def main(a, b):\n    return {}\n"),
+            Err("main.bad_signature".into())
+        );
+        assert_eq!(
+            code("async def main(a, *, k):\n    return {}\n"),
+            Err("main.bad_signature".into())
+        );
+        // A nested main does not count: only module-level definitions are called.
+        assert_eq!(
+            code("class A:\n    async def main(self, r):\n        pass\n"),
+            Err("main.no_main".into())
+        );
+        // The last definition wins, as in Python.
+        assert_eq!(
+            code("async def main(r):\n    pass\ndef main(r):\n    pass\n"),
+            Err("main.not_async".into())
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let p = check_main(
+            "x = 1\nasync def main(request)\n    return {}\n",
+            "lambda_main.py",
+        )
+        .unwrap_err();
+        assert_eq!(p.code, "main.syntax_error");
+        assert_eq!(p.line, Some(2));
+        assert!(p.column.is_some());
+        assert!(p.message.contains("line 2"), "{}", p.message);
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\nцdx", TextSize::from(6)), (2, 3));
+    }
+}

@@ -1,0 +1,170 @@
+//! Golden-file tests of the pure renderers (`UPDATE_GOLDEN=1` rewrites the files after a
+//! deliberate change; review the diff).
+
+mod support;
+
+use lambda_core::archive::{Limits, validate_bytes};
+use lambda_core::render::{
+    DeploySpec, DockerfileSpec, build_context, lambda_image_ref, render_config_map,
+    render_deployment, render_dockerfile, render_service,
+};
+use lambda_core::{BaseImage, LambdaId, LambdaName, LambdaType, Parameters};
+use support::{MAIN_OK, golden, zip_of};
+
+const RUNTIME: &[&str] = &[
+    "run.py",
+    "luna_lambda_tools/__init__.py",
+    "requirements.txt",
+];
+
+fn id() -> LambdaId {
+    "6f1c1a4e-8f0e-4f57-9d1b-2a8f3c9e0b11".parse().unwrap()
+}
+
+#[test]
+fn dockerfile_minimal() {
+    let spec = DockerfileSpec {
+        registry: None,
+        base_image: BaseImage::Base,
+        base_tag: "1.0.0",
+        has_requirements: false,
+        user_docker_commands: &[],
+        lambda_type: LambdaType::Standalone,
+        pip_index_url: None,
+        pip_ca_bundle: false,
+    };
+    golden("dockerfile_minimal.txt", &render_dockerfile(&spec));
+}
+
+#[test]
+fn dockerfile_full() {
+    let cmds = vec![
+        "USER root".to_owned(),
+        "RUN yum install -y epel-release".to_owned(),
+        "RUN yum install -y libjpeg-turbo-devel".to_owned(),
+        "USER luna".to_owned(),
+    ];
+    let spec = DockerfileSpec {
+        registry: Some("registry.local:5000/"),
+        base_image: BaseImage::Fsdk,
+        base_tag: "v5.34.0",
+        has_requirements: true,
+        user_docker_commands: &cmds,
+        lambda_type: LambdaType::Handlers,
+        pip_index_url: Some("https://pypi.mirror.local/simple"),
+        pip_ca_bundle: true,
+    };
+    let text = render_dockerfile(&spec);
+    // The requirements layer comes before any code is copied, so code-only changes reuse it.
+    let pip = text.find("pip install").unwrap();
+    assert!(pip < text.find("COPY --chown=luna:luna lambda/").unwrap());
+    assert!(
+        text.trim_end()
+            .ends_with("CMD [\"python3\", \"/srv/lambda/run.py\"]")
+    );
+    golden("dockerfile_full.txt", &text);
+
+    let archive = validate_bytes(
+        &zip_of(&[
+            ("lambda_main.py", MAIN_OK),
+            ("requirements.txt", "pillow==10.0.0\n"),
+            ("run.py", "replaced"),
+            ("pkg/b.py", ""),
+            ("pkg/a.py", ""),
+        ]),
+        &Limits::default(),
+    )
+    .unwrap();
+    let ctx: Vec<String> = build_context(&archive, RUNTIME, &spec)
+        .into_iter()
+        .map(|f| format!("{} <- {:?}\n", f.path, f.source))
+        .collect();
+    golden("context_full.txt", &ctx.concat());
+}
+
+fn full_params() -> Parameters {
+    Parameters::parse(
+        br#"{"workers":2,"env":{"MODE":"fast"},"user_config":{"threshold":0.5},
+            "deploy_parameters":{"pod_count":3,"namespace":"lambdas","selector":{"disktype":"ssd"},"enable_gpu":true,
+            "resources":{"cpu_request":"250m","cpu_limit":"2","memory_request":"256Mi","memory_limit":"1Gi"}}}"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn kubernetes_objects() {
+    let name = LambdaName::parse("face-filter").unwrap();
+    let params = full_params();
+    let image = lambda_image_ref(Some("registry.local:5000"), &id(), 3);
+    let spec = DeploySpec {
+        id: id(),
+        name: &name,
+        lambda_type: LambdaType::Standalone,
+        version: 3,
+        image: &image,
+        parameters: &params,
+        config_hash: "c0ffee",
+    };
+    let dep = render_deployment(&spec);
+    assert_eq!(dep["metadata"]["name"], format!("lambda-{}", id()));
+    assert_eq!(dep["spec"]["replicas"], 3);
+    assert_eq!(
+        dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        0
+    );
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["resources"]["limits"]["nvidia.com/gpu"], "1");
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "NVIDIA_DRIVER_CAPABILITIES")
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/healthcheck");
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["nodeSelector"]["disktype"],
+        "ssd"
+    );
+    golden(
+        "deployment_full.json",
+        &serde_json::to_string_pretty(&dep).unwrap(),
+    );
+    golden(
+        "service.json",
+        &serde_json::to_string_pretty(&render_service(&spec)).unwrap(),
+    );
+    golden(
+        "configmap.json",
+        &serde_json::to_string_pretty(&render_config_map(&spec)).unwrap(),
+    );
+}
+
+#[test]
+fn kubernetes_defaults_have_no_gpu_and_no_selector() {
+    let name = LambdaName::parse("hello").unwrap();
+    let params = Parameters::default();
+    let spec = DeploySpec {
+        id: id(),
+        name: &name,
+        lambda_type: LambdaType::Standalone,
+        version: 1,
+        image: "luna-lambda/x:v1",
+        parameters: &params,
+        config_hash: "0",
+    };
+    let dep = render_deployment(&spec);
+    assert_eq!(dep["metadata"]["namespace"], "default");
+    assert_eq!(dep["spec"]["replicas"], 1);
+    assert!(
+        dep["spec"]["template"]["spec"]
+            .get("nodeSelector")
+            .is_none()
+    );
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert!(c["resources"].as_object().unwrap().is_empty());
+    golden(
+        "deployment_default.json",
+        &serde_json::to_string_pretty(&dep).unwrap(),
+    );
+}
