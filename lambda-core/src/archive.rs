@@ -110,13 +110,24 @@ pub fn is_replaced_by_runtime(name: &str) -> bool {
 }
 
 /// Validates an archive held in memory.
+///
+/// Faster than [`validate`] on a reader: entries up to [`ONE_SHOT_MAX`] bytes are inflated in one
+/// call straight from the input slice, spread over the available cores.
 pub fn validate_bytes(bytes: &[u8], limits: &Limits) -> Result<ValidatedArchive, ValidationReport> {
-    validate(std::io::Cursor::new(bytes), limits)
+    validate_impl(std::io::Cursor::new(bytes), Some(bytes), limits)
 }
 
 /// Validates an archive from any seekable reader. See the module docs.
 pub fn validate<R: Read + Seek>(
+    reader: R,
+    limits: &Limits,
+) -> Result<ValidatedArchive, ValidationReport> {
+    validate_impl(reader, None, limits)
+}
+
+fn validate_impl<R: Read + Seek>(
     mut reader: R,
+    bytes: Option<&[u8]>,
     limits: &Limits,
 ) -> Result<ValidatedArchive, ValidationReport> {
     let mut report = ValidationReport::default();
@@ -268,65 +279,86 @@ pub fn validate<R: Read + Seek>(
         ));
     }
 
-    // Pass 2: stream every readable entry through a fixed buffer, checking real sizes and CRCs.
+    // Pass 2: read every readable entry, checking real sizes and CRCs.
     let mut kept: BTreeMap<&'static str, Vec<u8>> = BTreeMap::new();
     let mut actual_total: u64 = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    let budget_ok = declared_total <= limits.max_uncompressed_bytes;
-    for (i, meta, ok) in &metas {
-        if !*ok || meta.is_dir || !budget_ok {
-            continue;
-        }
-        let keep_as = KEPT_FILES.iter().copied().find(|k| *k == meta.name);
-        let keep = keep_as.is_some() && meta.size <= limits.max_source_bytes;
-        if keep_as.is_some() && !keep {
-            report.push(Problem::error(
-                "entry.too_large",
-                meta.name.clone(),
-                format!(
-                    "'{}' is {} bytes, more than the {} bytes the validator reads (setting limits.max_source_bytes)",
-                    meta.name, meta.size, limits.max_source_bytes
-                ),
-            ));
-        }
-        let mut content = keep.then(|| Vec::with_capacity(meta.size as usize));
-        let read = read_entry(&mut zip, *i, meta.size, &mut buf, content.as_mut());
-        match read {
-            Ok(n) if n == meta.size => {
-                actual_total += n;
-                if let (Some(name), Some(c)) = (keep_as, content) {
-                    kept.insert(name, c);
-                }
+    if declared_total <= limits.max_uncompressed_bytes {
+        let mut jobs = Vec::new();
+        for (i, meta, ok) in &metas {
+            if !*ok || meta.is_dir {
+                continue;
             }
-            Ok(n) if n > meta.size => report.push(Problem::error(
-                "entry.size_mismatch",
-                meta.name.clone(),
-                format!(
-                    "'{}' declares {} bytes but holds more; reading stopped (a lying size header is a zip-bomb sign)",
-                    meta.name, meta.size
-                ),
-            )),
-            Ok(n) => report.push(Problem::error(
-                "entry.size_mismatch",
-                meta.name.clone(),
-                format!("'{}' declares {} bytes but holds only {n}; the archive is corrupt", meta.name, meta.size),
-            )),
-            Err(e) => report.push(Problem::error(
-                "entry.corrupt",
-                meta.name.clone(),
-                format!("'{}' could not be decompressed: {e}; the archive is corrupt", meta.name),
-            )),
+            let keep_as = KEPT_FILES.iter().copied().find(|k| *k == meta.name);
+            let keep = keep_as.is_some() && meta.size <= limits.max_source_bytes;
+            if keep_as.is_some() && !keep {
+                report.push(Problem::error(
+                    "entry.too_large",
+                    meta.name.clone(),
+                    format!(
+                        "'{}' is {} bytes, more than the {} bytes the validator reads (setting limits.max_source_bytes)",
+                        meta.name, meta.size, limits.max_source_bytes
+                    ),
+                ));
+            }
+            jobs.push(Job {
+                index: *i,
+                meta,
+                keep_as: keep_as.filter(|_| keep),
+                outcome: None,
+            });
         }
-        if actual_total > limits.max_uncompressed_bytes {
-            report.push(Problem::error(
-                "archive.uncompressed_too_large",
-                "",
-                format!(
-                    "the entries hold more than {} bytes uncompressed (setting limits.max_uncompressed_bytes)",
-                    limits.max_uncompressed_bytes
-                ),
-            ));
-            break;
+        if let Some(bytes) = bytes {
+            inflate_in_memory(&mut zip, bytes, &mut jobs);
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        for job in &mut jobs {
+            if job.outcome.is_none() {
+                let mut content = job
+                    .keep_as
+                    .map(|_| Vec::with_capacity(job.meta.size as usize));
+                job.outcome = Some(
+                    match read_entry(
+                        &mut zip,
+                        job.index,
+                        job.meta.size,
+                        &mut buf,
+                        content.as_mut(),
+                    ) {
+                        Ok(n) if n == job.meta.size => Outcome::Ok(content),
+                        Ok(n) if n > job.meta.size => Outcome::Bigger,
+                        Ok(n) => Outcome::Short(n),
+                        Err(e) => Outcome::Corrupt(e),
+                    },
+                );
+            }
+            let meta = job.meta;
+            match job.outcome.take() {
+                Some(Outcome::Ok(content)) => {
+                    actual_total += meta.size;
+                    if let (Some(name), Some(c)) = (job.keep_as, content) {
+                        kept.insert(name, c);
+                    }
+                }
+                Some(Outcome::Bigger) => report.push(Problem::error(
+                    "entry.size_mismatch",
+                    meta.name.clone(),
+                    format!(
+                        "'{}' declares {} bytes but holds more; reading stopped (a lying size header is a zip-bomb sign)",
+                        meta.name, meta.size
+                    ),
+                )),
+                Some(Outcome::Short(n)) => report.push(Problem::error(
+                    "entry.size_mismatch",
+                    meta.name.clone(),
+                    format!("'{}' declares {} bytes but holds only {n}; the archive is corrupt", meta.name, meta.size),
+                )),
+                Some(Outcome::Corrupt(e)) => report.push(Problem::error(
+                    "entry.corrupt",
+                    meta.name.clone(),
+                    format!("'{}' could not be decompressed: {e}; the archive is corrupt", meta.name),
+                )),
+                None => {}
+            }
         }
     }
 
@@ -593,6 +625,124 @@ fn check_entry_header(m: &EntryMeta, limits: &Limits, report: &mut ValidationRep
     report.problems.len() == before
 }
 
+/// Largest entry inflated in one call (in memory) by [`validate_bytes`]; larger ones stream.
+pub const ONE_SHOT_MAX: u64 = 4 * 1024 * 1024;
+
+struct Job<'a> {
+    index: usize,
+    meta: &'a EntryMeta,
+    keep_as: Option<&'static str>,
+    outcome: Option<Outcome>,
+}
+
+enum Outcome {
+    Ok(Option<Vec<u8>>),
+    Bigger,
+    Short(u64),
+    Corrupt(String),
+}
+
+/// Inflates the small entries of an in-memory archive straight from the input slice, on all
+/// cores. Entries it does not handle keep `outcome == None` and are streamed by the caller.
+fn inflate_in_memory<R: Read + Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    bytes: &[u8],
+    jobs: &mut [Job<'_>],
+) {
+    struct Task<'b> {
+        data: &'b [u8],
+        stored: bool,
+        size: u64,
+        crc: u32,
+        keep: bool,
+    }
+    let mut tasks: Vec<(usize, Task<'_>)> = Vec::new();
+    for (j, job) in jobs.iter().enumerate() {
+        if job.meta.size > ONE_SHOT_MAX {
+            continue;
+        }
+        let Ok(f) = zip.by_index_raw(job.index) else {
+            continue;
+        };
+        let Some(start) = f.data_start() else {
+            continue;
+        };
+        let end = start.saturating_add(f.compressed_size());
+        let Some(data) = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(a, b)| bytes.get(a..b))
+        else {
+            continue;
+        };
+        tasks.push((
+            j,
+            Task {
+                data,
+                stored: f.compression() == CompressionMethod::Stored,
+                size: job.meta.size,
+                crc: f.crc32(),
+                keep: job.keep_as.is_some(),
+            },
+        ));
+    }
+    let run = |chunk: &[(usize, Task<'_>)]| -> Vec<(usize, Outcome)> {
+        let mut inflater = libdeflater::Decompressor::new();
+        let mut out: Vec<u8> = Vec::new();
+        chunk
+            .iter()
+            .map(|(j, t)| {
+                let outcome = if t.stored {
+                    if (t.data.len() as u64) != t.size {
+                        Outcome::Short(t.data.len() as u64)
+                    } else if crc32fast::hash(t.data) != t.crc {
+                        Outcome::Corrupt("CRC-32 mismatch".into())
+                    } else {
+                        Outcome::Ok(t.keep.then(|| t.data.to_vec()))
+                    }
+                } else {
+                    // One byte more than declared: filling it means the header lies.
+                    out.resize(t.size as usize + 1, 0);
+                    match inflater.deflate_decompress(t.data, &mut out) {
+                        Ok(n) if n as u64 == t.size => {
+                            if crc32fast::hash(&out[..n]) == t.crc {
+                                Outcome::Ok(t.keep.then(|| out[..n].to_vec()))
+                            } else {
+                                Outcome::Corrupt("CRC-32 mismatch".into())
+                            }
+                        }
+                        Ok(n) if (n as u64) < t.size => Outcome::Short(n as u64),
+                        Ok(_) | Err(libdeflater::DecompressionError::InsufficientSpace) => {
+                            Outcome::Bigger
+                        }
+                        Err(e) => Outcome::Corrupt(e.to_string()),
+                    }
+                };
+                (*j, outcome)
+            })
+            .collect()
+    };
+    let total: usize = tasks.iter().map(|(_, t)| t.data.len()).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    let results: Vec<(usize, Outcome)> = if threads > 1 && total > 1024 * 1024 {
+        let per = tasks.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = tasks.chunks(per).map(|c| s.spawn(move || run(c))).collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    } else {
+        run(&tasks)
+    };
+    for (j, outcome) in results {
+        jobs[j].outcome = Some(outcome);
+    }
+}
+
 /// Reads one entry through `buf`, never more than `declared + 1` bytes. Returns the byte count.
 fn read_entry<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
@@ -618,8 +768,12 @@ fn read_entry<R: Read + Seek>(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 // The zip crate stops an entry that inflates past its declared size itself.
-                if e.to_string().contains("larger than its declared") {
+                let msg = e.to_string();
+                if msg.contains("larger than its declared") {
                     return Ok(declared + 1);
+                }
+                if msg.contains("Invalid checksum") {
+                    return Err("CRC-32 mismatch".into());
                 }
                 return Err(e.to_string());
             }

@@ -2,12 +2,33 @@
 
 mod support;
 
-use lambda_core::archive::{Limits, validate_bytes};
+use lambda_core::archive::{Limits, ValidatedArchive, validate, validate_bytes};
 use lambda_core::pack::pack_files;
+use lambda_core::problem::ValidationReport;
 use support::{MAIN_OK, RawEntry, raw_zip, zip_of};
 
+/// Validates through both paths (in-memory and streaming) and checks they agree.
+fn both(bytes: &[u8], limits: &Limits) -> Result<ValidatedArchive, ValidationReport> {
+    let fast = validate_bytes(bytes, limits);
+    let stream = validate(std::io::Cursor::new(bytes), limits);
+    let key = |r: &Result<ValidatedArchive, ValidationReport>| match r {
+        Ok(a) => Ok(a.clone()),
+        Err(rep) => Err(rep
+            .problems
+            .iter()
+            .map(|p| (p.code.clone(), p.path.clone()))
+            .collect::<Vec<_>>()),
+    };
+    assert_eq!(
+        key(&fast),
+        key(&stream),
+        "in-memory and streaming validation disagree"
+    );
+    fast
+}
+
 fn codes(bytes: &[u8]) -> Vec<String> {
-    match validate_bytes(bytes, &Limits::default()) {
+    match both(bytes, &Limits::default()) {
         Ok(a) => a
             .warnings
             .into_iter()
@@ -27,7 +48,7 @@ fn has(bytes: &[u8], code: &str) {
 
 #[test]
 fn a_minimal_archive_is_valid() {
-    let a = validate_bytes(&zip_of(&[("lambda_main.py", MAIN_OK)]), &Limits::default()).unwrap();
+    let a = both(&zip_of(&[("lambda_main.py", MAIN_OK)]), &Limits::default()).unwrap();
     assert_eq!(a.main_line, 3);
     assert!(!a.has_requirements && !a.has_docs && a.warnings.is_empty());
     assert_eq!(a.entries.len(), 1);
@@ -47,7 +68,7 @@ fn a_full_archive_is_valid_and_described() {
         ("run.py", "print('mine')\n"),
         ("luna_lambda_tools/__init__.py", ""),
     ]);
-    let a = validate_bytes(&bytes, &Limits::default()).unwrap();
+    let a = both(&bytes, &Limits::default()).unwrap();
     assert!(a.has_requirements && a.has_docs);
     assert_eq!(a.requirements, vec!["six==1.16.0"]);
     assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
@@ -65,7 +86,7 @@ fn every_problem_is_reported_at_once() {
         ("docs/lambda.html", "<p>only html</p>"),
         ("../escape.py", ""),
     ]);
-    let r = validate_bytes(&bytes, &Limits::default()).unwrap_err();
+    let r = both(&bytes, &Limits::default()).unwrap_err();
     let got: Vec<&str> = r.problems.iter().map(|p| p.code.as_str()).collect();
     for want in [
         "main.not_async",
@@ -103,7 +124,7 @@ fn main_rules() {
         ("my-lambda/lambda_main.py", MAIN_OK),
         ("my-lambda/util.py", ""),
     ]);
-    let r = validate_bytes(&nested, &Limits::default()).unwrap_err();
+    let r = both(&nested, &Limits::default()).unwrap_err();
     assert_eq!(r.problems[0].code, "main.nested");
     assert!(
         r.problems[0].message.contains("'my-lambda/'"),
@@ -128,7 +149,7 @@ fn docs_rules() {
         ("docs/lambda.html", "<p/>"),
         ("docs/lambda.yml", "a: [1, 2\nb: }\n"),
     ]);
-    let r = validate_bytes(&bad_yaml, &Limits::default()).unwrap_err();
+    let r = both(&bad_yaml, &Limits::default()).unwrap_err();
     assert_eq!(r.problems[0].code, "docs.yaml_invalid");
     assert!(r.problems[0].line.is_some());
 }
@@ -272,7 +293,7 @@ fn corrupt_crc() {
 fn twenty_thousand_entries() {
     let mut entries = vec![RawEntry::stored("lambda_main.py", MAIN_OK.as_bytes())];
     entries.extend((0..20_000).map(|i| RawEntry::stored(&format!("f/{i}.txt"), b"")));
-    let r = validate_bytes(&raw_zip(&entries), &Limits::default()).unwrap_err();
+    let r = both(&raw_zip(&entries), &Limits::default()).unwrap_err();
     assert_eq!(r.problems.len(), 1);
     assert_eq!(r.problems[0].code, "archive.too_many_entries");
     assert!(
@@ -308,7 +329,7 @@ fn limits_are_settings() {
 }
 
 fn has_with(bytes: &[u8], limits: &Limits, code: &str) {
-    let r = validate_bytes(bytes, limits).unwrap_err();
+    let r = both(bytes, limits).unwrap_err();
     assert!(r.has(code), "expected {code}, got {r}");
 }
 
@@ -341,6 +362,9 @@ fn garbage_never_panics() {
             let i = (seed as usize) % m.len();
             m[i] = (seed >> 32) as u8;
         }
-        let _ = validate_bytes(&m, &Limits::default());
+        // Both paths must agree on the verdict (they may classify a broken stream differently).
+        let fast = validate_bytes(&m, &Limits::default());
+        let stream = validate(std::io::Cursor::new(&m), &Limits::default());
+        assert_eq!(fast.is_ok(), stream.is_ok());
     }
 }
