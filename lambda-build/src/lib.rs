@@ -1,4 +1,9 @@
 //! # lambda-build
 //!
-//! ImageBuilder trait, LocalBuilder (virtualenv) and DockerBuilder; owns the Python runtime sources (runtime/). Filled in by the builder issues.
-//! Depends only on lambda-core for now; see ARCHITECTURE.md for its room.
+//! Builds runnable artifacts of lambdas. Today it owns the Python runtime that every lambda runs
+//! under (`runtime/`: `run.py`, the `luna_lambda_tools` package and its pinned
+//! `requirements.txt`), embedded into the binary at compile time so every build is
+//! self-contained. The `ImageBuilder` trait and its local and Docker implementations come with the
+//! builder issues.
+
+pub mod runtime;

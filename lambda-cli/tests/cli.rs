@@ -101,3 +101,18 @@ fn a_zip_that_is_not_a_zip_is_invalid() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("archive.not_zip"));
 }
+
+#[test]
+fn every_example_lambda_validates() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.join("lambda_main.py").is_file() {
+            let out = cli(&["validate", dir.to_str().unwrap()], &examples);
+            assert_eq!(out.status.code(), Some(0), "{}: {out:?}", dir.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 6, "expected the six example lambdas, found {n}");
+}

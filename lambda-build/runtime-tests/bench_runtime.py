@@ -1,0 +1,103 @@
+"""Benchmark: the `hello` lambda under our runtime vs a bare Sanic app doing the same JSON echo,
+same machine, same run, same load (wrk, keep-alive, 50 connections, one worker each).
+
+Run with scripts/bench-runtime (it makes the venv with Sanic and installs wrk when missing).
+Prints throughput and p50/p99 side by side, and the ratio.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import lay_out, spawn, wait_healthy  # noqa: E402
+
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "50")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+
+SANIC_APP = '''
+import sys
+from sanic import Sanic
+from sanic.response import json
+app = Sanic("bare_echo")
+@app.route("/main", methods=["GET", "POST"])
+async def main(request):
+    return json({"echo": request.json})
+@app.get("/healthcheck")
+async def health(request):
+    return json({"execution_time": 0.0})
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True, access_log=False, motd=False)
+'''
+
+LUA = """
+wrk.method = "POST"
+wrk.body   = '{"data": {"a": 1, "b": [1, 2, 3], "c": "hello"}}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def to_ms(value):
+    m = re.match(r"([\d.]+)(us|ms|s)", value)
+    n, unit = float(m.group(1)), m.group(2)
+    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+
+
+def wrk(port, lua):
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}", "--latency", "-s", lua, f"http://127.0.0.1:{port}/main"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert errors is None, out
+    return rps, p50, p99
+
+
+def main():
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is not installed (apt-get install wrk)")
+    tmp = Path(tempfile.mkdtemp(prefix="runtime-bench-"))
+    lua = tmp / "post.lua"
+    lua.write_text(LUA)
+    ours = wait_healthy(spawn(lay_out(tmp / "hello", example="hello")))
+    (tmp / "sanic_app.py").write_text(SANIC_APP)
+    from conftest import free_port, Lambda
+    port = free_port()
+    sanic = Lambda(subprocess.Popen([sys.executable, str(tmp / "sanic_app.py"), str(port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), port, tmp)
+    wait_healthy(sanic)
+    results = {"runtime (uvicorn+httptools+uvloop)": [], "bare sanic": []}
+    try:
+        for port in (ours.port, sanic.port):  # warm-up
+            subprocess.run(["wrk", "-t1", "-c10", "-d2s", "-s", lua, f"http://127.0.0.1:{port}/main"],
+                           capture_output=True, check=True)
+        for _ in range(ROUNDS):  # alternate, so drift hits both alike
+            results["runtime (uvicorn+httptools+uvloop)"].append(wrk(ours.port, lua))
+            results["bare sanic"].append(wrk(sanic.port, lua))
+    finally:
+        ours.stop()
+        sanic.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    best = {k: max(v, key=lambda r: r[0]) for k, v in results.items()}
+    print(f"hello lambda, POST /main JSON echo, wrk -t1 -c{CONNECTIONS} -d{DURATION}, best of {ROUNDS}, one worker")
+    print(f"{'':38} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, (rps, p50, p99) in best.items():
+        print(f"{name:38} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f}")
+    ours_rps = best["runtime (uvicorn+httptools+uvloop)"][0]
+    ratio = ours_rps / best["bare sanic"][0]
+    p99 = best["runtime (uvicorn+httptools+uvloop)"][2]
+    print(f"throughput ratio runtime/sanic: {ratio:.2f}x (target >= 1.0x: {'met' if ratio >= 1.0 else 'NOT met'})")
+    print(f"runtime p99: {p99:.2f} ms (target <= 5 ms: {'met' if p99 <= 5.0 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

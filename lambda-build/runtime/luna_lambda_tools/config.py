@@ -1,0 +1,62 @@
+"""The lambda's configuration, as handed over by the platform through environment variables.
+
+| variable | meaning | default |
+|---|---|---|
+| LAMBDA_PORT | port to serve on | 8000 |
+| LAMBDA_HOST | address to bind | 0.0.0.0 |
+| LAMBDA_TYPE | standalone or handlers | standalone |
+| LAMBDA_VERSION | lambda version, echoed as `Lambda-Version` | 1 |
+| LAMBDA_ID | lambda id | "" |
+| LAMBDA_WORKERS | worker processes | 1 |
+| LAMBDA_USER_CONFIG_FILE | JSON file with the user config | none (empty config) |
+| LAMBDA_MAX_BODY_BYTES | largest request body, else 413 | 16777216 |
+| LAMBDA_SHUTDOWN_TIMEOUT | seconds in-flight requests get on SIGTERM | 10 |
+| LAMBDA_LOG_LEVEL | logger level | INFO |
+"""
+
+import json
+import os
+
+
+def _int(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"luna-lambda runtime: {name}={raw!r} is not an integer") from None
+
+
+class LambdaConfig:
+    """Settings of this lambda process. `userConfig` is the user config (a dict)."""
+
+    def __init__(self, environ=None):
+        env = os.environ if environ is None else environ
+        self.port = int(env.get("LAMBDA_PORT") or 8000)
+        self.host = env.get("LAMBDA_HOST") or "0.0.0.0"
+        self.lambdaType = env.get("LAMBDA_TYPE") or "standalone"
+        self.version = env.get("LAMBDA_VERSION") or "1"
+        self.lambdaId = env.get("LAMBDA_ID") or ""
+        self.workers = _int("LAMBDA_WORKERS", 1)
+        self.maxBodyBytes = _int("LAMBDA_MAX_BODY_BYTES", 16 * 1024 * 1024)
+        self.shutdownTimeout = _int("LAMBDA_SHUTDOWN_TIMEOUT", 10)
+        self.userConfigFile = env.get("LAMBDA_USER_CONFIG_FILE") or ""
+        self.userConfig = self._load_user_config()
+
+    def _load_user_config(self):
+        path = self.userConfigFile
+        if not path or not os.path.exists(path):
+            return {}
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip()
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise SystemExit(f"luna-lambda runtime: user config {path} is not valid JSON: {e}") from None
+        return value if isinstance(value, dict) else {}
+
+
+lambdaConfig = LambdaConfig()

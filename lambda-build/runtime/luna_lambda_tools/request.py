@@ -1,0 +1,187 @@
+"""Request objects handed to `main(request)`."""
+
+import json
+from urllib.parse import parse_qsl
+
+from .exceptions import BadRequest, LunaServicesNotConfigured, UserException
+
+_UNSET = object()
+
+
+class Headers:
+    """Case-insensitive, read-only view of the request headers."""
+
+    __slots__ = ("_raw", "_map")
+
+    def __init__(self, raw):
+        self._raw = raw  # list of (bytes, bytes) from the ASGI scope
+        self._map = None
+
+    def _m(self):
+        if self._map is None:
+            m = {}
+            for k, v in self._raw:
+                key = k.decode("latin-1").lower()
+                val = v.decode("latin-1")
+                m[key] = f"{m[key]}, {val}" if key in m else val
+            self._map = m
+        return self._map
+
+    def get(self, key, default=None):
+        return self._m().get(key.lower(), default)
+
+    def __getitem__(self, key):
+        return self._m()[key.lower()]
+
+    def __contains__(self, key):
+        return isinstance(key, str) and key.lower() in self._m()
+
+    def __iter__(self):
+        return iter(self._m())
+
+    def __len__(self):
+        return len(self._m())
+
+    def keys(self):
+        return self._m().keys()
+
+    def items(self):
+        return self._m().items()
+
+    def values(self):
+        return self._m().values()
+
+    def getall(self, key):
+        """Every value of a repeated header, in order."""
+        k = key.lower().encode("latin-1")
+        return [v.decode("latin-1") for name, v in self._raw if name.lower() == k]
+
+    def __repr__(self):
+        return f"Headers({self._m()!r})"
+
+
+class Args(dict):
+    """Query parameters: `args.get(k)` gives the first value, `args.getlist(k)` all of them,
+    and `args[k]` the list (as Sanic's RequestParameters)."""
+
+    def get(self, key, default=None):
+        values = super().get(key)
+        return values[0] if values else default
+
+    def getlist(self, key, default=None):
+        return super().get(key, default if default is not None else [])
+
+
+class UserConfig:
+    """`request.config`: `.userConfig` is the user config dict given to the lambda."""
+
+    __slots__ = ("userConfig",)
+
+    def __init__(self, userConfig):
+        self.userConfig = userConfig
+
+
+class _BaseRequest:
+    __slots__ = ("_scope", "_body", "_json", "_headers", "_args", "config", "userCtx", "requestId")
+
+    def __init__(self, scope, body, config, userCtx, requestId):
+        self._scope = scope
+        self._body = body
+        self._json = _UNSET
+        self._headers = None
+        self._args = None
+        self.config = config
+        self.userCtx = userCtx
+        self.requestId = requestId
+
+    @property
+    def method(self):
+        return self._scope["method"]
+
+    @property
+    def path(self):
+        return self._scope["path"]
+
+    @property
+    def body(self):
+        return self._body
+
+    def getBody(self):
+        return self._body
+
+    @property
+    def headers(self):
+        if self._headers is None:
+            self._headers = Headers(self._scope["headers"])
+        return self._headers
+
+    @property
+    def args(self):
+        if self._args is None:
+            args = Args()
+            qs = self._scope.get("query_string", b"").decode("latin-1")
+            for k, v in parse_qsl(qs, keep_blank_values=True):
+                args.setdefault(k, []).append(v)
+            self._args = args
+        return self._args
+
+    @property
+    def json(self):
+        """The body parsed as JSON (parsed once, on first use); `None` for an empty body.
+        Invalid JSON answers 400 with error_code 12001."""
+        if self._json is _UNSET:
+            if not self._body:
+                self._json = None
+            else:
+                try:
+                    self._json = json.loads(self._body)
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise BadRequest(12001, "Bad JSON", f"request body is not valid JSON: {e}") from None
+        return self._json
+
+    @property
+    def clients(self):
+        raise LunaServicesNotConfigured(
+            "request.clients needs the LUNA services' configuration (LUNA_FACES_ADDRESS, "
+            "LUNA_EVENTS_ADDRESS, LUNA_REMOTE_SDK_ADDRESS, ... from the Luna-Configurator), which this "
+            "platform does not provide; call the services over HTTP with their addresses in the "
+            "lambda's `env` parameters instead"
+        )
+
+
+class StandaloneLambdaRequest(_BaseRequest):
+    """Request of a standalone lambda: sent directly to the lambda."""
+
+    __slots__ = ()
+
+
+class HandlersLambdaRequest(_BaseRequest):
+    """Request of a handlers lambda: sent by luna-handlers; `.data` is the JSON body and
+    `.handlerId` comes from the `Luna-Handler-Id` header."""
+
+    __slots__ = ()
+
+    @property
+    def data(self):
+        return self.json
+
+    @property
+    def handlerId(self):
+        return self.headers.get("luna-handler-id")
+
+    def getRequestData(self, model):
+        """The JSON body converted by `model`: a pydantic model (v2 `model_validate`, v1
+        `parse_obj`) or any callable taking the parsed body. A validation failure answers 400."""
+        data = self.json
+        try:
+            if hasattr(model, "model_validate"):
+                return model.model_validate(data)
+            if hasattr(model, "parse_obj"):
+                return model.parse_obj(data)
+            return model(data)
+        except (BadRequest, UserException):
+            raise
+        except Exception as e:  # pydantic.ValidationError, TypeError, ValueError, ...
+            if type(e).__name__ == "ValidationError" or isinstance(e, (TypeError, ValueError)):
+                raise UserException(400, f"request data does not match {getattr(model, '__name__', model)}: {e}") from e
+            raise
