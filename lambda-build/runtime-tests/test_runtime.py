@@ -200,6 +200,13 @@ def test_sigterm_finishes_in_flight_requests_then_runs_on_shutdown(start, tmp_pa
     assert mark.read_text() == "done"
 
 
+def alive(pid):
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return False
+
+
 def test_workers_run_that_many_processes(start):
     lam = start(files={"lambda_main.py": "import os\nasync def main(r):\n    return {'pid': os.getpid()}\n"},
                 env={"LAMBDA_WORKERS": "2"})
@@ -210,6 +217,13 @@ def test_workers_run_that_many_processes(start):
     pids = {int(p) for p in children}
     served = {lam.request("GET", "/main").json()["pid"] for _ in range(20)}
     assert served <= pids and len(pids) >= 2, (served, pids)
+    # Killing the supervisor outright must not leave orphan workers behind.
+    lam.proc.kill()
+    lam.proc.wait(10)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in served):
+        assert time.monotonic() < deadline, f"workers {served} outlived their supervisor"
+        time.sleep(0.05)
 
 
 def test_import_failure_exits_non_zero_with_a_clear_message(start):

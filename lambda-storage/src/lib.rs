@@ -1,4 +1,38 @@
 //! # lambda-storage
 //!
-//! Archives, build logs and lambda records on object_store (memory://, file://, s3://). Filled in by the storage issue.
-//! Depends only on lambda-core for now; see ARCHITECTURE.md for its room.
+//! Everything the control plane keeps, in one object store: the uploaded archives, build logs
+//! and docs ([`ArtifactStore`]) and the lambda records ([`LambdaRepository`]). The backend is
+//! chosen by URL ([`open`]): `memory://`, `file:///path` (the embedded default) or `s3://bucket`.
+//!
+//! ## Key layout
+//!
+//! Under an optional prefix `P`:
+//!
+//! | key | holds |
+//! |---|---|
+//! | `P/lambdas/<id>/v<version>/archive.zip` | the uploaded archive |
+//! | `P/lambdas/<id>/v<version>/build.log` | the build log of that version |
+//! | `P/lambdas/<id>/v<version>/docs/lambda.html`, `.../lambda.yml` | the archive's docs |
+//! | `P/records/<id>.json` | the record: `{"revision": n, "record": {...}}` (the source of truth) |
+//! | `P/names/<account>/<name>` | the name claim (holds the lambda id): names are unique per account |
+//! | `P/index/lambdas.json` | the list index (id, account, name, namespace, create time) |
+//! | `P/.healthcheck/<uuid>` | short-lived probe of [`Storage::healthcheck`] |
+//!
+//! ## Concurrency
+//!
+//! Where the backend offers conditional writes (memory, and S3 servers that honour `If-Match` /
+//! `If-None-Match`), every record and index update is compare-and-swap on the object's e-tag, so
+//! any number of processes can share the store. The local folder cannot do conditional updates:
+//! there, writes are serialised in-process, and **a `file://` store serves one server process
+//! only**. Name claims are atomic creates on every backend, so two racing creates of the same
+//! name cannot both win.
+
+mod artifacts;
+mod backend;
+mod error;
+mod records;
+
+pub use artifacts::{ArtifactStore, DocKind};
+pub use backend::{CasMode, S3Options, Storage, StorageConfig, open};
+pub use error::{Error, Result, UnavailableKind};
+pub use records::{LambdaRepository, ListQuery, RecoveryReport, Revision, Versioned};

@@ -210,8 +210,21 @@ class LambdaApp:
             return 404, _error(12006, "Resource not found", "this lambda has no docs (docs/lambda.html and docs/lambda.yml)"), _JSON
 
 
+def _die_with_parent():
+    """A worker ends when its supervisor dies, even by SIGKILL: no orphan workers (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before prctl took effect
+        os._exit(1)
+
+
 def create_app():
     """App factory used by each worker process when LAMBDA_WORKERS > 1."""
+    _die_with_parent()
     return LambdaApp(load_lambda_module())
 
 

@@ -1,0 +1,328 @@
+//! Archives, build logs and docs.
+
+use crate::backend::Inner;
+use crate::error::{Error, Result};
+use bytes::{Bytes, BytesMut};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use lambda_core::LambdaId;
+use lambda_core::api::ArchiveInfo;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Below this size an archive is written with one PUT; above it, as a multipart upload.
+const MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
+
+/// Which docs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    /// `docs/lambda.html`
+    Html,
+    /// `docs/lambda.yml`
+    Yaml,
+}
+
+impl DocKind {
+    fn file(self) -> &'static str {
+        match self {
+            Self::Html => "lambda.html",
+            Self::Yaml => "lambda.yml",
+        }
+    }
+}
+
+/// Archives, build logs and docs of every lambda version (see the crate docs for the keys).
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ArtifactStore {
+    fn version_key(&self, id: &LambdaId, version: u64, file: &[&str]) -> Path {
+        let id = id.to_string();
+        let v = format!("v{version}");
+        let mut parts = vec!["lambdas", id.as_str(), v.as_str()];
+        parts.extend_from_slice(file);
+        self.inner.key(&parts)
+    }
+
+    /// The key of an archive (for logs and errors).
+    pub fn archive_key(&self, id: &LambdaId, version: u64) -> String {
+        self.version_key(id, version, &["archive.zip"]).to_string()
+    }
+
+    /// Stores an archive from a stream, hashing as it goes; returns its size and sha256.
+    /// Small archives take one PUT, large ones a multipart upload that is aborted on any error,
+    /// so a failed upload leaves nothing behind. Overwrites an existing archive of that version.
+    pub async fn put_archive<S>(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        mut stream: S,
+    ) -> Result<ArchiveInfo>
+    where
+        S: futures::Stream<Item = std::io::Result<Bytes>> + Unpin + Send,
+    {
+        let key = self.version_key(id, version, &["archive.zip"]);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut head = BytesMut::new();
+        while head.len() < MULTIPART_THRESHOLD {
+            match stream.next().await {
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    size += chunk.len() as u64;
+                    head.extend_from_slice(&chunk);
+                }
+                Some(Err(source)) => return Err(Error::Input { source }),
+                None => {
+                    self.inner
+                        .store
+                        .put(&key, PutPayload::from(head.freeze()))
+                        .await
+                        .map_err(|e| Error::backend(&key, e))?;
+                    return Ok(ArchiveInfo {
+                        size,
+                        sha256: hex(&hasher.finalize()),
+                    });
+                }
+            }
+        }
+        let upload = self
+            .inner
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| Error::backend(&key, e))?;
+        let mut w = WriteMultipart::new(upload);
+        w.put(head.freeze());
+        loop {
+            match stream.next().await {
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    size += chunk.len() as u64;
+                    if let Err(e) = w.wait_for_capacity(4).await {
+                        return Err(Error::backend(&key, e));
+                    }
+                    w.put(chunk);
+                }
+                Some(Err(source)) => {
+                    let _ = w.abort().await;
+                    return Err(Error::Input { source });
+                }
+                None => break,
+            }
+        }
+        w.finish().await.map_err(|e| Error::backend(&key, e))?;
+        Ok(ArchiveInfo {
+            size,
+            sha256: hex(&hasher.finalize()),
+        })
+    }
+
+    /// Stores an archive held in memory.
+    pub async fn put_archive_bytes(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        bytes: Bytes,
+    ) -> Result<ArchiveInfo> {
+        self.put_archive(id, version, futures::stream::iter([Ok(bytes)]))
+            .await
+    }
+
+    /// Streams a stored archive, checking it against `expected` as it goes: the stream ends with
+    /// [`Error::Corrupt`] when the size or sha256 differ, and [`Error::NotFound`] is returned when
+    /// the archive is gone.
+    pub async fn open_archive(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        expected: &ArchiveInfo,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let key = self.version_key(id, version, &["archive.zip"]);
+        let got = self
+            .inner
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| Error::backend(&key, e))?;
+        let expected = expected.clone();
+        let key_s = key.to_string();
+        let state = (Sha256::new(), 0u64);
+        let body = got.into_stream().map_err({
+            let key = key.clone();
+            move |e| Error::backend(&key, e)
+        });
+        let checked = futures::stream::unfold((body, Some(state)), move |(mut body, state)| {
+            let expected = expected.clone();
+            let key_s = key_s.clone();
+            async move {
+                let (mut hasher, mut size) = state?;
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        hasher.update(&chunk);
+                        size += chunk.len() as u64;
+                        if size > expected.size {
+                            let err = Error::Corrupt {
+                                path: key_s,
+                                detail: format!("larger than the recorded {} bytes", expected.size),
+                            };
+                            return Some((Err(err), (body, None)));
+                        }
+                        Some((Ok(chunk), (body, Some((hasher, size)))))
+                    }
+                    Some(Err(e)) => Some((Err(e), (body, None))),
+                    None => {
+                        let digest = hex(&hasher.finalize());
+                        if size != expected.size || digest != expected.sha256 {
+                            let err = Error::Corrupt {
+                                path: key_s,
+                                detail: format!(
+                                    "{size} bytes with sha256 {digest}, but {} bytes with sha256 {} were recorded",
+                                    expected.size, expected.sha256
+                                ),
+                            };
+                            Some((Err(err), (body, None)))
+                        } else {
+                            None
+                        }
+                    }
+                }
+            }
+        });
+        Ok(checked.boxed())
+    }
+
+    /// Reads a whole stored archive (checked like [`Self::open_archive`]).
+    pub async fn read_archive(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        expected: &ArchiveInfo,
+    ) -> Result<Bytes> {
+        let mut stream = self.open_archive(id, version, expected).await?;
+        let mut buf = BytesMut::with_capacity(expected.size as usize);
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Stores the build log of a version (replacing any earlier one).
+    pub async fn put_build_log(&self, id: &LambdaId, version: u64, log: Bytes) -> Result<()> {
+        let key = self.version_key(id, version, &["build.log"]);
+        self.inner
+            .store
+            .put(&key, PutPayload::from(log))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::backend(&key, e))
+    }
+
+    /// The build log of a version.
+    pub async fn get_build_log(&self, id: &LambdaId, version: u64) -> Result<Bytes> {
+        self.get(self.version_key(id, version, &["build.log"]))
+            .await
+    }
+
+    /// Stores the docs of a version.
+    pub async fn put_docs(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        html: Bytes,
+        yaml: Bytes,
+    ) -> Result<()> {
+        for (kind, body) in [(DocKind::Html, html), (DocKind::Yaml, yaml)] {
+            let key = self.version_key(id, version, &["docs", kind.file()]);
+            self.inner
+                .store
+                .put(&key, PutPayload::from(body))
+                .await
+                .map_err(|e| Error::backend(&key, e))?;
+        }
+        Ok(())
+    }
+
+    /// One docs file of a version.
+    pub async fn get_doc(&self, id: &LambdaId, version: u64, kind: DocKind) -> Result<Bytes> {
+        self.get(self.version_key(id, version, &["docs", kind.file()]))
+            .await
+    }
+
+    async fn get(&self, key: Path) -> Result<Bytes> {
+        let got = self
+            .inner
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| Error::backend(&key, e))?;
+        got.bytes().await.map_err(|e| Error::backend(&key, e))
+    }
+
+    /// Deletes every object of one version (archive, log, docs).
+    pub async fn delete_version(&self, id: &LambdaId, version: u64) -> Result<usize> {
+        let v = format!("v{version}");
+        self.delete_prefix(self.inner.key(&["lambdas", &id.to_string(), &v]))
+            .await
+    }
+
+    /// Deletes every object of a lambda; returns how many were deleted.
+    pub async fn delete_lambda(&self, id: &LambdaId) -> Result<usize> {
+        self.delete_prefix(self.inner.key(&["lambdas", &id.to_string()]))
+            .await
+    }
+
+    async fn delete_prefix(&self, prefix: Path) -> Result<usize> {
+        let metas: Vec<_> = self
+            .inner
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend(&prefix, e))?;
+        for m in &metas {
+            match self.inner.store.delete(&m.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::backend(&m.location, e)),
+            }
+        }
+        Ok(metas.len())
+    }
+
+    /// Every lambda id that has artifacts, with the time its newest object was written.
+    pub async fn lambda_ids(&self) -> Result<Vec<(LambdaId, SystemTime)>> {
+        let prefix = self.inner.key(&["lambdas"]);
+        let metas: Vec<_> = self
+            .inner
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend(&prefix, e))?;
+        let mut newest: std::collections::BTreeMap<LambdaId, i64> = Default::default();
+        let depth = prefix.parts().count();
+        for m in metas {
+            let Some(part) = m.location.parts().nth(depth) else {
+                continue;
+            };
+            let Ok(id) = part.as_ref().parse::<LambdaId>() else {
+                continue;
+            };
+            let t = m.last_modified.timestamp();
+            let e = newest.entry(id).or_insert(t);
+            *e = (*e).max(t);
+        }
+        Ok(newest
+            .into_iter()
+            .map(|(id, t)| (id, UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)))
+            .collect())
+    }
+}
