@@ -1,7 +1,8 @@
 """Request objects handed to `main(request)`."""
 
-import json
 from urllib.parse import parse_qsl
+
+import orjson
 
 from .exceptions import BadRequest, LunaServicesNotConfigured, UserException
 
@@ -134,8 +135,8 @@ class _BaseRequest:
                 self._json = None
             else:
                 try:
-                    self._json = json.loads(self._body)
-                except (ValueError, UnicodeDecodeError) as e:
+                    self._json = orjson.loads(self._body)
+                except orjson.JSONDecodeError as e:
                     raise BadRequest(12001, "Bad JSON", f"request body is not valid JSON: {e}") from None
         return self._json
 

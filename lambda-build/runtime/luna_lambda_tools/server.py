@@ -7,7 +7,8 @@ Routes: `GET|POST /main` → `await lambda_main.main(request)`; `GET /healthchec
 
 import importlib
 import inspect
-import json
+
+import orjson
 import os
 import signal
 import sys
@@ -45,8 +46,11 @@ def load_lambda_module(name="lambda_main"):
     return module
 
 
+_DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
 def _error(code, desc, detail):
-    return json.dumps({"error_code": code, "desc": desc, "detail": detail}).encode()
+    return orjson.dumps({"error_code": code, "desc": desc, "detail": detail})
 
 
 class LambdaApp:
@@ -161,8 +165,8 @@ class LambdaApp:
             logger.error("request %s: %s", rid, detail)
             return 500, _error(42004, "Lambda exception", detail)
         try:
-            return 200, json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode()
-        except (TypeError, ValueError) as e:
+            return 200, orjson.dumps(result, option=_DUMPS_OPTIONS)
+        except TypeError as e:
             detail = f"the dict returned by main is not JSON-serializable: {e}"
             logger.error("request %s: %s", rid, detail)
             return 500, _error(42004, "Lambda exception", detail)
