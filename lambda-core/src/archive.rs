@@ -702,8 +702,11 @@ fn inflate_in_memory<R: Read + Seek>(
                     }
                 } else {
                     // One byte more than declared: filling it means the header lies.
-                    out.resize(t.size as usize + 1, 0);
-                    match inflater.deflate_decompress(t.data, &mut out) {
+                    let need = t.size as usize + 1;
+                    if out.len() < need {
+                        out.resize(need, 0); // grows only: no re-zeroing per entry
+                    }
+                    match inflater.deflate_decompress(t.data, &mut out[..need]) {
                         Ok(n) if n as u64 == t.size => {
                             if crc32fast::hash(&out[..n]) == t.crc {
                                 Outcome::Ok(t.keep.then(|| out[..n].to_vec()))
