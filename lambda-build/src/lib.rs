@@ -1,9 +1,109 @@
 //! # lambda-build
 //!
-//! Builds runnable artifacts of lambdas. Today it owns the Python runtime that every lambda runs
-//! under (`runtime/`: `run.py`, the `luna_lambda_tools` package and its pinned
-//! `requirements.txt`), embedded into the binary at compile time so every build is
-//! self-contained. The `ImageBuilder` trait and its local and Docker implementations come with the
-//! builder issues.
+//! Builds runnable artifacts of lambdas behind one small trait, [`ImageBuilder`]:
+//! [`LocalBuilder`] makes a folder and a cached virtualenv (the embedded default); the Docker
+//! builder (bollard) makes an image. It also owns the Python runtime every lambda runs under
+//! ([`runtime`]: `run.py`, `luna_lambda_tools`, their pinned requirements), embedded into the
+//! binary so every build is self-contained.
 
+pub mod local;
 pub mod runtime;
+
+pub use local::{LocalBuilder, LocalBuilderConfig};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lambda_core::{Artifact, LambdaId, LambdaType, Parameters, ValidatedArchive};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Where build log lines go, one line per message, as they are produced.
+pub type LogSink = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// Everything a build needs.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The lambda.
+    pub lambda_id: LambdaId,
+    /// The version being built.
+    pub version: u64,
+    /// Its type.
+    pub lambda_type: LambdaType,
+    /// The archive (zip bytes) that produced `archive`.
+    pub archive_bytes: Bytes,
+    /// The validated archive.
+    pub archive: ValidatedArchive,
+    /// The lambda's parameters.
+    pub parameters: Parameters,
+    /// The build is stopped with [`Error::Timeout`] after this long.
+    pub timeout: Duration,
+}
+
+/// Errors of lambda-build.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The build ran and failed; `reason` says at which step (the log has the details).
+    #[error("build failed: {reason}")]
+    Failed {
+        /// Short reason, e.g. the failing step and the tool's last words.
+        reason: String,
+    },
+    /// This builder cannot build what was asked (e.g. `user_docker_commands` locally).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The build took longer than its timeout.
+    #[error("build timed out after {0:?}")]
+    Timeout(Duration),
+    /// The build was cancelled (the lambda was deleted or updated).
+    #[error("build cancelled")]
+    Cancelled,
+    /// The builder cannot work at all (missing Python, unwritable folder, ...).
+    #[error("builder unavailable: {0}")]
+    Unavailable(String),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Builds lambda artifacts.
+#[async_trait]
+pub trait ImageBuilder: Send + Sync + std::fmt::Debug + 'static {
+    /// Short name for logs and health (`local`, `docker`).
+    fn kind(&self) -> &'static str;
+
+    /// Builds one version. Log lines go to `log` as they are produced. Stops with
+    /// [`Error::Cancelled`] when `cancel` fires and [`Error::Timeout`] after `req.timeout`,
+    /// leaving nothing half-built behind.
+    async fn build(
+        &self,
+        req: BuildRequest,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<Artifact>;
+
+    /// Removes what a build produced (best effort: missing is fine).
+    async fn remove(&self, lambda_id: &LambdaId, artifact: &Artifact) -> Result<()>;
+
+    /// Whether the builder can build now (its tools answer).
+    async fn health(&self) -> Result<()>;
+}
+
+impl From<std::io::Error> for Error {
+    /// I/O errors without a path come from reading the archive.
+    fn from(source: std::io::Error) -> Self {
+        Error::Io {
+            path: "the lambda archive".into(),
+            source,
+        }
+    }
+}

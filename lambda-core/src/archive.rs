@@ -104,6 +104,36 @@ impl ValidatedArchive {
     }
 }
 
+/// Calls `f` with the name and content of every user file of a validated archive (see
+/// [`ValidatedArchive::user_files`]), reading each entry through the same caps as validation
+/// (never more than its validated size). Builders use it to lay out a lambda's files.
+pub fn for_each_user_file<R, E>(
+    reader: R,
+    archive: &ValidatedArchive,
+    mut f: impl FnMut(&str, &[u8]) -> Result<(), E>,
+) -> Result<(), E>
+where
+    R: Read + Seek,
+    E: From<std::io::Error>,
+{
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let mut zip = zip::ZipArchive::new(reader)
+        .map_err(|e| invalid(format!("cannot reopen the archive: {e}")))?;
+    let mut buf = Vec::new();
+    for entry in archive.user_files() {
+        let file = zip
+            .by_name(&entry.name)
+            .map_err(|e| invalid(format!("{}: {e}", entry.name)))?;
+        buf.clear();
+        let n = file.take(entry.size + 1).read_to_end(&mut buf)?;
+        if n as u64 != entry.size {
+            return Err(invalid(format!("{} changed since it was validated", entry.name)).into());
+        }
+        f(&entry.name, &buf)?;
+    }
+    Ok(())
+}
+
 /// Whether an archive entry is replaced by the platform's runtime at build time.
 pub fn is_replaced_by_runtime(name: &str) -> bool {
     name == RUNTIME_FILE || name.starts_with(RUNTIME_PACKAGE)

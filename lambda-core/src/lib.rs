@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod artifact;
 pub mod docker_commands;
 pub mod names;
 pub mod pack;
@@ -27,6 +28,7 @@ pub mod requirements;
 pub mod status;
 
 pub use archive::{Limits, ValidatedArchive, validate, validate_bytes};
+pub use artifact::Artifact;
 pub use names::{LambdaId, LambdaName, LambdaType};
 pub use params::{BaseImage, DeployParameters, Parameters};
 pub use problem::{Problem, Severity, ValidationReport};

@@ -1,0 +1,417 @@
+//! The local builder: a folder with the lambda's files and the runtime, and a virtualenv.
+//!
+//! Layout under `data_dir`:
+//! - `envs/<key>/`: virtualenvs, shared by every lambda whose environment has the same key:
+//!   sha256 of the Python version, the runtime's pinned requirements and the lambda's
+//!   `requirements.txt`. A code-only change, or a second lambda with the same requirements,
+//!   needs no install. An env is made in `envs/<key>.partial-*` and renamed into place when
+//!   complete, so a crash or a cancel never leaves a half-made env in use.
+//! - `apps/<id>/v<version>/`: `run.py`, `luna_lambda_tools/` and the lambda's files.
+
+use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, runtime};
+use async_trait::async_trait;
+use lambda_core::archive::{REQUIREMENTS_FILE, for_each_user_file};
+use lambda_core::{Artifact, LambdaId};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// Marker written into an environment once everything is installed.
+const ENV_OK: &str = ".luna-lambda-env-ok";
+
+/// Settings of the local builder.
+#[derive(Debug, Clone)]
+pub struct LocalBuilderConfig {
+    /// Where envs and app folders live.
+    pub data_dir: PathBuf,
+    /// The Python (>= 3.11) environments are made from.
+    pub python: PathBuf,
+    /// `uv`, when available: makes environments about 20x faster than venv + pip.
+    pub uv: Option<PathBuf>,
+    /// Extra options for every install (e.g. `--index-url https://mirror/simple`).
+    pub pip_args: Vec<String>,
+}
+
+/// Builds lambdas into a folder plus a cached virtualenv.
+#[derive(Debug)]
+pub struct LocalBuilder {
+    cfg: LocalBuilderConfig,
+    env_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes the runtime's and the lambda's requirement files into a new env and returns the
+/// matching `-r FILE` arguments.
+async fn write_requirements(env_dir: &Path, requirements: &str) -> Result<Vec<String>> {
+    let reqs_dir = env_dir.join(".requirements");
+    tokio::fs::create_dir_all(&reqs_dir)
+        .await
+        .map_err(io(&reqs_dir))?;
+    let runtime_reqs = reqs_dir.join("runtime.txt");
+    tokio::fs::write(&runtime_reqs, runtime::REQUIREMENTS)
+        .await
+        .map_err(io(&runtime_reqs))?;
+    let mut args = vec!["-r".to_owned(), runtime_reqs.display().to_string()];
+    if !requirements.trim().is_empty() {
+        let lambda_reqs = reqs_dir.join("lambda.txt");
+        tokio::fs::write(&lambda_reqs, requirements)
+            .await
+            .map_err(io(&lambda_reqs))?;
+        args.extend(["-r".to_owned(), lambda_reqs.display().to_string()]);
+    }
+    Ok(args)
+}
+
+impl LocalBuilder {
+    /// A builder over `cfg` (no I/O until the first build or health check).
+    pub fn new(cfg: LocalBuilderConfig) -> Self {
+        Self {
+            cfg,
+            env_locks: Mutex::default(),
+        }
+    }
+
+    fn envs_dir(&self) -> PathBuf {
+        self.cfg.data_dir.join("envs")
+    }
+
+    fn app_dir(&self, id: &LambdaId, version: u64) -> PathBuf {
+        self.cfg
+            .data_dir
+            .join("apps")
+            .join(id.to_string())
+            .join(format!("v{version}"))
+    }
+
+    /// `Python 3.11.7`, checked to be >= 3.11.
+    async fn python_version(&self) -> Result<String> {
+        let out = Command::new(&self.cfg.python)
+            .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
+            .output()
+            .await
+            .map_err(|e| {
+                Error::Unavailable(format!("cannot run {}: {e}", self.cfg.python.display()))
+            })?;
+        let v = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if !out.status.success() || (major, minor) < (3, 11) {
+            return Err(Error::Unavailable(format!(
+                "{} is Python {v:?}; lambdas need Python 3.11 or newer",
+                self.cfg.python.display()
+            )));
+        }
+        Ok(v)
+    }
+
+    /// The environment key of a Python version and a lambda's `requirements.txt`.
+    pub fn env_key(python_version: &str, requirements: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(python_version.as_bytes());
+        h.update(b"\0");
+        h.update(runtime::REQUIREMENTS.as_bytes());
+        h.update(b"\0");
+        h.update(requirements.replace("\r\n", "\n").trim().as_bytes());
+        h.finalize()
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Writes the runtime and the lambda's files into a fresh app folder.
+    async fn lay_out(&self, req: &BuildRequest) -> Result<PathBuf> {
+        let final_dir = self.app_dir(&req.lambda_id, req.version);
+        let parent = final_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let partial = parent.join(format!("v{}.partial-{}", req.version, uuid::Uuid::new_v4()));
+        let bytes = req.archive_bytes.clone();
+        let archive = req.archive.clone();
+        let out = partial.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut guard = RemoveOnDrop(Some(out.clone()));
+            std::fs::create_dir_all(&out).map_err(io(&out))?;
+            let write = |name: &str, data: &[u8]| -> Result<()> {
+                let path = out.join(name);
+                if !path.starts_with(&out) {
+                    return Err(Error::Failed {
+                        reason: format!("archive entry {name:?} escapes the app folder"),
+                    });
+                }
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io(dir))?;
+                }
+                std::fs::write(&path, data).map_err(io(&path))
+            };
+            for f in runtime::files() {
+                write(f.path, f.contents)?;
+            }
+            for_each_user_file::<_, Error>(
+                std::io::Cursor::new(&bytes[..]),
+                &archive,
+                |name, data| write(name, data),
+            )?;
+            guard.0 = None;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Failed {
+            reason: format!("laying out files failed: {e}"),
+        })??;
+        if final_dir.exists() {
+            tokio::fs::remove_dir_all(&final_dir)
+                .await
+                .map_err(io(&final_dir))?;
+        }
+        tokio::fs::rename(&partial, &final_dir)
+            .await
+            .map_err(io(&final_dir))?;
+        Ok(final_dir)
+    }
+
+    /// Runs a command, sending every output line to the log. Fails with the step name, the exit
+    /// status and the last lines of output.
+    async fn run_logged(&self, step: &str, mut cmd: Command, log: &LogSink) -> Result<()> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| Error::Failed {
+            reason: format!("{step}: cannot start: {e}"),
+        })?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut tail: std::collections::VecDeque<String> = Default::default();
+        while let Some(line) = rx.recv().await {
+            if tail.len() == 5 {
+                tail.pop_front();
+            }
+            tail.push_back(line.clone());
+            let _ = log.send(line);
+        }
+        let status = child.wait().await.map_err(|e| Error::Failed {
+            reason: format!("{step}: {e}"),
+        })?;
+        if status.success() {
+            return Ok(());
+        }
+        let last: Vec<&str> = tail
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        Err(Error::Failed {
+            reason: format!("{step} failed ({status}): {}", last.join(" | ")),
+        })
+    }
+
+    /// The environment for `requirements`, made once per key.
+    async fn ensure_env(
+        &self,
+        python_version: &str,
+        requirements: &str,
+        log: &LogSink,
+    ) -> Result<PathBuf> {
+        let key = Self::env_key(python_version, requirements);
+        let envs = self.envs_dir();
+        let dir = envs.join(&key);
+        let python = dir.join("bin").join("python");
+        let lock = {
+            let mut locks = self.env_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(key.clone()).or_default().clone()
+        };
+        let _held = lock.lock().await;
+        if dir.join(ENV_OK).exists() {
+            let _ = log.send(format!("==> environment {key}: cached, nothing to install"));
+            return Ok(python);
+        }
+        if dir.exists() {
+            tokio::fs::remove_dir_all(&dir).await.map_err(io(&dir))?;
+        }
+        tokio::fs::create_dir_all(&envs).await.map_err(io(&envs))?;
+        let partial = envs.join(format!("{key}.partial-{}", uuid::Uuid::new_v4()));
+        let mut guard = RemoveOnDrop(Some(partial.clone()));
+        let env_python = partial.join("bin").join("python");
+        match &self.cfg.uv {
+            Some(uv) => {
+                let _ = log.send(format!("==> environment {key}: creating with uv"));
+                let mut venv = Command::new(uv);
+                venv.arg("venv")
+                    .arg("--quiet")
+                    .arg("--python")
+                    .arg(&self.cfg.python)
+                    .arg(&partial);
+                self.run_logged("uv venv", venv, log).await?;
+                let req_args = write_requirements(&partial, requirements).await?;
+                let mut pip = Command::new(uv);
+                pip.args(["pip", "install", "--python"])
+                    .arg(&env_python)
+                    .args(&req_args)
+                    .args(&self.cfg.pip_args);
+                self.run_logged("pip install (uv)", pip, log).await?;
+            }
+            None => {
+                let _ = log.send(format!("==> environment {key}: creating with venv + pip"));
+                let mut venv = Command::new(&self.cfg.python);
+                venv.args(["-m", "venv"]).arg(&partial);
+                self.run_logged("python -m venv", venv, log).await?;
+                let req_args = write_requirements(&partial, requirements).await?;
+                let mut pip = Command::new(&env_python);
+                pip.args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--progress-bar",
+                    "off",
+                ])
+                .args(&req_args)
+                .args(&self.cfg.pip_args);
+                self.run_logged("pip install", pip, log).await?;
+            }
+        }
+        let ok = partial.join(ENV_OK);
+        tokio::fs::write(&ok, b"").await.map_err(io(&ok))?;
+        match tokio::fs::rename(&partial, &dir).await {
+            Ok(()) => guard.0 = None,
+            // Another process finished the same env first: use theirs.
+            Err(_) if dir.join(ENV_OK).exists() => {}
+            Err(e) => return Err(io(&dir)(e)),
+        }
+        Ok(python)
+    }
+
+    async fn build_inner(&self, req: &BuildRequest, log: &LogSink) -> Result<Artifact> {
+        let started = Instant::now();
+        let python_version = self.python_version().await?;
+        let _ = log.send(format!(
+            "==> lambda {} v{}: local build with Python {python_version}",
+            req.lambda_id, req.version
+        ));
+        let app_dir = self.lay_out(req).await?;
+        let _ = log.send(format!("==> files laid out in {}", app_dir.display()));
+        let reqs_path = app_dir.join(REQUIREMENTS_FILE);
+        let requirements = if req.archive.has_requirements {
+            tokio::fs::read_to_string(&reqs_path)
+                .await
+                .map_err(io(&reqs_path))?
+        } else {
+            String::new()
+        };
+        let python = match self.ensure_env(&python_version, &requirements, log).await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&app_dir).await;
+                return Err(e);
+            }
+        };
+        let _ = log.send(format!(
+            "==> built in {:.2} s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(Artifact::Local { app_dir, python })
+    }
+}
+
+#[async_trait]
+impl ImageBuilder for LocalBuilder {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn build(
+        &self,
+        req: BuildRequest,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<Artifact> {
+        if !req.parameters.user_docker_commands.is_empty() {
+            return Err(Error::Unsupported(
+                "user_docker_commands cannot run in a local build; use the Docker builder ([builder] kind = \"docker\") or remove them".into(),
+            ));
+        }
+        let timeout = req.timeout;
+        tokio::select! {
+            r = tokio::time::timeout(timeout, self.build_inner(&req, &log)) => match r {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = log.send(format!("==> build timed out after {timeout:?}"));
+                    Err(Error::Timeout(timeout))
+                }
+            },
+            _ = cancel.cancelled() => {
+                let _ = log.send("==> build cancelled".to_owned());
+                Err(Error::Cancelled)
+            }
+        }
+    }
+
+    async fn remove(&self, lambda_id: &LambdaId, artifact: &Artifact) -> Result<()> {
+        if let Artifact::Local { app_dir, .. } = artifact {
+            let apps = self.cfg.data_dir.join("apps").join(lambda_id.to_string());
+            // Only ever delete inside this lambda's own folder.
+            if app_dir.starts_with(&apps) {
+                match tokio::fs::remove_dir_all(app_dir).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(app_dir)(e)),
+                }
+                // The lambda's folder goes when its last version does.
+                let _ = tokio::fs::remove_dir(&apps).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.python_version().await.map(|_| ())
+    }
+}

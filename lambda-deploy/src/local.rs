@@ -1,0 +1,917 @@
+//! The local orchestrator: each replica is a `run.py` process on a free loopback port.
+//!
+//! - **Supervision.** A task per replica restarts it when it exits, with exponential backoff,
+//!   counting restarts and keeping the last output lines as the reason.
+//! - **Logs.** Each replica writes straight to `run/<id>/<replica>.log` (opened for append), so
+//!   its output survives a restart of the control plane; files over `log_max_bytes` are rotated
+//!   to `.log.1` (copy, then truncate).
+//! - **Zero-downtime updates.** New replicas start and must answer `/healthcheck` before the
+//!   endpoint table switches to them; only then are the old ones stopped (SIGTERM, which lets
+//!   the runtime finish in-flight requests, then SIGKILL after `stop_grace`).
+//! - **Restarts of the control plane.** `run/<id>/state.json` records every replica's pid and
+//!   port. [`LocalOrchestrator::open`] re-adopts a replica whose process is alive, is ours (its
+//!   command line names the app folder) and answers; anything else is stopped and started again.
+//!   Replicas run in their own process group, so stopping one stops its workers too.
+
+use crate::{
+    DeploySpec, Deployed, DeploymentStatus, Error, Orchestrator, ReplicaPhase, ReplicaState, Result,
+};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use lambda_core::render::{USER_CONFIG_FILE, runtime_env};
+use lambda_core::{Artifact, LambdaId};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the local orchestrator.
+#[derive(Debug, Clone)]
+pub struct LocalOrchestratorConfig {
+    /// Where state and logs live (`<data_dir>/run/`).
+    pub data_dir: PathBuf,
+    /// Environment every replica starts with (e.g. `PATH`, `HOME`, `LANG`), before the
+    /// platform's `LAMBDA_*` variables and the lambda's own `env`. Nothing else is inherited.
+    pub base_env: Vec<(String, String)>,
+    /// How long a new replica has to answer `/healthcheck` (default 60 s).
+    pub start_timeout: Duration,
+    /// How long a stopping replica gets between SIGTERM and SIGKILL (default 10 s).
+    pub stop_grace: Duration,
+    /// A replica log is rotated past this size (default 10 MiB).
+    pub log_max_bytes: u64,
+    /// First restart delay; doubles per crash up to `backoff_max` (defaults 0.5 s and 30 s).
+    pub backoff_initial: Duration,
+    /// Longest restart delay.
+    pub backoff_max: Duration,
+}
+
+impl LocalOrchestratorConfig {
+    /// Defaults under `data_dir`, with no inherited environment.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            base_env: Vec::new(),
+            start_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(10),
+            log_max_bytes: 10 * 1024 * 1024,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every replica of one generation runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Generation {
+    number: u64,
+    version: u64,
+    config_hash: String,
+    python: PathBuf,
+    app_dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ReplicaRecord {
+    name: String,
+    port: u16,
+    pid: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    lambda_id: LambdaId,
+    generation: Generation,
+    replicas: Vec<ReplicaRecord>,
+}
+
+#[derive(Debug)]
+struct ReplicaRuntime {
+    pid: Option<u32>,
+    phase: ReplicaPhase,
+    reason: Option<String>,
+    restarts: u32,
+}
+
+#[derive(Debug)]
+struct Replica {
+    name: String,
+    port: u16,
+    log: PathBuf,
+    generation: Arc<Generation>,
+    state: Mutex<ReplicaRuntime>,
+    stop: CancellationToken,
+    /// Set when the supervisor has ended (the process is gone).
+    ended: CancellationToken,
+}
+
+impl Replica {
+    fn snapshot(&self) -> ReplicaState {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        ReplicaState {
+            name: self.name.clone(),
+            phase: s.phase,
+            reason: s.reason.clone(),
+            restarts: s.restarts,
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut ReplicaRuntime)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn phase(&self) -> ReplicaPhase {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).phase
+    }
+}
+
+#[derive(Debug)]
+struct Deployment {
+    generation: Arc<Generation>,
+    replicas: Vec<Arc<Replica>>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    deployments: HashMap<LambdaId, Deployment>,
+}
+
+/// Runs lambdas as local processes (see the module docs).
+#[derive(Debug)]
+pub struct LocalOrchestrator {
+    cfg: LocalOrchestratorConfig,
+    table: RwLock<Table>,
+    /// Serialises deploy/undeploy per lambda.
+    locks: Mutex<HashMap<LambdaId, Arc<tokio::sync::Mutex<()>>>>,
+    rr: AtomicUsize,
+    /// Fired by [`LocalOrchestrator::detach`]: supervisors end, processes keep running.
+    detached: CancellationToken,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl LocalOrchestrator {
+    /// Opens the orchestrator and re-adopts (or restarts) the replicas recorded under
+    /// `data_dir/run/` by an earlier process.
+    pub async fn open(cfg: LocalOrchestratorConfig) -> Result<Arc<Self>> {
+        let run = cfg.data_dir.join("run");
+        tokio::fs::create_dir_all(&run).await.map_err(io(&run))?;
+        let this = Arc::new(Self {
+            cfg,
+            table: RwLock::default(),
+            locks: Mutex::default(),
+            rr: AtomicUsize::new(0),
+            detached: CancellationToken::new(),
+        });
+        let mut dir = tokio::fs::read_dir(&run).await.map_err(io(&run))?;
+        while let Some(entry) = dir.next_entry().await.map_err(io(&run))? {
+            let state_path = entry.path().join("state.json");
+            let Ok(text) = tokio::fs::read_to_string(&state_path).await else {
+                continue;
+            };
+            let Ok(state) = serde_json::from_str::<StateFile>(&text) else {
+                continue;
+            };
+            this.readopt(state).await?;
+        }
+        Ok(this)
+    }
+
+    /// Stops supervising without stopping anything: every replica keeps running and its state
+    /// stays on disk, for the next [`LocalOrchestrator::open`] to re-adopt (the control plane's
+    /// graceful shutdown). The orchestrator is unusable afterwards.
+    pub async fn detach(&self) {
+        self.detached.cancel();
+        let replicas: Vec<Arc<Replica>> = {
+            let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+            table
+                .deployments
+                .values()
+                .flat_map(|d| d.replicas.iter().cloned())
+                .collect()
+        };
+        for r in replicas {
+            r.ended.cancelled().await;
+        }
+    }
+
+    fn run_dir(&self, id: &LambdaId) -> PathBuf {
+        self.cfg.data_dir.join("run").join(id.to_string())
+    }
+
+    fn lock_for(&self, id: &LambdaId) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(*id)
+            .or_default()
+            .clone()
+    }
+
+    async fn readopt(self: &Arc<Self>, state: StateFile) -> Result<()> {
+        let id = state.lambda_id;
+        let generation = Arc::new(state.generation);
+        let mut replicas = Vec::new();
+        for r in state.replicas {
+            let adopt = match r.pid {
+                Some(pid) if is_ours(pid, &generation.app_dir) => {
+                    if healthy(r.port, Duration::from_secs(3)).await {
+                        Some(pid)
+                    } else {
+                        // Ours but not answering: stop it so that no second copy ever runs.
+                        terminate(pid, self.cfg.stop_grace).await;
+                        None
+                    }
+                }
+                _ => None,
+            };
+            let port = if adopt.is_some() {
+                r.port
+            } else {
+                free_port()?
+            };
+            replicas.push(self.start_replica(&id, r.name, port, generation.clone(), adopt));
+        }
+        let deadline = Instant::now() + self.cfg.start_timeout;
+        for r in &replicas {
+            let _ = wait_running(r, deadline).await;
+        }
+        self.table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .deployments
+            .insert(
+                id,
+                Deployment {
+                    generation,
+                    replicas,
+                },
+            );
+        self.persist(&id).await
+    }
+
+    fn start_replica(
+        self: &Arc<Self>,
+        id: &LambdaId,
+        name: String,
+        port: u16,
+        generation: Arc<Generation>,
+        adopted_pid: Option<u32>,
+    ) -> Arc<Replica> {
+        let replica = Arc::new(Replica {
+            log: self.run_dir(id).join(format!("{name}.log")),
+            name,
+            port,
+            generation,
+            state: Mutex::new(ReplicaRuntime {
+                pid: adopted_pid,
+                phase: if adopted_pid.is_some() {
+                    ReplicaPhase::Running
+                } else {
+                    ReplicaPhase::Starting
+                },
+                reason: None,
+                restarts: 0,
+            }),
+            stop: CancellationToken::new(),
+            ended: CancellationToken::new(),
+        });
+        let this = self.clone();
+        let r = replica.clone();
+        let id = *id;
+        tokio::spawn(async move {
+            this.supervise(id, r.clone(), adopted_pid).await;
+            r.ended.cancel();
+        });
+        replica
+    }
+
+    /// Keeps one replica alive until it is told to stop.
+    async fn supervise(self: Arc<Self>, id: LambdaId, r: Arc<Replica>, mut adopted: Option<u32>) {
+        let mut backoff = self.cfg.backoff_initial;
+        loop {
+            let started = Instant::now();
+            let exit_desc = if let Some(pid) = adopted.take() {
+                // Not our child: watch it until it goes away.
+                loop {
+                    tokio::select! {
+                        _ = r.stop.cancelled() => {
+                            terminate(pid, self.cfg.stop_grace).await;
+                            r.set(|s| { s.phase = ReplicaPhase::Stopped; s.pid = None; });
+                            return;
+                        }
+                        _ = self.detached.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                    self.rotate_if_needed(&r).await;
+                    if !alive(pid) {
+                        break "exited".to_owned();
+                    }
+                }
+            } else {
+                let mut child = match self.spawn(&id, &r).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        r.set(|s| {
+                            s.phase = ReplicaPhase::Restarting;
+                            s.reason = Some(e.to_string());
+                        });
+                        tokio::select! {
+                            _ = r.stop.cancelled() => { r.set(|s| s.phase = ReplicaPhase::Stopped); return; }
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(self.cfg.backoff_max);
+                        continue;
+                    }
+                };
+                let pid = child.id();
+                r.set(|s| {
+                    s.pid = pid;
+                    s.phase = ReplicaPhase::Starting;
+                });
+                let _ = self.persist(&id).await;
+                let health = {
+                    let r = r.clone();
+                    tokio::spawn(async move {
+                        while r.phase() == ReplicaPhase::Starting {
+                            if healthy(r.port, Duration::from_millis(500)).await {
+                                r.set(|s| {
+                                    if s.phase == ReplicaPhase::Starting {
+                                        s.phase = ReplicaPhase::Running;
+                                        s.reason = None;
+                                    }
+                                });
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(25)).await;
+                        }
+                    })
+                };
+                let mut rotate = tokio::time::interval(Duration::from_secs(2));
+                let status = loop {
+                    tokio::select! {
+                        st = child.wait() => break st,
+                        _ = rotate.tick() => self.rotate_if_needed(&r).await,
+                        _ = self.detached.cancelled() => {
+                            health.abort();
+                            return;
+                        }
+                        _ = r.stop.cancelled() => {
+                            health.abort();
+                            if let Some(pid) = pid {
+                                terminate(pid, self.cfg.stop_grace).await;
+                            }
+                            let _ = child.wait().await;
+                            r.set(|s| { s.phase = ReplicaPhase::Stopped; s.pid = None; });
+                            return;
+                        }
+                    }
+                };
+                health.abort();
+                match status {
+                    Ok(st) => st.to_string(),
+                    Err(e) => format!("could not be waited for: {e}"),
+                }
+            };
+            // It ended on its own: record why, wait, start it again.
+            if r.stop.is_cancelled() {
+                r.set(|s| s.phase = ReplicaPhase::Stopped);
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = self.cfg.backoff_initial;
+            }
+            let tail = tail_lines(&r.log, 5).await.unwrap_or_default();
+            let reason = if tail.trim().is_empty() {
+                format!("the process {exit_desc}")
+            } else {
+                format!(
+                    "the process {exit_desc}; last output: {}",
+                    tail.trim().replace('\n', " | ")
+                )
+            };
+            r.set(|s| {
+                s.pid = None;
+                s.phase = ReplicaPhase::Restarting;
+                s.reason = Some(reason);
+                s.restarts += 1;
+            });
+            tokio::select! {
+                _ = r.stop.cancelled() => { r.set(|s| s.phase = ReplicaPhase::Stopped); return; }
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(self.cfg.backoff_max);
+        }
+    }
+
+    async fn spawn(&self, id: &LambdaId, r: &Replica) -> Result<tokio::process::Child> {
+        let dir = self.run_dir(id);
+        tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&r.log)
+            .map_err(io(&r.log))?;
+        let log2 = log.try_clone().map_err(io(&r.log))?;
+        let g = &r.generation;
+        let mut cmd = tokio::process::Command::new(&g.python);
+        cmd.arg(g.app_dir.join("run.py"))
+            .current_dir(&g.app_dir)
+            .env_clear()
+            .envs(self.cfg.base_env.iter().cloned())
+            .envs(g.env.iter().cloned())
+            .env("LAMBDA_PORT", r.port.to_string())
+            .env("LAMBDA_HOST", "127.0.0.1")
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .kill_on_drop(false);
+        cmd.spawn().map_err(|e| Error::StartFailed {
+            reason: format!("cannot start {}: {e}", g.python.display()),
+        })
+    }
+
+    async fn rotate_if_needed(&self, r: &Replica) {
+        let Ok(meta) = tokio::fs::metadata(&r.log).await else {
+            return;
+        };
+        if meta.len() <= self.cfg.log_max_bytes {
+            return;
+        }
+        let rotated = r.log.with_extension("log.1");
+        if tokio::fs::copy(&r.log, &rotated).await.is_ok()
+            && let Ok(f) = tokio::fs::OpenOptions::new().write(true).open(&r.log).await
+        {
+            // The replica writes with O_APPEND, so it goes on at the new end.
+            let _ = f.set_len(0).await;
+        }
+    }
+
+    async fn persist(&self, id: &LambdaId) -> Result<()> {
+        let state = {
+            let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+            let Some(d) = table.deployments.get(id) else {
+                return Ok(());
+            };
+            StateFile {
+                lambda_id: *id,
+                generation: (*d.generation).clone(),
+                replicas: d
+                    .replicas
+                    .iter()
+                    .map(|r| ReplicaRecord {
+                        name: r.name.clone(),
+                        port: r.port,
+                        pid: r.state.lock().unwrap_or_else(|p| p.into_inner()).pid,
+                    })
+                    .collect(),
+            }
+        };
+        let dir = self.run_dir(id);
+        tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
+        let path = dir.join("state.json");
+        let tmp = dir.join("state.json.tmp");
+        let body = serde_json::to_vec_pretty(&state).unwrap_or_default();
+        let mut f = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
+        f.write_all(&body).await.map_err(io(&tmp))?;
+        f.sync_all().await.map_err(io(&tmp))?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io(&path))
+    }
+
+    fn generation_for(&self, spec: &DeploySpec, number: u64) -> Result<(Generation, String)> {
+        let Artifact::Local { app_dir, python } = &spec.artifact else {
+            return Err(Error::Unsupported(
+                "the local orchestrator runs local builds only; use [builder] kind = \"local\" or another orchestrator".into(),
+            ));
+        };
+        let p = &spec.parameters;
+        let user_config =
+            serde_json::to_string(&p.user_config.clone().unwrap_or(serde_json::Value::Null))
+                .unwrap_or_else(|_| "null".into());
+        let mut h = Sha256::new();
+        h.update(spec.version.to_le_bytes());
+        h.update(app_dir.display().to_string().as_bytes());
+        h.update(user_config.as_bytes());
+        h.update(p.workers.to_le_bytes());
+        h.update(spec.lambda_type.as_str().as_bytes());
+        for (k, v) in &p.env {
+            h.update(k.as_bytes());
+            h.update(b"=");
+            h.update(v.as_bytes());
+            h.update(b"\0");
+        }
+        let config_hash: String = h
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let config_file = self
+            .run_dir(&spec.lambda_id)
+            .join(format!("{config_hash}-{USER_CONFIG_FILE}"));
+        let mut env: Vec<(String, String)> = runtime_env(
+            &spec.lambda_id,
+            spec.lambda_type,
+            spec.version,
+            p.workers,
+            0,
+            &config_file.display().to_string(),
+        )
+        .into_iter()
+        .filter(|(k, _)| k != "LAMBDA_PORT")
+        .collect();
+        env.extend(p.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok((
+            Generation {
+                number,
+                version: spec.version,
+                config_hash,
+                python: python.clone(),
+                app_dir: app_dir.clone(),
+                env,
+            },
+            user_config,
+        ))
+    }
+
+    async fn stop_all(replicas: &[Arc<Replica>]) {
+        for r in replicas {
+            r.stop.cancel();
+        }
+        for r in replicas {
+            r.ended.cancelled().await;
+        }
+    }
+}
+
+/// Waits until a replica answers; an error carries the reason it did not.
+async fn wait_running(r: &Replica, deadline: Instant) -> Result<()> {
+    loop {
+        let (phase, restarts, reason) = {
+            let s = r.state.lock().unwrap_or_else(|p| p.into_inner());
+            (s.phase, s.restarts, s.reason.clone())
+        };
+        if phase == ReplicaPhase::Running {
+            return Ok(());
+        }
+        if restarts > 0 || phase == ReplicaPhase::Stopped {
+            return Err(Error::StartFailed {
+                reason: format!(
+                    "replica {} {}",
+                    r.name,
+                    reason.unwrap_or_else(|| "stopped before it answered".into())
+                ),
+            });
+        }
+        if Instant::now() >= deadline {
+            let tail = tail_lines(&r.log, 5).await.unwrap_or_default();
+            return Err(Error::StartFailed {
+                reason: format!(
+                    "replica {} did not answer /healthcheck in time; last output: {}",
+                    r.name,
+                    tail.trim().replace('\n', " | ")
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[async_trait]
+impl Orchestrator for Arc<LocalOrchestrator> {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn deploy(&self, spec: DeploySpec) -> Result<()> {
+        let lock = self.lock_for(&spec.lambda_id);
+        let _held = lock.lock().await;
+        let id = spec.lambda_id;
+        let replicas_wanted = spec.parameters.deploy_parameters.pod_count.max(1) as usize;
+        let (current_gen, current_replicas) = {
+            let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+            match table.deployments.get(&id) {
+                Some(d) => (Some(d.generation.clone()), d.replicas.clone()),
+                None => (None, Vec::new()),
+            }
+        };
+        let number = current_gen.as_ref().map_or(1, |g| g.number + 1);
+        let (generation, user_config) = self.generation_for(&spec, number)?;
+        if let Some(g) = &current_gen
+            && g.config_hash == generation.config_hash
+            && current_replicas.len() == replicas_wanted
+            && current_replicas
+                .iter()
+                .all(|r| r.phase() != ReplicaPhase::Stopped)
+        {
+            return Ok(());
+        }
+        let dir = self.run_dir(&id);
+        tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
+        let cfg_path = PathBuf::from(
+            &generation
+                .env
+                .iter()
+                .find(|(k, _)| k == "LAMBDA_USER_CONFIG_FILE")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+        );
+        tokio::fs::write(&cfg_path, user_config)
+            .await
+            .map_err(io(&cfg_path))?;
+        let generation = Arc::new(generation);
+        let mut fresh = Vec::new();
+        for i in 0..replicas_wanted {
+            let name = format!("{}-{}-{i}", spec.lambda_name, generation.number);
+            fresh.push(self.start_replica(&id, name, free_port()?, generation.clone(), None));
+        }
+        let deadline = Instant::now() + self.cfg.start_timeout;
+        for r in &fresh {
+            if let Err(e) = wait_running(r, deadline).await {
+                LocalOrchestrator::stop_all(&fresh).await;
+                return Err(e);
+            }
+        }
+        {
+            let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+            table.deployments.insert(
+                id,
+                Deployment {
+                    generation,
+                    replicas: fresh,
+                },
+            );
+        }
+        self.persist(&id).await?;
+        // Traffic now goes to the new replicas; the old ones finish what they have and stop.
+        LocalOrchestrator::stop_all(&current_replicas).await;
+        if let Some(g) = current_gen {
+            let old_cfg = dir.join(format!("{}-{USER_CONFIG_FILE}", g.config_hash));
+            let still_used = self
+                .table
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .deployments
+                .get(&id)
+                .is_some_and(|d| d.generation.config_hash == g.config_hash);
+            if !still_used {
+                let _ = tokio::fs::remove_file(old_cfg).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn undeploy(&self, lambda_id: &LambdaId) -> Result<()> {
+        let lock = self.lock_for(lambda_id);
+        let _held = lock.lock().await;
+        let removed = self
+            .table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .deployments
+            .remove(lambda_id);
+        if let Some(d) = removed {
+            LocalOrchestrator::stop_all(&d.replicas).await;
+        }
+        let dir = self.run_dir(lambda_id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&dir)(e)),
+        }
+    }
+
+    async fn status(&self, lambda_id: &LambdaId) -> Result<DeploymentStatus> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let d = table
+            .deployments
+            .get(lambda_id)
+            .ok_or(Error::NotFound(*lambda_id))?;
+        Ok(DeploymentStatus {
+            version: d.generation.version,
+            replicas: d.replicas.iter().map(|r| r.snapshot()).collect(),
+        })
+    }
+
+    async fn logs(
+        &self,
+        lambda_id: &LambdaId,
+        tail: Option<usize>,
+    ) -> Result<BTreeMap<String, String>> {
+        let files: Vec<(String, PathBuf)> = {
+            let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+            let d = table
+                .deployments
+                .get(lambda_id)
+                .ok_or(Error::NotFound(*lambda_id))?;
+            d.replicas
+                .iter()
+                .map(|r| (r.name.clone(), r.log.clone()))
+                .collect()
+        };
+        let mut out = BTreeMap::new();
+        for (name, path) in files {
+            let text = tail_lines(&path, tail.unwrap_or(usize::MAX))
+                .await
+                .unwrap_or_default();
+            out.insert(name, text);
+        }
+        Ok(out)
+    }
+
+    async fn follow_logs(&self, lambda_id: &LambdaId) -> Result<BoxStream<'static, String>> {
+        let this = self.clone();
+        let id = *lambda_id;
+        // Follow from the current end of each replica's log (new replicas from their start).
+        let files: Vec<PathBuf> = {
+            let table = this.table.read().unwrap_or_else(|p| p.into_inner());
+            let d = table.deployments.get(&id).ok_or(Error::NotFound(id))?;
+            d.replicas.iter().map(|r| r.log.clone()).collect()
+        };
+        let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
+        for f in files {
+            let len = tokio::fs::metadata(&f).await.map(|m| m.len()).unwrap_or(0);
+            offsets.insert(f, len);
+        }
+        let stream = futures::stream::unfold(
+            (this, offsets, std::collections::VecDeque::<String>::new()),
+            move |(this, mut offsets, mut pending)| async move {
+                loop {
+                    if let Some(line) = pending.pop_front() {
+                        return Some((line, (this, offsets, pending)));
+                    }
+                    let files: Vec<(String, PathBuf)> = {
+                        let table = this.table.read().unwrap_or_else(|p| p.into_inner());
+                        let d = table.deployments.get(&id)?;
+                        d.replicas
+                            .iter()
+                            .map(|r| (r.name.clone(), r.log.clone()))
+                            .collect()
+                    };
+                    for (name, path) in files {
+                        let start = offsets.get(&path).copied().unwrap_or(0);
+                        let (text, end) = read_from(&path, start).await.unwrap_or_default();
+                        offsets.insert(path, end);
+                        pending.extend(text.lines().map(|l| format!("[{name}] {l}")));
+                    }
+                    if pending.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            },
+        );
+        Ok(Box::pin(stream))
+    }
+
+    async fn list(&self) -> Result<Vec<Deployed>> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        Ok(table
+            .deployments
+            .iter()
+            .map(|(id, d)| Deployed {
+                lambda_id: *id,
+                version: d.generation.version,
+            })
+            .collect())
+    }
+
+    fn endpoint(&self, lambda_id: &LambdaId) -> Option<String> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let d = table.deployments.get(lambda_id)?;
+        let healthy: Vec<&Arc<Replica>> = d
+            .replicas
+            .iter()
+            .filter(|r| r.phase() == ReplicaPhase::Running)
+            .collect();
+        if healthy.is_empty() {
+            return None;
+        }
+        let i = self.rr.fetch_add(1, Ordering::Relaxed) % healthy.len();
+        Some(format!("http://127.0.0.1:{}", healthy[i].port))
+    }
+
+    async fn health(&self) -> Result<()> {
+        let run = self.cfg.data_dir.join("run");
+        let probe = run.join(".probe");
+        tokio::fs::write(&probe, b"ok").await.map_err(io(&probe))?;
+        let _ = tokio::fs::remove_file(&probe).await;
+        Ok(())
+    }
+}
+
+/// A free loopback port (bound and released; the replica binds it right after).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io(Path::new("127.0.0.1:0")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(io(Path::new("127.0.0.1:0")))
+}
+
+/// Whether `GET /healthcheck` answers 200 within `timeout`.
+async fn healthy(port: u16, timeout: Duration) -> bool {
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(b"GET /healthcheck HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        while n < 12 {
+            let k = s.read(&mut buf[n..]).await.ok()?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        Some(buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200"))
+    };
+    matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(true)))
+}
+
+fn alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    if kill(Pid::from_raw(raw), None).is_err() {
+        return false;
+    }
+    // A zombie is not alive.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+/// The process is alive and runs the given app (its command line names `app_dir/run.py`).
+fn is_ours(pid: u32, app_dir: &Path) -> bool {
+    alive(pid)
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                let cmd = String::from_utf8_lossy(&c).replace('\0', " ");
+                cmd.contains(&app_dir.join("run.py").display().to_string())
+            })
+            .unwrap_or(false)
+}
+
+/// SIGTERM to the replica's process group, SIGKILL after `grace`.
+async fn terminate(pid: u32, grace: Duration) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let pgid = Pid::from_raw(raw);
+    if killpg(pgid, Signal::SIGTERM).is_err() {
+        let _ = kill(pgid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let _ = kill(pgid, Signal::SIGKILL);
+}
+
+/// The last `n` lines of a file (at most its last 1 MiB).
+async fn tail_lines(path: &Path, n: usize) -> std::io::Result<String> {
+    let len = tokio::fs::metadata(path).await?.len();
+    let start = len.saturating_sub(1024 * 1024);
+    let (text, _) = read_from(path, start).await?;
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = lines.len().saturating_sub(n);
+    let mut out = lines[skip..].join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The text of a file from `start` to its end, and the end offset. A file that shrank (was
+/// rotated) is read from its start.
+async fn read_from(path: &Path, start: u64) -> std::io::Result<(String, u64)> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let len = f.metadata().await?.len();
+    let start = if start > len { 0 } else { start };
+    f.seek(std::io::SeekFrom::Start(start)).await?;
+    let mut buf = Vec::new();
+    f.take(len - start).read_to_end(&mut buf).await?;
+    Ok((String::from_utf8_lossy(&buf).into_owned(), len))
+}
