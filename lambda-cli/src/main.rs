@@ -20,6 +20,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the platform server (API and proxy). With no config: the embedded default, data in
+    /// a local folder, lambdas built into virtualenvs and run as local processes.
+    Serve {
+        /// TOML configuration file (see ARCHITECTURE.md, "Configuration"); environment
+        /// variables LUNA_LAMBDA_* override it.
+        #[arg(long, env = "LUNA_LAMBDA_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data folder of the embedded default (default: $XDG_DATA_HOME/luna-lambda or
+        /// ~/.local/share/luna-lambda).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Listen address (default 127.0.0.1:5210).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Check a lambda (a .zip or a folder) the way the server will: every problem at once.
     ///
     /// Exits 0 when valid (warnings may be printed), 1 when invalid.
@@ -55,8 +70,73 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => serve(config, data_dir, listen),
         Command::Validate { path, json } => validate(&path, json),
         Command::Pack { dir, output } => pack(&dir, output),
+    }
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LUNA_LAMBDA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = lambda_server::Config::load(config.as_deref(), &env)?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = data_dir {
+        cfg.local.data_dir = Some(d);
+    }
+    let default_dir = env
+        .get("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            env.get("HOME")
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("luna-lambda");
+    let data_dir = cfg.data_dir(&default_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));
+        let platform = cfg.platform(&data_dir, &env).await?;
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        platform.start().await?;
+        tracing::info!("listening on http://{}", listener.local_addr()?);
+        lambda_server::serve(listener, platform, shutdown_signal()).await?;
+        tracing::info!("stopped; lambdas keep running and are re-adopted at the next start");
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

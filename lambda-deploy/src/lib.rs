@@ -176,4 +176,8 @@ pub trait Orchestrator: Send + Sync + fmt::Debug + 'static {
 
     /// Whether the orchestrator can work now.
     async fn health(&self) -> Result<()>;
+
+    /// The control plane is stopping: stop watching, but leave every lambda running for the
+    /// next start to re-adopt.
+    async fn shutdown(&self);
 }

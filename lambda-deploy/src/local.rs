@@ -804,6 +804,10 @@ impl Orchestrator for Arc<LocalOrchestrator> {
         Some(format!("http://127.0.0.1:{}", healthy[i].port))
     }
 
+    async fn shutdown(&self) {
+        self.detach().await;
+    }
+
     async fn health(&self) -> Result<()> {
         let run = self.cfg.data_dir.join("run");
         let probe = run.join(".probe");

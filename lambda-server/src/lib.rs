@@ -1,4 +1,31 @@
 //! # lambda-server
 //!
-//! The Platform service and the axum router (API and proxy). Filled in by the server issue.
-//! Depends only on lambda-core for now; see ARCHITECTURE.md for its room.
+//! The front door of luna-lambda-rs: [`Platform`] (the lifecycle pipeline and the reconciler,
+//! over the storage, builder and orchestrator ports), the axum [`api::router`] (the HTTP API
+//! of DESIGN.md §4 and the proxy), [`Config`] (TOML + environment), and [`serve`], which runs
+//! it all with a graceful shutdown that leaves lambdas running for the next start.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod platform;
+
+pub use config::{Config, ConfigError};
+pub use error::{Error, Result};
+pub use platform::{Platform, PlatformConfig};
+
+/// Serves the API on `listener` until `shutdown` resolves; then finishes in-flight requests,
+/// stops background work and leaves lambdas running.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    platform: Platform,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = api::router(api::AppState::new(platform.clone()));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    platform.shutdown().await;
+    Ok(())
+}

@@ -232,6 +232,37 @@ impl ArtifactStore {
             .await
     }
 
+    /// Records what the build of a version produced (so a restart can deploy it again
+    /// without rebuilding).
+    pub async fn put_artifact(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        artifact: &lambda_core::Artifact,
+    ) -> Result<()> {
+        let key = self.version_key(id, version, &["artifact.json"]);
+        let body = serde_json::to_vec(artifact).map_err(|e| Error::Corrupt {
+            path: key.to_string(),
+            detail: e.to_string(),
+        })?;
+        self.inner
+            .store
+            .put(&key, PutPayload::from(body))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::backend(&key, e))
+    }
+
+    /// What the build of a version produced.
+    pub async fn get_artifact(&self, id: &LambdaId, version: u64) -> Result<lambda_core::Artifact> {
+        let key = self.version_key(id, version, &["artifact.json"]);
+        let bytes = self.get(key.clone()).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            path: key.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
     /// Stores the docs of a version.
     pub async fn put_docs(
         &self,

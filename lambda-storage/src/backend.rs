@@ -122,9 +122,12 @@ pub fn open(config: &StorageConfig) -> Result<Storage> {
         std::fs::create_dir_all(path).map_err(|e| {
             Error::InvalidConfig(format!("cannot create the storage folder {path}: {e}"))
         })?;
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(path).map_err(|e| {
-            Error::InvalidConfig(format!("cannot use the storage folder {path}: {e}"))
-        })?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
+            .map_err(|e| {
+                Error::InvalidConfig(format!("cannot use the storage folder {path}: {e}"))
+            })?
+            // Deleting a lambda's last object removes its (now empty) folders too.
+            .with_automatic_cleanup(true);
         (Arc::new(fs), CasMode::Serialized, url.to_owned())
     } else if let Some(rest) = url.strip_prefix("s3://") {
         let bucket = rest.trim_end_matches('/');

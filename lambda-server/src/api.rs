@@ -1,0 +1,974 @@
+//! The HTTP API of DESIGN.md §4 (axum): routes, request ids, account scoping, errors, the
+//! OpenAPI document, and the proxy.
+
+use crate::error::{Error, InternalDetail, Result};
+use crate::platform::Platform;
+use axum::body::Body;
+use axum::extract::{
+    DefaultBodyLimit, FromRequestParts, MatchedPath, Multipart, Path, Query, Request, State,
+};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures::StreamExt;
+use lambda_core::api::{
+    ACCOUNT_ID_HEADER, CreateResponse, Credentials, ErrorCode, LAMBDA_VERSION_HEADER, LambdaList,
+    LogsResponse, REQUEST_ID_HEADER, SwitchRequest, UpdateResponse, VersionInfo, VersionResponse,
+};
+use lambda_core::{LambdaId, Problem, ValidationReport};
+use lambda_storage::{DocKind, ListQuery};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Shared state of the router.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The platform.
+    pub platform: Platform,
+    /// The proxy's pooled HTTP client.
+    pub client: reqwest::Client,
+    /// Largest create/update request body (the archive limit plus room for the JSON parts).
+    pub max_upload_bytes: u64,
+}
+
+impl AppState {
+    /// State over a platform, with a pooled keep-alive client for the proxy.
+    pub fn new(platform: Platform) -> Self {
+        let max_upload_bytes = platform.config().limits.max_archive_bytes + 1024 * 1024;
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            platform,
+            client,
+            max_upload_bytes,
+        }
+    }
+}
+
+/// The request id of a request (`<unix seconds>,<uuid>`), set by the middleware.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// One route of the API, for the OpenAPI document and its test.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteDoc {
+    /// HTTP method (`ANY` for the proxy).
+    pub method: &'static str,
+    /// Path template.
+    pub path: &'static str,
+    /// Operation id.
+    pub operation: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// Success status.
+    pub ok: u16,
+}
+
+/// Every route the router serves.
+pub const ROUTES: &[RouteDoc] = &[
+    RouteDoc {
+        method: "GET",
+        path: "/version",
+        operation: "getVersion",
+        summary: "API and release version",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/healthcheck",
+        operation: "healthcheck",
+        summary: "200 when the store, the builder and the orchestrator answer",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/metrics",
+        operation: "getMetrics",
+        summary: "Prometheus text metrics",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/docs/spec",
+        operation: "getSpec",
+        summary: "This OpenAPI document",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/1/lambdas",
+        operation: "createLambda",
+        summary: "Create a lambda (multipart: archive, credentials, parameters)",
+        ok: 201,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/lambdas",
+        operation: "listLambdas",
+        summary: "List lambdas (page, page_size, lambda_name, namespace)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}",
+        operation: "getLambda",
+        summary: "A lambda's record",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "PUT",
+        path: "/1/lambdas/{lambda_id}",
+        operation: "updateLambda",
+        summary: "Update a lambda (multipart; archive optional): a new version",
+        ok: 202,
+    },
+    RouteDoc {
+        method: "PATCH",
+        path: "/1/lambdas/{lambda_id}",
+        operation: "switchLambda",
+        summary: "Switch a lambda off or on ({\"alive\": bool})",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "DELETE",
+        path: "/1/lambdas/{lambda_id}",
+        operation: "deleteLambda",
+        summary: "Delete a lambda, its deployment, archives and artifacts",
+        ok: 204,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/status",
+        operation: "getLambdaStatus",
+        summary: "Deploy status with each replica",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/image/status",
+        operation: "getImageStatus",
+        summary: "Build status",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/image/logs",
+        operation: "getImageLogs",
+        summary: "Build log (text); follow=1 streams until the build ends",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/logs",
+        operation: "getLambdaLogs",
+        summary: "Runtime logs per replica; tail=N",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/docs",
+        operation: "getLambdaDocs",
+        summary: "The archive's docs by Accept (text/html or application/x-yaml)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "PUT",
+        path: "/1/lambdas/{lambda_id}/config",
+        operation: "putLambdaConfig",
+        summary: "Replace the user config and restart without a rebuild",
+        ok: 202,
+    },
+    RouteDoc {
+        method: "ANY",
+        path: "/1/lambdas/{lambda_id}/proxy/{path}",
+        operation: "proxyLambda",
+        summary: "Forwarded to the lambda, streamed both ways",
+        ok: 200,
+    },
+];
+
+/// The router of the whole API.
+pub fn router(state: AppState) -> Router {
+    let upload_limit =
+        DefaultBodyLimit::max(usize::try_from(state.max_upload_bytes).unwrap_or(usize::MAX));
+    Router::new()
+        .route("/version", get(version))
+        .route("/healthcheck", get(healthcheck))
+        .route("/metrics", get(metrics))
+        .route("/docs/spec", get(spec))
+        .route("/1/lambdas", get(list).post(create).layer(upload_limit))
+        .route(
+            "/1/lambdas/{lambda_id}",
+            get(get_lambda)
+                .put(update)
+                .patch(switch)
+                .delete(delete)
+                .layer(upload_limit),
+        )
+        .route("/1/lambdas/{lambda_id}/status", get(status))
+        .route("/1/lambdas/{lambda_id}/image/status", get(image_status))
+        .route("/1/lambdas/{lambda_id}/image/logs", get(image_logs))
+        .route("/1/lambdas/{lambda_id}/logs", get(logs))
+        .route("/1/lambdas/{lambda_id}/docs", get(docs))
+        .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
+        .route("/1/lambdas/{lambda_id}/proxy", any(proxy_root))
+        .route("/1/lambdas/{lambda_id}/proxy/{*path}", any(proxy))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> Error {
+    Error::BadRequest(
+        ErrorCode::RouteNotFound,
+        format!("no route {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> Error {
+    Error::BadRequest(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Request id in and out, metrics, and one log line per 5xx.
+async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let rid = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            format!("{secs},{}", uuid::Uuid::new_v4())
+        });
+    req.extensions_mut().insert(RequestId(rid.clone()));
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    let status = resp.status().as_u16();
+    state
+        .platform
+        .metrics()
+        .request(&route, method.as_str(), status);
+    if let Some(InternalDetail(detail)) = resp.extensions().get::<InternalDetail>() {
+        tracing::error!(request_id = %rid, %method, %route, status, error = %detail, "request failed");
+    } else {
+        tracing::debug!(request_id = %rid, %method, %route, status, ms = started.elapsed().as_millis() as u64, "request");
+    }
+    resp
+}
+
+/// `Luna-Account-Id`, when sent.
+struct Account(Option<uuid::Uuid>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Account {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self> {
+        match parts.headers.get(ACCOUNT_ID_HEADER) {
+            None => Ok(Account(None)),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| uuid::Uuid::parse_str(s.trim()).ok())
+                .map(|u| Account(Some(u)))
+                .ok_or_else(|| {
+                    Error::BadRequest(
+                        ErrorCode::BadRequest,
+                        format!("header {ACCOUNT_ID_HEADER} must be a UUID"),
+                    )
+                }),
+        }
+    }
+}
+
+fn lambda_id(raw: &str) -> Result<LambdaId> {
+    raw.parse().map_err(|_| {
+        Error::BadRequest(
+            ErrorCode::LambdaNotFound,
+            format!("lambda {raw:?} not found: lambda ids are UUIDs"),
+        )
+    })
+}
+
+async fn version() -> Json<VersionResponse> {
+    let mut parts = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0));
+    Json(VersionResponse {
+        version: VersionInfo {
+            api: 1,
+            major: parts.next().unwrap_or(0),
+            minor: parts.next().unwrap_or(0),
+            patch: parts.next().unwrap_or(0),
+        },
+    })
+}
+
+async fn healthcheck(State(s): State<AppState>) -> Response {
+    let h = s.platform.health().await;
+    let status = if h.ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(h)).into_response()
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let text = s.platform.metrics().render(&s.platform.status_counts());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The OpenAPI 3 document of [`ROUTES`].
+pub fn openapi() -> serde_json::Value {
+    let mut paths = serde_json::Map::new();
+    for r in ROUTES {
+        let entry = paths
+            .entry(r.path.to_owned())
+            .or_insert_with(|| serde_json::json!({}));
+        let mut params = Vec::new();
+        if r.path.contains("{lambda_id}") {
+            params.push(serde_json::json!({"name": "lambda_id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}));
+        }
+        if r.path.contains("{path}") {
+            params.push(serde_json::json!({"name": "path", "in": "path", "required": true, "schema": {"type": "string"}}));
+        }
+        params.push(serde_json::json!({"name": ACCOUNT_ID_HEADER, "in": "header", "required": r.operation == "createLambda", "schema": {"type": "string", "format": "uuid"}}));
+        params.push(serde_json::json!({"name": REQUEST_ID_HEADER, "in": "header", "required": false, "schema": {"type": "string"}}));
+        let op = serde_json::json!({
+            "operationId": r.operation,
+            "summary": r.summary,
+            "parameters": params,
+            "responses": {
+                r.ok.to_string(): {"description": "success"},
+                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        });
+        let methods: Vec<&str> = if r.method == "ANY" {
+            vec!["get", "post", "put", "patch", "delete"]
+        } else {
+            vec![match r.method {
+                "GET" => "get",
+                "POST" => "post",
+                "PUT" => "put",
+                "PATCH" => "patch",
+                _ => "delete",
+            }]
+        };
+        for m in methods {
+            entry[m] = op.clone();
+        }
+    }
+    let codes: Vec<serde_json::Value> = ErrorCode::ALL
+        .iter()
+        .map(|c| serde_json::json!({"error_code": c.code(), "http": c.http_status(), "desc": c.desc()}))
+        .collect();
+    serde_json::json!({
+        "openapi": "3.0.3",
+        "info": {"title": "luna-lambda-rs", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {"schemas": {"Error": {
+            "type": "object",
+            "required": ["error_code", "desc", "detail"],
+            "properties": {
+                "error_code": {"type": "integer"},
+                "desc": {"type": "string"},
+                "detail": {"type": "string"},
+                "problems": {"type": "array", "items": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "path": {"type": "string"}, "message": {"type": "string"},
+                    "severity": {"type": "string"}, "line": {"type": "integer"}, "column": {"type": "integer"}}}},
+            },
+        }}},
+        "x-error-codes": codes,
+    })
+}
+
+async fn spec() -> Json<serde_json::Value> {
+    Json(openapi())
+}
+
+/// The parts of a create/update request.
+#[derive(Debug, Default)]
+struct UploadParts {
+    archive: Option<Bytes>,
+    credentials: Option<Bytes>,
+    parameters: Option<Bytes>,
+}
+
+async fn read_parts(
+    mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    max_archive: u64,
+) -> Result<UploadParts> {
+    let mut mp = mp.map_err(|e| {
+        Error::BadRequest(
+            ErrorCode::BadContentType,
+            format!("the body must be multipart/form-data with the parts archive, credentials and parameters ({e})"),
+        )
+    })?;
+    let mut parts = UploadParts::default();
+    let field_err = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::BadRequest(
+                ErrorCode::BodyTooLarge,
+                format!("the request body is too large: {e}"),
+            )
+        } else {
+            Error::BadRequest(
+                ErrorCode::BadRequest,
+                format!("the multipart body is malformed: {e}"),
+            )
+        }
+    };
+    while let Some(mut field) = mp.next_field().await.map_err(field_err)? {
+        let name = field.name().unwrap_or("").to_owned();
+        let slot = match name.as_str() {
+            "archive" => &mut parts.archive,
+            "credentials" => &mut parts.credentials,
+            "parameters" => &mut parts.parameters,
+            other => {
+                return Err(Error::BadRequest(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "unknown multipart part {other:?}; expected archive, credentials, parameters"
+                    ),
+                ));
+            }
+        };
+        if slot.is_some() {
+            return Err(Error::BadRequest(
+                ErrorCode::BadRequest,
+                format!("part {name:?} is sent twice"),
+            ));
+        }
+        let limit = if name == "archive" {
+            max_archive
+        } else {
+            1024 * 1024
+        };
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(field_err)? {
+            if (buf.len() + chunk.len()) as u64 > limit {
+                return Err(Error::BadRequest(
+                    ErrorCode::BodyTooLarge,
+                    format!(
+                        "part {name:?} is larger than {limit} bytes (setting limits.max_archive_bytes)"
+                    ),
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        *slot = Some(buf.freeze());
+    }
+    Ok(parts)
+}
+
+/// Parses `credentials`; semantic problems become validation problems.
+fn parse_credentials(raw: &Bytes, report: &mut ValidationReport) -> Result<Option<Credentials>> {
+    let value: serde_json::Value = serde_json::from_slice(raw).map_err(|e| {
+        Error::BadRequest(
+            ErrorCode::BadJson,
+            format!("part \"credentials\" is not valid JSON: {e}"),
+        )
+    })?;
+    let name = value.get("lambda_name").and_then(|v| v.as_str());
+    let ty = value
+        .get("lambda_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("standalone");
+    let mut ok = true;
+    match name.map(lambda_core::LambdaName::parse) {
+        None => {
+            ok = false;
+            report.push(Problem::error(
+                "credentials.lambda_name",
+                "credentials.lambda_name",
+                "lambda_name is required",
+            ));
+        }
+        Some(Err(e)) => {
+            ok = false;
+            report.push(Problem::error(
+                "credentials.lambda_name",
+                "credentials.lambda_name",
+                e.to_string(),
+            ));
+        }
+        Some(Ok(_)) => {}
+    }
+    if let Err(e) = ty.parse::<lambda_core::LambdaType>() {
+        ok = false;
+        report.push(Problem::error(
+            "credentials.lambda_type",
+            "credentials.lambda_type",
+            e.to_string(),
+        ));
+    }
+    if let Some(extra) = value.as_object().and_then(|o| {
+        o.keys()
+            .find(|k| *k != "lambda_name" && *k != "lambda_type")
+    }) {
+        ok = false;
+        report.push(Problem::error(
+            "credentials.unknown_field",
+            format!("credentials.{extra}"),
+            format!("unknown field {extra:?}; credentials hold lambda_name and lambda_type"),
+        ));
+    }
+    if !ok {
+        return Ok(None);
+    }
+    Ok(Some(Credentials {
+        lambda_name: lambda_core::LambdaName::parse(name.unwrap_or_default())
+            .map_err(|e| Error::Internal(e.to_string()))?,
+        lambda_type: ty
+            .parse()
+            .map_err(|e: lambda_core::Error| Error::Internal(e.to_string()))?,
+    }))
+}
+
+async fn create(
+    State(s): State<AppState>,
+    Account(account): Account,
+    mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response> {
+    let account = account.ok_or_else(|| {
+        Error::BadRequest(
+            ErrorCode::BadRequest,
+            format!("header {ACCOUNT_ID_HEADER} (a UUID) is required to create a lambda"),
+        )
+    })?;
+    let parts = read_parts(mp, s.platform.config().limits.max_archive_bytes).await?;
+    let archive = parts.archive.ok_or_else(|| {
+        Error::BadRequest(
+            ErrorCode::BadRequest,
+            "part \"archive\" (the lambda's zip) is missing".into(),
+        )
+    })?;
+    let raw_creds = parts.credentials.ok_or_else(|| {
+        Error::BadRequest(
+            ErrorCode::BadRequest,
+            "part \"credentials\" ({\"lambda_name\", \"lambda_type\"}) is missing".into(),
+        )
+    })?;
+    let mut report = ValidationReport::default();
+    let creds = parse_credentials(&raw_creds, &mut report)?;
+    let Some(creds) = creds else {
+        // Report the credentials' problems together with the archive's and the parameters'.
+        if let Err(Error::Invalid(r)) = s.platform.check(archive, parts.parameters).await {
+            report.extend(r);
+        }
+        return Err(Error::Invalid(report));
+    };
+    let id = s
+        .platform
+        .create(account, creds, parts.parameters, archive)
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreateResponse { lambda_id: id })).into_response())
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+    mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response> {
+    let id = lambda_id(&raw)?;
+    let parts = read_parts(mp, s.platform.config().limits.max_archive_bytes).await?;
+    let mut report = ValidationReport::default();
+    let creds = match &parts.credentials {
+        Some(raw) => match parse_credentials(raw, &mut report)? {
+            Some(c) => Some(c),
+            None => return Err(Error::Invalid(report)),
+        },
+        None => None,
+    };
+    let version = s
+        .platform
+        .update(&id, account, creds, parts.parameters, parts.archive)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(UpdateResponse {
+            lambda_id: id,
+            lambda_version: version,
+        }),
+    )
+        .into_response())
+}
+
+fn query_u64(
+    q: &HashMap<String, String>,
+    key: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64> {
+    match q.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                Error::BadRequest(
+                    ErrorCode::BadQuery,
+                    format!("query {key}={v:?} must be a number from {min} to {max}"),
+                )
+            }),
+    }
+}
+
+fn query(
+    q: std::result::Result<
+        Query<HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<HashMap<String, String>> {
+    q.map(|Query(q)| q)
+        .map_err(|e| Error::BadRequest(ErrorCode::BadQuery, format!("bad query string: {e}")))
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Account(account): Account,
+    q: std::result::Result<
+        Query<HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<LambdaList>> {
+    let q = query(q)?;
+    if let Some(k) = q
+        .keys()
+        .find(|k| !["page", "page_size", "lambda_name", "namespace"].contains(&k.as_str()))
+    {
+        return Err(Error::BadRequest(
+            ErrorCode::BadQuery,
+            format!("unknown query parameter {k:?}; use page, page_size, lambda_name, namespace"),
+        ));
+    }
+    let query = ListQuery {
+        account_id: account,
+        lambda_name: q.get("lambda_name").cloned(),
+        namespace: q.get("namespace").cloned(),
+        page: query_u64(&q, "page", 1, 1, u64::MAX)?,
+        page_size: query_u64(&q, "page_size", 100, 1, 1000)?,
+    };
+    let (lambdas, count) = s.platform.list(&query).await?;
+    Ok(Json(LambdaList { lambdas, count }))
+}
+
+async fn get_lambda(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+) -> Result<Response> {
+    Ok(Json(s.platform.get(&lambda_id(&raw)?, account).await?).into_response())
+}
+
+async fn switch(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+    body: std::result::Result<Json<SwitchRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
+    let id = lambda_id(&raw)?;
+    let Json(req) = body.map_err(json_error)?;
+    Ok(Json(s.platform.switch(&id, account, req.alive).await?).into_response())
+}
+
+fn json_error(e: axum::extract::rejection::JsonRejection) -> Error {
+    use axum::extract::rejection::JsonRejection::*;
+    match e {
+        MissingJsonContentType(_) => Error::BadRequest(
+            ErrorCode::BadContentType,
+            format!("{e}; send Content-Type: application/json"),
+        ),
+        e => Error::BadRequest(ErrorCode::BadJson, e.body_text()),
+    }
+}
+
+async fn delete(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+) -> Result<StatusCode> {
+    s.platform.delete(&lambda_id(&raw)?, account).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn status(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+) -> Result<Response> {
+    Ok(Json(s.platform.status(&lambda_id(&raw)?, account).await?).into_response())
+}
+
+async fn image_status(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+) -> Result<Response> {
+    Ok(Json(s.platform.image_status(&lambda_id(&raw)?, account).await?).into_response())
+}
+
+async fn image_logs(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+    q: std::result::Result<
+        Query<HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Response> {
+    let id = lambda_id(&raw)?;
+    let follow = query_u64(&query(q)?, "follow", 0, 0, 1)? == 1;
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if follow {
+        let stream = s.platform.follow_build_log(&id, account).await?;
+        let body = Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>));
+        return Ok((text_plain, body).into_response());
+    }
+    Ok((text_plain, s.platform.build_log(&id, account).await?).into_response())
+}
+
+async fn logs(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+    q: std::result::Result<
+        Query<HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<LogsResponse>> {
+    let id = lambda_id(&raw)?;
+    let q = query(q)?;
+    let tail = match q.get("tail") {
+        Some(_) => Some(query_u64(&q, "tail", 100, 0, 1_000_000)? as usize),
+        None => None,
+    };
+    Ok(Json(LogsResponse {
+        logs: s.platform.runtime_logs(&id, account, tail).await?,
+    }))
+}
+
+async fn docs(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let id = lambda_id(&raw)?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/html")
+        .to_ascii_lowercase();
+    let (kind, ctype) = if accept.contains("yaml") || accept.contains("yml") {
+        (DocKind::Yaml, "application/x-yaml")
+    } else {
+        (DocKind::Html, "text/html; charset=utf-8")
+    };
+    match s.platform.docs(&id, account, kind).await? {
+        Some(body) => Ok(([(header::CONTENT_TYPE, ctype)], body).into_response()),
+        None => Err(Error::BadRequest(
+            ErrorCode::RouteNotFound,
+            format!(
+                "lambda {id} has no docs (docs/lambda.html and docs/lambda.yml in its archive)"
+            ),
+        )),
+    }
+}
+
+async fn config(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+    body: Bytes,
+) -> Result<Response> {
+    let id = lambda_id(&raw)?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        Error::BadRequest(
+            ErrorCode::BadJson,
+            format!("the user config is not valid JSON: {e}"),
+        )
+    })?;
+    let value = if value.is_null() { None } else { Some(value) };
+    let version = s.platform.set_config(&id, account, value).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(UpdateResponse {
+            lambda_id: id,
+            lambda_version: version,
+        }),
+    )
+        .into_response())
+}
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Bodies up to this size are buffered so that a refused connection can be retried on another
+/// replica; larger ones stream straight through.
+const RETRY_BUFFER: u64 = 64 * 1024;
+
+async fn proxy_root(
+    state: State<AppState>,
+    Path(raw): Path<String>,
+    account: Account,
+    req: Request,
+) -> Result<Response> {
+    forward(state, raw, String::new(), account, req).await
+}
+
+async fn proxy(
+    state: State<AppState>,
+    Path((raw, path)): Path<(String, String)>,
+    account: Account,
+    req: Request,
+) -> Result<Response> {
+    forward(state, raw, path, account, req).await
+}
+
+async fn forward(
+    State(s): State<AppState>,
+    raw: String,
+    path: String,
+    Account(account): Account,
+    req: Request,
+) -> Result<Response> {
+    let id = lambda_id(&raw)?;
+    let (route, base) = s.platform.route(&id, account).await?;
+    let rid = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let suffix = match parts.uri.query() {
+        Some(q) => format!("/{path}?{q}"),
+        None => format!("/{path}"),
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (k, v) in &parts.headers {
+        if !HOP_BY_HOP.contains(&k.as_str()) && k != header::CONTENT_LENGTH {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        headers.insert(HeaderName::from_static("luna-request-id"), v);
+    }
+    let method =
+        reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(Method::GET);
+    let length: Option<u64> = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let timeout = s.platform.config().proxy_timeout;
+    let send = |url: String, body: reqwest::Body| {
+        s.client
+            .request(method.clone(), url)
+            .headers(headers.clone())
+            .body(body)
+            .send()
+    };
+    let result = if length.is_some_and(|n| n <= RETRY_BUFFER)
+        || (length.is_none() && parts.method == Method::GET)
+    {
+        let bytes = axum::body::to_bytes(body, RETRY_BUFFER as usize)
+            .await
+            .map_err(|e| {
+                Error::BadRequest(
+                    ErrorCode::BadRequest,
+                    format!("reading the request body: {e}"),
+                )
+            })?;
+        match tokio::time::timeout(
+            timeout,
+            send(
+                format!("{base}{suffix}"),
+                reqwest::Body::from(bytes.clone()),
+            ),
+        )
+        .await
+        {
+            Ok(Err(e)) if e.is_connect() => {
+                // The replica went away between resolving and connecting (e.g. an update just
+                // switched replicas): nothing was sent, so try the current endpoint once more.
+                let (_, base) = s.platform.route(&id, account).await?;
+                tokio::time::timeout(
+                    timeout,
+                    send(format!("{base}{suffix}"), reqwest::Body::from(bytes)),
+                )
+                .await
+            }
+            other => other,
+        }
+    } else {
+        let stream = body.into_data_stream();
+        tokio::time::timeout(
+            timeout,
+            send(
+                format!("{base}{suffix}"),
+                reqwest::Body::wrap_stream(stream),
+            ),
+        )
+        .await
+    };
+    let resp = match result {
+        Err(_) => return Err(Error::LambdaTimeout(id, timeout)),
+        Ok(Err(e)) if e.is_timeout() => return Err(Error::LambdaTimeout(id, timeout)),
+        Ok(Err(e)) if e.is_connect() => return Err(Error::NotRunning(id)),
+        Ok(Err(e)) => return Err(Error::Internal(format!("proxying to lambda {id}: {e}"))),
+        Ok(Ok(r)) => r,
+    };
+    let mut out = Response::builder().status(resp.status().as_u16());
+    if let Some(h) = out.headers_mut() {
+        for (k, v) in resp.headers() {
+            if !HOP_BY_HOP.contains(&k.as_str()) {
+                h.append(k.clone(), v.clone());
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&route.version.to_string()) {
+            h.insert(LAMBDA_VERSION_HEADER, v);
+        }
+    }
+    out.body(Body::from_stream(resp.bytes_stream()))
+        .map_err(|e| Error::Internal(e.to_string()))
+}

@@ -1,0 +1,563 @@
+//! Configuration (DESIGN.md §7): one TOML file plus environment overrides, read once by the
+//! binary, with unknown keys rejected and a redacted summary for the start-up log.
+//!
+//! Environment overrides: `LUNA_LAMBDA_<KEY>` for top-level keys and
+//! `LUNA_LAMBDA_<SECTION>_<KEY>` for section keys (e.g. `LUNA_LAMBDA_S3_ENDPOINT`,
+//! `LUNA_LAMBDA_LIMITS_MAX_ARCHIVE_BYTES`); values are read as TOML (numbers, booleans, arrays)
+//! or else as strings. The original service's `LAMBDA_REGISTRY` and `LAMBDA_INSECURE_REGISTRIES`
+//! (comma-separated) are honoured too. The library never reads the process environment: the
+//! binary passes it in.
+
+use crate::platform::{Platform, PlatformConfig};
+use lambda_build::{LocalBuilder, LocalBuilderConfig};
+use lambda_core::Limits;
+use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig};
+use lambda_storage::{S3Options, StorageConfig};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listen address (default `127.0.0.1:5210`).
+    pub listen: String,
+    /// Registry of images (`LAMBDA_REGISTRY`); used by the Docker builder.
+    pub lambda_registry: Option<String>,
+    /// Registries reached over plain HTTP (`LAMBDA_INSECURE_REGISTRIES`).
+    pub lambda_insecure_registries: Vec<String>,
+    /// How often the reconciler runs, in seconds (default 30).
+    pub reconcile_interval_secs: u64,
+    /// Orphaned stored objects younger than this are left alone, in seconds (default 600).
+    pub orphan_grace_secs: u64,
+    /// `[local]`
+    pub local: LocalSection,
+    /// `[storage]`
+    pub storage: StorageSection,
+    /// `[s3]`
+    pub s3: S3Section,
+    /// `[builder]`
+    pub builder: BuilderSection,
+    /// `[orchestrator]`
+    pub orchestrator: OrchestratorSection,
+    /// `[limits]`
+    pub limits: LimitsSection,
+}
+
+/// `[local]`: the embedded default's folder.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalSection {
+    /// Where everything local lives (store, builds, running lambdas).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `[storage]`: where archives and records live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// `memory://`, `file:///path` or `s3://bucket`; default: `[s3] bucket` when set, else
+    /// `file://<data_dir>/store`.
+    pub url: Option<String>,
+}
+
+/// `[s3]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Section {
+    /// Endpoint URL (MinIO, s3s, ...); none means AWS.
+    pub endpoint: Option<String>,
+    /// Bucket.
+    pub bucket: Option<String>,
+    /// Region.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key (redacted in logs).
+    pub secret_access_key: Option<String>,
+    /// Allow `http://` endpoints.
+    pub allow_http: bool,
+    /// Key prefix.
+    pub prefix: String,
+    /// The server's conditional writes are atomic (AWS, MinIO); false serialises writes in-process.
+    pub conditional_put: bool,
+}
+
+impl Default for S3Section {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            bucket: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            prefix: String::new(),
+            conditional_put: true,
+        }
+    }
+}
+
+/// `[builder]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuilderSection {
+    /// `local` (virtualenv) or `docker`.
+    pub kind: String,
+    /// Python for local builds.
+    pub python: String,
+    /// `auto` (use uv when it is on PATH), `off`, or a path to uv.
+    pub uv: String,
+    /// Builds at once.
+    pub concurrency: usize,
+    /// Build timeout in seconds.
+    pub timeout_secs: u64,
+    /// Extra `pip install` arguments (e.g. an index URL).
+    pub pip_args: Vec<String>,
+}
+
+impl Default for BuilderSection {
+    fn default() -> Self {
+        Self {
+            kind: "local".into(),
+            python: "python3".into(),
+            uv: "auto".into(),
+            concurrency: 2,
+            timeout_secs: 600,
+            pip_args: Vec::new(),
+        }
+    }
+}
+
+/// `[orchestrator]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorSection {
+    /// `local`, `docker` or `kubernetes`.
+    pub kind: String,
+    /// Seconds a new replica has to answer `/healthcheck`.
+    pub start_timeout_secs: u64,
+    /// Seconds between SIGTERM and SIGKILL when stopping a replica.
+    pub stop_grace_secs: u64,
+    /// Kubernetes namespace (default `default`).
+    pub namespace: String,
+    /// Kubeconfig path.
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    pub context: Option<String>,
+    /// Use the in-cluster service account.
+    pub in_cluster: bool,
+}
+
+impl Default for OrchestratorSection {
+    fn default() -> Self {
+        Self {
+            kind: "local".into(),
+            start_timeout_secs: 60,
+            stop_grace_secs: 10,
+            namespace: "default".into(),
+            kubeconfig: None,
+            context: None,
+            in_cluster: false,
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest archive, compressed.
+    pub max_archive_bytes: u64,
+    /// Largest total uncompressed size.
+    pub max_uncompressed_bytes: u64,
+    /// Most entries.
+    pub max_entries: usize,
+    /// Largest per-entry compression ratio.
+    pub max_ratio: u64,
+    /// Entries above this size are ratio-checked.
+    pub ratio_min_bytes: u64,
+    /// Largest parsed file.
+    pub max_source_bytes: u64,
+    /// Seconds the proxy waits for a lambda's answer.
+    pub proxy_timeout_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let l = Limits::default();
+        Self {
+            max_archive_bytes: l.max_archive_bytes,
+            max_uncompressed_bytes: l.max_uncompressed_bytes,
+            max_entries: l.max_entries,
+            max_ratio: l.max_ratio,
+            ratio_min_bytes: l.ratio_min_bytes,
+            max_source_bytes: l.max_source_bytes,
+            proxy_timeout_secs: 60,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:5210".into(),
+            lambda_registry: None,
+            lambda_insecure_registries: Vec::new(),
+            reconcile_interval_secs: 30,
+            orphan_grace_secs: 600,
+            local: LocalSection::default(),
+            storage: StorageSection::default(),
+            s3: S3Section::default(),
+            builder: BuilderSection::default(),
+            orchestrator: OrchestratorSection::default(),
+            limits: LimitsSection::default(),
+        }
+    }
+}
+
+/// Configuration errors (reported by the binary, which exits 1).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is invalid or has unknown keys / wrong types.
+    #[error("invalid configuration{origin}: {message}")]
+    Invalid {
+        /// ` in FILE` or ` from the environment`.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting that cannot work (e.g. an orchestrator that is not available).
+    #[error("{0}")]
+    Unsupported(String),
+    /// An adapter failed to start.
+    #[error("{0}")]
+    Startup(String),
+}
+
+const SECTIONS: [&str; 6] = [
+    "local",
+    "storage",
+    "s3",
+    "builder",
+    "orchestrator",
+    "limits",
+];
+const ENV_PREFIX: &str = "LUNA_LAMBDA_";
+
+fn env_value(raw: &str) -> toml::Value {
+    // Numbers, booleans and arrays as TOML; anything else is a string.
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+impl Config {
+    /// Reads `file` (when given), applies the environment overrides in `env`, and checks it.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let (mut table, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let t = text
+                    .parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid {
+                        origin: format!(" in {}", path.display()),
+                        message: e.to_string(),
+                    })?;
+                (t, format!(" in {} or the environment", path.display()))
+            }
+            None => (toml::Table::new(), " from the environment".to_owned()),
+        };
+        let mut keys: Vec<(&String, &String)> = env.iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            if k == "LAMBDA_REGISTRY" {
+                table.insert("lambda_registry".into(), toml::Value::String(v.clone()));
+            } else if k == "LAMBDA_INSECURE_REGISTRIES" {
+                let list = v.split(',').map(str::trim).filter(|s| !s.is_empty());
+                table.insert(
+                    "lambda_insecure_registries".into(),
+                    toml::Value::Array(list.map(|s| toml::Value::String(s.to_owned())).collect()),
+                );
+            } else if let Some(rest) = k.strip_prefix(ENV_PREFIX) {
+                let rest = rest.to_ascii_lowercase();
+                let section = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_")));
+                match section {
+                    Some(s) => {
+                        let key = rest[s.len() + 1..].to_owned();
+                        let entry = table
+                            .entry((*s).to_owned())
+                            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                        if let toml::Value::Table(t) = entry {
+                            t.insert(key, env_value(v));
+                        }
+                    }
+                    None => {
+                        table.insert(rest, env_value(v));
+                    }
+                }
+            }
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                origin: origin.clone(),
+                message: e.message().to_owned(),
+            })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                origin: String::new(),
+                message: format!(
+                    "listen = {:?} is not an address like 127.0.0.1:5210",
+                    self.listen
+                ),
+            });
+        }
+        if self.builder.kind != "local" {
+            return Err(ConfigError::Unsupported(format!(
+                "[builder] kind = {:?} is not available in this version; use \"local\"",
+                self.builder.kind
+            )));
+        }
+        if self.orchestrator.kind != "local" {
+            return Err(ConfigError::Unsupported(format!(
+                "[orchestrator] kind = {:?} is not available in this version; use \"local\"",
+                self.orchestrator.kind
+            )));
+        }
+        Ok(())
+    }
+
+    /// The data folder: `[local] data_dir`, else `default`.
+    pub fn data_dir(&self, default: &Path) -> PathBuf {
+        self.local
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| default.to_path_buf())
+    }
+
+    /// The storage URL in force.
+    pub fn storage_url(&self, data_dir: &Path) -> String {
+        if let Some(u) = &self.storage.url {
+            return u.clone();
+        }
+        if let Some(b) = &self.s3.bucket {
+            return format!("s3://{b}");
+        }
+        format!("file://{}", data_dir.join("store").display())
+    }
+
+    /// The configuration as it may be logged: secrets replaced by `***`.
+    pub fn summary(&self, data_dir: &Path) -> String {
+        let secret = |s: &Option<String>| if s.is_some() { "***" } else { "(none)" };
+        format!(
+            "listen={} data_dir={} storage={} s3.endpoint={} s3.access_key_id={} s3.secret_access_key={} builder={} (python={}, uv={}, concurrency={}, timeout={}s) orchestrator={} limits: archive<={}B uncompressed<={}B entries<={} ratio<={} proxy_timeout={}s registry={}",
+            self.listen,
+            data_dir.display(),
+            self.storage_url(data_dir),
+            self.s3.endpoint.as_deref().unwrap_or("(aws)"),
+            self.s3.access_key_id.as_deref().unwrap_or("(none)"),
+            secret(&self.s3.secret_access_key),
+            self.builder.kind,
+            self.builder.python,
+            self.builder.uv,
+            self.builder.concurrency,
+            self.builder.timeout_secs,
+            self.orchestrator.kind,
+            self.limits.max_archive_bytes,
+            self.limits.max_uncompressed_bytes,
+            self.limits.max_entries,
+            self.limits.max_ratio,
+            self.limits.proxy_timeout_secs,
+            self.lambda_registry.as_deref().unwrap_or("(none)"),
+        )
+    }
+
+    /// Builds the platform with its adapters. `env` is the binary's environment: it locates
+    /// `uv` on `PATH` (`[builder] uv = "auto"`) and gives replicas their base environment.
+    pub async fn platform(
+        &self,
+        data_dir: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Platform, ConfigError> {
+        let mut storage_cfg = StorageConfig::new(self.storage_url(data_dir));
+        storage_cfg.prefix = self.s3.prefix.clone();
+        storage_cfg.s3 = S3Options {
+            endpoint: self.s3.endpoint.clone(),
+            region: self.s3.region.clone(),
+            access_key_id: self.s3.access_key_id.clone(),
+            secret_access_key: self.s3.secret_access_key.clone(),
+            allow_http: self.s3.allow_http,
+            conditional_put: self.s3.conditional_put,
+            ..S3Options::default()
+        };
+        let storage =
+            lambda_storage::open(&storage_cfg).map_err(|e| ConfigError::Startup(e.to_string()))?;
+        storage
+            .healthcheck()
+            .await
+            .map_err(|e| ConfigError::Startup(e.to_string()))?;
+        let uv = match self.builder.uv.as_str() {
+            "off" => None,
+            "auto" => find_on_path("uv", env),
+            path => Some(PathBuf::from(path)),
+        };
+        let builder = LocalBuilder::new(LocalBuilderConfig {
+            data_dir: data_dir.join("builds"),
+            python: PathBuf::from(&self.builder.python),
+            uv,
+            pip_args: self.builder.pip_args.clone(),
+        });
+        let mut ocfg = LocalOrchestratorConfig::new(data_dir.to_path_buf());
+        ocfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
+        ocfg.stop_grace = Duration::from_secs(self.orchestrator.stop_grace_secs);
+        ocfg.base_env = [
+            "PATH",
+            "HOME",
+            "LANG",
+            "LC_ALL",
+            "TZ",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "TMPDIR",
+        ]
+        .iter()
+        .filter_map(|k| env.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+        let orchestrator = LocalOrchestrator::open(ocfg)
+            .await
+            .map_err(|e| ConfigError::Startup(e.to_string()))?;
+        let pcfg = PlatformConfig {
+            limits: Limits {
+                max_archive_bytes: self.limits.max_archive_bytes,
+                max_uncompressed_bytes: self.limits.max_uncompressed_bytes,
+                max_entries: self.limits.max_entries,
+                max_ratio: self.limits.max_ratio,
+                ratio_min_bytes: self.limits.ratio_min_bytes,
+                max_source_bytes: self.limits.max_source_bytes,
+            },
+            build_concurrency: self.builder.concurrency.max(1),
+            build_timeout: Duration::from_secs(self.builder.timeout_secs),
+            proxy_timeout: Duration::from_secs(self.limits.proxy_timeout_secs),
+            reconcile_interval: Duration::from_secs(self.reconcile_interval_secs.max(1)),
+            orphan_grace: Duration::from_secs(self.orphan_grace_secs),
+        };
+        Ok(Platform::new(
+            pcfg,
+            storage,
+            Arc::new(builder),
+            Arc::new(orchestrator),
+        ))
+    }
+}
+
+fn find_on_path(name: &str, env: &HashMap<String, String>) -> Option<PathBuf> {
+    env.get("PATH")?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_file_and_environment_layer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:6000\"\n[limits]\nmax_entries = 50\n[s3]\nendpoint = \"http://x\"\n").unwrap();
+        let c = Config::load(
+            Some(&f),
+            &env(&[
+                ("LUNA_LAMBDA_LIMITS_MAX_ENTRIES", "70"),
+                ("LUNA_LAMBDA_S3_ALLOW_HTTP", "true"),
+                ("LAMBDA_INSECURE_REGISTRIES", "a:5000, b:5000"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6000");
+        assert_eq!(
+            c.limits.max_entries, 70,
+            "the environment wins over the file"
+        );
+        assert!(c.s3.allow_http);
+        assert_eq!(c.lambda_insecure_registries, vec!["a:5000", "b:5000"]);
+        assert_eq!(c.limits.max_ratio, 200, "defaults fill the rest");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[limits]\nmax_entreis = 5\n").unwrap();
+        let e = Config::load(Some(&f), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_entreis"), "{e}");
+        let e = Config::load(None, &env(&[("LUNA_LAMBDA_NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = Config::load(None, &env(&[("LUNA_LAMBDA_LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nowhere"), "{e}");
+        let e = Config::load(
+            None,
+            &env(&[("LUNA_LAMBDA_ORCHESTRATOR_KIND", "kubernetes")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("kubernetes"), "{e}");
+    }
+
+    #[test]
+    fn the_summary_hides_secrets() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("LUNA_LAMBDA_S3_SECRET_ACCESS_KEY", "topsecret"),
+                ("LUNA_LAMBDA_S3_BUCKET", "b"),
+            ]),
+        )
+        .unwrap();
+        let s = c.summary(Path::new("/data"));
+        assert!(
+            !s.contains("topsecret") && s.contains("***") && s.contains("s3://b"),
+            "{s}"
+        );
+    }
+}

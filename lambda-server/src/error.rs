@@ -1,0 +1,115 @@
+//! The one error type of lambda-server, and its mapping to HTTP (done once, here).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lambda_core::api::{ErrorBody, ErrorCode};
+use lambda_core::{LambdaId, ValidationReport};
+
+/// Errors of the platform.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No such lambda (or not this account's).
+    #[error("lambda {0} not found")]
+    NotFound(LambdaId),
+    /// The account already has a lambda with this name.
+    #[error("{0}")]
+    NameConflict(String),
+    /// The archive or the parameters failed validation.
+    #[error("the archive or the parameters are invalid ({} problem(s))", .0.errors().count())]
+    Invalid(ValidationReport),
+    /// The update is not allowed now.
+    #[error("{0}")]
+    UpdateNotAllowed(String),
+    /// The stored archive is gone.
+    #[error("the archive of lambda {0} is gone from the store")]
+    ArchiveGone(LambdaId),
+    /// The lambda is not running (proxy).
+    #[error("lambda {0} is not running")]
+    NotRunning(LambdaId),
+    /// The lambda is switched off (proxy).
+    #[error("lambda {0} is switched off")]
+    SwitchedOff(LambdaId),
+    /// The lambda did not answer in time (proxy).
+    #[error("lambda {0} did not answer within {1:?}")]
+    LambdaTimeout(LambdaId, std::time::Duration),
+    /// A malformed request (missing part or header, bad JSON part, bad query).
+    #[error("{1}")]
+    BadRequest(ErrorCode, String),
+    /// A storage failure.
+    #[error(transparent)]
+    Storage(#[from] lambda_storage::Error),
+    /// An orchestrator failure.
+    #[error(transparent)]
+    Deploy(#[from] lambda_deploy::Error),
+    /// The lambda changed (was updated or deleted) while a background job ran for it.
+    #[error("lambda {0} changed while this operation ran")]
+    Superseded(LambdaId),
+    /// Anything else; details are logged, not returned.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The API error code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound(_) => ErrorCode::LambdaNotFound,
+            Self::NameConflict(_) => ErrorCode::NameConflict,
+            Self::Invalid(_) => ErrorCode::Validation,
+            Self::UpdateNotAllowed(_) => ErrorCode::UpdateNotAllowed,
+            Self::ArchiveGone(_) => ErrorCode::ArchiveGone,
+            Self::NotRunning(_) => ErrorCode::NotRunning,
+            Self::SwitchedOff(_) => ErrorCode::SwitchedOff,
+            Self::LambdaTimeout(..) => ErrorCode::LambdaTimeout,
+            Self::BadRequest(code, _) => *code,
+            Self::Storage(lambda_storage::Error::Conflict { .. }) | Self::Superseded(_) => {
+                ErrorCode::UpdateNotAllowed
+            }
+            Self::Storage(_) | Self::Deploy(_) | Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The body sent to the client (5xx details are not leaked).
+    pub fn body(&self) -> ErrorBody {
+        let code = self.code();
+        let mut body = ErrorBody::new(
+            code,
+            if code == ErrorCode::Internal {
+                "internal error; see the server log for this request id".to_owned()
+            } else {
+                self.to_string()
+            },
+        );
+        if let Self::Invalid(report) = self {
+            body.detail = report
+                .errors()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            body.problems = Some(report.problems.clone());
+        }
+        body
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code().http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, axum::Json(self.body())).into_response();
+        if status.is_server_error() {
+            // Logged once, by the access-log middleware, which reads this.
+            resp.extensions_mut()
+                .insert(InternalDetail(self.to_string()));
+        }
+        resp
+    }
+}
+
+/// The full text of a 5xx error, for the log (never sent to the client).
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub String);

@@ -1,0 +1,1147 @@
+//! The Platform: the lifecycle of DESIGN.md §3 over the storage, builder and orchestrator ports.
+//!
+//! Requests validate synchronously and store; builds and deploys run as background jobs (one
+//! per lambda; a newer one cancels the older), at most `build_concurrency` builds at a time
+//! (queued builds stay `pending`). Every status change is written to the record before it is
+//! acted on, and a reconciler, at start and every `reconcile_interval`, drives every record to
+//! its desired state: interrupted builds are resumed, lambdas that should run but do not are
+//! deployed again, deployments without a record are removed.
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use lambda_build::{BuildRequest, ImageBuilder};
+use lambda_core::api::{
+    ArchiveInfo, Credentials, ImageStatusResponse, LambdaRecord, ReplicaStatus, StatusResponse,
+};
+use lambda_core::archive::{DOCS_HTML, DOCS_YAML, Limits, for_each_user_file, validate_bytes};
+use lambda_core::{
+    ImageStatus, LambdaId, LambdaStatus, Parameters, ValidatedArchive, ValidationReport,
+};
+use lambda_deploy::{DeploySpec, Orchestrator};
+use lambda_storage::{ArtifactStore, DocKind, LambdaRepository, ListQuery, Storage};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Settings of the platform (the `[limits]`, `[builder]` and `[server]` parts of the config).
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// Archive limits.
+    pub limits: Limits,
+    /// Builds running at once (default 2).
+    pub build_concurrency: usize,
+    /// A build is stopped after this long (default 10 min).
+    pub build_timeout: Duration,
+    /// The proxy gives a lambda this long to answer (default 60 s).
+    pub proxy_timeout: Duration,
+    /// How often the reconciler runs (default 30 s).
+    pub reconcile_interval: Duration,
+    /// Orphaned objects younger than this are left alone by recovery (default 10 min).
+    pub orphan_grace: Duration,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            build_concurrency: 2,
+            build_timeout: Duration::from_secs(600),
+            proxy_timeout: Duration::from_secs(60),
+            reconcile_interval: Duration::from_secs(30),
+            orphan_grace: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the proxy needs to know about a lambda, kept in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Owner.
+    pub account_id: uuid::Uuid,
+    /// Switched on.
+    pub alive: bool,
+    /// Current version.
+    pub version: u64,
+    /// Deploy status.
+    pub status: LambdaStatus,
+    /// Build status.
+    pub image_status: ImageStatus,
+}
+
+impl Route {
+    fn of(r: &LambdaRecord) -> Self {
+        Self {
+            account_id: r.account_id,
+            alive: r.alive,
+            version: r.lambda_version,
+            status: r.status,
+            image_status: r.image_status,
+        }
+    }
+}
+
+/// Build log of a running build, shared with followers.
+#[derive(Debug, Default)]
+struct LiveLog {
+    lines: Mutex<Vec<String>>,
+    changed: tokio::sync::Notify,
+    done: AtomicBool,
+}
+
+impl LiveLog {
+    fn push(&self, line: String) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+        self.changed.notify_waiters();
+    }
+    fn finish(&self) {
+        self.done.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+    fn text(&self) -> String {
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lines.join("\n");
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[derive(Debug)]
+struct Job {
+    id: u64,
+    cancel: CancellationToken,
+}
+
+/// Health of each port.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Health {
+    /// `ok` or the error.
+    pub store: String,
+    /// `ok` or the error.
+    pub builder: String,
+    /// `ok` or the error.
+    pub orchestrator: String,
+}
+
+impl Health {
+    /// Every port answers.
+    pub fn ok(&self) -> bool {
+        self.store == "ok" && self.builder == "ok" && self.orchestrator == "ok"
+    }
+}
+
+/// The platform service (see the module docs). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: PlatformConfig,
+    storage: Storage,
+    repo: LambdaRepository,
+    artifacts: ArtifactStore,
+    builder: Arc<dyn ImageBuilder>,
+    orchestrator: Arc<dyn Orchestrator>,
+    slots: Arc<tokio::sync::Semaphore>,
+    jobs: Mutex<HashMap<LambdaId, Job>>,
+    job_ids: AtomicU64,
+    live_logs: Mutex<HashMap<(LambdaId, u64), Arc<LiveLog>>>,
+    routes: RwLock<HashMap<LambdaId, Route>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// Moves a status along the state machine (same status: no change).
+fn set_status(rec: &mut LambdaRecord, to: LambdaStatus) {
+    if rec.status != to && rec.status.can_become(to) {
+        rec.status = to;
+    } else if rec.status != to {
+        tracing::warn!(lambda = %rec.lambda_id, from = %rec.status, %to, "status change refused by the state machine");
+    }
+}
+
+fn set_image(rec: &mut LambdaRecord, to: ImageStatus) {
+    if rec.image_status != to && rec.image_status.can_become(to) {
+        rec.image_status = to;
+    } else if rec.image_status != to {
+        tracing::warn!(lambda = %rec.lambda_id, from = %rec.image_status, %to, "image status change refused by the state machine");
+    }
+}
+
+impl Platform {
+    /// A platform over the given ports. Call [`Platform::start`] to run the reconciler.
+    pub fn new(
+        cfg: PlatformConfig,
+        storage: Storage,
+        builder: Arc<dyn ImageBuilder>,
+        orchestrator: Arc<dyn Orchestrator>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                slots: Arc::new(tokio::sync::Semaphore::new(cfg.build_concurrency.max(1))),
+                cfg,
+                repo: storage.records(),
+                artifacts: storage.artifacts(),
+                storage,
+                builder,
+                orchestrator,
+                jobs: Mutex::default(),
+                job_ids: AtomicU64::new(1),
+                live_logs: Mutex::default(),
+                routes: RwLock::default(),
+                metrics: Metrics::default(),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PlatformConfig {
+        &self.inner.cfg
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The orchestrator (the proxy resolves endpoints with it).
+    pub fn orchestrator(&self) -> &Arc<dyn Orchestrator> {
+        &self.inner.orchestrator
+    }
+
+    /// Repairs the store, reconciles once, then keeps reconciling every `reconcile_interval`.
+    pub async fn start(&self) -> Result<()> {
+        self.reconcile().await?;
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = this.inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(this.inner.cfg.reconcile_interval) => {}
+                }
+                if let Err(e) = this.reconcile().await {
+                    tracing::warn!(error = %e, "reconcile failed");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops background work (running builds are cancelled and resumed at the next start) and
+    /// leaves every lambda running for the next start to re-adopt.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        for job in self
+            .inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            job.cancel.cancel();
+        }
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.inner.orchestrator.shutdown().await;
+    }
+
+    /// Health of the store, the builder and the orchestrator.
+    pub async fn health(&self) -> Health {
+        let show = |r: std::result::Result<(), String>| r.err().unwrap_or_else(|| "ok".into());
+        let (store, builder, orch) = tokio::join!(
+            self.inner.storage.healthcheck(),
+            self.inner.builder.health(),
+            self.inner.orchestrator.health()
+        );
+        Health {
+            store: show(store.map_err(|e| e.to_string())),
+            builder: show(builder.map_err(|e| e.to_string())),
+            orchestrator: show(orch.map_err(|e| e.to_string())),
+        }
+    }
+
+    fn cache(&self, rec: &LambdaRecord) {
+        self.inner
+            .routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rec.lambda_id, Route::of(rec));
+    }
+
+    /// Counts of lambdas by status (for `/metrics`).
+    pub fn status_counts(&self) -> BTreeMap<&'static str, u64> {
+        let mut m = BTreeMap::new();
+        for r in self
+            .inner
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            *m.entry(r.status.as_str()).or_default() += 1;
+        }
+        m
+    }
+
+    /// Validates an archive and parameters together (off the async threads).
+    async fn validate(
+        &self,
+        archive: Bytes,
+        params: Option<Bytes>,
+    ) -> Result<(ValidatedArchive, Parameters)> {
+        let limits = self.inner.cfg.limits.clone();
+        let (archive_result, params_result) = tokio::task::spawn_blocking(move || {
+            let a = validate_bytes(&archive, &limits);
+            let p = match &params {
+                Some(p) => Parameters::parse(p),
+                None => Ok(Parameters::default()),
+            };
+            (a, p)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("validation task failed: {e}")))?;
+        let mut report = ValidationReport::default();
+        let archive = archive_result.map_err(|r| report.extend(r)).ok();
+        let params = params_result.map_err(|r| report.extend(r)).ok();
+        match (archive, params) {
+            (Some(a), Some(p)) => Ok((a, p)),
+            _ => Err(Error::Invalid(report)),
+        }
+    }
+
+    /// Checks an archive and parameters without storing anything.
+    pub async fn check(&self, archive: Bytes, parameters: Option<Bytes>) -> Result<()> {
+        self.validate(archive, parameters).await.map(|_| ())
+    }
+
+    async fn store_docs(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        bytes: &Bytes,
+        archive: &ValidatedArchive,
+    ) -> Result<()> {
+        if !archive.has_docs {
+            return Ok(());
+        }
+        let (bytes, archive) = (bytes.clone(), archive.clone());
+        let docs = tokio::task::spawn_blocking(move || {
+            let mut docs: HashMap<String, Vec<u8>> = HashMap::new();
+            for_each_user_file::<_, std::io::Error>(
+                std::io::Cursor::new(&bytes[..]),
+                &archive,
+                |name, data| {
+                    if name == DOCS_HTML || name == DOCS_YAML {
+                        docs.insert(name.to_owned(), data.to_vec());
+                    }
+                    Ok(())
+                },
+            )
+            .map(|_| docs)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(format!("reading the docs: {e}")))?;
+        let html = Bytes::from(docs.get(DOCS_HTML).cloned().unwrap_or_default());
+        let yaml = Bytes::from(docs.get(DOCS_YAML).cloned().unwrap_or_default());
+        self.inner
+            .artifacts
+            .put_docs(id, version, html, yaml)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a lambda: validates (every problem at once), stores the archive and the record,
+    /// and starts its build and deploy in the background.
+    pub async fn create(
+        &self,
+        account_id: uuid::Uuid,
+        credentials: Credentials,
+        parameters: Option<Bytes>,
+        archive: Bytes,
+    ) -> Result<LambdaId> {
+        let (validated, params) = self.validate(archive.clone(), parameters).await?;
+        let id = LambdaId::new();
+        let info = self
+            .inner
+            .artifacts
+            .put_archive_bytes(&id, 1, archive.clone())
+            .await?;
+        if let Err(e) = self.store_docs(&id, 1, &archive, &validated).await {
+            let _ = self.inner.artifacts.delete_lambda(&id).await;
+            return Err(e);
+        }
+        let t = now();
+        let rec = LambdaRecord {
+            lambda_id: id,
+            lambda_name: credentials.lambda_name,
+            lambda_type: credentials.lambda_type,
+            account_id,
+            description: params.description.clone(),
+            create_time: t,
+            last_update_time: t,
+            lambda_version: 1,
+            image_status: ImageStatus::Pending,
+            status: LambdaStatus::Waiting,
+            reason: None,
+            alive: true,
+            parameters: params,
+            archive: info,
+            has_docs: validated.has_docs,
+        };
+        match self.inner.repo.create(rec).await {
+            Ok(v) => self.cache(&v.value),
+            Err(lambda_storage::Error::Conflict { what }) => {
+                let _ = self.inner.artifacts.delete_lambda(&id).await;
+                return Err(Error::NameConflict(what));
+            }
+            Err(e) => {
+                let _ = self.inner.artifacts.delete_lambda(&id).await;
+                return Err(e.into());
+            }
+        }
+        self.spawn_job(id, 1);
+        Ok(id)
+    }
+
+    /// A record, checked against the caller's account when one is given.
+    pub async fn get(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<LambdaRecord> {
+        let rec = match self.inner.repo.get(id).await {
+            Ok(v) => v.value,
+            Err(lambda_storage::Error::NotFound { .. }) => {
+                self.inner
+                    .routes
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(id);
+                return Err(Error::NotFound(*id));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if account.is_some_and(|a| a != rec.account_id) {
+            return Err(Error::NotFound(*id));
+        }
+        self.cache(&rec);
+        Ok(rec)
+    }
+
+    /// A page of records and the total count.
+    pub async fn list(&self, query: &ListQuery) -> Result<(Vec<LambdaRecord>, u64)> {
+        Ok(self.inner.repo.list(query).await?)
+    }
+
+    /// Updates a lambda: a new version from a new archive (or the stored one) and/or new
+    /// parameters. The running version keeps serving until the new one is ready.
+    pub async fn update(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+        credentials: Option<Credentials>,
+        parameters: Option<Bytes>,
+        archive: Option<Bytes>,
+    ) -> Result<u64> {
+        let current = self.get(id, account).await?;
+        if let Some(c) = &credentials
+            && c.lambda_name != current.lambda_name
+        {
+            return Err(Error::UpdateNotAllowed(format!(
+                "a lambda cannot be renamed (it is {:?}); create a new one instead",
+                current.lambda_name.as_str()
+            )));
+        }
+        let bytes = match archive {
+            Some(b) => b,
+            None => match self
+                .inner
+                .artifacts
+                .read_archive(id, current.lambda_version, &current.archive)
+                .await
+            {
+                Ok(b) => b,
+                Err(lambda_storage::Error::NotFound { .. }) => return Err(Error::ArchiveGone(*id)),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let params_json = match parameters {
+            Some(p) => Some(p),
+            None => Some(Bytes::from(
+                serde_json::to_vec(&current.parameters).unwrap_or_default(),
+            )),
+        };
+        let (validated, params) = self.validate(bytes.clone(), params_json).await?;
+        let version = current.lambda_version + 1;
+        let info: ArchiveInfo = self
+            .inner
+            .artifacts
+            .put_archive_bytes(id, version, bytes.clone())
+            .await?;
+        self.store_docs(id, version, &bytes, &validated).await?;
+        let lambda_type = credentials.map(|c| c.lambda_type);
+        let rec = self
+            .inner
+            .repo
+            .update_with::<_, Error>(id, |rec| {
+                if rec.lambda_version != current.lambda_version {
+                    return Err(Error::UpdateNotAllowed(format!(
+                        "lambda {id} was updated concurrently (now version {}); retry",
+                        rec.lambda_version
+                    )));
+                }
+                rec.lambda_version = version;
+                set_image(rec, ImageStatus::Pending);
+                rec.reason = None;
+                rec.description = params.description.clone();
+                rec.parameters = params.clone();
+                rec.archive = info.clone();
+                rec.has_docs = validated.has_docs;
+                rec.last_update_time = now();
+                if let Some(t) = lambda_type {
+                    rec.lambda_type = t;
+                }
+                Ok(())
+            })
+            .await?;
+        self.cache(&rec.value);
+        self.spawn_job(*id, version);
+        Ok(version)
+    }
+
+    /// Replaces the user config and restarts the lambda with it, without a rebuild.
+    pub async fn set_config(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+        user_config: Option<serde_json::Value>,
+    ) -> Result<u64> {
+        self.get(id, account).await?;
+        let check = Parameters {
+            user_config: user_config.clone(),
+            ..Parameters::default()
+        };
+        let report = check.check();
+        if !report.is_ok() {
+            return Err(Error::Invalid(report));
+        }
+        let rec = self
+            .inner
+            .repo
+            .update_with::<_, Error>(id, |rec| {
+                rec.parameters.user_config = user_config.clone();
+                rec.last_update_time = now();
+                Ok(())
+            })
+            .await?;
+        self.cache(&rec.value);
+        if rec.value.image_status == ImageStatus::Completed && rec.value.alive {
+            self.spawn_job(*id, rec.value.lambda_version);
+        }
+        Ok(rec.value.lambda_version)
+    }
+
+    /// Switches a lambda off (undeployed, record and archive kept) or on (deployed again).
+    pub async fn switch(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+        alive: bool,
+    ) -> Result<LambdaRecord> {
+        self.get(id, account).await?;
+        let rec = self
+            .inner
+            .repo
+            .update_with::<_, Error>(id, |rec| {
+                rec.alive = alive;
+                rec.last_update_time = now();
+                if !alive {
+                    set_status(rec, LambdaStatus::Waiting);
+                    rec.reason = Some("switched off".into());
+                } else if rec.reason.as_deref() == Some("switched off") {
+                    rec.reason = None;
+                }
+                Ok(())
+            })
+            .await?
+            .value;
+        self.cache(&rec);
+        if alive {
+            self.spawn_job(*id, rec.lambda_version);
+        } else {
+            self.cancel_job(id);
+            self.inner.orchestrator.undeploy(id).await?;
+        }
+        Ok(rec)
+    }
+
+    /// Deletes a lambda: its record first (so it is gone for the API at once), then its
+    /// deployment, archives, logs, docs and built artifacts. A crash in between is finished by
+    /// the reconciler and the storage recovery.
+    pub async fn delete(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<()> {
+        let rec = self.get(id, account).await?;
+        self.cancel_job(id);
+        match self.inner.repo.delete(id).await {
+            Ok(()) | Err(lambda_storage::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.inner
+            .routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if let Err(e) = self.inner.orchestrator.undeploy(id).await {
+            tracing::warn!(lambda = %id, error = %e, "undeploy after delete failed; the reconciler retries");
+        }
+        for v in 1..=rec.lambda_version {
+            if let Ok(artifact) = self.inner.artifacts.get_artifact(id, v).await
+                && let Err(e) = self.inner.builder.remove(id, &artifact).await
+            {
+                self.inner.metrics.cleanup_failed();
+                tracing::warn!(lambda = %id, version = v, error = %e, "removing a built artifact failed");
+            }
+        }
+        if let Err(e) = self.inner.artifacts.delete_lambda(id).await {
+            tracing::warn!(lambda = %id, error = %e, "deleting stored objects failed; storage recovery retries");
+        }
+        Ok(())
+    }
+
+    /// Deploy status with each replica.
+    pub async fn status(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+    ) -> Result<StatusResponse> {
+        let rec = self.get(id, account).await?;
+        let replicas = match self.inner.orchestrator.status(id).await {
+            Ok(st) => st
+                .replicas
+                .into_iter()
+                .map(|r| ReplicaStatus {
+                    name: r.name,
+                    status: r.phase.as_str().to_owned(),
+                    reason: r.reason,
+                    restarts: r.restarts,
+                })
+                .collect(),
+            Err(lambda_deploy::Error::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(StatusResponse {
+            status: rec.status,
+            reason: rec.reason,
+            replicas,
+        })
+    }
+
+    /// Build status.
+    pub async fn image_status(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+    ) -> Result<ImageStatusResponse> {
+        let rec = self.get(id, account).await?;
+        let reason = if rec.image_status == ImageStatus::Error {
+            rec.reason
+        } else {
+            None
+        };
+        Ok(ImageStatusResponse {
+            status: rec.image_status,
+            reason,
+        })
+    }
+
+    fn live_log(&self, id: &LambdaId, version: u64) -> Option<Arc<LiveLog>> {
+        self.inner
+            .live_logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(*id, version))
+            .cloned()
+    }
+
+    /// The build log of the current version (so far, when building).
+    pub async fn build_log(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<String> {
+        let rec = self.get(id, account).await?;
+        if let Some(live) = self.live_log(id, rec.lambda_version) {
+            return Ok(live.text());
+        }
+        match self
+            .inner
+            .artifacts
+            .get_build_log(id, rec.lambda_version)
+            .await
+        {
+            Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+            Err(lambda_storage::Error::NotFound { .. }) => Ok(String::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The build log, then its new lines as they are produced, until the build ends.
+    pub async fn follow_build_log(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+    ) -> Result<BoxStream<'static, String>> {
+        let rec = self.get(id, account).await?;
+        let Some(live) = self.live_log(id, rec.lambda_version) else {
+            let text = self.build_log(id, account).await?;
+            return Ok(Box::pin(futures::stream::iter(
+                text.lines().map(|l| format!("{l}\n")).collect::<Vec<_>>(),
+            )));
+        };
+        let stream = futures::stream::unfold((live, 0usize), |(live, idx)| async move {
+            let line = loop {
+                let notified = live.changed.notified();
+                tokio::pin!(notified);
+                // Register before looking, so a line pushed in between is not missed.
+                notified.as_mut().enable();
+                let next = live.lines.lock().unwrap_or_else(|p| p.into_inner()).get(idx).cloned();
+                match next {
+                    Some(line) => break line,
+                    None if live.done.load(Ordering::SeqCst) => return None,
+                    None => notified.await,
+                }
+            };
+            Some((format!("{line}\n"), (live, idx + 1)))
+        });
+        Ok(Box::pin(stream))
+    }
+
+    /// Runtime logs per replica.
+    pub async fn runtime_logs(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+        tail: Option<usize>,
+    ) -> Result<BTreeMap<String, String>> {
+        self.get(id, account).await?;
+        match self.inner.orchestrator.logs(id, tail).await {
+            Ok(l) => Ok(l),
+            Err(lambda_deploy::Error::NotFound(_)) => Ok(BTreeMap::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The archive's docs; `None` when it has none.
+    pub async fn docs(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+        kind: DocKind,
+    ) -> Result<Option<Bytes>> {
+        let rec = self.get(id, account).await?;
+        if !rec.has_docs {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.inner
+                .artifacts
+                .get_doc(id, rec.lambda_version, kind)
+                .await?,
+        ))
+    }
+
+    /// Where the proxy sends a request, or why it cannot.
+    pub async fn route(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+    ) -> Result<(Route, String)> {
+        let cached = self
+            .inner
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        let route = match cached {
+            Some(r) => r,
+            None => Route::of(&self.get(id, None).await?),
+        };
+        if account.is_some_and(|a| a != route.account_id) {
+            return Err(Error::NotFound(*id));
+        }
+        if !route.alive {
+            return Err(Error::SwitchedOff(*id));
+        }
+        match self.inner.orchestrator.endpoint(id) {
+            Some(url) => Ok((route, url)),
+            None => Err(Error::NotRunning(*id)),
+        }
+    }
+
+    fn cancel_job(&self, id: &LambdaId) {
+        if let Some(job) = self
+            .inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
+            job.cancel.cancel();
+        }
+    }
+
+    /// Starts the background job that builds (if needed) and deploys `version`.
+    fn spawn_job(&self, id: LambdaId, version: u64) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        let cancel = self.inner.shutdown.child_token();
+        let job_id = self.inner.job_ids.fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = self
+            .inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                id,
+                Job {
+                    id: job_id,
+                    cancel: cancel.clone(),
+                },
+            )
+        {
+            old.cancel.cancel();
+        }
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            if let Err(e) = this.run_job(id, version, cancel).await {
+                match e {
+                    Error::Superseded(_) | Error::NotFound(_) => {}
+                    e => tracing::warn!(lambda = %id, version, error = %e, "background job failed"),
+                }
+            }
+            let mut jobs = this.inner.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            if jobs.get(&id).is_some_and(|j| j.id == job_id) {
+                jobs.remove(&id);
+            }
+        });
+    }
+
+    /// Applies `f` to the record if it is still at `version`.
+    async fn update_record(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        mut f: impl FnMut(&mut LambdaRecord),
+    ) -> Result<LambdaRecord> {
+        let rec = self
+            .inner
+            .repo
+            .update_with::<_, Error>(id, |rec| {
+                if rec.lambda_version != version {
+                    return Err(Error::Superseded(*id));
+                }
+                f(rec);
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                Error::Storage(lambda_storage::Error::NotFound { .. }) => Error::NotFound(*id),
+                e => e,
+            })?
+            .value;
+        self.cache(&rec);
+        Ok(rec)
+    }
+
+    async fn run_job(&self, id: LambdaId, version: u64, cancel: CancellationToken) -> Result<()> {
+        let rec = self.get(&id, None).await?;
+        if rec.lambda_version != version {
+            return Err(Error::Superseded(id));
+        }
+        if rec.image_status != ImageStatus::Completed {
+            self.build(&id, version, rec, &cancel).await?;
+        }
+        let rec = self.get(&id, None).await?;
+        if rec.lambda_version != version || rec.image_status != ImageStatus::Completed || !rec.alive
+        {
+            return Ok(());
+        }
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        let artifact = match self.inner.artifacts.get_artifact(&id, version).await {
+            Ok(a) => a,
+            Err(lambda_storage::Error::NotFound { .. }) => {
+                // Built by an older process whose artifact record is gone: build again.
+                self.update_record(&id, version, |r| set_image(r, ImageStatus::Pending))
+                    .await?;
+                let rec = self.get(&id, None).await?;
+                self.build(&id, version, rec, &cancel).await?;
+                self.inner.artifacts.get_artifact(&id, version).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let started = Instant::now();
+        let spec = DeploySpec {
+            lambda_id: id,
+            lambda_name: rec.lambda_name.clone(),
+            lambda_type: rec.lambda_type,
+            version,
+            artifact,
+            parameters: rec.parameters.clone(),
+        };
+        let result = tokio::select! {
+            r = self.inner.orchestrator.deploy(spec) => r,
+            _ = cancel.cancelled() => return Ok(()),
+        };
+        self.inner.metrics.observe_deploy(started.elapsed());
+        match result {
+            Ok(()) => {
+                self.update_record(&id, version, |r| {
+                    set_status(r, LambdaStatus::Running);
+                    r.reason = None;
+                })
+                .await?;
+            }
+            Err(e) => {
+                let still_serving = self.inner.orchestrator.status(&id).await.is_ok_and(|s| {
+                    s.replicas
+                        .iter()
+                        .any(|r| r.phase == lambda_deploy::ReplicaPhase::Running)
+                });
+                let reason = e.to_string();
+                self.update_record(&id, version, |r| {
+                    if still_serving {
+                        r.reason = Some(format!("version {version} did not start; the previous version keeps serving: {reason}"));
+                    } else {
+                        set_status(r, LambdaStatus::Terminated);
+                        r.reason = Some(reason.clone());
+                    }
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn build(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        rec: LambdaRecord,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let live = Arc::new(LiveLog::default());
+        self.inner
+            .live_logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((*id, version), live.clone());
+        let result = self.build_with_log(id, version, rec, cancel, &live).await;
+        live.finish();
+        let _ = self
+            .inner
+            .artifacts
+            .put_build_log(id, version, Bytes::from(live.text()))
+            .await;
+        self.inner
+            .live_logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(*id, version));
+        result
+    }
+
+    async fn build_with_log(
+        &self,
+        id: &LambdaId,
+        version: u64,
+        rec: LambdaRecord,
+        cancel: &CancellationToken,
+        live: &Arc<LiveLog>,
+    ) -> Result<()> {
+        live.push(format!(
+            "==> lambda {id} v{version}: waiting for a build slot"
+        ));
+        let _permit = tokio::select! {
+            p = self.inner.slots.clone().acquire_owned() => p.map_err(|e| Error::Internal(e.to_string()))?,
+            _ = cancel.cancelled() => return Ok(()),
+        };
+        self.update_record(id, version, |r| set_image(r, ImageStatus::InProgress))
+            .await?;
+        let started = Instant::now();
+        let bytes = match self
+            .inner
+            .artifacts
+            .read_archive(id, version, &rec.archive)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                let reason = match e {
+                    lambda_storage::Error::NotFound { .. } => {
+                        "the stored archive is gone".to_owned()
+                    }
+                    e => format!("the stored archive cannot be read: {e}"),
+                };
+                live.push(format!("==> {reason}"));
+                self.fail_build(id, version, reason).await?;
+                return Ok(());
+            }
+        };
+        let (validated, _) = match self.validate(bytes.clone(), None).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail_build(id, version, format!("the stored archive is invalid: {e}"))
+                    .await?;
+                return Ok(());
+            }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let pump = {
+            let live = live.clone();
+            tokio::spawn(async move {
+                while let Some(line) = rx.recv().await {
+                    live.push(line);
+                }
+            })
+        };
+        let req = BuildRequest {
+            lambda_id: *id,
+            version,
+            lambda_type: rec.lambda_type,
+            archive_bytes: bytes,
+            archive: validated,
+            parameters: rec.parameters.clone(),
+            timeout: self.inner.cfg.build_timeout,
+        };
+        let result = self.inner.builder.build(req, tx, cancel.clone()).await;
+        let _ = pump.await;
+        self.inner.metrics.observe_build(started.elapsed());
+        match result {
+            Ok(artifact) => {
+                self.inner
+                    .artifacts
+                    .put_artifact(id, version, &artifact)
+                    .await?;
+                self.update_record(id, version, |r| {
+                    set_image(r, ImageStatus::Completed);
+                    r.reason = None;
+                })
+                .await?;
+            }
+            Err(lambda_build::Error::Cancelled) => {}
+            Err(e) => self.fail_build(id, version, e.to_string()).await?,
+        }
+        Ok(())
+    }
+
+    async fn fail_build(&self, id: &LambdaId, version: u64, reason: String) -> Result<()> {
+        let serving = self.inner.orchestrator.endpoint(id).is_some();
+        self.update_record(id, version, |r| {
+            set_image(r, ImageStatus::Error);
+            if !serving {
+                set_status(r, LambdaStatus::Terminated);
+            }
+            r.reason = Some(reason.clone());
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Drives every record to its desired state (see the module docs).
+    pub async fn reconcile(&self) -> Result<()> {
+        match self
+            .inner
+            .repo
+            .recover(&self.inner.artifacts, self.inner.cfg.orphan_grace)
+            .await
+        {
+            Ok(r) if r != lambda_storage::RecoveryReport::default() => {
+                tracing::info!(report = ?r, "storage recovered")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "storage recovery failed"),
+        }
+        let mut records = Vec::new();
+        let mut page = 1;
+        loop {
+            let q = ListQuery {
+                page,
+                page_size: 1000,
+                ..ListQuery::default()
+            };
+            let (batch, count) = self.inner.repo.list(&q).await?;
+            let n = batch.len();
+            records.extend(batch);
+            if n == 0 || records.len() as u64 >= count {
+                break;
+            }
+            page += 1;
+        }
+        let deployed: HashMap<LambdaId, u64> = self
+            .inner
+            .orchestrator
+            .list()
+            .await?
+            .into_iter()
+            .map(|d| (d.lambda_id, d.version))
+            .collect();
+        for rec in &records {
+            self.cache(rec);
+            let id = rec.lambda_id;
+            if self
+                .inner
+                .jobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&id)
+            {
+                continue;
+            }
+            match (rec.image_status, rec.alive) {
+                (ImageStatus::Pending | ImageStatus::InProgress, _) => {
+                    if rec.image_status == ImageStatus::InProgress {
+                        // Interrupted by a restart: queue it again.
+                        let _ = self
+                            .update_record(&id, rec.lambda_version, |r| {
+                                set_image(r, ImageStatus::Pending)
+                            })
+                            .await;
+                    }
+                    self.spawn_job(id, rec.lambda_version);
+                }
+                (ImageStatus::Completed, true) if !deployed.contains_key(&id) => {
+                    self.spawn_job(id, rec.lambda_version);
+                }
+                (_, false) if deployed.contains_key(&id) => {
+                    if let Err(e) = self.inner.orchestrator.undeploy(&id).await {
+                        tracing::warn!(lambda = %id, error = %e, "undeploying a switched-off lambda failed");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let known: std::collections::HashSet<LambdaId> =
+            records.iter().map(|r| r.lambda_id).collect();
+        for id in deployed.keys().filter(|id| !known.contains(id)) {
+            tracing::info!(lambda = %id, "removing a deployment whose record is gone");
+            if let Err(e) = self.inner.orchestrator.undeploy(id).await {
+                tracing::warn!(lambda = %id, error = %e, "removing an orphan deployment failed");
+            }
+        }
+        Ok(())
+    }
+}

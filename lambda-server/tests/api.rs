@@ -1,0 +1,583 @@
+//! Router tests with `oneshot`: every route, every documented error code, headers.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use lambda_server::api::{AppState, ROUTES, router};
+use std::time::Duration;
+use tower::ServiceExt;
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl Resp {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    fn code(&self) -> u64 {
+        self.json()["error_code"].as_u64().unwrap_or(0)
+    }
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> Resp {
+    let r = app.clone().oneshot(req).await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    let body = axum::body::to_bytes(r.into_body(), 64 << 20).await.unwrap();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn create_req(parts: &[(&str, &str, &[u8])], account: Option<&str>) -> Request<Body> {
+    let (ctype, body) = multipart(parts);
+    let mut b = Request::post("/1/lambdas").header("content-type", ctype);
+    if let Some(a) = account {
+        b = b.header("Luna-Account-Id", a);
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+async fn app(dir: &std::path::Path) -> (axum::Router, lambda_server::Platform) {
+    let mut cfg = test_config();
+    cfg.proxy_timeout = Duration::from_secs(2);
+    cfg.limits.max_archive_bytes = 200_000;
+    let p = platform(dir, true, cfg).await;
+    (router(AppState::new(p.clone())), p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_routes_and_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path()).await;
+    let v = call(&app, get("/version")).await;
+    assert_eq!(v.status, 200);
+    assert_eq!(v.json()["Version"]["api"], 1);
+    let rid = v.headers["luna-request-id"].to_str().unwrap().to_owned();
+    let (secs, uuid) = rid.split_once(',').unwrap();
+    assert!(
+        secs.parse::<u64>().is_ok() && uuid::Uuid::parse_str(uuid).is_ok(),
+        "{rid}"
+    );
+    let echoed = call(
+        &app,
+        Request::get("/version")
+            .header("Luna-Request-Id", "1,abc")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(echoed.headers["luna-request-id"], "1,abc");
+    let h = call(&app, get("/healthcheck")).await;
+    assert_eq!(h.status, 200, "{:?}", h.body);
+    assert_eq!(
+        h.json(),
+        serde_json::json!({"store": "ok", "builder": "ok", "orchestrator": "ok"})
+    );
+    let m = call(&app, get("/metrics")).await;
+    let text = String::from_utf8_lossy(&m.body).into_owned();
+    assert!(
+        text.contains(
+            "luna_lambda_http_requests_total{route=\"/version\",method=\"GET\",status=\"200\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("luna_lambda_build_duration_seconds_count")
+            && text.contains("luna_lambda_lambdas{status=\"running\"}")
+    );
+    let nf = call(&app, get("/nope")).await;
+    assert_eq!((nf.status.as_u16(), nf.code()), (404, 12006));
+    assert!(nf.headers.contains_key("luna-request-id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_documented_and_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path()).await;
+    let spec = call(&app, get("/docs/spec")).await.json();
+    assert_eq!(spec["openapi"], "3.0.3");
+    let id = uuid::Uuid::new_v4().to_string();
+    for r in ROUTES {
+        let path = r.path.replace("{lambda_id}", &id).replace("{path}", "main");
+        let methods: Vec<&str> = if r.method == "ANY" {
+            vec!["GET", "POST"]
+        } else {
+            vec![r.method]
+        };
+        let doc = &spec["paths"][r.path][methods[0].to_ascii_lowercase()];
+        assert_eq!(
+            doc["operationId"], r.operation,
+            "{} {} is in the OpenAPI document",
+            r.method, r.path
+        );
+        for m in methods {
+            let resp = call(
+                &app,
+                Request::builder()
+                    .method(m)
+                    .uri(&path)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+            let code = if resp.status.is_success() {
+                0
+            } else {
+                resp.code()
+            };
+            assert!(
+                code != 12006 && code != 12007,
+                "{m} {path} is not routed ({code})"
+            );
+        }
+    }
+    // Methods the document does not list are refused, so the document covers the router.
+    for (m, path) in [
+        ("DELETE", "/version"),
+        ("POST", "/1/lambdas/{id}/status"),
+        ("PATCH", "/1/lambdas"),
+    ] {
+        let uri = path.replace("{id}", &id);
+        let resp = call(
+            &app,
+            Request::builder()
+                .method(m)
+                .uri(&uri)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (resp.status.as_u16(), resp.code()),
+            (405, 12007),
+            "{m} {uri}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_create_requests_get_their_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path()).await;
+    let zip = example_zip("hello");
+    let c = creds("hello");
+    // Not multipart.
+    let r = call(
+        &app,
+        Request::post("/1/lambdas")
+            .header("Luna-Account-Id", ACCOUNT)
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (415, 12002));
+    // No account, bad account.
+    let r = call(
+        &app,
+        create_req(
+            &[
+                ("archive", "application/zip", &zip),
+                ("credentials", "application/json", c.as_bytes()),
+            ],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, 12005));
+    let r = call(
+        &app,
+        create_req(&[("archive", "application/zip", &zip)], Some("not-a-uuid")),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, 12005));
+    // Missing parts.
+    let r = call(
+        &app,
+        create_req(
+            &[("credentials", "application/json", c.as_bytes())],
+            Some(ACCOUNT),
+        ),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, 12005));
+    assert!(r.json()["detail"].as_str().unwrap().contains("archive"));
+    let r = call(
+        &app,
+        create_req(&[("archive", "application/zip", &zip)], Some(ACCOUNT)),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, 12005));
+    // Bad JSON part.
+    let r = call(
+        &app,
+        create_req(
+            &[
+                ("archive", "application/zip", &zip),
+                ("credentials", "application/json", b"{oops"),
+            ],
+            Some(ACCOUNT),
+        ),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, 12001));
+    // Several problems at once: archive, parameters and credentials together.
+    let bad_zip = zip_of(&[
+        ("lambda_main.py", "def main(r):\n    return {}\n"),
+        ("requirements.txt", "-e .\n"),
+    ]);
+    let r = call(
+        &app,
+        create_req(
+            &[
+                ("archive", "application/zip", &bad_zip),
+                (
+                    "credentials",
+                    "application/json",
+                    br#"{"lambda_name":"Bad Name","lambda_type":"tasks"}"#,
+                ),
+                (
+                    "parameters",
+                    "application/json",
+                    br#"{"deploy_parameters":{"namespace":"kube-system"}}"#,
+                ),
+            ],
+            Some(ACCOUNT),
+        ),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, 42005));
+    let codes: Vec<String> = r.json()["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap().to_owned())
+        .collect();
+    for want in [
+        "credentials.lambda_name",
+        "credentials.lambda_type",
+        "main.not_async",
+        "requirements.forbidden_option",
+        "parameters.namespace",
+    ] {
+        assert!(
+            codes.iter().any(|c| c == want),
+            "missing {want} in {codes:?}"
+        );
+    }
+    // Too large: refused while streaming.
+    let big = vec![0u8; 400_000];
+    let r = call(
+        &app,
+        create_req(
+            &[
+                ("archive", "application/zip", &big),
+                ("credentials", "application/json", c.as_bytes()),
+            ],
+            Some(ACCOUNT),
+        ),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (413, 12003));
+    // Nothing was stored by any of these.
+    let list = call(&app, get("/1/lambdas")).await.json();
+    assert_eq!(list["count"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_routes_and_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, platform) = app(dir.path()).await;
+    let zip = example_zip("with-docs");
+    let c = creds("docs");
+    let r = call(
+        &app,
+        create_req(
+            &[
+                ("archive", "application/zip", &zip),
+                ("credentials", "application/json", c.as_bytes()),
+            ],
+            Some(ACCOUNT),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.json()["lambda_id"].as_str().unwrap().to_owned();
+    // Same name again: 42002.
+    let r = call(
+        &app,
+        create_req(
+            &[
+                ("archive", "application/zip", &zip),
+                ("credentials", "application/json", c.as_bytes()),
+            ],
+            Some(ACCOUNT),
+        ),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, 42002));
+    // Record, list, scoping.
+    let rec = call(&app, get(&format!("/1/lambdas/{id}"))).await.json();
+    assert_eq!(rec["lambda_name"], "docs");
+    assert_eq!(rec["lambda_version"], 1);
+    assert_eq!(rec["has_docs"], true);
+    assert_eq!(rec["archive"]["size"], zip.len());
+    let foreign = call(
+        &app,
+        Request::get(format!("/1/lambdas/{id}"))
+            .header("Luna-Account-Id", OTHER_ACCOUNT)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((foreign.status.as_u16(), foreign.code()), (404, 42001));
+    let mine = call(
+        &app,
+        Request::get("/1/lambdas")
+            .header("Luna-Account-Id", ACCOUNT)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .json();
+    assert_eq!(mine["count"], 1);
+    let theirs = call(
+        &app,
+        Request::get("/1/lambdas")
+            .header("Luna-Account-Id", OTHER_ACCOUNT)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .json();
+    assert_eq!(theirs["count"], 0);
+    for bad in [
+        "/1/lambdas?page=0",
+        "/1/lambdas?page_size=5000",
+        "/1/lambdas?colour=red",
+    ] {
+        let r = call(&app, get(bad)).await;
+        assert_eq!((r.status.as_u16(), r.code()), (400, 12004), "{bad}");
+    }
+    let unknown = uuid::Uuid::new_v4();
+    for uri in [
+        format!("/1/lambdas/{unknown}"),
+        "/1/lambdas/not-a-uuid".to_owned(),
+        format!("/1/lambdas/{unknown}/proxy/main"),
+    ] {
+        let r = call(&app, get(&uri)).await;
+        assert_eq!((r.status.as_u16(), r.code()), (404, 42001), "{uri}");
+    }
+    // Status, image status, logs, docs.
+    let st = call(&app, get(&format!("/1/lambdas/{id}/status")))
+        .await
+        .json();
+    assert!(st.get("replicas").is_some() && st.get("status").is_some());
+    let is = call(&app, get(&format!("/1/lambdas/{id}/image/status")))
+        .await
+        .json();
+    assert!(["pending", "in_progress", "completed"].contains(&is["status"].as_str().unwrap()));
+    // Follow the build log until the build ends.
+    let log = call(&app, get(&format!("/1/lambdas/{id}/image/logs?follow=1"))).await;
+    assert!(
+        String::from_utf8_lossy(&log.body).contains("==> lambda"),
+        "{:?}",
+        log.body
+    );
+    let html = call(
+        &app,
+        Request::get(format!("/1/lambdas/{id}/docs"))
+            .header("Accept", "text/html")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        html.status.is_success()
+            && String::from_utf8_lossy(&html.body).contains("<h1>with-docs</h1>")
+    );
+    let yml = call(
+        &app,
+        Request::get(format!("/1/lambdas/{id}/docs"))
+            .header("Accept", "application/x-yaml")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(yml.body.starts_with(b"openapi: 3.0.0"));
+    // Wait until it runs, then use the proxy.
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while call(&app, get(&format!("/1/lambdas/{id}"))).await.json()["status"] != "running" {
+        assert!(std::time::Instant::now() < end);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = call(
+        &app,
+        Request::get(format!("/1/lambdas/{id}/proxy/main?name=ann"))
+            .header("Luna-Request-Id", "7,rid")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), serde_json::json!({"greeting": "hello, ann"}));
+    assert_eq!(r.headers["lambda-version"], "1");
+    assert_eq!(r.headers["luna-request-id"], "7,rid");
+    let logs = call(&app, get(&format!("/1/lambdas/{id}/logs?tail=5")))
+        .await
+        .json();
+    assert_eq!(logs["logs"].as_object().unwrap().len(), 1);
+    let r = call(&app, get(&format!("/1/lambdas/{id}/logs?tail=x"))).await;
+    assert_eq!(r.code(), 12004);
+    // Bad bodies.
+    let r = call(
+        &app,
+        Request::patch(format!("/1/lambdas/{id}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{bad"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, 12001));
+    let r = call(
+        &app,
+        Request::put(format!("/1/lambdas/{id}/config"))
+            .body(Body::from("{bad"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, 12001));
+    let r = call(
+        &app,
+        Request::put(format!("/1/lambdas/{id}/config"))
+            .body(Body::from("[1,2]"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, 42005));
+    // Switched off: 42014; no docs: 12006 on a lambda without docs.
+    let off = call(
+        &app,
+        Request::patch(format!("/1/lambdas/{id}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"alive":false}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(off.status, 200);
+    assert_eq!(off.json()["alive"], false);
+    let r = call(&app, get(&format!("/1/lambdas/{id}/proxy/main"))).await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, 42014));
+    // Delete: 204, then 404.
+    let d = call(
+        &app,
+        Request::delete(format!("/1/lambdas/{id}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(d.status, 204);
+    let r = call(&app, get(&format!("/1/lambdas/{id}"))).await;
+    assert_eq!(r.code(), 42001);
+    platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_not_running_and_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, platform) = app(dir.path()).await;
+    // A lambda whose build fails never runs: 42013.
+    let zip = zip_of(&[
+        ("lambda_main.py", "async def main(r):\n    return {}\n"),
+        ("requirements.txt", "luna-lambda-no-such-package-xyz==1\n"),
+    ]);
+    let c = creds("broken");
+    let r = call(
+        &app,
+        create_req(
+            &[
+                ("archive", "application/zip", &zip),
+                ("credentials", "application/json", c.as_bytes()),
+            ],
+            Some(ACCOUNT),
+        ),
+    )
+    .await;
+    let broken = r.json()["lambda_id"].as_str().unwrap().to_owned();
+    let r = call(&app, get(&format!("/1/lambdas/{broken}/proxy/main"))).await;
+    assert_eq!((r.status.as_u16(), r.code()), (503, 42013));
+    // The build fails with pip's words in the image status and the log.
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let is = loop {
+        let is = call(&app, get(&format!("/1/lambdas/{broken}/image/status")))
+            .await
+            .json();
+        if is["status"] == "error" {
+            break is;
+        }
+        assert!(std::time::Instant::now() < end);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        is["reason"].as_str().unwrap().contains("pip install"),
+        "{is}"
+    );
+    let rec = call(&app, get(&format!("/1/lambdas/{broken}")))
+        .await
+        .json();
+    assert_eq!(rec["status"], "terminated");
+    // A slow lambda: 42015 after the proxy timeout (2 s here).
+    let slow = zip_of(&[(
+        "lambda_main.py",
+        "import asyncio\nasync def main(r):\n    await asyncio.sleep(30)\n    return {}\n",
+    )]);
+    let c = creds("slow");
+    let r = call(
+        &app,
+        create_req(
+            &[
+                ("archive", "application/zip", &slow),
+                ("credentials", "application/json", c.as_bytes()),
+            ],
+            Some(ACCOUNT),
+        ),
+    )
+    .await;
+    let id = r.json()["lambda_id"].as_str().unwrap().to_owned();
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while call(&app, get(&format!("/1/lambdas/{id}"))).await.json()["status"] != "running" {
+        assert!(std::time::Instant::now() < end);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = call(
+        &app,
+        Request::post(format!("/1/lambdas/{id}/proxy/main"))
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (504, 42015));
+    for id in [broken, id] {
+        call(
+            &app,
+            Request::delete(format!("/1/lambdas/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    }
+    platform.shutdown().await;
+}

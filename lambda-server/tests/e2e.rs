@@ -1,0 +1,358 @@
+//! End to end over real HTTP: the server on a free port with the embedded default. Every
+//! example, an update under load, a config change, switch off/on, delete, and restarts of the
+//! control plane in the middle of a build and while lambdas run.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_runs_behind_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(platform(dir.path(), true, test_config()).await).await;
+    let cases = [
+        ("hello", None, serde_json::json!({"a": 1}), 200, "echo"),
+        (
+            "handlers",
+            Some(r#"{"lambda_name":"handlers","lambda_type":"handlers"}"#),
+            serde_json::json!({"sources": [1, 2]}),
+            200,
+            "sources",
+        ),
+        (
+            "with-requirements",
+            None,
+            serde_json::json!({}),
+            200,
+            "six_version",
+        ),
+        ("with-docs", None, serde_json::json!({}), 200, "greeting"),
+        ("user-context", None, serde_json::json!({}), 200, "count"),
+        (
+            "user-exception",
+            None,
+            serde_json::json!({"age": "x"}),
+            422,
+            "detail",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (name, creds_override, _, _, _) in &cases {
+        let zip = example_zip(name);
+        let resp = match creds_override {
+            None => s.create(name, &zip, None).await,
+            Some(c) => {
+                let (ctype, body) = multipart(&[
+                    ("archive", "application/zip", &zip),
+                    ("credentials", "application/json", c.as_bytes()),
+                ]);
+                reqwest::Client::new()
+                    .post(format!("{}/1/lambdas", s.url))
+                    .header("Luna-Account-Id", ACCOUNT)
+                    .header("content-type", ctype)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(resp.status(), 201, "{name}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        ids.push(v["lambda_id"].as_str().unwrap().to_owned());
+    }
+    for ((name, _, body, want, key), id) in cases.iter().zip(&ids) {
+        s.wait_for(id, "running", "completed").await;
+        let (status, got) = s.invoke(id, body.clone()).await;
+        assert_eq!(status, *want, "{name}: {got}");
+        assert!(got.get(*key).is_some(), "{name}: {got}");
+    }
+    let list: serde_json::Value = reqwest::get(format!("{}/1/lambdas", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["count"], cases.len());
+    for id in &ids {
+        let r = reqwest::Client::new()
+            .delete(format!("{}/1/lambdas/{id}", s.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_config_switch_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(platform(dir.path(), true, test_config()).await).await;
+    let v1 = zip_of(&[(
+        "lambda_main.py",
+        "async def main(request):\n    return {'v': 1, 'cfg': request.config.userConfig}\n",
+    )]);
+    let created: serde_json::Value = s
+        .create("life", &v1, Some(r#"{"user_config":{"k":1}}"#))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["lambda_id"].as_str().unwrap().to_owned();
+    s.wait_for(&id, "running", "completed").await;
+    assert_eq!(
+        s.invoke(&id, serde_json::json!({})).await.1,
+        serde_json::json!({"v": 1, "cfg": {"k": 1}})
+    );
+
+    // Update under a request loop: no request fails, and v2 answers at the end.
+    let ok = Arc::new(AtomicU32::new(0));
+    let v2_seen = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looper = {
+        let (url, id, ok, v2_seen, stop) = (
+            s.url.clone(),
+            id.clone(),
+            ok.clone(),
+            v2_seen.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut failed = Vec::new();
+            while !stop.load(Relaxed) {
+                match client
+                    .post(format!("{url}/1/lambdas/{id}/proxy/main"))
+                    .body("{}")
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {
+                        let v: serde_json::Value = r.json().await.unwrap();
+                        if v["v"] == 2 {
+                            v2_seen.fetch_add(1, Relaxed);
+                        }
+                        ok.fetch_add(1, Relaxed);
+                    }
+                    Ok(r) => failed.push(format!(
+                        "{} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            failed
+        })
+    };
+    let end = Instant::now() + Duration::from_secs(20);
+    while ok.load(Relaxed) < 20 {
+        assert!(Instant::now() < end, "the loop never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let v2 = zip_of(&[(
+        "lambda_main.py",
+        "async def main(request):\n    return {'v': 2, 'cfg': request.config.userConfig}\n",
+    )]);
+    let (ctype, body) = multipart(&[("archive", "application/zip", &v2)]);
+    let r = reqwest::Client::new()
+        .put(format!("{}/1/lambdas/{id}", s.url))
+        .header("content-type", ctype)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let upd: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(upd["lambda_version"], 2);
+    let end = Instant::now() + Duration::from_secs(60);
+    while v2_seen.load(Relaxed) < 20 {
+        assert!(Instant::now() < end, "v2 never answered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Relaxed);
+    let failed = looper.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed requests during the update: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    let rec = s.wait_for(&id, "running", "completed").await;
+    assert_eq!(rec["lambda_version"], 2);
+    assert_eq!(
+        rec["parameters"]["user_config"],
+        serde_json::json!({"k": 1}),
+        "parameters kept when not sent"
+    );
+
+    // Config change: restart without a rebuild.
+    let r = reqwest::Client::new()
+        .put(format!("{}/1/lambdas/{id}/config", s.url))
+        .body(r#"{"k": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, body) = s.invoke(&id, serde_json::json!({})).await;
+        if st == 200 && body["cfg"] == serde_json::json!({"k": 2}) {
+            break;
+        }
+        assert!(Instant::now() < end, "the new config never arrived: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        s.record(&id).await["lambda_version"],
+        2,
+        "no new version for a config change"
+    );
+
+    // Switch off and on.
+    let pids_before = pids(dir.path(), &id);
+    let off = reqwest::Client::new()
+        .patch(format!("{}/1/lambdas/{id}", s.url))
+        .json(&serde_json::json!({"alive": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 200);
+    assert!(
+        pids_before.iter().all(|p| !alive(*p)),
+        "switched off: processes stop"
+    );
+    assert_eq!(s.invoke(&id, serde_json::json!({})).await.0, 409);
+    let on = reqwest::Client::new()
+        .patch(format!("{}/1/lambdas/{id}", s.url))
+        .json(&serde_json::json!({"alive": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on.status(), 200);
+    s.wait_for(&id, "running", "completed").await;
+    assert_eq!(s.invoke(&id, serde_json::json!({})).await.0, 200);
+
+    // Delete: record, archive and processes gone.
+    let running = pids(dir.path(), &id);
+    let r = reqwest::Client::new()
+        .delete(format!("{}/1/lambdas/{id}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(
+        running.iter().all(|p| !alive(*p)),
+        "processes survived the delete"
+    );
+    assert!(
+        !dir.path().join("store/lambdas").join(&id).exists(),
+        "archives survived the delete"
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/1/lambdas/{id}", s.url))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_converge_with_nothing_lost_and_no_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    // Own env cache: the first build has to make an environment, so it can be interrupted.
+    let s = Server::start(platform(dir.path(), false, test_config()).await).await;
+    let running_zip = example_zip("hello");
+    let a: serde_json::Value = s
+        .create("steady", &running_zip, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let a = a["lambda_id"].as_str().unwrap().to_owned();
+    s.wait_for(&a, "running", "completed").await;
+    let steady_pids = pids(dir.path(), &a);
+    // A second lambda with new requirements: stop the server while it builds.
+    let reqs_zip = zip_of(&[
+        (
+            "lambda_main.py",
+            "import six\nasync def main(r):\n    return {'six': six.__version__}\n",
+        ),
+        ("requirements.txt", "six==1.16.0\n"),
+    ]);
+    let b: serde_json::Value = s
+        .create("interrupted", &reqs_zip, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b = b["lambda_id"].as_str().unwrap().to_owned();
+    let end = Instant::now() + Duration::from_secs(30);
+    while s.record(&b).await["image_status"] != "in_progress" {
+        assert!(Instant::now() < end, "the build never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    s.stop().await;
+    // The running lambda keeps running while no control plane runs.
+    assert!(
+        steady_pids.iter().all(|p| alive(*p)),
+        "a graceful stop must leave lambdas running"
+    );
+
+    let s2 = Server::start(platform(dir.path(), false, test_config()).await).await;
+    let rb = s2.wait_for(&b, "running", "completed").await;
+    assert_eq!(rb["lambda_version"], 1);
+    assert_eq!(
+        s2.invoke(&b, serde_json::json!({})).await.1,
+        serde_json::json!({"six": "1.16.0"})
+    );
+    s2.wait_for(&a, "running", "completed").await;
+    assert_eq!(
+        pids(dir.path(), &a),
+        steady_pids,
+        "re-adopted, not started twice"
+    );
+    assert_eq!(
+        s2.invoke(&a, serde_json::json!(1)).await,
+        (200, serde_json::json!({"echo": 1}))
+    );
+    let list: serde_json::Value = reqwest::get(format!("{}/1/lambdas", s2.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["count"], 2, "nothing lost");
+
+    // A deployment whose record is gone (deleted while no control plane ran) is removed.
+    let b_pids = pids(dir.path(), &b);
+    s2.stop().await;
+    let store = lambda_storage::open(&lambda_storage::StorageConfig::new(format!(
+        "file://{}",
+        dir.path().join("store").display()
+    )))
+    .unwrap();
+    store.records().delete(&b.parse().unwrap()).await.unwrap();
+    let s3 = Server::start(platform(dir.path(), false, test_config()).await).await;
+    let end = Instant::now() + Duration::from_secs(30);
+    while b_pids.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < end,
+            "the orphan deployment was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s3.invoke(&a, serde_json::json!(2)).await.0, 200);
+    reqwest::Client::new()
+        .delete(format!("{}/1/lambdas/{a}", s3.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(steady_pids.iter().all(|p| !alive(*p)));
+    s3.stop().await;
+}
