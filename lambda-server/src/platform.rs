@@ -714,7 +714,12 @@ impl Platform {
                 tokio::pin!(notified);
                 // Register before looking, so a line pushed in between is not missed.
                 notified.as_mut().enable();
-                let next = live.lines.lock().unwrap_or_else(|p| p.into_inner()).get(idx).cloned();
+                let next = live
+                    .lines
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(idx)
+                    .cloned();
                 match next {
                     Some(line) => break line,
                     None if live.done.load(Ordering::SeqCst) => return None,
