@@ -23,13 +23,17 @@ use lambda_storage::{DocKind, ListQuery};
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// The proxy's pooled keep-alive HTTP/1 client.
+pub type ProxyClient =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
 /// Shared state of the router.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The platform.
     pub platform: Platform,
     /// The proxy's pooled HTTP client.
-    pub client: reqwest::Client,
+    pub client: ProxyClient,
     /// Largest create/update request body (the archive limit plus room for the JSON parts).
     pub max_upload_bytes: u64,
 }
@@ -38,13 +42,14 @@ impl AppState {
     /// State over a platform, with a pooled keep-alive client for the proxy.
     pub fn new(platform: Platform) -> Self {
         let max_upload_bytes = platform.config().limits.max_archive_bytes + 1024 * 1024;
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .build(connector);
         Self {
             platform,
             client,
@@ -884,7 +889,7 @@ async fn forward(
         Some(q) => format!("/{path}?{q}"),
         None => format!("/{path}"),
     };
-    let mut headers = reqwest::header::HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
     for (k, v) in &parts.headers {
         if !HOP_BY_HOP.contains(&k.as_str()) && k != header::CONTENT_LENGTH {
             headers.append(k.clone(), v.clone());
@@ -893,20 +898,25 @@ async fn forward(
     if let Ok(v) = HeaderValue::from_str(&rid) {
         headers.insert(HeaderName::from_static("luna-request-id"), v);
     }
-    let method =
-        reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(Method::GET);
     let length: Option<u64> = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let timeout = s.platform.config().proxy_timeout;
-    let send = |url: String, body: reqwest::Body| {
-        s.client
-            .request(method.clone(), url)
-            .headers(headers.clone())
+    let build = |base: &str, body: Body| -> Result<Request> {
+        let mut req = Request::builder()
+            .method(parts.method.clone())
+            .uri(format!("{base}{suffix}"))
             .body(body)
-            .send()
+            .map_err(|e| {
+                Error::BadRequest(
+                    ErrorCode::BadRequest,
+                    format!("cannot forward this request: {e}"),
+                )
+            })?;
+        *req.headers_mut() = headers.clone();
+        Ok(req)
     };
     let result = if length.is_some_and(|n| n <= RETRY_BUFFER)
         || (length.is_none() && parts.method == Method::GET)
@@ -921,10 +931,7 @@ async fn forward(
             })?;
         match tokio::time::timeout(
             timeout,
-            send(
-                format!("{base}{suffix}"),
-                reqwest::Body::from(bytes.clone()),
-            ),
+            s.client.request(build(&base, Body::from(bytes.clone()))?),
         )
         .await
         {
@@ -932,43 +939,27 @@ async fn forward(
                 // The replica went away between resolving and connecting (e.g. an update just
                 // switched replicas): nothing was sent, so try the current endpoint once more.
                 let (_, base) = s.platform.route(&id, account).await?;
-                tokio::time::timeout(
-                    timeout,
-                    send(format!("{base}{suffix}"), reqwest::Body::from(bytes)),
-                )
-                .await
+                tokio::time::timeout(timeout, s.client.request(build(&base, Body::from(bytes))?))
+                    .await
             }
             other => other,
         }
     } else {
-        let stream = body.into_data_stream();
-        tokio::time::timeout(
-            timeout,
-            send(
-                format!("{base}{suffix}"),
-                reqwest::Body::wrap_stream(stream),
-            ),
-        )
-        .await
+        tokio::time::timeout(timeout, s.client.request(build(&base, body)?)).await
     };
     let resp = match result {
         Err(_) => return Err(Error::LambdaTimeout(id, timeout)),
-        Ok(Err(e)) if e.is_timeout() => return Err(Error::LambdaTimeout(id, timeout)),
         Ok(Err(e)) if e.is_connect() => return Err(Error::NotRunning(id)),
         Ok(Err(e)) => return Err(Error::Internal(format!("proxying to lambda {id}: {e}"))),
         Ok(Ok(r)) => r,
     };
-    let mut out = Response::builder().status(resp.status().as_u16());
-    if let Some(h) = out.headers_mut() {
-        for (k, v) in resp.headers() {
-            if !HOP_BY_HOP.contains(&k.as_str()) {
-                h.append(k.clone(), v.clone());
-            }
-        }
-        if let Ok(v) = HeaderValue::from_str(&route.version.to_string()) {
-            h.insert(LAMBDA_VERSION_HEADER, v);
-        }
+    let mut resp = resp.map(Body::new);
+    let h = resp.headers_mut();
+    for name in HOP_BY_HOP {
+        h.remove(name);
     }
-    out.body(Body::from_stream(resp.bytes_stream()))
-        .map_err(|e| Error::Internal(e.to_string()))
+    if let Ok(v) = HeaderValue::from_str(&route.version.to_string()) {
+        h.insert(LAMBDA_VERSION_HEADER, v);
+    }
+    Ok(resp)
 }

@@ -5,7 +5,8 @@
 //! `LUNA_LAMBDA_<SECTION>_<KEY>` for section keys (e.g. `LUNA_LAMBDA_S3_ENDPOINT`,
 //! `LUNA_LAMBDA_LIMITS_MAX_ARCHIVE_BYTES`); values are read as TOML (numbers, booleans, arrays)
 //! or else as strings. The original service's `LAMBDA_REGISTRY` and `LAMBDA_INSECURE_REGISTRIES`
-//! (comma-separated) are honoured too. The library never reads the process environment: the
+//! (comma-separated) are honoured too. `LUNA_LAMBDA_CONFIG` (the file), `LUNA_LAMBDA_LOG` (the log
+//! filter) and `LUNA_LAMBDA_URL` (the CLI's server) are not settings. The library never reads the process environment: the
 //! binary passes it in.
 
 use crate::platform::{Platform, PlatformConfig};
@@ -257,6 +258,9 @@ const SECTIONS: [&str; 6] = [
     "limits",
 ];
 const ENV_PREFIX: &str = "LUNA_LAMBDA_";
+/// Variables with the prefix that are not settings: the config file's path, the log filter and
+/// the CLI's server URL.
+const NOT_SETTINGS: [&str; 3] = ["LUNA_LAMBDA_CONFIG", "LUNA_LAMBDA_LOG", "LUNA_LAMBDA_URL"];
 
 fn env_value(raw: &str) -> toml::Value {
     // Numbers, booleans and arrays as TOML; anything else is a string.
@@ -298,6 +302,8 @@ impl Config {
                     "lambda_insecure_registries".into(),
                     toml::Value::Array(list.map(|s| toml::Value::String(s.to_owned())).collect()),
                 );
+            } else if NOT_SETTINGS.contains(&k.as_str()) {
+                continue;
             } else if let Some(rest) = k.strip_prefix(ENV_PREFIX) {
                 let rest = rest.to_ascii_lowercase();
                 let section = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_")));
@@ -505,6 +511,8 @@ mod tests {
                 ("LUNA_LAMBDA_S3_ALLOW_HTTP", "true"),
                 ("LAMBDA_INSECURE_REGISTRIES", "a:5000, b:5000"),
                 ("UNRELATED", "x"),
+                ("LUNA_LAMBDA_LOG", "debug"),
+                ("LUNA_LAMBDA_URL", "http://elsewhere"),
             ]),
         )
         .unwrap();

@@ -22,7 +22,13 @@ pub async fn serve(
     platform: Platform,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let app = api::router(api::AppState::new(platform.clone()));
+    // No Nagle delay: a proxied response's headers and body are written separately when the
+    // body comes from the lambda a moment later, and the client delays its ACK (40 ms stalls).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
