@@ -312,13 +312,7 @@ impl ArtifactStore {
     }
 
     async fn delete_prefix(&self, prefix: Path) -> Result<usize> {
-        let metas: Vec<_> = self
-            .inner
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend(&prefix, e))?;
+        let metas = self.inner.list_all(&prefix).await?;
         for m in &metas {
             match self.inner.store.delete(&m.location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -331,13 +325,7 @@ impl ArtifactStore {
     /// Every lambda id that has artifacts, with the time its newest object was written.
     pub async fn lambda_ids(&self) -> Result<Vec<(LambdaId, SystemTime)>> {
         let prefix = self.inner.key(&["lambdas"]);
-        let metas: Vec<_> = self
-            .inner
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend(&prefix, e))?;
+        let metas = self.inner.list_all(&prefix).await?;
         let mut newest: std::collections::BTreeMap<LambdaId, i64> = Default::default();
         let depth = prefix.parts().count();
         for m in metas {

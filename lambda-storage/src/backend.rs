@@ -85,6 +85,19 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Every object under `prefix`.
+    pub(crate) async fn list_all(
+        &self,
+        prefix: &Path,
+    ) -> crate::Result<Vec<object_store::ObjectMeta>> {
+        use futures::TryStreamExt;
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::backend(prefix, e))
+    }
+
     /// `prefix/part/part/...`
     pub(crate) fn key(&self, parts: &[&str]) -> Path {
         let mut p = self.prefix.clone();

@@ -435,13 +435,7 @@ impl LambdaRepository {
 
         // The records are the truth.
         let records_prefix = self.inner.key(&["records"]);
-        let metas: Vec<_> = self
-            .inner
-            .store
-            .list(Some(&records_prefix))
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend(&records_prefix, e))?;
+        let metas = self.inner.list_all(&records_prefix).await?;
         let mut ids = HashSet::new();
         for m in &metas {
             if let Some(id) = m
@@ -486,13 +480,7 @@ impl LambdaRepository {
 
         // Name claims whose record is gone.
         let names_prefix = self.inner.key(&["names"]);
-        let claims: Vec<_> = self
-            .inner
-            .store
-            .list(Some(&names_prefix))
-            .try_collect()
-            .await
-            .map_err(|e| Error::backend(&names_prefix, e))?;
+        let claims = self.inner.list_all(&names_prefix).await?;
         for m in claims {
             let owner = self
                 .read::<LambdaId>(&m.location)
