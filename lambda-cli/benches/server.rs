@@ -217,6 +217,7 @@ fn record(i: usize, alive: bool) -> LambdaRecord {
         },
         reason: None,
         alive,
+        running_version: None,
         parameters: Parameters::default(),
         archive: ArchiveInfo {
             size: 1,

@@ -2,29 +2,81 @@
 //!
 //! Exit codes: 0 ok, 1 the operation failed or the input is invalid, 2 usage error (clap).
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use lambda_core::archive::{Limits, validate_bytes};
-use lambda_core::pack::pack_dir;
-use lambda_core::{Severity, ValidationReport};
-use std::path::{Path, PathBuf};
+mod commands;
+mod output;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Serverless Python lambdas: validate, pack, ship, run.
+/// Serverless Python lambdas: scaffold, validate, pack, ship, watch and call them.
+///
+/// Start a platform with `luna-lambda serve`, then from another terminal:
+/// `luna-lambda init my-lambda`, `luna-lambda create my-lambda --name my-lambda --wait`,
+/// `luna-lambda invoke <ID> --data '{"hello": 1}'`.
 #[derive(Debug, Parser)]
-#[command(name = "luna-lambda", version, about, propagate_version = true)]
-struct Cli {
+#[command(
+    name = "luna-lambda",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
+pub(crate) struct Cli {
+    /// Server URL.
+    #[arg(
+        long,
+        global = true,
+        env = "LUNA_LAMBDA_URL",
+        default_value = "http://127.0.0.1:5210"
+    )]
+    pub(crate) server: String,
+    /// Account id (a UUID) to act for; required to create lambdas.
+    #[arg(long, global = true, env = "LUNA_ACCOUNT_ID")]
+    pub(crate) account_id: Option<uuid::Uuid>,
+    /// Print JSON for scripts instead of human output.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Print only what was asked for (no progress, no hints).
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
+}
+
+/// Lambda types.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum TypeArg {
+    /// Requests sent directly to the lambda.
+    Standalone,
+    /// Requests from luna-handlers.
+    Handlers,
+}
+
+impl TypeArg {
+    pub(crate) fn core(self) -> lambda_core::LambdaType {
+        match self {
+            Self::Standalone => lambda_core::LambdaType::Standalone,
+            Self::Handlers => lambda_core::LambdaType::Handlers,
+        }
+    }
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum OnOff {
+    /// Deployed and serving.
+    On,
+    /// Undeployed; record and archive kept.
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Run the platform server (API and proxy). With no config: the embedded default, data in
     /// a local folder, lambdas built into virtualenvs and run as local processes.
     Serve {
-        /// TOML configuration file (see ARCHITECTURE.md, "Configuration"); environment
-        /// variables LUNA_LAMBDA_* override it.
+        /// TOML configuration file; LUNA_LAMBDA_* environment variables override it.
         #[arg(long, env = "LUNA_LAMBDA_CONFIG")]
         config: Option<PathBuf>,
         /// Data folder of the embedded default (default: $XDG_DATA_HOME/luna-lambda or
@@ -35,15 +87,20 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Create a lambda folder that validates and runs as created.
+    Init {
+        /// The folder to create.
+        dir: PathBuf,
+        /// Lambda type.
+        #[arg(long = "type", value_enum, default_value = "standalone")]
+        lambda_type: TypeArg,
+    },
     /// Check a lambda (a .zip or a folder) the way the server will: every problem at once.
     ///
     /// Exits 0 when valid (warnings may be printed), 1 when invalid.
     Validate {
         /// A .zip archive or a lambda folder (packed in memory first).
         path: PathBuf,
-        /// Print the full report as JSON (every problem's code, path, message, severity, line).
-        #[arg(long)]
-        json: bool,
     },
     /// Pack a lambda folder into a deterministic zip (same folder, same bytes).
     ///
@@ -55,165 +112,179 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Create a lambda from a folder or a .zip.
+    Create {
+        /// A lambda folder (packed first) or a .zip.
+        path: PathBuf,
+        /// Lambda name (lowercase letters, digits, '-'; starts with a letter).
+        #[arg(long)]
+        name: String,
+        /// Lambda type.
+        #[arg(long = "type", value_enum, default_value = "standalone")]
+        lambda_type: TypeArg,
+        /// Parameters file (JSON, or TOML when it ends in .toml).
+        #[arg(long)]
+        param_file: Option<PathBuf>,
+        /// Description (overrides the parameters file's).
+        #[arg(long)]
+        description: Option<String>,
+        /// An extra Dockerfile instruction (repeat for several), e.g. "RUN apt-get install -y libgl1".
+        #[arg(long = "user-docker-command")]
+        user_docker_commands: Vec<String>,
+        /// Wait until it runs, showing the stages and the build log.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Update a lambda: a new version from PATH (or the stored archive) and/or parameters.
+    Update {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+        /// A lambda folder or .zip; omit to rebuild from the stored archive.
+        path: Option<PathBuf>,
+        /// Parameters file (JSON or TOML).
+        #[arg(long)]
+        param_file: Option<PathBuf>,
+        /// Wait until the new version runs.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Delete a lambda, its deployment, archives and build artifacts.
+    Delete {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+    },
+    /// List lambdas.
+    List {
+        /// Only lambdas with this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Page (from 1).
+        #[arg(long, default_value_t = 1)]
+        page: u64,
+        /// Lambdas per page (1..=1000).
+        #[arg(long, default_value_t = 100)]
+        page_size: u64,
+    },
+    /// Show a lambda's record.
+    Get {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+    },
+    /// Show a lambda's deploy status with each replica (status, reason, restarts).
+    Status {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+    },
+    /// Show a lambda's runtime logs.
+    Logs {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+        /// Last N lines per replica.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Show a lambda's build log.
+    ImageLogs {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+        /// Stream it until the build ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Print (or save) a lambda's docs.
+    Docs {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+        /// The YAML (OpenAPI) docs instead of the HTML.
+        #[arg(long)]
+        yaml: bool,
+        /// Save to this file instead of printing.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Manage a lambda's user config.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Switch a lambda on or off.
+    Switch {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+        /// on or off.
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+    /// Call a lambda through the proxy; prints the body. Exits 1 on a non-2xx answer.
+    Invoke {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+        /// Request body: JSON text, or @FILE.
+        #[arg(long)]
+        data: Option<String>,
+        /// Path inside the lambda.
+        #[arg(long, default_value = "main")]
+        path: String,
+        /// HTTP method.
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// Extra header K:V (repeat for several).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// Also print the status, headers and timing (to stderr).
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Run one lambda locally with the embedded runtime and no server; restarts it when files in
+    /// the folder change.
+    Run {
+        /// The lambda folder.
+        path: PathBuf,
+        /// Port to serve on (127.0.0.1).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Lambda type.
+        #[arg(long = "type", value_enum, default_value = "standalone")]
+        lambda_type: TypeArg,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigAction {
+    /// Replace the user config from a JSON file (or - for standard input) and restart the
+    /// lambda with it, without a rebuild.
+    Set {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+        /// JSON file, or - for standard input.
+        file: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let json = cli.json;
+    match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            output::error(&e, json);
             ExitCode::from(1)
         }
     }
-}
-
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Serve {
-            config,
-            data_dir,
-            listen,
-        } => serve(config, data_dir, listen),
-        Command::Validate { path, json } => validate(&path, json),
-        Command::Pack { dir, output } => pack(&dir, output),
-    }
-}
-
-fn serve(
-    config: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
-) -> anyhow::Result<ExitCode> {
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LUNA_LAMBDA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let mut cfg = lambda_server::Config::load(config.as_deref(), &env)?;
-    if let Some(l) = listen {
-        cfg.listen = l;
-    }
-    if let Some(d) = data_dir {
-        cfg.local.data_dir = Some(d);
-    }
-    let default_dir = env
-        .get("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| {
-            env.get("HOME")
-                .map(|h| PathBuf::from(h).join(".local/share"))
-        })
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("luna-lambda");
-    let data_dir = cfg.data_dir(&default_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async move {
-        tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));
-        let platform = cfg.platform(&data_dir, &env).await?;
-        let listener = tokio::net::TcpListener::bind(&cfg.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        platform.start().await?;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
-        lambda_server::serve(listener, platform, shutdown_signal()).await?;
-        tracing::info!("stopped; lambdas keep running and are re-adopted at the next start");
-        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
-    })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
-/// Reads a lambda as zip bytes: a folder is packed in memory, anything else is read as a zip.
-fn read_lambda(path: &Path) -> anyhow::Result<Vec<u8>> {
-    if path.is_dir() {
-        Ok(pack_dir(path)?)
-    } else {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-    }
-}
-
-fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let bytes = read_lambda(path)?;
-    let (ok, report) = match validate_bytes(&bytes, &Limits::default()) {
-        Ok(a) => (
-            true,
-            ValidationReport {
-                problems: a.warnings,
-            },
-        ),
-        Err(r) => (false, r),
-    };
-    if json {
-        let out = serde_json::json!({
-            "path": path.display().to_string(),
-            "valid": ok,
-            "problems": report.problems,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        for p in &report.problems {
-            println!("{p}");
-        }
-        let errors = report
-            .problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
-            .count();
-        let warnings = report.problems.len() - errors;
-        if ok {
-            println!("{}: valid ({warnings} warning(s))", path.display());
-        } else {
-            println!(
-                "{}: invalid, {errors} error(s), {warnings} warning(s)",
-                path.display()
-            );
-        }
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-fn pack(dir: &Path, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    if !dir.is_dir() {
-        anyhow::bail!("{} is not a folder", dir.display());
-    }
-    let bytes = pack_dir(dir)?;
-    let output = match output {
-        Some(o) => o,
-        None => {
-            let canon = dir
-                .canonicalize()
-                .with_context(|| format!("cannot resolve {}", dir.display()))?;
-            let name = canon
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("lambda");
-            PathBuf::from(format!("{name}.zip"))
-        }
-    };
-    let tmp = output.with_extension("zip.partial");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &output).with_context(|| format!("cannot write {}", output.display()))?;
-    println!("{} ({} bytes)", output.display(), bytes.len());
-    Ok(ExitCode::SUCCESS)
 }

@@ -215,6 +215,10 @@ pub struct LambdaRecord {
     pub reason: Option<String>,
     /// Switched on (`true`) or off.
     pub alive: bool,
+    /// The version that serves requests now (during an update it is the previous one until
+    /// the new one answers); `None` when nothing serves.
+    #[serde(default)]
+    pub running_version: Option<u64>,
     /// Parameters in force.
     pub parameters: Parameters,
     /// The stored archive.
@@ -351,6 +355,7 @@ mod tests {
             status: LambdaStatus::Waiting,
             reason: None,
             alive: true,
+            running_version: None,
             parameters: Parameters::default(),
             archive: ArchiveInfo {
                 size: 10,

@@ -591,13 +591,28 @@ async fn wait_running(r: &Replica, deadline: Instant) -> Result<()> {
     }
 }
 
-#[async_trait]
-impl Orchestrator for Arc<LocalOrchestrator> {
-    fn kind(&self) -> &'static str {
-        "local"
+impl LocalOrchestrator {
+    /// Runs a deploy to completion even if the caller stops waiting: a deploy dropped halfway
+    /// would leave started replicas that no table knows about.
+    async fn deploy_spawned(self: &Arc<Self>, spec: DeploySpec) -> Result<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.deploy_inner(spec).await })
+            .await
+            .map_err(|e| Error::StartFailed {
+                reason: format!("the deploy task failed: {e}"),
+            })?
     }
 
-    async fn deploy(&self, spec: DeploySpec) -> Result<()> {
+    /// Runs an undeploy to completion even if the caller stops waiting.
+    async fn undeploy_spawned(self: &Arc<Self>, lambda_id: &LambdaId) -> Result<()> {
+        let this = self.clone();
+        let id = *lambda_id;
+        tokio::spawn(async move { this.undeploy_inner(&id).await })
+            .await
+            .map_err(|e| Error::Unavailable(format!("the undeploy task failed: {e}")))?
+    }
+
+    async fn deploy_inner(self: &Arc<Self>, spec: DeploySpec) -> Result<()> {
         let lock = self.lock_for(&spec.lambda_id);
         let _held = lock.lock().await;
         let id = spec.lambda_id;
@@ -675,7 +690,7 @@ impl Orchestrator for Arc<LocalOrchestrator> {
         Ok(())
     }
 
-    async fn undeploy(&self, lambda_id: &LambdaId) -> Result<()> {
+    async fn undeploy_inner(self: &Arc<Self>, lambda_id: &LambdaId) -> Result<()> {
         let lock = self.lock_for(lambda_id);
         let _held = lock.lock().await;
         let removed = self
@@ -693,6 +708,21 @@ impl Orchestrator for Arc<LocalOrchestrator> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(&dir)(e)),
         }
+    }
+}
+
+#[async_trait]
+impl Orchestrator for Arc<LocalOrchestrator> {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn deploy(&self, spec: DeploySpec) -> Result<()> {
+        self.deploy_spawned(spec).await
+    }
+
+    async fn undeploy(&self, lambda_id: &LambdaId) -> Result<()> {
+        self.undeploy_spawned(lambda_id).await
     }
 
     async fn status(&self, lambda_id: &LambdaId) -> Result<DeploymentStatus> {

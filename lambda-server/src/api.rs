@@ -958,7 +958,11 @@ async fn forward(
     for name in HOP_BY_HOP {
         h.remove(name);
     }
-    if let Ok(v) = HeaderValue::from_str(&route.version.to_string()) {
+    // The runtime says which version answered (during an update, possibly the previous one);
+    // only when it did not is the record's version reported.
+    if !h.contains_key(LAMBDA_VERSION_HEADER)
+        && let Ok(v) = HeaderValue::from_str(&route.version.to_string())
+    {
         h.insert(LAMBDA_VERSION_HEADER, v);
     }
     Ok(resp)

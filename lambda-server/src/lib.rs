@@ -3,18 +3,31 @@
 //! The front door of luna-lambda-rs: [`Platform`] (the lifecycle pipeline and the reconciler,
 //! over the storage, builder and orchestrator ports), the axum [`api::router`] (the HTTP API
 //! of DESIGN.md §4 and the proxy), [`Config`] (TOML + environment), and [`serve`], which runs
-//! it all with a graceful shutdown that leaves lambdas running for the next start.
+//! it all with a graceful shutdown that leaves lambdas running for the next start. With the
+//! `client` feature (and without the default `server` feature) it is only the typed HTTP
+//! [`client`], shared by the CLI and the Python bindings so that no HTTP code is written twice.
 
+#[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod error;
+#[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
 pub mod platform;
 
+#[cfg(feature = "server")]
 pub use config::{Config, ConfigError};
+#[cfg(feature = "server")]
 pub use error::{Error, Result};
+#[cfg(feature = "server")]
 pub use platform::{Platform, PlatformConfig};
 
+#[cfg(feature = "server")]
 /// Serves the API on `listener` until `shutdown` resolves; then finishes in-flight requests,
 /// stops background work and leaves lambdas running.
 pub async fn serve(

@@ -403,6 +403,7 @@ impl Platform {
             status: LambdaStatus::Waiting,
             reason: None,
             alive: true,
+            running_version: None,
             parameters: params,
             archive: info,
             has_docs: validated.has_docs,
@@ -572,6 +573,7 @@ impl Platform {
                 rec.last_update_time = now();
                 if !alive {
                     set_status(rec, LambdaStatus::Waiting);
+                    rec.running_version = None;
                     rec.reason = Some("switched off".into());
                 } else if rec.reason.as_deref() == Some("switched off") {
                     rec.reason = None;
@@ -907,15 +909,19 @@ impl Platform {
             artifact,
             parameters: rec.parameters.clone(),
         };
-        let result = tokio::select! {
-            r = self.inner.orchestrator.deploy(spec) => r,
-            _ = cancel.cancelled() => return Ok(()),
-        };
+        // Not raced against `cancel`: a deploy is bounded by the start timeout, and a newer job
+        // waits for it (deploys of one lambda are serialised) and then replaces it.
+        let result = self.inner.orchestrator.deploy(spec).await;
+        if cancel.is_cancelled() {
+            // Switched off, deleted or superseded meanwhile: whoever cancelled owns the state.
+            return Ok(());
+        }
         self.inner.metrics.observe_deploy(started.elapsed());
         match result {
             Ok(()) => {
                 self.update_record(&id, version, |r| {
                     set_status(r, LambdaStatus::Running);
+                    r.running_version = Some(version);
                     r.reason = None;
                 })
                 .await?;
@@ -932,6 +938,7 @@ impl Platform {
                         r.reason = Some(format!("version {version} did not start; the previous version keeps serving: {reason}"));
                     } else {
                         set_status(r, LambdaStatus::Terminated);
+                        r.running_version = None;
                         r.reason = Some(reason.clone());
                     }
                 })

@@ -26,6 +26,7 @@ fn record(account: uuid::Uuid, i: usize) -> LambdaRecord {
         status: LambdaStatus::Running,
         reason: None,
         alive: true,
+        running_version: None,
         parameters: Parameters::default(),
         archive: ArchiveInfo {
             size: 1234,

@@ -23,6 +23,7 @@ pub fn record(account: uuid::Uuid, name: &str) -> LambdaRecord {
         status: LambdaStatus::Waiting,
         reason: None,
         alive: true,
+        running_version: None,
         parameters: Parameters::default(),
         archive: ArchiveInfo {
             size: 0,

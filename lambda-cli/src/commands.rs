@@ -1,0 +1,847 @@
+//! The commands.
+
+use crate::output::{self, Progress, out, outln};
+use crate::{Cli, Command, ConfigAction, OnOff, TypeArg};
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use lambda_core::api::Credentials;
+use lambda_core::archive::{Limits, validate_bytes};
+use lambda_core::pack::pack_dir;
+use lambda_core::{LambdaId, LambdaName, Severity, ValidationReport};
+use lambda_server::client::Client;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (json, quiet) = (cli.json, cli.quiet);
+    match cli.command {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => serve(config, data_dir, listen),
+        Command::Validate { path } => validate(&path, json),
+        Command::Pack { dir, output } => pack(&dir, output, json),
+        Command::Init { dir, lambda_type } => init(&dir, lambda_type, json, quiet),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "luna-lambda", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            path,
+            port,
+            lambda_type,
+        } => run_local(&path, port, lambda_type),
+        other => {
+            let client = Client::new(&cli.server, cli.account_id)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(remote(client, other, json, quiet))
+        }
+    }
+}
+
+/// Reads a lambda as zip bytes: a folder is packed in memory, anything else is read as a zip.
+fn read_lambda(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path.is_dir() {
+        Ok(pack_dir(path)?)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let bytes = read_lambda(path)?;
+    let (ok, report) = match validate_bytes(&bytes, &Limits::default()) {
+        Ok(a) => (
+            true,
+            ValidationReport {
+                problems: a.warnings,
+            },
+        ),
+        Err(r) => (false, r),
+    };
+    if json {
+        output::json(&serde_json::json!({
+            "path": path.display().to_string(),
+            "valid": ok,
+            "problems": report.problems,
+        }));
+    } else {
+        for p in &report.problems {
+            outln!("{p}");
+        }
+        let errors = report
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count();
+        let warnings = report.problems.len() - errors;
+        if ok {
+            outln!("{}: valid ({warnings} warning(s))", path.display());
+        } else {
+            outln!(
+                "{}: invalid, {errors} error(s), {warnings} warning(s)",
+                path.display()
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn pack(dir: &Path, output: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    let bytes = pack_dir(dir)?;
+    let output = match output {
+        Some(o) => o,
+        None => {
+            let canon = dir
+                .canonicalize()
+                .with_context(|| format!("cannot resolve {}", dir.display()))?;
+            let name = canon
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("lambda");
+            PathBuf::from(format!("{name}.zip"))
+        }
+    };
+    let tmp = output.with_extension("zip.partial");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &output).with_context(|| format!("cannot write {}", output.display()))?;
+    if json {
+        output::json(
+            &serde_json::json!({"path": output.display().to_string(), "size": bytes.len()}),
+        );
+    } else {
+        outln!("{} ({} bytes)", output.display(), bytes.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const STANDALONE_MAIN: &str = r#""""A standalone lambda: called directly through the platform's proxy."""
+
+from luna_lambda_tools import StandaloneLambdaRequest, UserException, logger
+
+
+async def main(request: StandaloneLambdaRequest) -> dict:
+    data = request.json or {}
+    if not isinstance(data, dict):
+        raise UserException(400, "send a JSON object")
+    name = data.get("name", "world")
+    logger.info("greeting %s", name)
+    return {"greeting": f"hello, {name}"}
+"#;
+
+const HANDLERS_MAIN: &str = r#""""A handlers lambda: luna-handlers sends it event data."""
+
+from luna_lambda_tools import HandlersLambdaRequest, UserException
+
+
+async def main(request: HandlersLambdaRequest) -> dict:
+    data = request.data
+    if not isinstance(data, dict) or "sources" not in data:
+        raise UserException(400, "expected a JSON object with 'sources'")
+    return {"handler_id": request.handlerId, "sources": len(data["sources"])}
+"#;
+
+fn init(dir: &Path, ty: TypeArg, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{} exists and is not empty; pick a new folder",
+            dir.display()
+        );
+    }
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("my-lambda")
+        .to_ascii_lowercase()
+        .replace(['_', ' ', '.'], "-");
+    let (main, example) = match ty {
+        TypeArg::Standalone => (STANDALONE_MAIN, r#"'{"name": "ann"}'"#),
+        TypeArg::Handlers => (
+            HANDLERS_MAIN,
+            r#"'{"sources": [1, 2]}' -H 'Luna-Handler-Id: h1'"#,
+        ),
+    };
+    let type_flag = match ty {
+        TypeArg::Standalone => "",
+        TypeArg::Handlers => " --type handlers",
+    };
+    let files: Vec<(&str, String)> = vec![
+        ("lambda_main.py", main.to_owned()),
+        (
+            "requirements.txt",
+            "# One requirement per line, e.g.\n# requests==2.32.3\n".to_owned(),
+        ),
+        (
+            "docs/lambda.html",
+            format!(
+                "<!doctype html>\n<html><head><title>{name}</title></head>\n<body><h1>{name}</h1><p>What this lambda does, and what to send to /main.</p></body></html>\n"
+            ),
+        ),
+        (
+            "docs/lambda.yml",
+            format!(
+                "openapi: 3.0.0\ninfo:\n  title: {name}\n  version: \"1.0\"\npaths:\n  /main:\n    post:\n      responses:\n        \"200\": {{description: the result}}\n"
+            ),
+        ),
+        (
+            "README.md",
+            format!(
+                "# {name}\n\nA luna-lambda{type_flag} lambda. `lambda_main.py` holds `async def main(request) -> dict`; add\npackages to `requirements.txt`; `docs/` is served at `GET /1/lambdas/<id>/docs`.\n\n```sh\nluna-lambda validate .                         # every problem at once\nluna-lambda run .                              # serve it on 127.0.0.1:8000, reloading on change\ncurl -s -X POST -d {example} 127.0.0.1:8000/main\nluna-lambda create . --name {name}{type_flag} --wait   # ship it to the platform\nluna-lambda invoke <ID> --data {example}\n```\n"
+            ),
+        ),
+    ];
+    for (rel, text) in &files {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if json {
+        output::json(
+            &serde_json::json!({"path": dir.display().to_string(), "name": name, "files": files.iter().map(|(f, _)| *f).collect::<Vec<_>>()}),
+        );
+    } else if !quiet {
+        outln!(
+            "created {} ({} lambda)",
+            dir.display(),
+            if type_flag.is_empty() {
+                "standalone"
+            } else {
+                "handlers"
+            }
+        );
+        outln!(
+            "next: luna-lambda create {} --name {name}{type_flag} --wait",
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parameters from a file (JSON, or TOML by extension) with command-line additions.
+fn parameters(
+    file: Option<&Path>,
+    description: Option<String>,
+    user_docker_commands: Vec<String>,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let mut value = match file {
+        None => None,
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            let v: serde_json::Value = if f.extension().is_some_and(|e| e == "toml") {
+                let t: toml::Table = text
+                    .parse()
+                    .with_context(|| format!("{} is not valid TOML", f.display()))?;
+                serde_json::to_value(t)?
+            } else {
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not valid JSON", f.display()))?
+            };
+            Some(v)
+        }
+    };
+    if description.is_some() || !user_docker_commands.is_empty() {
+        let v = value.get_or_insert_with(|| serde_json::json!({}));
+        let obj = v
+            .as_object_mut()
+            .context("the parameters file must hold an object")?;
+        if let Some(d) = description {
+            obj.insert("description".into(), serde_json::Value::String(d));
+        }
+        if !user_docker_commands.is_empty() {
+            obj.insert(
+                "user_docker_commands".into(),
+                serde_json::json!(user_docker_commands),
+            );
+        }
+    }
+    Ok(value)
+}
+
+fn age(t: time::OffsetDateTime) -> String {
+    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn stage_of(rec: &lambda_core::api::LambdaRecord) -> &'static str {
+    use lambda_core::{ImageStatus::*, LambdaStatus::*};
+    match (rec.image_status, rec.status) {
+        (Pending, _) => "pending (queued for a build)",
+        (InProgress, _) => "building",
+        (Completed, Running) => "running",
+        (Completed, Waiting) => "deploying",
+        (Completed, _) => "deploying",
+        (Error, _) => "build failed",
+    }
+}
+
+/// Waits for `id` to run, with a progress line and the build log streamed under it.
+async fn wait(
+    client: &Client,
+    id: &LambdaId,
+    version: u64,
+    timeout: u64,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let progress = std::cell::RefCell::new(Progress::new(quiet));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let log_client = client.clone();
+    let log_id = *id;
+    let follower = tokio::spawn(async move {
+        // The build may not have started yet: retry following until it has a log.
+        if let Ok(mut stream) = log_client.follow_image_logs(&log_id).await {
+            let mut pending = String::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                pending.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(i) = pending.find('\n') {
+                    let line: String = pending.drain(..=i).collect();
+                    let _ = tx.send(line.trim_end().to_owned());
+                }
+            }
+        }
+    });
+    let waiting =
+        client.wait_until_running(id, Some(version), Duration::from_secs(timeout), |rec| {
+            progress.borrow_mut().stage(stage_of(rec));
+        });
+    tokio::pin!(waiting);
+    let result = loop {
+        tokio::select! {
+            r = &mut waiting => break r,
+            Some(line) = rx.recv() => progress.borrow().line(&line),
+        }
+    };
+    while let Ok(line) = rx.try_recv() {
+        progress.borrow().line(&line);
+    }
+    follower.abort();
+    match result {
+        Ok(_) => {
+            progress.borrow_mut().stage("running");
+            progress.borrow().finish();
+            Ok(())
+        }
+        Err(e) => {
+            progress.borrow().finish();
+            Err(e.into())
+        }
+    }
+}
+
+async fn remote(client: Client, cmd: Command, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Create {
+            path,
+            name,
+            lambda_type,
+            param_file,
+            description,
+            user_docker_commands,
+            wait: do_wait,
+            timeout,
+        } => {
+            let mut progress = Progress::new(quiet || json);
+            progress.stage("validating");
+            let lambda_name = LambdaName::parse(&name)?;
+            let params = parameters(param_file.as_deref(), description, user_docker_commands)?;
+            let bytes = read_lambda(&path)?;
+            progress.stage("uploading");
+            let creds = Credentials {
+                lambda_name,
+                lambda_type: lambda_type.core(),
+            };
+            let created = client.create(bytes, &creds, params.as_ref()).await;
+            progress.finish();
+            let created = created?;
+            if do_wait {
+                wait(&client, &created.lambda_id, 1, timeout, quiet || json).await?;
+            }
+            if json {
+                output::json(&created);
+            } else {
+                outln!("{}", created.lambda_id);
+                if !quiet && !do_wait {
+                    eprintln!(
+                        "created; watch it with: luna-lambda status {}",
+                        created.lambda_id
+                    );
+                }
+            }
+        }
+        Command::Update {
+            id,
+            path,
+            param_file,
+            wait: do_wait,
+            timeout,
+        } => {
+            let bytes = path.as_deref().map(read_lambda).transpose()?;
+            let params = parameters(param_file.as_deref(), None, Vec::new())?;
+            let r = client.update(&id, bytes, params.as_ref()).await?;
+            if do_wait {
+                wait(&client, &id, r.lambda_version, timeout, quiet || json).await?;
+            }
+            if json {
+                output::json(&r);
+            } else {
+                outln!("{} v{}", r.lambda_id, r.lambda_version);
+            }
+        }
+        Command::Delete { id } => {
+            client.delete(&id).await?;
+            if json {
+                output::json(&serde_json::json!({"deleted": id}));
+            } else if !quiet {
+                outln!("deleted {id}");
+            }
+        }
+        Command::List {
+            name,
+            page,
+            page_size,
+        } => {
+            let list = client.list(page, page_size, name.as_deref()).await?;
+            if json {
+                output::json(&list);
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .lambdas
+                    .iter()
+                    .map(|l| {
+                        vec![
+                            l.lambda_name.to_string(),
+                            l.lambda_id.to_string(),
+                            l.lambda_type.to_string(),
+                            l.status.to_string(),
+                            l.image_status.to_string(),
+                            l.lambda_version.to_string(),
+                            age(l.create_time),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &["NAME", "ID", "TYPE", "STATUS", "IMAGE", "VERSION", "AGE"],
+                    &rows,
+                );
+                if !quiet && list.count > list.lambdas.len() as u64 {
+                    eprintln!("({} of {}; see --page)", list.lambdas.len(), list.count);
+                }
+            }
+        }
+        Command::Get { id } => {
+            let rec = client.get(&id).await?;
+            if json {
+                output::json(&rec);
+            } else {
+                outln!(
+                    "{} ({}) v{} {}",
+                    rec.lambda_name,
+                    rec.lambda_id,
+                    rec.lambda_version,
+                    rec.lambda_type
+                );
+                outln!(
+                    "status {} / image {}{}",
+                    rec.status,
+                    rec.image_status,
+                    rec.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                outln!(
+                    "alive {}, docs {}, archive {} bytes sha256 {}",
+                    rec.alive,
+                    rec.has_docs,
+                    rec.archive.size,
+                    rec.archive.sha256
+                );
+                outln!(
+                    "created {} ago, updated {} ago",
+                    age(rec.create_time),
+                    age(rec.last_update_time)
+                );
+                outln!("parameters {}", serde_json::to_string(&rec.parameters)?);
+            }
+        }
+        Command::Status { id } => {
+            let st = client.status(&id).await?;
+            if json {
+                output::json(&st);
+            } else {
+                outln!(
+                    "{}{}",
+                    st.status,
+                    st.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+                let rows: Vec<Vec<String>> = st
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.name.clone(),
+                            r.status.clone(),
+                            r.restarts.to_string(),
+                            r.reason.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    output::table(&["REPLICA", "STATUS", "RESTARTS", "REASON"], &rows);
+                }
+            }
+        }
+        Command::Logs { id, tail, follow } => {
+            let logs = client.logs(&id, tail).await?;
+            if json && !follow {
+                output::json(&logs);
+            } else {
+                let mut seen: HashMap<String, usize> = HashMap::new();
+                for (replica, text) in &logs.logs {
+                    if !quiet && logs.logs.len() > 1 {
+                        outln!("==> {replica}");
+                    }
+                    out(text);
+                    seen.insert(replica.clone(), text.lines().count());
+                }
+                if follow {
+                    // The API has no log stream: poll the full logs and print what is new.
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let now = client.logs(&id, None).await?;
+                        for (replica, text) in &now.logs {
+                            let lines: Vec<&str> = text.lines().collect();
+                            let from = seen.get(replica).copied().unwrap_or(0).min(lines.len());
+                            for l in &lines[from..] {
+                                outln!("[{replica}] {l}");
+                            }
+                            seen.insert(replica.clone(), lines.len());
+                        }
+                    }
+                }
+            }
+        }
+        Command::ImageLogs { id, follow } => {
+            if follow {
+                let mut s = client.follow_image_logs(&id).await?;
+                while let Some(chunk) = s.next().await {
+                    out(&String::from_utf8_lossy(&chunk?));
+                }
+            } else {
+                out(&client.image_logs(&id).await?);
+            }
+        }
+        Command::Docs {
+            id,
+            yaml,
+            output: save_to,
+        } => {
+            let body = client.docs(&id, yaml).await?;
+            match save_to {
+                Some(f) => {
+                    std::fs::write(&f, &body)
+                        .with_context(|| format!("cannot write {}", f.display()))?;
+                    if !quiet {
+                        eprintln!("saved {}", f.display());
+                    }
+                }
+                None => out(&String::from_utf8_lossy(&body)),
+            }
+        }
+        Command::Config {
+            action: ConfigAction::Set { id, file },
+        } => {
+            let mut text = String::new();
+            if file == "-" {
+                std::io::stdin().read_to_string(&mut text)?;
+            } else {
+                text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {file}"))?;
+            }
+            let value: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{file} is not valid JSON"))?;
+            let r = client.set_config(&id, &value).await?;
+            if json {
+                output::json(&r);
+            } else if !quiet {
+                outln!("config set; {id} restarts with it (no rebuild)");
+            }
+        }
+        Command::Switch { id, state } => {
+            let rec = client.switch(&id, matches!(state, OnOff::On)).await?;
+            if json {
+                output::json(&rec);
+            } else if !quiet {
+                outln!("{id} switched {}", if rec.alive { "on" } else { "off" });
+            }
+        }
+        Command::Invoke {
+            id,
+            data,
+            path,
+            method,
+            headers,
+            verbose,
+        } => {
+            let body = match data {
+                None => None,
+                Some(d) => Some(match d.strip_prefix('@') {
+                    Some(f) => std::fs::read(f).with_context(|| format!("cannot read {f}"))?,
+                    None => d.into_bytes(),
+                }),
+            };
+            let mut hs = Vec::new();
+            for h in headers {
+                let (k, v) = h
+                    .split_once(':')
+                    .with_context(|| format!("header {h:?} must be K:V"))?;
+                hs.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+            if body.is_some()
+                && !hs
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                hs.push(("content-type".into(), "application/json".into()));
+            }
+            let started = Instant::now();
+            let r = client.invoke(&id, &method, &path, &hs, body).await?;
+            if verbose {
+                eprintln!(
+                    "HTTP {} in {:.1} ms",
+                    r.status,
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+                for (k, v) in &r.headers {
+                    eprintln!("{k}: {v}");
+                }
+            }
+            outln!("{}", String::from_utf8_lossy(&r.body));
+            if !(200..300).contains(&r.status) {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        other => bail!("{other:?} is not a remote command"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LUNA_LAMBDA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = lambda_server::Config::load(config.as_deref(), &env)?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = data_dir {
+        cfg.local.data_dir = Some(d);
+    }
+    let default_dir = env
+        .get("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            env.get("HOME")
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("luna-lambda");
+    let data_dir = cfg.data_dir(&default_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));
+        let platform = cfg.platform(&data_dir, &env).await?;
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        platform.start().await?;
+        tracing::info!("listening on http://{}", listener.local_addr()?);
+        lambda_server::serve(listener, platform, shutdown_signal()).await?;
+        tracing::info!("stopped; lambdas keep running and are re-adopted at the next start");
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Newest modification time of the files a lambda folder would pack.
+fn fingerprint(dir: &Path) -> u128 {
+    fn walk(d: &Path, acc: &mut u128) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if lambda_core::pack::SKIPPED_DIRS.contains(&name.as_ref()) || name.ends_with(".pyc") {
+                continue;
+            }
+            if let Ok(m) = e.metadata() {
+                if m.is_dir() {
+                    walk(&p, acc);
+                } else if let Ok(t) = m.modified() {
+                    let ns = t
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0);
+                    *acc = acc.wrapping_add(ns ^ m.len() as u128);
+                }
+            }
+        }
+    }
+    let mut acc = 0;
+    walk(dir, &mut acc);
+    acc
+}
+
+fn run_local(path: &Path, port: u16, ty: TypeArg) -> anyhow::Result<ExitCode> {
+    use lambda_build::{BuildRequest, ImageBuilder, LocalBuilder, LocalBuilderConfig};
+    if !path.is_dir() {
+        bail!("{} is not a lambda folder", path.display());
+    }
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let cache = env
+        .get("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.get("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("luna-lambda")
+        .join("run");
+    let uv = env.get("PATH").and_then(|p| {
+        p.split(':')
+            .map(|d| Path::new(d).join("uv"))
+            .find(|p| p.is_file())
+    });
+    let builder = LocalBuilder::new(LocalBuilderConfig {
+        data_dir: cache,
+        python: "python3".into(),
+        uv,
+        pip_args: Vec::new(),
+    });
+    let id = LambdaId::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut version = 0u64;
+    loop {
+        version += 1;
+        let bytes = pack_dir(path)?;
+        let archive = match validate_bytes(&bytes, &Limits::default()) {
+            Ok(a) => a,
+            Err(report) => {
+                eprintln!("{report}");
+                eprintln!("fix the problems above; waiting for changes...");
+                let before = fingerprint(path);
+                while fingerprint(path) == before {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                continue;
+            }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let req = BuildRequest {
+            lambda_id: id,
+            version,
+            lambda_type: ty.core(),
+            archive_bytes: bytes.into(),
+            archive,
+            parameters: lambda_core::Parameters::default(),
+            timeout: Duration::from_secs(600),
+        };
+        let built = rt.block_on(builder.build(req, tx, tokio_util_cancel()));
+        while let Ok(l) = rx.try_recv() {
+            eprintln!("  {l}");
+        }
+        let lambda_core::Artifact::Local { app_dir, python } = built? else {
+            bail!("the local builder made something other than a folder");
+        };
+        eprintln!(
+            "serving {} on http://127.0.0.1:{port}/main (Ctrl-C stops; edits restart it)",
+            path.display()
+        );
+        let mut child = std::process::Command::new(&python)
+            .arg(app_dir.join("run.py"))
+            .current_dir(&app_dir)
+            .env("LAMBDA_PORT", port.to_string())
+            .env("LAMBDA_HOST", "127.0.0.1")
+            .env("LAMBDA_TYPE", ty.core().as_str())
+            .env("LAMBDA_VERSION", version.to_string())
+            .spawn()
+            .with_context(|| format!("cannot start {}", python.display()))?;
+        let before = fingerprint(path);
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            if let Some(status) = child.try_wait()? {
+                eprintln!("the lambda exited ({status}); waiting for changes...");
+                while fingerprint(path) == before {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                break;
+            }
+            if fingerprint(path) != before {
+                eprintln!("change detected; restarting");
+                let _ = std::process::Command::new("kill")
+                    .arg(child.id().to_string())
+                    .status();
+                let _ = child.wait();
+                break;
+            }
+        }
+        let _ = rt.block_on(builder.remove(&id, &lambda_core::Artifact::Local { app_dir, python }));
+    }
+}
+
+fn tokio_util_cancel() -> tokio_util::sync::CancellationToken {
+    tokio_util::sync::CancellationToken::new()
+}

@@ -1,0 +1,409 @@
+//! The client commands of the real `luna-lambda` binary against a real server started here
+//! (embedded default in a temp folder): every command, `--json` output, exit codes 0/1/2, and
+//! progress as plain lines when not on a terminal.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const ACCOUNT: &str = "6f1c1a4e-8f0e-4f57-9d1b-2a8f3c9e0b11";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Starts a server on a free port in a thread of its own; returns its URL.
+fn server(dir: &Path) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let storage = lambda_storage::open(&lambda_storage::StorageConfig::new(format!(
+                "file://{}",
+                dir.join("store").display()
+            )))
+            .unwrap();
+            let uv = workspace().join(".venv/bin/uv");
+            let builder = lambda_build::LocalBuilder::new(lambda_build::LocalBuilderConfig {
+                data_dir: workspace().join("target/test-data/local-builds"),
+                python: "python3".into(),
+                uv: uv.exists().then_some(uv),
+                pip_args: Vec::new(),
+            });
+            let mut ocfg = lambda_deploy::LocalOrchestratorConfig::new(&dir);
+            ocfg.base_env = ["PATH", "HOME", "LANG"]
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+                .collect();
+            let orch = lambda_deploy::LocalOrchestrator::open(ocfg).await.unwrap();
+            let platform = lambda_server::Platform::new(
+                lambda_server::PlatformConfig::default(),
+                storage,
+                Arc::new(builder),
+                Arc::new(orch),
+            );
+            platform.start().await.unwrap();
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}", l.local_addr().unwrap()))
+                .unwrap();
+            lambda_server::serve(l, platform, std::future::pending())
+                .await
+                .unwrap();
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(30)).unwrap()
+}
+
+fn cli(url: &str, cwd: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_luna-lambda"));
+    c.args(args)
+        .current_dir(cwd)
+        .env("LUNA_LAMBDA_URL", url)
+        .env("LUNA_ACCOUNT_ID", ACCOUNT)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).unwrap()
+}
+
+#[test]
+fn from_init_to_delete_through_every_command() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let url = server(data.path());
+    let w = work.path();
+
+    ok(&cli(&url, w, &["init", "greeter"], None));
+    ok(&cli(&url, w, &["validate", "greeter"], None));
+    let created = cli(
+        &url,
+        w,
+        &["create", "greeter", "--name", "greeter", "--wait"],
+        None,
+    );
+    let id = ok(&created).trim().to_owned();
+    let progress = String::from_utf8_lossy(&created.stderr).into_owned();
+    assert!(
+        progress.contains("stage: building") || progress.contains("stage: pending"),
+        "{progress}"
+    );
+    assert!(progress.contains("stage: running"), "{progress}");
+    assert!(
+        progress.contains("==> lambda"),
+        "build log lines are streamed: {progress}"
+    );
+    assert!(
+        !progress.contains('\u{1b}'),
+        "no escape codes when not on a terminal"
+    );
+
+    let list = json(&cli(&url, w, &["list", "--json"], None));
+    assert_eq!(list["count"], 1);
+    assert!(ok(&cli(&url, w, &["list"], None)).starts_with("NAME"));
+    assert_eq!(
+        json(&cli(&url, w, &["get", &id, "--json"], None))["lambda_name"],
+        "greeter"
+    );
+    let st = json(&cli(&url, w, &["status", &id, "--json"], None));
+    assert_eq!(st["status"], "running");
+    assert_eq!(st["replicas"][0]["restarts"], 0);
+
+    let out = ok(&cli(
+        &url,
+        w,
+        &["invoke", &id, "--data", r#"{"name": "ann"}"#],
+        None,
+    ));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!({"greeting": "hello, ann"})
+    );
+    std::fs::write(w.join("body.json"), r#"{"name": "bob"}"#).unwrap();
+    let v = cli(
+        &url,
+        w,
+        &["invoke", &id, "--data", "@body.json", "-v"],
+        None,
+    );
+    assert!(ok(&v).contains("hello, bob"));
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("HTTP 200"),
+        "-v shows the status"
+    );
+    let bad = cli(&url, w, &["invoke", &id, "--data", "[1]"], None);
+    assert_eq!(bad.status.code(), Some(1), "a non-2xx answer exits 1");
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("send a JSON object"));
+
+    assert!(ok(&cli(&url, w, &["docs", &id], None)).contains("<h1>greeter</h1>"));
+    ok(&cli(
+        &url,
+        w,
+        &["docs", &id, "--yaml", "-o", "api.yml"],
+        None,
+    ));
+    assert!(
+        std::fs::read_to_string(w.join("api.yml"))
+            .unwrap()
+            .starts_with("openapi")
+    );
+    assert!(ok(&cli(&url, w, &["image-logs", &id], None)).contains("==> built"));
+    let logs = json(&cli(&url, w, &["logs", &id, "--tail", "5", "--json"], None));
+    assert_eq!(logs["logs"].as_object().unwrap().len(), 1);
+
+    ok(&cli(
+        &url,
+        w,
+        &["config", "set", &id, "-"],
+        Some(r#"{"threshold": 0.5}"#),
+    ));
+    let rec = json(&cli(&url, w, &["get", &id, "--json"], None));
+    assert_eq!(
+        rec["parameters"]["user_config"],
+        serde_json::json!({"threshold": 0.5})
+    );
+    assert_eq!(
+        json(&cli(&url, w, &["switch", &id, "off", "--json"], None))["alive"],
+        false
+    );
+    assert_eq!(
+        json(&cli(&url, w, &["switch", &id, "on", "--json"], None))["alive"],
+        true
+    );
+
+    std::fs::write(
+        w.join("greeter/lambda_main.py"),
+        "async def main(request):\n    return {'version': 2}\n",
+    )
+    .unwrap();
+    let upd = json(&cli(
+        &url,
+        w,
+        &["update", &id, "greeter", "--wait", "--json"],
+        None,
+    ));
+    assert_eq!(upd["lambda_version"], 2);
+    let out = ok(&cli(&url, w, &["invoke", &id], None));
+    assert!(out.contains(r#""version":2"#), "{out}");
+
+    ok(&cli(&url, w, &["delete", &id], None));
+    let gone = cli(&url, w, &["get", &id], None);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).starts_with("error 42001"),
+        "{:?}",
+        gone
+    );
+}
+
+#[test]
+fn handlers_lambdas_and_validation_failures() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let url = server(data.path());
+    let w = work.path();
+    ok(&cli(&url, w, &["init", "h", "--type", "handlers"], None));
+    let id = ok(&cli(
+        &url,
+        w,
+        &[
+            "create", "h", "--name", "h", "--type", "handlers", "--wait", "--quiet",
+        ],
+        None,
+    ))
+    .trim()
+    .to_owned();
+    let out = ok(&cli(
+        &url,
+        w,
+        &[
+            "invoke",
+            &id,
+            "--data",
+            r#"{"sources": [1, 2]}"#,
+            "-H",
+            "Luna-Handler-Id: h-9",
+        ],
+        None,
+    ));
+    assert!(
+        out.contains(r#""handler_id":"h-9""#) && out.contains(r#""sources":2"#),
+        "{out}"
+    );
+
+    // Every problem, with path and line, and exit 1.
+    std::fs::create_dir_all(w.join("bad")).unwrap();
+    std::fs::write(
+        w.join("bad/lambda_main.py"),
+        "def main(r):\n    return {}\n",
+    )
+    .unwrap();
+    std::fs::write(w.join("bad/requirements.txt"), "-e .\n").unwrap();
+    let r = cli(
+        &url,
+        w,
+        &[
+            "create",
+            "bad",
+            "--name",
+            "bad",
+            "--user-docker-command",
+            "FROM x",
+        ],
+        None,
+    );
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(err.contains("error 42005"), "{err}");
+    assert!(err.contains("lambda_main.py:1"), "{err}");
+    assert!(err.contains("requirements.txt:1"), "{err}");
+    assert!(err.contains("user_docker_commands[0]"), "{err}");
+    let js = cli(&url, w, &["create", "bad", "--name", "bad", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&js.stderr).unwrap();
+    assert_eq!(v["error"]["error_code"], 42005);
+    ok(&cli(&url, w, &["delete", &id], None));
+}
+
+#[test]
+fn no_server_usage_errors_completions_and_man() {
+    let w = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let r = cli(&url, w.path(), &["list"], None);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(
+        err.contains(&url) && err.contains("luna-lambda serve"),
+        "{err}"
+    );
+    assert_eq!(
+        cli(&url, w.path(), &["invoke"], None).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        cli(&url, w.path(), &["switch", "x", "on"], None)
+            .status
+            .code(),
+        Some(2),
+        "not a lambda id"
+    );
+    assert_eq!(
+        cli(
+            &url,
+            w.path(),
+            &["switch", &uuid::Uuid::new_v4().to_string(), "maybe"],
+            None
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+    assert!(ok(&cli(&url, w.path(), &["completions", "bash"], None)).contains("luna-lambda"));
+    assert!(ok(&cli(&url, w.path(), &["man"], None)).contains(".TH"));
+    let help = ok(&cli(&url, w.path(), &["create", "--help"], None));
+    assert!(help.contains("--wait") && help.contains("--param-file"));
+}
+
+#[test]
+fn run_serves_a_folder_and_reloads_on_change() {
+    use std::os::unix::process::CommandExt;
+    let w = tempfile::tempdir().unwrap();
+    let dir = w.path().join("fn");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("lambda_main.py"),
+        "async def main(request):\n    return {'v': 1}\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let uv_path = format!(
+        "{}:{}",
+        workspace().join(".venv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_luna-lambda"))
+        .args(["run", dir.to_str().unwrap(), "--port", &port.to_string()])
+        .env("PATH", uv_path)
+        .env("XDG_CACHE_HOME", w.path().join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let get = |want: &str| {
+        let end = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let body = std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .and_then(|mut s| {
+                    use std::io::{Read, Write};
+                    s.write_all(b"GET /main HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+                    let mut out = String::new();
+                    s.read_to_string(&mut out).ok()?;
+                    Some(out)
+                });
+            if body.as_deref().is_some_and(|b| b.contains(want)) {
+                return;
+            }
+            assert!(std::time::Instant::now() < end, "never answered {want}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    get(r#"{"v":1}"#);
+    std::fs::write(
+        dir.join("lambda_main.py"),
+        "async def main(request):\n    return {'v': 2}\n",
+    )
+    .unwrap();
+    get(r#"{"v":2}"#);
+    // Ctrl-C reaches the whole foreground group: the CLI and its lambda.
+    nix_killpg(child.id());
+    let _ = child.wait();
+}
+
+fn nix_killpg(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status();
+}
