@@ -181,6 +181,44 @@ fn from_init_to_delete_through_every_command() {
             .starts_with("openapi")
     );
     assert!(ok(&cli(&url, w, &["image-logs", &id], None)).contains("==> built"));
+    // Following a finished build prints its log and ends.
+    assert!(ok(&cli(&url, w, &["image-logs", &id, "-f"], None)).contains("==> built"));
+    // Following runtime logs prints new lines as they come (it runs until stopped).
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_luna-lambda"))
+        .args(["logs", &id, "-f", "--tail", "0"])
+        .env("LUNA_LAMBDA_URL", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reader = {
+        let stdout = follow.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains("greeting follow-me"))
+        })
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while !reader.is_finished() {
+        ok(&cli(
+            &url,
+            w,
+            &["invoke", &id, "--data", r#"{"name": "follow-me"}"#],
+            None,
+        ));
+        assert!(
+            std::time::Instant::now() < end,
+            "logs -f never showed the new line"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let line = reader.join().unwrap().expect("a followed line");
+    assert!(line.starts_with('['), "{line}");
+    let _ = follow.kill();
+    let _ = follow.wait();
     let logs = json(&cli(&url, w, &["logs", &id, "--tail", "5", "--json"], None));
     assert_eq!(logs["logs"].as_object().unwrap().len(), 1);
 
