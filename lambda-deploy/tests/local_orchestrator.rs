@@ -1,25 +1,19 @@
-//! The local orchestrator with real builds of the example lambdas: deploy, status, endpoint,
-//! logs, crash and restart, start failures, zero-downtime update, config change, re-adoption
-//! after a control-plane restart, undeploy.
+//! The local orchestrator: the conformance suite (tests/conformance) with real builds of the
+//! example lambdas, plus what only a local orchestrator does: re-adopting its processes after a
+//! control-plane restart.
+
+mod conformance;
 
 use bytes::Bytes;
+use conformance::*;
 use lambda_build::{BuildRequest, ImageBuilder, LocalBuilder, LocalBuilderConfig};
 use lambda_core::archive::{Limits, validate_bytes};
-use lambda_core::{Artifact, LambdaId, LambdaName, LambdaType, Parameters};
-use lambda_deploy::{
-    DeploySpec, LocalOrchestrator, LocalOrchestratorConfig, Orchestrator, ReplicaPhase,
-};
-use std::path::{Path, PathBuf};
+use lambda_core::{Artifact, LambdaId, LambdaType, Parameters};
+use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig, Orchestrator};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// A builder whose env cache is shared by all tests (envs are keyed by content).
 fn builder() -> LocalBuilder {
@@ -54,28 +48,6 @@ async fn build_files(id: LambdaId, version: u64, files: Vec<(String, Vec<u8>)>) 
     result.unwrap_or_else(|e| panic!("build failed: {e}\n{log}"))
 }
 
-fn example_files(name: &str) -> Vec<(String, Vec<u8>)> {
-    let bytes = lambda_core::pack::pack_dir(&workspace().join("examples").join(name)).unwrap();
-    let mut zip = zip_entries(&bytes);
-    zip.sort();
-    zip
-}
-
-fn zip_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let archive = validate_bytes(bytes, &Limits::default()).unwrap();
-    let mut out = Vec::new();
-    lambda_core::archive::for_each_user_file::<_, std::io::Error>(
-        std::io::Cursor::new(bytes),
-        &archive,
-        |n, d| {
-            out.push((n.to_owned(), d.to_vec()));
-            Ok(())
-        },
-    )
-    .unwrap();
-    out
-}
-
 fn base_env() -> Vec<(String, String)> {
     ["PATH", "HOME", "LANG", "SSL_CERT_FILE", "PIP_CERT"]
         .iter()
@@ -92,38 +64,11 @@ async fn orchestrator(dir: &Path) -> Arc<LocalOrchestrator> {
     LocalOrchestrator::open(cfg).await.unwrap()
 }
 
-fn spec(
-    id: LambdaId,
-    name: &str,
-    version: u64,
-    artifact: Artifact,
-    params: Parameters,
-) -> DeploySpec {
-    DeploySpec {
-        lambda_id: id,
-        lambda_name: LambdaName::parse(name).unwrap(),
-        lambda_type: LambdaType::Standalone,
-        version,
-        artifact,
-        parameters: params,
-    }
-}
-
-async fn post(url: &str, body: serde_json::Value) -> reqwest::Result<(u16, serde_json::Value)> {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/main"))
-        .json(&body)
-        .send()
-        .await?;
-    let status = r.status().as_u16();
-    Ok((status, r.json().await?))
-}
-
 fn pids_of(run: &Path, id: &LambdaId) -> Vec<u32> {
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(run.join("run").join(id.to_string()).join("state.json")).unwrap(),
-    )
-    .unwrap();
+    let Ok(bytes) = std::fs::read(run.join("run").join(id.to_string()).join("state.json")) else {
+        return Vec::new();
+    };
+    let state: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     state["replicas"]
         .as_array()
         .unwrap()
@@ -144,307 +89,50 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-async fn eventually(what: &str, deadline: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !f().await {
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+struct Local {
+    dir: tempfile::TempDir,
+    orch: Arc<LocalOrchestrator>,
+}
+
+async fn local() -> Local {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = orchestrator(dir.path()).await;
+    Local { dir, orch }
+}
+
+#[async_trait::async_trait]
+impl Harness for Local {
+    fn orchestrator(&self) -> Arc<dyn Orchestrator> {
+        Arc::new(self.orch.clone())
+    }
+    async fn artifact(
+        &self,
+        id: LambdaId,
+        version: u64,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Artifact {
+        build_files(id, version, files).await
+    }
+    fn crash(&self, id: &LambdaId) {
+        let pid = pids_of(self.dir.path(), id)[0];
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    fn replica_ids(&self, id: &LambdaId) -> Vec<String> {
+        pids_of(self.dir.path(), id)
+            .iter()
+            .map(u32::to_string)
+            .collect()
+    }
+    fn alive(&self, replica: &str) -> bool {
+        replica.parse().is_ok_and(alive)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_answer_round_robin_and_undeploy_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let orch = orchestrator(dir.path()).await;
-    let id = LambdaId::new();
-    let art = build_files(id, 1, example_files("hello")).await;
-    let mut params = Parameters::default();
-    params.deploy_parameters.pod_count = 2;
-    orch.deploy(spec(id, "hello", 1, art, params))
-        .await
-        .unwrap();
-    let st = orch.status(&id).await.unwrap();
-    assert!(st.all_running(), "{st:?}");
-    assert_eq!(st.replicas.len(), 2);
-    let a = orch.endpoint(&id).unwrap();
-    let b = orch.endpoint(&id).unwrap();
-    assert_ne!(a, b, "round robin over two replicas");
-    let (status, body) = post(&a, serde_json::json!({"x": 1})).await.unwrap();
-    assert_eq!((status, body), (200, serde_json::json!({"echo": {"x": 1}})));
-    assert_eq!(orch.list().await.unwrap().len(), 1);
-    let logs = orch.logs(&id, Some(10)).await.unwrap();
-    assert_eq!(logs.len(), 2);
-    assert!(
-        logs.values()
-            .all(|l| l.contains("serving standalone lambda")),
-        "{logs:?}"
-    );
-    let pids = pids_of(dir.path(), &id);
-    orch.undeploy(&id).await.unwrap();
-    assert!(
-        pids.iter().all(|p| !alive(*p)),
-        "processes survived undeploy"
-    );
-    assert!(orch.endpoint(&id).is_none());
-    assert!(!dir.path().join("run").join(id.to_string()).exists());
-    assert!(matches!(
-        orch.status(&id).await,
-        Err(lambda_deploy::Error::NotFound(_))
-    ));
-    orch.undeploy(&id).await.unwrap(); // idempotent
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_example_builds_and_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let orch = orchestrator(dir.path()).await;
-    let cases: Vec<(&str, LambdaType, serde_json::Value, u16, &str)> = vec![
-        (
-            "hello",
-            LambdaType::Standalone,
-            serde_json::json!({"a": 1}),
-            200,
-            "echo",
-        ),
-        (
-            "handlers",
-            LambdaType::Handlers,
-            serde_json::json!({"sources": [1]}),
-            200,
-            "sources",
-        ),
-        (
-            "with-requirements",
-            LambdaType::Standalone,
-            serde_json::json!({}),
-            200,
-            "six_version",
-        ),
-        (
-            "with-docs",
-            LambdaType::Standalone,
-            serde_json::json!({}),
-            200,
-            "greeting",
-        ),
-        (
-            "user-context",
-            LambdaType::Standalone,
-            serde_json::json!({}),
-            200,
-            "count",
-        ),
-        (
-            "user-exception",
-            LambdaType::Standalone,
-            serde_json::json!({"age": "x"}),
-            422,
-            "detail",
-        ),
-    ];
-    for (name, ty, body, want_status, want_key) in cases {
-        let id = LambdaId::new();
-        let art = build_files(id, 1, example_files(name)).await;
-        let mut s = spec(id, name, 1, art, Parameters::default());
-        s.lambda_type = ty;
-        orch.deploy(s)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let url = orch.endpoint(&id).unwrap();
-        let (status, got) = post(&url, body).await.unwrap();
-        assert_eq!(status, want_status, "{name}: {got}");
-        assert!(got.get(want_key).is_some(), "{name}: {got}");
-        orch.undeploy(&id).await.unwrap();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_replica_comes_back_with_its_restart_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let orch = orchestrator(dir.path()).await;
-    let id = LambdaId::new();
-    let art = build_files(id, 1, example_files("hello")).await;
-    orch.deploy(spec(id, "crashy", 1, art, Parameters::default()))
-        .await
-        .unwrap();
-    let pid = pids_of(dir.path(), &id)[0];
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    eventually(
-        "the replica is counted as restarted and runs again",
-        Duration::from_secs(30),
-        async || {
-            let st = orch.status(&id).await.unwrap();
-            st.replicas[0].restarts == 1 && st.replicas[0].phase == ReplicaPhase::Running
-        },
-    )
-    .await;
-    let st = orch.status(&id).await.unwrap();
-    assert!(
-        st.replicas[0].reason.is_none(),
-        "a running replica carries no reason"
-    );
-    let new_pid = pids_of(dir.path(), &id)[0];
-    assert_ne!(new_pid, pid);
-    let (status, _) = post(&orch.endpoint(&id).unwrap(), serde_json::json!(1))
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    orch.undeploy(&id).await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lambda_that_fails_at_import_does_not_start_and_says_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let orch = orchestrator(dir.path()).await;
-    let id = LambdaId::new();
-    let files = vec![(
-        "lambda_main.py".to_owned(),
-        b"import definitely_missing_module_xyz\n\nasync def main(request):\n    return {}\n"
-            .to_vec(),
-    )];
-    let art = build_files(id, 1, files).await;
-    let e = orch
-        .deploy(spec(id, "broken", 1, art, Parameters::default()))
-        .await
-        .unwrap_err();
-    let msg = e.to_string();
-    assert!(
-        matches!(e, lambda_deploy::Error::StartFailed { .. }),
-        "{msg}"
-    );
-    assert!(msg.contains("definitely_missing_module_xyz"), "{msg}");
-    assert!(
-        orch.list().await.unwrap().is_empty(),
-        "a failed first deploy leaves nothing running"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_drops_no_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let orch = orchestrator(dir.path()).await;
-    let id = LambdaId::new();
-    let v1 = vec![(
-        "lambda_main.py".to_owned(),
-        b"async def main(request):\n    return {'v': 1}\n".to_vec(),
-    )];
-    let v2 = vec![(
-        "lambda_main.py".to_owned(),
-        b"async def main(request):\n    return {'v': 2}\n".to_vec(),
-    )];
-    let a1 = build_files(id, 1, v1).await;
-    let a2 = build_files(id, 2, v2).await;
-    orch.deploy(spec(id, "rolling", 1, a1, Parameters::default()))
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let ok = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let v2 = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let looper = {
-        let (orch, stop, ok, v2) = (orch.clone(), stop.clone(), ok.clone(), v2.clone());
-        tokio::spawn(async move {
-            use std::sync::atomic::Ordering::Relaxed;
-            let client = reqwest::Client::new();
-            let mut failed = Vec::new();
-            while !stop.is_cancelled() {
-                // As the proxy does: resolve per request, retry once if the connection is refused
-                // (the request never reached a lambda).
-                let mut attempt = 0;
-                loop {
-                    let Some(url) = orch.endpoint(&id) else {
-                        failed.push("no endpoint".to_owned());
-                        break;
-                    };
-                    match client.post(format!("{url}/main")).body("{}").send().await {
-                        Ok(r) if r.status().is_success() => {
-                            let v: serde_json::Value = r.json().await.unwrap();
-                            if v["v"] == 2 {
-                                v2.fetch_add(1, Relaxed);
-                            }
-                            ok.fetch_add(1, Relaxed);
-                            break;
-                        }
-                        Ok(r) => {
-                            failed.push(format!("status {}", r.status()));
-                            break;
-                        }
-                        Err(e) if e.is_connect() && attempt == 0 => attempt += 1,
-                        Err(e) => {
-                            failed.push(e.to_string());
-                            break;
-                        }
-                    }
-                }
-            }
-            failed
-        })
-    };
-    use std::sync::atomic::Ordering::Relaxed;
-    eventually(
-        "the loop runs against v1",
-        Duration::from_secs(10),
-        async || ok.load(Relaxed) >= 20,
-    )
-    .await;
-    orch.deploy(spec(id, "rolling", 2, a2, Parameters::default()))
-        .await
-        .unwrap();
-    eventually(
-        "the loop runs against v2",
-        Duration::from_secs(10),
-        async || v2.load(Relaxed) >= 20,
-    )
-    .await;
-    stop.cancel();
-    let failed = looper.await.unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} failed requests: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert!(ok.load(Relaxed) > 40);
-    assert_eq!(orch.status(&id).await.unwrap().version, 2);
-    orch.undeploy(&id).await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_config_change_restarts_with_the_new_user_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let orch = orchestrator(dir.path()).await;
-    let id = LambdaId::new();
-    let art = build_files(id, 1, example_files("user-context")).await;
-    let mut p = Parameters {
-        user_config: Some(serde_json::json!({"threshold": 1})),
-        ..Parameters::default()
-    };
-    orch.deploy(spec(id, "cfg", 1, art.clone(), p.clone()))
-        .await
-        .unwrap();
-    let (_, body) = post(&orch.endpoint(&id).unwrap(), serde_json::json!({}))
-        .await
-        .unwrap();
-    assert_eq!(body["config"], serde_json::json!({"threshold": 1}));
-    // Same spec again: nothing restarts.
-    let before = pids_of(dir.path(), &id);
-    orch.deploy(spec(id, "cfg", 1, art.clone(), p.clone()))
-        .await
-        .unwrap();
-    assert_eq!(pids_of(dir.path(), &id), before);
-    p.user_config = Some(serde_json::json!({"threshold": 2}));
-    orch.deploy(spec(id, "cfg", 1, art, p)).await.unwrap();
-    let (_, body) = post(&orch.endpoint(&id).unwrap(), serde_json::json!({}))
-        .await
-        .unwrap();
-    assert_eq!(body["config"], serde_json::json!({"threshold": 2}));
-    assert_eq!(body["count"], 1, "a fresh process after the config change");
-    assert!(before.iter().all(|p| !alive(*p)), "old replicas stopped");
-    orch.undeploy(&id).await.unwrap();
-}
+orchestrator_conformance!(local);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_control_plane_readopts_live_replicas_and_restarts_dead_ones() {
@@ -486,41 +174,4 @@ async fn a_restarted_control_plane_readopts_live_replicas_and_restarts_dead_ones
     // Stopping works on adopted processes too.
     second.undeploy(&id).await.unwrap();
     assert!(now.iter().all(|p| !alive(*p)));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_follow_new_lines() {
-    use futures::StreamExt;
-    let dir = tempfile::tempdir().unwrap();
-    let orch = orchestrator(dir.path()).await;
-    let id = LambdaId::new();
-    let files = vec![(
-        "lambda_main.py".to_owned(),
-        b"from luna_lambda_tools import logger\n\nasync def main(request):\n    logger.info('handled %s', request.json)\n    return {}\n".to_vec(),
-    )];
-    let art = build_files(id, 1, files).await;
-    orch.deploy(spec(id, "chatty", 1, art, Parameters::default()))
-        .await
-        .unwrap();
-    let mut follow = orch.follow_logs(&id).await.unwrap();
-    post(
-        &orch.endpoint(&id).unwrap(),
-        serde_json::json!("marker-123"),
-    )
-    .await
-    .unwrap();
-    let line = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let l = follow.next().await.unwrap();
-            if l.contains("marker-123") {
-                return l;
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert!(line.starts_with("[chatty-1-0] "), "{line}");
-    let tail = orch.logs(&id, Some(1)).await.unwrap();
-    assert_eq!(tail.values().next().unwrap().lines().count(), 1);
-    orch.undeploy(&id).await.unwrap();
 }
