@@ -330,6 +330,7 @@ impl LocalOrchestrator {
                         });
                         tokio::select! {
                             _ = r.stop.cancelled() => { r.set(|s| s.phase = ReplicaPhase::Stopped); return; }
+                            _ = self.detached.cancelled() => return,
                             _ = tokio::time::sleep(backoff) => {}
                         }
                         backoff = (backoff * 2).min(self.cfg.backoff_max);
@@ -410,6 +411,7 @@ impl LocalOrchestrator {
             });
             tokio::select! {
                 _ = r.stop.cancelled() => { r.set(|s| s.phase = ReplicaPhase::Stopped); return; }
+                _ = self.detached.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(self.cfg.backoff_max);

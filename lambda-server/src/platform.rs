@@ -1135,7 +1135,11 @@ impl Platform {
                     }
                     self.spawn_job(id, rec.lambda_version);
                 }
-                (ImageStatus::Completed, true) if !deployed.contains_key(&id) => {
+                // A lambda that failed to start stays terminated until it is updated or
+                // switched off and on: retrying a crash at every pass would only spin.
+                (ImageStatus::Completed, true)
+                    if !deployed.contains_key(&id) && rec.status != LambdaStatus::Terminated =>
+                {
                     self.spawn_job(id, rec.lambda_version);
                 }
                 (_, false) if deployed.contains_key(&id) => {
