@@ -824,16 +824,14 @@ impl Orchestrator for Arc<LocalOrchestrator> {
     fn endpoint(&self, lambda_id: &LambdaId) -> Option<String> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
         let d = table.deployments.get(lambda_id)?;
-        let healthy: Vec<&Arc<Replica>> = d
-            .replicas
-            .iter()
-            .filter(|r| r.phase() == ReplicaPhase::Running)
-            .collect();
-        if healthy.is_empty() {
+        let running = |r: &&Arc<Replica>| r.phase() == ReplicaPhase::Running;
+        let n = d.replicas.iter().filter(running).count();
+        if n == 0 {
             return None;
         }
-        let i = self.rr.fetch_add(1, Ordering::Relaxed) % healthy.len();
-        Some(format!("http://127.0.0.1:{}", healthy[i].port))
+        let i = self.rr.fetch_add(1, Ordering::Relaxed) % n;
+        let r = d.replicas.iter().filter(running).nth(i)?;
+        Some(format!("http://127.0.0.1:{}", r.port))
     }
 
     async fn shutdown(&self) {

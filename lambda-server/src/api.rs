@@ -266,27 +266,52 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
             format!("{secs},{}", uuid::Uuid::new_v4())
         });
     req.extensions_mut().insert(RequestId(rid.clone()));
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().clone();
+    let route = route_name(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    let method = method_name(req.method());
     let mut resp = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     let status = resp.status().as_u16();
-    state
-        .platform
-        .metrics()
-        .request(&route, method.as_str(), status);
+    state.platform.metrics().request(route, method, status);
     if let Some(InternalDetail(detail)) = resp.extensions().get::<InternalDetail>() {
         tracing::error!(request_id = %rid, %method, %route, status, error = %detail, "request failed");
     } else {
         tracing::debug!(request_id = %rid, %method, %route, status, ms = started.elapsed().as_millis() as u64, "request");
     }
     resp
+}
+
+/// The route template as a static string (the axum paths of [`ROUTES`]), for metrics.
+fn route_name(matched: Option<&str>) -> &'static str {
+    const EXTRA: [&str; 2] = [
+        "/1/lambdas/{lambda_id}/proxy",
+        "/1/lambdas/{lambda_id}/proxy/{*path}",
+    ];
+    let Some(m) = matched else { return "unmatched" };
+    ROUTES
+        .iter()
+        .map(|r| r.path)
+        .chain(EXTRA)
+        .find(|p| *p == m)
+        .unwrap_or("other")
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// `Luna-Account-Id`, when sent.
