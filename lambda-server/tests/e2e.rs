@@ -44,20 +44,7 @@ async fn every_example_runs_behind_the_proxy() {
         let zip = example_zip(name);
         let resp = match creds_override {
             None => s.create(name, &zip, None).await,
-            Some(c) => {
-                let (ctype, body) = multipart(&[
-                    ("archive", "application/zip", &zip),
-                    ("credentials", "application/json", c.as_bytes()),
-                ]);
-                reqwest::Client::new()
-                    .post(format!("{}/1/lambdas", s.url))
-                    .header("Luna-Account-Id", ACCOUNT)
-                    .header("content-type", ctype)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-            }
+            Some(c) => s.create_with(c, &zip, None).await,
         };
         assert_eq!(resp.status(), 201, "{name}");
         let v: serde_json::Value = resp.json().await.unwrap();

@@ -138,7 +138,16 @@ impl Server {
     }
 
     pub async fn create(&self, name: &str, zip: &[u8], params: Option<&str>) -> reqwest::Response {
-        let creds = creds(name);
+        self.create_with(&creds(name), zip, params).await
+    }
+
+    /// Create with explicit `credentials` JSON.
+    pub async fn create_with(
+        &self,
+        creds: &str,
+        zip: &[u8],
+        params: Option<&str>,
+    ) -> reqwest::Response {
         let mut parts: Vec<(&str, &str, &[u8])> = vec![
             ("archive", "application/zip", zip),
             ("credentials", "application/json", creds.as_bytes()),
