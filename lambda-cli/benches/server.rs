@@ -403,6 +403,13 @@ fn main() {
     let (direct, proxied) = alternating(&direct_url, &proxy_url, secs, 50);
     let (direct1, proxied1) = alternating(&direct_url, &proxy_url, secs, 1);
     let busy_rss = rss_mib(server.child.id());
+    // A graceful stop leaves lambdas running by design: delete this one first.
+    rt.block_on(async {
+        let _ = reqwest::Client::new()
+            .delete(format!("{}/1/lambdas/{id}", server.url))
+            .send()
+            .await;
+    });
     server.stop();
 
     let (trivial_direct, trivial_proxied, trivial_direct1, trivial_proxied1) =
