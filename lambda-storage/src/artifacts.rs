@@ -82,11 +82,7 @@ impl ArtifactStore {
                 }
                 Some(Err(source)) => return Err(Error::Input { source }),
                 None => {
-                    self.inner
-                        .store
-                        .put(&key, PutPayload::from(head.freeze()))
-                        .await
-                        .map_err(|e| Error::backend(&key, e))?;
+                    self.put(&key, head.freeze()).await?;
                     return Ok(ArchiveInfo {
                         size,
                         sha256: hex(&hasher.finalize()),
@@ -217,13 +213,8 @@ impl ArtifactStore {
 
     /// Stores the build log of a version (replacing any earlier one).
     pub async fn put_build_log(&self, id: &LambdaId, version: u64, log: Bytes) -> Result<()> {
-        let key = self.version_key(id, version, &["build.log"]);
-        self.inner
-            .store
-            .put(&key, PutPayload::from(log))
+        self.put(&self.version_key(id, version, &["build.log"]), log)
             .await
-            .map(|_| ())
-            .map_err(|e| Error::backend(&key, e))
     }
 
     /// The build log of a version.
@@ -245,12 +236,7 @@ impl ArtifactStore {
             path: key.to_string(),
             detail: e.to_string(),
         })?;
-        self.inner
-            .store
-            .put(&key, PutPayload::from(body))
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::backend(&key, e))
+        self.put(&key, Bytes::from(body)).await
     }
 
     /// What the build of a version produced.
@@ -272,12 +258,8 @@ impl ArtifactStore {
         yaml: Bytes,
     ) -> Result<()> {
         for (kind, body) in [(DocKind::Html, html), (DocKind::Yaml, yaml)] {
-            let key = self.version_key(id, version, &["docs", kind.file()]);
-            self.inner
-                .store
-                .put(&key, PutPayload::from(body))
-                .await
-                .map_err(|e| Error::backend(&key, e))?;
+            self.put(&self.version_key(id, version, &["docs", kind.file()]), body)
+                .await?;
         }
         Ok(())
     }
@@ -286,6 +268,15 @@ impl ArtifactStore {
     pub async fn get_doc(&self, id: &LambdaId, version: u64, kind: DocKind) -> Result<Bytes> {
         self.get(self.version_key(id, version, &["docs", kind.file()]))
             .await
+    }
+
+    async fn put(&self, key: &Path, body: Bytes) -> Result<()> {
+        self.inner
+            .store
+            .put(key, PutPayload::from(body))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::backend(key, e))
     }
 
     async fn get(&self, key: Path) -> Result<Bytes> {
