@@ -31,7 +31,8 @@ pub(crate) struct Cli {
         default_value = "http://127.0.0.1:5210"
     )]
     pub(crate) server: String,
-    /// Account id (a UUID) to act for; required to create lambdas.
+    /// Account id (a UUID) to act for: reads are limited to its lambdas, and lambdas are created
+    /// for it (without one, reads see every lambda and creates use 00000000-0000-4000-8000-000000000000).
     #[arg(long, global = true, env = "LUNA_ACCOUNT_ID")]
     pub(crate) account_id: Option<uuid::Uuid>,
     /// Print JSON for scripts instead of human output.

@@ -302,6 +302,44 @@ fn handlers_lambdas_and_validation_failures() {
         "{out}"
     );
 
+    // Without an account id, a lambda is created for the default account and reads see it.
+    let out = Command::new(env!("CARGO_BIN_EXE_luna-lambda"))
+        .args([
+            "create",
+            "h",
+            "--name",
+            "no-account",
+            "--type",
+            "handlers",
+            "--server",
+            &url,
+        ])
+        .current_dir(w)
+        .env_remove("LUNA_ACCOUNT_ID")
+        .output()
+        .unwrap();
+    let other = ok(&out).trim().to_owned();
+    let rec = Command::new(env!("CARGO_BIN_EXE_luna-lambda"))
+        .args(["get", &other, "--json", "--server", &url])
+        .env_remove("LUNA_ACCOUNT_ID")
+        .output()
+        .unwrap();
+    assert_eq!(
+        json(&rec)["account_id"],
+        "00000000-0000-4000-8000-000000000000"
+    );
+    // Another account does not see it.
+    assert_eq!(
+        cli(&url, w, &["delete", &other], None).status.code(),
+        Some(1)
+    );
+    let del = Command::new(env!("CARGO_BIN_EXE_luna-lambda"))
+        .args(["delete", &other, "--server", &url])
+        .env_remove("LUNA_ACCOUNT_ID")
+        .output()
+        .unwrap();
+    ok(&del);
+
     // Every problem, with path and line, and exit 1.
     std::fs::create_dir_all(w.join("bad")).unwrap();
     std::fs::write(

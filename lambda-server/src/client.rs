@@ -10,6 +10,10 @@ use lambda_core::api::{
 use lambda_core::{ImageStatus, LambdaId, LambdaStatus};
 use std::time::{Duration, Instant};
 
+/// The account a client without an account id creates lambdas for (a single-user setup needs
+/// no account at all).
+pub const DEFAULT_ACCOUNT: &str = "00000000-0000-4000-8000-000000000000";
+
 /// Errors of the client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -167,24 +171,22 @@ impl Client {
         form
     }
 
-    /// `POST /1/lambdas`: needs an account id.
+    /// `POST /1/lambdas`. The server needs an account id to create; a client without one
+    /// creates for [`DEFAULT_ACCOUNT`] (its reads stay unscoped).
     pub async fn create(
         &self,
         archive: Vec<u8>,
         credentials: &Credentials,
         parameters: Option<&serde_json::Value>,
     ) -> Result<CreateResponse> {
-        if self.account.is_none() {
-            return Err(ClientError::Usage(
-                "creating a lambda needs an account id (--account-id or LUNA_ACCOUNT_ID)".into(),
-            ));
-        }
         let form = Self::form(Some(archive), Some(credentials), parameters);
-        self.json(
-            self.req(reqwest::Method::POST, "/1/lambdas")
-                .multipart(form),
-        )
-        .await
+        let mut rb = self
+            .req(reqwest::Method::POST, "/1/lambdas")
+            .multipart(form);
+        if self.account.is_none() {
+            rb = rb.header(ACCOUNT_ID_HEADER, DEFAULT_ACCOUNT);
+        }
+        self.json(rb).await
     }
 
     /// `PUT /1/lambdas/{id}`: a new version from a new archive and/or parameters.
