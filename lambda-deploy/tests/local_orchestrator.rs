@@ -175,3 +175,51 @@ async fn a_restarted_control_plane_readopts_live_replicas_and_restarts_dead_ones
     second.undeploy(&id).await.unwrap();
     assert!(now.iter().all(|p| !alive(*p)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_logs_are_rotated_past_their_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = LocalOrchestratorConfig::new(dir.path());
+    cfg.base_env = base_env();
+    cfg.log_max_bytes = 4096;
+    let orch = LocalOrchestrator::open(cfg).await.unwrap();
+    let id = LambdaId::new();
+    let files = vec![(
+        "lambda_main.py".to_owned(),
+        b"from luna_lambda_tools import logger\n\nasync def main(request):\n    logger.info('x' * 1000)\n    return {}\n".to_vec(),
+    )];
+    let art = build_files(id, 1, files).await;
+    orch.deploy(spec(id, "rotating", 1, art, Parameters::default()))
+        .await
+        .unwrap();
+    let log = dir
+        .path()
+        .join("run")
+        .join(id.to_string())
+        .join("rotating-1-0.log");
+    let rotated = log.with_extension("log.1");
+    let url = orch.endpoint(&id).unwrap();
+    eventually("the log is rotated", Duration::from_secs(30), async || {
+        post(&url, serde_json::json!({})).await.unwrap();
+        rotated.exists()
+    })
+    .await;
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        size < 4096 + 2048,
+        "the live log was truncated after rotation ({size} bytes)"
+    );
+    // The replica keeps logging into the live file after the rotation.
+    post(&url, serde_json::json!({})).await.unwrap();
+    eventually(
+        "new lines land in the live log",
+        Duration::from_secs(10),
+        async || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("xxxx")
+        },
+    )
+    .await;
+    orch.undeploy(&id).await.unwrap();
+}
