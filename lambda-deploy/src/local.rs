@@ -1,7 +1,8 @@
 //! The local orchestrator: each replica is a `run.py` process on a free loopback port.
 //!
 //! - **Supervision.** A task per replica restarts it when it exits, with exponential backoff,
-//!   counting restarts and keeping the last output lines as the reason.
+//!   counting restarts and keeping the last output lines as the reason; a replica that stops
+//!   answering `/healthcheck` (probed every `liveness_interval`) is killed and restarted.
 //! - **Logs.** Each replica writes straight to `run/<id>/<replica>.log` (opened for append), so
 //!   its output survives a restart of the control plane; files over `log_max_bytes` are rotated
 //!   to `.log.1` (copy, then truncate).
@@ -50,6 +51,13 @@ pub struct LocalOrchestratorConfig {
     pub backoff_initial: Duration,
     /// Longest restart delay.
     pub backoff_max: Duration,
+    /// How often a running replica's `/healthcheck` is probed (default 10 s)...
+    pub liveness_interval: Duration,
+    /// ...with this timeout (default 5 s); after `liveness_failures` failures in a row (default
+    /// 3) the replica is killed and restarted.
+    pub liveness_timeout: Duration,
+    /// Failed probes in a row that make a replica restart.
+    pub liveness_failures: u32,
 }
 
 impl LocalOrchestratorConfig {
@@ -63,6 +71,9 @@ impl LocalOrchestratorConfig {
             log_max_bytes: 10 * 1024 * 1024,
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            liveness_interval: Duration::from_secs(10),
+            liveness_timeout: Duration::from_secs(5),
+            liveness_failures: 3,
         }
     }
 }
@@ -361,10 +372,29 @@ impl LocalOrchestrator {
                     })
                 };
                 let mut rotate = tokio::time::interval(Duration::from_secs(2));
+                let mut liveness = tokio::time::interval(self.cfg.liveness_interval);
+                liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut failed_checks = 0u32;
+                let mut unresponsive = false;
                 let status = loop {
                     tokio::select! {
                         st = child.wait() => break st,
                         _ = rotate.tick() => self.rotate_if_needed(&r).await,
+                        _ = liveness.tick(), if r.phase() == ReplicaPhase::Running => {
+                            if healthy(r.port, self.cfg.liveness_timeout).await {
+                                failed_checks = 0;
+                            } else {
+                                failed_checks += 1;
+                                if failed_checks >= self.cfg.liveness_failures && !unresponsive {
+                                    // Alive but not answering (a blocked event loop, a deadlock):
+                                    // kill it, and the restart path below starts it again.
+                                    unresponsive = true;
+                                    if let Some(pid) = pid {
+                                        terminate(pid, Duration::ZERO).await;
+                                    }
+                                }
+                            }
+                        }
                         _ = self.detached.cancelled() => {
                             health.abort();
                             return;
@@ -382,6 +412,9 @@ impl LocalOrchestrator {
                 };
                 health.abort();
                 match status {
+                    _ if unresponsive => format!(
+                        "stopped answering /healthcheck ({failed_checks} checks failed) and was restarted"
+                    ),
                     Ok(st) => st.to_string(),
                     Err(e) => format!("could not be waited for: {e}"),
                 }

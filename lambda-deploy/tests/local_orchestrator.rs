@@ -9,7 +9,7 @@ use conformance::*;
 use lambda_build::{BuildRequest, ImageBuilder, LocalBuilder, LocalBuilderConfig};
 use lambda_core::archive::{Limits, validate_bytes};
 use lambda_core::{Artifact, LambdaId, LambdaType, Parameters};
-use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig, Orchestrator};
+use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig, Orchestrator, ReplicaPhase};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,5 +221,47 @@ async fn replica_logs_are_rotated_past_their_size_limit() {
         },
     )
     .await;
+    orch.undeploy(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_stops_answering_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = LocalOrchestratorConfig::new(dir.path());
+    cfg.base_env = base_env();
+    cfg.liveness_interval = Duration::from_millis(200);
+    cfg.liveness_timeout = Duration::from_millis(200);
+    cfg.liveness_failures = 2;
+    cfg.backoff_initial = Duration::from_millis(100);
+    let orch = LocalOrchestrator::open(cfg).await.unwrap();
+    let id = LambdaId::new();
+    // A synchronous sleep blocks the event loop: the process lives but answers nothing.
+    let files = vec![(
+        "lambda_main.py".to_owned(),
+        b"import time\n\nasync def main(request):\n    if request.json == 'hang':\n        time.sleep(3600)\n    return {'ok': True}\n".to_vec(),
+    )];
+    let art = build_files(id, 1, files).await;
+    orch.deploy(spec(id, "hangs", 1, art, Parameters::default()))
+        .await
+        .unwrap();
+    let url = orch.endpoint(&id).unwrap();
+    let hang = tokio::spawn({
+        let url = url.clone();
+        async move { post(&url, serde_json::json!("hang")).await }
+    });
+    eventually(
+        "the hung replica is restarted",
+        Duration::from_secs(30),
+        async || {
+            let st = orch.status(&id).await.unwrap();
+            st.replicas[0].restarts >= 1 && st.replicas[0].phase == ReplicaPhase::Running
+        },
+    )
+    .await;
+    let _ = hang.await;
+    let (status, body) = post(&orch.endpoint(&id).unwrap(), serde_json::json!(1))
+        .await
+        .unwrap();
+    assert_eq!((status, body), (200, serde_json::json!({"ok": true})));
     orch.undeploy(&id).await.unwrap();
 }
