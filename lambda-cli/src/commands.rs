@@ -668,6 +668,7 @@ fn serve(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut cfg = lambda_server::Config::load(config.as_deref(), &env)?;
     if let Some(l) = listen {
