@@ -423,6 +423,12 @@ impl Config {
         };
         let storage =
             lambda_storage::open(&storage_cfg).map_err(|e| ConfigError::Startup(e.to_string()))?;
+        if storage.cas_mode() == lambda_storage::CasMode::Serialized {
+            tracing::info!(
+                storage = storage.backend(),
+                "this store serialises writes in this process: run one server process on it"
+            );
+        }
         storage
             .healthcheck()
             .await
