@@ -236,3 +236,254 @@ mod tests {
         }
     }
 }
+
+/// The OS family of the base images (a server setting: `[builder] base_os`). Our own base images
+/// are Debian; copies of VisionLabs' original images are CentOS.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseOs {
+    /// Debian (apt-get).
+    #[default]
+    Debian,
+    /// CentOS (yum).
+    Centos,
+}
+
+impl std::str::FromStr for BaseOs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "debian" => Ok(Self::Debian),
+            "centos" => Ok(Self::Centos),
+            other => Err(format!(
+                "base OS {other:?} is not supported; use debian or centos"
+            )),
+        }
+    }
+}
+
+/// yum package → Debian package, for the common build dependencies of Python wheels. `""`: not
+/// needed on Debian.
+const YUM_TO_APT: &[(&str, &str)] = &[
+    ("epel-release", ""),
+    ("libjpeg-turbo-devel", "libjpeg62-turbo-dev"),
+    ("openssl-devel", "libssl-dev"),
+    ("zlib-devel", "zlib1g-dev"),
+    ("libpng-devel", "libpng-dev"),
+    ("libffi-devel", "libffi-dev"),
+    ("libxml2-devel", "libxml2-dev"),
+    ("libxslt-devel", "libxslt1-dev"),
+    ("postgresql-devel", "libpq-dev"),
+    ("python3-devel", "python3-dev"),
+    ("gcc-c++", "g++"),
+    ("mesa-libGL", "libgl1"),
+    ("glib2", "libglib2.0-0"),
+];
+
+fn yum_to_apt(pkg: &str) -> String {
+    if let Some((_, apt)) = YUM_TO_APT.iter().find(|(y, _)| *y == pkg) {
+        return (*apt).to_owned();
+    }
+    match pkg.strip_suffix("-devel") {
+        Some(base) => format!("{base}-dev"),
+        None => pkg.to_owned(),
+    }
+}
+
+fn apt_to_yum(pkg: &str) -> String {
+    if let Some((yum, _)) = YUM_TO_APT.iter().find(|(_, a)| *a == pkg && !a.is_empty()) {
+        return (*yum).to_owned();
+    }
+    match pkg.strip_suffix("-dev") {
+        Some(base) => format!("{base}-devel"),
+        None => pkg.to_owned(),
+    }
+}
+
+/// The package-manager call of one shell segment: (tool, subcommand, packages).
+fn package_call(segment: &str) -> Option<(&str, &str, Vec<&str>)> {
+    let mut words = segment
+        .split_whitespace()
+        .skip_while(|w| *w == "sudo" || (w.contains('=') && !w.starts_with('-')));
+    let tool = words.next()?;
+    if !matches!(
+        tool,
+        "yum" | "dnf" | "microdnf" | "rpm" | "apt-get" | "apt" | "dpkg" | "apk"
+    ) {
+        return None;
+    }
+    let rest: Vec<&str> = words.collect();
+    let sub = rest
+        .iter()
+        .find(|w| !w.starts_with('-'))
+        .copied()
+        .unwrap_or("");
+    let pkgs = rest
+        .iter()
+        .filter(|w| !w.starts_with('-'))
+        .skip(1)
+        .copied()
+        .collect();
+    Some((tool, sub, pkgs))
+}
+
+/// Checks that `RUN` commands use the base image's package manager, and says what to write
+/// instead (e.g. `yum install -y libjpeg-turbo-devel` on Debian →
+/// `apt-get update && apt-get install -y libjpeg62-turbo-dev`).
+pub fn check_package_managers(commands: &[String], os: BaseOs) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, cmd) in commands.iter().enumerate() {
+        let t = cmd.trim();
+        let Some(args) = t
+            .get(..4)
+            .filter(|k| k.eq_ignore_ascii_case("RUN "))
+            .map(|_| &t[4..])
+        else {
+            continue;
+        };
+        for segment in args.split(['&', ';', '|']).filter(|s| !s.trim().is_empty()) {
+            let Some((tool, sub, pkgs)) = package_call(segment) else {
+                continue;
+            };
+            let message = match (os, tool) {
+                (_, "apk") => Some(format!(
+                    "`{}` is Alpine's package manager; the base image is {}: use `{}`",
+                    segment.trim(),
+                    if os == BaseOs::Debian {
+                        "Debian"
+                    } else {
+                        "CentOS"
+                    },
+                    if os == BaseOs::Debian {
+                        "apt-get install -y ..."
+                    } else {
+                        "yum install -y ..."
+                    }
+                )),
+                (BaseOs::Debian, "yum" | "dnf" | "microdnf" | "rpm") => {
+                    let mapped: Vec<String> = pkgs
+                        .iter()
+                        .map(|p| yum_to_apt(p))
+                        .filter(|p| !p.is_empty())
+                        .collect();
+                    Some(match sub {
+                        "install" if mapped.is_empty() => format!(
+                            "`{}`: the base image is Debian-based and has no {tool}; {} not needed there: drop this command",
+                            segment.trim(),
+                            pkgs.join(", ")
+                        ),
+                        "install" => format!(
+                            "`{}`: the base image is Debian-based and has no {tool}; use `apt-get update && apt-get install -y {}`",
+                            segment.trim(),
+                            mapped.join(" ")
+                        ),
+                        _ => format!(
+                            "`{}`: the base image is Debian-based and has no {tool}; use apt-get (e.g. `apt-get update`)",
+                            segment.trim()
+                        ),
+                    })
+                }
+                (BaseOs::Centos, "apt-get" | "apt" | "dpkg") => {
+                    let mapped: Vec<String> = pkgs.iter().map(|p| apt_to_yum(p)).collect();
+                    Some(match sub {
+                        "install" => format!(
+                            "`{}`: the base image is CentOS-based and has no {tool}; use `yum install -y {}`",
+                            segment.trim(),
+                            mapped.join(" ")
+                        ),
+                        _ => format!(
+                            "`{}`: the base image is CentOS-based and has no {tool}; use yum (e.g. `yum makecache`)",
+                            segment.trim()
+                        ),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(message) = message {
+                problems.push(Problem::error(
+                    "parameters.package_manager",
+                    format!("user_docker_commands[{i}]"),
+                    message,
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod package_manager_tests {
+    use super::*;
+
+    fn msgs(cmds: &[&str], os: BaseOs) -> Vec<String> {
+        let cmds: Vec<String> = cmds.iter().map(|c| c.to_string()).collect();
+        check_package_managers(&cmds, os)
+            .into_iter()
+            .map(|p| p.message)
+            .collect()
+    }
+
+    #[test]
+    fn the_original_example_on_a_debian_base_gets_its_apt_equivalent() {
+        let m = msgs(
+            &[
+                "RUN yum install -y epel-release",
+                "RUN yum install -y libjpeg-turbo-devel",
+            ],
+            BaseOs::Debian,
+        );
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(
+            m[0].contains("not needed") && m[0].contains("drop this command"),
+            "{}",
+            m[0]
+        );
+        assert!(
+            m[1].contains("apt-get update && apt-get install -y libjpeg62-turbo-dev"),
+            "{}",
+            m[1]
+        );
+        // The same commands are right on a CentOS base.
+        assert!(
+            msgs(
+                &[
+                    "RUN yum install -y epel-release",
+                    "RUN yum install -y libjpeg-turbo-devel"
+                ],
+                BaseOs::Centos
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn apt_on_centos_and_apk_anywhere_are_refused_with_advice() {
+        let m = msgs(
+            &["RUN apt-get update && apt-get install -y libssl-dev"],
+            BaseOs::Centos,
+        );
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[1].contains("yum install -y openssl-devel"), "{}", m[1]);
+        assert!(msgs(&["RUN apk add curl"], BaseOs::Debian)[0].contains("Alpine"));
+        assert!(
+            msgs(
+                &[
+                    "RUN apt-get update && apt-get install -y curl",
+                    "USER root",
+                    "ENV A=yum"
+                ],
+                BaseOs::Debian
+            )
+            .is_empty()
+        );
+        assert!(
+            msgs(
+                &["RUN sudo DEBIAN_FRONTEND=noninteractive yum install -y gcc"],
+                BaseOs::Debian
+            )[0]
+            .contains("install -y gcc")
+        );
+    }
+}

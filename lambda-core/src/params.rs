@@ -138,6 +138,15 @@ pub struct Resources {
 impl Parameters {
     /// Parses parameters from JSON and checks every rule. An empty body means the defaults.
     pub fn parse(json: &[u8]) -> Result<Parameters, ValidationReport> {
+        Self::parse_for(json, None)
+    }
+
+    /// [`Parameters::parse`], also checking that `user_docker_commands` use the package manager
+    /// of the base images' OS family, when it is given.
+    pub fn parse_for(
+        json: &[u8],
+        os: Option<docker_commands::BaseOs>,
+    ) -> Result<Parameters, ValidationReport> {
         let mut report = ValidationReport::default();
         if json.iter().all(u8::is_ascii_whitespace) {
             return Ok(Parameters::default());
@@ -156,7 +165,15 @@ impl Parameters {
                 return Err(report);
             }
         };
-        let checked = params.check();
+        let mut checked = params.check();
+        if let Some(os) = os {
+            checked
+                .problems
+                .extend(docker_commands::check_package_managers(
+                    &params.user_docker_commands,
+                    os,
+                ));
+        }
         if checked.is_ok() {
             Ok(params)
         } else {

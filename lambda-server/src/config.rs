@@ -118,6 +118,9 @@ pub struct BuilderSection {
     pub timeout_secs: u64,
     /// Extra `pip install` arguments (e.g. an index URL).
     pub pip_args: Vec<String>,
+    /// OS family of the base images, `debian` (ours) or `centos` (VisionLabs' originals):
+    /// `user_docker_commands` must use its package manager.
+    pub base_os: lambda_core::docker_commands::BaseOs,
 }
 
 impl Default for BuilderSection {
@@ -129,6 +132,7 @@ impl Default for BuilderSection {
             concurrency: 2,
             timeout_secs: 600,
             pip_args: Vec::new(),
+            base_os: lambda_core::docker_commands::BaseOs::Debian,
         }
     }
 }
@@ -477,6 +481,7 @@ impl Config {
             proxy_timeout: Duration::from_secs(self.limits.proxy_timeout_secs),
             reconcile_interval: Duration::from_secs(self.reconcile_interval_secs.max(1)),
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),
+            base_os: self.builder.base_os,
         };
         Ok(Platform::new(
             pcfg,

@@ -43,6 +43,8 @@ pub struct PlatformConfig {
     pub reconcile_interval: Duration,
     /// Orphaned objects younger than this are left alone by recovery (default 10 min).
     pub orphan_grace: Duration,
+    /// OS family of the base images: `user_docker_commands` must use its package manager.
+    pub base_os: lambda_core::docker_commands::BaseOs,
 }
 
 impl Default for PlatformConfig {
@@ -54,6 +56,7 @@ impl Default for PlatformConfig {
             proxy_timeout: Duration::from_secs(60),
             reconcile_interval: Duration::from_secs(30),
             orphan_grace: Duration::from_secs(600),
+            base_os: lambda_core::docker_commands::BaseOs::Debian,
         }
     }
 }
@@ -308,10 +311,11 @@ impl Platform {
         params: Option<Bytes>,
     ) -> Result<(ValidatedArchive, Parameters)> {
         let limits = self.inner.cfg.limits.clone();
+        let os = self.inner.cfg.base_os;
         let (archive_result, params_result) = tokio::task::spawn_blocking(move || {
             let a = validate_bytes(&archive, &limits);
             let p = match &params {
-                Some(p) => Parameters::parse(p),
+                Some(p) => Parameters::parse_for(p, Some(os)),
                 None => Ok(Parameters::default()),
             };
             (a, p)

@@ -252,7 +252,7 @@ async fn bad_create_requests_get_their_codes() {
                 (
                     "parameters",
                     "application/json",
-                    br#"{"deploy_parameters":{"namespace":"kube-system"}}"#,
+                    br#"{"deploy_parameters":{"namespace":"kube-system"},"user_docker_commands":["RUN yum install -y libjpeg-turbo-devel"]}"#,
                 ),
             ],
             Some(ACCOUNT),
@@ -272,6 +272,7 @@ async fn bad_create_requests_get_their_codes() {
         "main.not_async",
         "requirements.forbidden_option",
         "parameters.namespace",
+        "parameters.package_manager",
     ] {
         assert!(
             codes.iter().any(|c| c == want),
