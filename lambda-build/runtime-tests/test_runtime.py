@@ -157,6 +157,11 @@ def test_user_context_and_user_config(start, tmp_path):
     assert "user context started" in log and "stopped after 2 requests" in log, log
 
 
+def test_user_config_from_the_environment(start):
+    lam = start("user-context", env={"LAMBDA_USER_CONFIG": '{"mode": "env"}'})
+    assert lam.request("GET", "/main").json()["config"] == {"mode": "env"}
+
+
 def test_body_limit_is_413(start):
     lam = start("hello", env={"LAMBDA_MAX_BODY_BYTES": "1000"})
     r = lam.request("POST", "/main", b"x" * 2000, headers={"Content-Type": "application/json"})

@@ -6,9 +6,11 @@
 //! ([`runtime`]: `run.py`, `luna_lambda_tools`, their pinned requirements), embedded into the
 //! binary so every build is self-contained.
 
+pub mod docker;
 pub mod local;
 pub mod runtime;
 
+pub use docker::{DockerBuilder, DockerBuilderConfig};
 pub use local::{LocalBuilder, LocalBuilderConfig};
 
 use async_trait::async_trait;

@@ -5,8 +5,10 @@
 //! with their issues. An orchestrator also resolves where to send a lambda's requests
 //! ([`Orchestrator::endpoint`]), which the server's proxy uses.
 
+pub mod docker;
 pub mod local;
 
+pub use docker::{DockerOrchestrator, DockerOrchestratorConfig};
 pub use local::{LocalOrchestrator, LocalOrchestratorConfig};
 
 use async_trait::async_trait;

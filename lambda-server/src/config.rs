@@ -121,6 +121,21 @@ pub struct BuilderSection {
     /// OS family of the base images, `debian` (ours) or `centos` (VisionLabs' originals):
     /// `user_docker_commands` must use its package manager.
     pub base_os: lambda_core::docker_commands::BaseOs,
+    /// Docker engine (`kind = "docker"`); default: `DOCKER_HOST`, else the local socket.
+    pub docker_host: Option<String>,
+    /// Tag of the base images `lpa-lambda-base[-fsdk]:<tag>`.
+    #[serde(deserialize_with = "string_or_number")]
+    pub base_tag: String,
+    /// Network mode of Docker builds (`host` lets pip reach the host's network).
+    pub network_mode: Option<String>,
+    /// CA bundle given to pip during Docker builds (private package mirrors).
+    pub pip_ca_bundle: Option<PathBuf>,
+    /// Package index for pip during Docker builds.
+    pub pip_index_url: Option<String>,
+    /// Registry user for pushes.
+    pub registry_user: Option<String>,
+    /// Registry password for pushes (redacted in logs).
+    pub registry_password: Option<String>,
 }
 
 impl Default for BuilderSection {
@@ -133,6 +148,13 @@ impl Default for BuilderSection {
             timeout_secs: 600,
             pip_args: Vec::new(),
             base_os: lambda_core::docker_commands::BaseOs::Debian,
+            docker_host: None,
+            base_tag: "1".into(),
+            network_mode: Some("host".into()),
+            pip_ca_bundle: None,
+            pip_index_url: None,
+            registry_user: None,
+            registry_password: None,
         }
     }
 }
@@ -155,6 +177,8 @@ pub struct OrchestratorSection {
     pub context: Option<String>,
     /// Use the in-cluster service account.
     pub in_cluster: bool,
+    /// Name of this platform on a shared Docker engine (`kind = "docker"`).
+    pub instance: String,
 }
 
 impl Default for OrchestratorSection {
@@ -167,6 +191,7 @@ impl Default for OrchestratorSection {
             kubeconfig: None,
             context: None,
             in_cluster: false,
+            instance: "default".into(),
         }
     }
 }
@@ -347,17 +372,23 @@ impl Config {
                 ),
             });
         }
-        if self.builder.kind != "local" {
+        if !matches!(self.builder.kind.as_str(), "local" | "docker") {
             return Err(ConfigError::Unsupported(format!(
-                "[builder] kind = {:?} is not available in this version; use \"local\"",
+                "[builder] kind = {:?} is not available; use \"local\" or \"docker\"",
                 self.builder.kind
             )));
         }
-        if self.orchestrator.kind != "local" {
+        if !matches!(self.orchestrator.kind.as_str(), "local" | "docker") {
             return Err(ConfigError::Unsupported(format!(
-                "[orchestrator] kind = {:?} is not available in this version; use \"local\"",
+                "[orchestrator] kind = {:?} is not available in this version; use \"local\" or \"docker\"",
                 self.orchestrator.kind
             )));
+        }
+        if self.orchestrator.kind == "docker" && self.builder.kind != "docker" {
+            return Err(ConfigError::Unsupported(
+                "[orchestrator] kind = \"docker\" runs images: set [builder] kind = \"docker\" too"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -437,36 +468,80 @@ impl Config {
             .healthcheck()
             .await
             .map_err(|e| ConfigError::Startup(e.to_string()))?;
-        let uv = match self.builder.uv.as_str() {
-            "off" => None,
-            "auto" => find_on_path("uv", env),
-            path => Some(PathBuf::from(path)),
+        let docker_host = self
+            .builder
+            .docker_host
+            .clone()
+            .or_else(|| env.get("DOCKER_HOST").cloned())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let builder: Arc<dyn lambda_build::ImageBuilder> = match self.builder.kind.as_str() {
+            "docker" => Arc::new(
+                lambda_build::DockerBuilder::connect(lambda_build::DockerBuilderConfig {
+                    docker_host: docker_host.clone(),
+                    registry: self.lambda_registry.clone(),
+                    base_tag: self.builder.base_tag.clone(),
+                    network_mode: self.builder.network_mode.clone(),
+                    pip_ca_bundle: self.builder.pip_ca_bundle.clone(),
+                    pip_index_url: self.builder.pip_index_url.clone(),
+                    registry_auth: self
+                        .builder
+                        .registry_user
+                        .clone()
+                        .zip(self.builder.registry_password.clone()),
+                })
+                .map_err(|e| ConfigError::Startup(e.to_string()))?,
+            ),
+            _ => {
+                let uv = match self.builder.uv.as_str() {
+                    "off" => None,
+                    "auto" => find_on_path("uv", env),
+                    path => Some(PathBuf::from(path)),
+                };
+                Arc::new(LocalBuilder::new(LocalBuilderConfig {
+                    data_dir: data_dir.join("builds"),
+                    python: PathBuf::from(&self.builder.python),
+                    uv,
+                    pip_args: self.builder.pip_args.clone(),
+                }))
+            }
         };
-        let builder = LocalBuilder::new(LocalBuilderConfig {
-            data_dir: data_dir.join("builds"),
-            python: PathBuf::from(&self.builder.python),
-            uv,
-            pip_args: self.builder.pip_args.clone(),
-        });
-        let mut ocfg = LocalOrchestratorConfig::new(data_dir.to_path_buf());
-        ocfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
-        ocfg.stop_grace = Duration::from_secs(self.orchestrator.stop_grace_secs);
-        ocfg.base_env = [
-            "PATH",
-            "HOME",
-            "LANG",
-            "LC_ALL",
-            "TZ",
-            "SSL_CERT_FILE",
-            "SSL_CERT_DIR",
-            "TMPDIR",
-        ]
-        .iter()
-        .filter_map(|k| env.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect();
-        let orchestrator = LocalOrchestrator::open(ocfg)
-            .await
-            .map_err(|e| ConfigError::Startup(e.to_string()))?;
+        let orchestrator: Arc<dyn lambda_deploy::Orchestrator> =
+            match self.orchestrator.kind.as_str() {
+                "docker" => {
+                    let mut dcfg = lambda_deploy::DockerOrchestratorConfig::new(docker_host);
+                    dcfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
+                    dcfg.stop_grace = Duration::from_secs(self.orchestrator.stop_grace_secs);
+                    dcfg.instance = self.orchestrator.instance.clone();
+                    Arc::new(
+                        lambda_deploy::DockerOrchestrator::open(dcfg)
+                            .await
+                            .map_err(|e| ConfigError::Startup(e.to_string()))?,
+                    )
+                }
+                _ => {
+                    let mut ocfg = LocalOrchestratorConfig::new(data_dir.to_path_buf());
+                    ocfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
+                    ocfg.stop_grace = Duration::from_secs(self.orchestrator.stop_grace_secs);
+                    ocfg.base_env = [
+                        "PATH",
+                        "HOME",
+                        "LANG",
+                        "LC_ALL",
+                        "TZ",
+                        "SSL_CERT_FILE",
+                        "SSL_CERT_DIR",
+                        "TMPDIR",
+                    ]
+                    .iter()
+                    .filter_map(|k| env.get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect();
+                    Arc::new(
+                        LocalOrchestrator::open(ocfg)
+                            .await
+                            .map_err(|e| ConfigError::Startup(e.to_string()))?,
+                    )
+                }
+            };
         let pcfg = PlatformConfig {
             limits: Limits {
                 max_archive_bytes: self.limits.max_archive_bytes,
@@ -483,13 +558,24 @@ impl Config {
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),
             base_os: self.builder.base_os,
         };
-        Ok(Platform::new(
-            pcfg,
-            storage,
-            Arc::new(builder),
-            Arc::new(orchestrator),
-        ))
+        Ok(Platform::new(pcfg, storage, builder, orchestrator))
     }
+}
+
+/// A string setting that may be written as a number (`base_tag = 1`, `..._BASE_TAG=1`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        S(String),
+        I(i64),
+        F(f64),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::S(s) => s,
+        Either::I(i) => i.to_string(),
+        Either::F(f) => f.to_string(),
+    })
 }
 
 fn find_on_path(name: &str, env: &HashMap<String, String>) -> Option<PathBuf> {

@@ -9,6 +9,7 @@
 | LAMBDA_ID | lambda id | "" |
 | LAMBDA_WORKERS | worker processes | 1 |
 | LAMBDA_USER_CONFIG_FILE | JSON file with the user config | none (empty config) |
+| LAMBDA_USER_CONFIG | the user config as JSON text (used when there is no file) | none |
 | LAMBDA_MAX_BODY_BYTES | largest request body, else 413 | 16777216 |
 | LAMBDA_SHUTDOWN_TIMEOUT | seconds in-flight requests get on SIGTERM | 10 |
 | LAMBDA_LOG_LEVEL | logger level | INFO |
@@ -42,14 +43,16 @@ class LambdaConfig:
         self.maxBodyBytes = _int("LAMBDA_MAX_BODY_BYTES", 16 * 1024 * 1024)
         self.shutdownTimeout = _int("LAMBDA_SHUTDOWN_TIMEOUT", 10)
         self.userConfigFile = env.get("LAMBDA_USER_CONFIG_FILE") or ""
+        self.userConfigText = env.get("LAMBDA_USER_CONFIG") or ""
         self.userConfig = self._load_user_config()
 
     def _load_user_config(self):
         path = self.userConfigFile
-        if not path or not os.path.exists(path):
-            return {}
-        with open(path, encoding="utf-8") as f:
-            text = f.read().strip()
+        if path and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                text = f.read().strip()
+        else:
+            path, text = "LAMBDA_USER_CONFIG", self.userConfigText.strip()
         if not text:
             return {}
         try:

@@ -1,0 +1,292 @@
+//! The Docker builder: an image per lambda version, built by a Docker engine (bollard) from the
+//! Dockerfile and build context that lambda-core renders, and pushed to the registry.
+//!
+//! The requirements layer comes before the code (see `lambda_core::render`), so a code-only
+//! change rebuilds only the last layers. Failures reported inside the build or push stream (not
+//! only the HTTP status) fail the build with the engine's message.
+
+use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, runtime};
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use futures::StreamExt;
+use lambda_core::render::{
+    ContextSource, DockerfileSpec, build_context, lambda_image_ref, render_dockerfile,
+};
+use lambda_core::{Artifact, LambdaId};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the Docker builder.
+#[derive(Debug, Clone, Default)]
+pub struct DockerBuilderConfig {
+    /// Engine address: `unix:///path/docker.sock` or `tcp://host:port` (`DOCKER_HOST`).
+    pub docker_host: String,
+    /// `lambda_registry`: where base images come from and lambda images go; `None` keeps images
+    /// local (no push).
+    pub registry: Option<String>,
+    /// Tag of the base images (`lpa-lambda-base:<tag>`).
+    pub base_tag: String,
+    /// Network mode of builds (e.g. `host`, when pip needs the host's network).
+    pub network_mode: Option<String>,
+    /// CA bundle given to pip during builds (private package mirrors).
+    pub pip_ca_bundle: Option<PathBuf>,
+    /// Package index for pip during builds.
+    pub pip_index_url: Option<String>,
+    /// Registry credentials (user, password) for pushes.
+    pub registry_auth: Option<(String, String)>,
+}
+
+/// Builds lambda images with a Docker engine.
+#[derive(Debug)]
+pub struct DockerBuilder {
+    docker: Docker,
+    cfg: DockerBuilderConfig,
+}
+
+fn failed(reason: impl Into<String>) -> Error {
+    Error::Failed {
+        reason: reason.into(),
+    }
+}
+
+impl DockerBuilder {
+    /// Connects to the engine (no request is made until a build or a health check).
+    pub fn connect(cfg: DockerBuilderConfig) -> Result<Self> {
+        let host = cfg.docker_host.trim();
+        let docker = if let Some(path) = host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, 600, bollard::API_DEFAULT_VERSION)
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
+            Docker::connect_with_http(
+                &host.replacen("tcp://", "http://", 1),
+                600,
+                bollard::API_DEFAULT_VERSION,
+            )
+        } else {
+            return Err(Error::Unavailable(format!(
+                "Docker host {host:?}: use unix:///path/docker.sock or tcp://host:port"
+            )));
+        }
+        .map_err(|e| Error::Unavailable(format!("Docker engine at {host}: {e}")))?;
+        Ok(Self { docker, cfg })
+    }
+
+    fn spec<'a>(&'a self, req: &'a BuildRequest) -> DockerfileSpec<'a> {
+        DockerfileSpec {
+            registry: self.cfg.registry.as_deref(),
+            base_image: req.parameters.base_image,
+            base_tag: &self.cfg.base_tag,
+            has_requirements: req.archive.has_requirements,
+            user_docker_commands: &req.parameters.user_docker_commands,
+            lambda_type: req.lambda_type,
+            pip_index_url: self.cfg.pip_index_url.as_deref(),
+            pip_ca_bundle: self.cfg.pip_ca_bundle.is_some(),
+        }
+    }
+
+    /// The build context as a tar archive (fixed times and owners, so it is reproducible).
+    fn context_tar(&self, req: &BuildRequest, dockerfile: &str) -> Result<Vec<u8>> {
+        let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+        lambda_core::archive::for_each_user_file::<_, Error>(
+            std::io::Cursor::new(&req.archive_bytes[..]),
+            &req.archive,
+            |name, data| {
+                files.insert(name.to_owned(), data.to_vec());
+                Ok(())
+            },
+        )?;
+        let rt_files = runtime::files();
+        let rt_paths: Vec<&str> = rt_files.iter().map(|f| f.path).collect();
+        let ca = match &self.cfg.pip_ca_bundle {
+            Some(p) => std::fs::read(p).map_err(|source| Error::Io {
+                path: p.display().to_string(),
+                source,
+            })?,
+            None => Vec::new(),
+        };
+        let mut tar = tar::Builder::new(Vec::new());
+        for entry in build_context(&req.archive, &rt_paths, &self.spec(req)) {
+            let data: &[u8] = match &entry.source {
+                ContextSource::Dockerfile => dockerfile.as_bytes(),
+                ContextSource::PipCaBundle => &ca,
+                ContextSource::Archive(name) => {
+                    files.get(name).map(Vec::as_slice).unwrap_or_default()
+                }
+                ContextSource::Runtime(path) => rt_files
+                    .iter()
+                    .find(|f| f.path == path)
+                    .map(|f| f.contents)
+                    .unwrap_or_default(),
+            };
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_cksum();
+            tar.append_data(&mut header, &entry.path, data)?;
+        }
+        tar.into_inner().map_err(Error::from)
+    }
+
+    async fn build_inner(&self, req: &BuildRequest, log: &LogSink) -> Result<Artifact> {
+        let dockerfile = render_dockerfile(&self.spec(req));
+        let context = self.context_tar(req, &dockerfile)?;
+        let reference = lambda_image_ref(self.cfg.registry.as_deref(), &req.lambda_id, req.version);
+        let _ = log.send(format!(
+            "==> lambda {} v{}: docker build -t {reference}",
+            req.lambda_id, req.version
+        ));
+        let mut options = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(&reference)
+            .rm(true)
+            .forcerm(true);
+        if let Some(mode) = &self.cfg.network_mode {
+            options = options.networkmode(mode);
+        }
+        let mut stream = self.docker.build_image(
+            options.build(),
+            None,
+            Some(bollard::body_full(context.into())),
+        );
+        let mut last_lines: Vec<String> = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream.or(info.status) {
+                        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                            last_lines.push(line.to_owned());
+                            if last_lines.len() > 5 {
+                                last_lines.remove(0);
+                            }
+                            let _ = log.send(line.to_owned());
+                        }
+                    }
+                    if let Some(detail) = info.error_detail {
+                        let message = detail.message.unwrap_or_else(|| "the build failed".into());
+                        let _ = log.send(format!("==> build failed: {message}"));
+                        return Err(failed(format!("docker build failed: {message}")));
+                    }
+                }
+                Err(e) => {
+                    let _ = log.send(format!("==> build failed: {e}"));
+                    return Err(failed(format!(
+                        "docker build failed: {e}; last output: {}",
+                        last_lines.join(" | ")
+                    )));
+                }
+            }
+        }
+        let mut digest = None;
+        if let Some(registry) = &self.cfg.registry {
+            let (repo, tag) = reference.rsplit_once(':').unwrap_or((&reference, "latest"));
+            let _ = log.send(format!("==> docker push {reference}"));
+            let creds =
+                self.cfg
+                    .registry_auth
+                    .as_ref()
+                    .map(|(u, p)| bollard::auth::DockerCredentials {
+                        username: Some(u.clone()),
+                        password: Some(p.clone()),
+                        serveraddress: Some(registry.clone()),
+                        ..Default::default()
+                    });
+            let mut push = self.docker.push_image(
+                repo,
+                Some(PushImageOptionsBuilder::default().tag(tag).build()),
+                creds,
+            );
+            while let Some(item) = push.next().await {
+                match item {
+                    Ok(info) => {
+                        if let Some(detail) = info.error_detail {
+                            let message =
+                                detail.message.unwrap_or_else(|| "the push failed".into());
+                            return Err(failed(format!(
+                                "docker push to {registry} failed: {message}"
+                            )));
+                        }
+                        if let Some(status) = info.status {
+                            if let Some(d) = status.split("digest: ").nth(1) {
+                                digest = d.split_whitespace().next().map(str::to_owned);
+                            }
+                            if status.contains("digest:") || status.starts_with("The push refers") {
+                                let _ = log.send(status);
+                            }
+                        }
+                    }
+                    Err(e) => return Err(failed(format!("docker push to {registry} failed: {e}"))),
+                }
+            }
+        }
+        let _ = log.send(format!(
+            "==> built {reference}{}",
+            digest
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        ));
+        Ok(Artifact::Image { reference, digest })
+    }
+}
+
+#[async_trait]
+impl ImageBuilder for DockerBuilder {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn build(
+        &self,
+        req: BuildRequest,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<Artifact> {
+        let timeout = req.timeout;
+        tokio::select! {
+            r = tokio::time::timeout(timeout, self.build_inner(&req, &log)) => match r {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = log.send(format!("==> build timed out after {timeout:?}"));
+                    Err(Error::Timeout(timeout))
+                }
+            },
+            _ = cancel.cancelled() => {
+                let _ = log.send("==> build cancelled".to_owned());
+                Err(Error::Cancelled)
+            }
+        }
+    }
+
+    async fn remove(&self, _lambda_id: &LambdaId, artifact: &Artifact) -> Result<()> {
+        let Artifact::Image { reference, .. } = artifact else {
+            return Ok(());
+        };
+        match self
+            .docker
+            .remove_image(
+                reference,
+                Some(RemoveImageOptionsBuilder::default().force(true).build()),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(failed(format!("removing image {reference}: {e}"))),
+        }
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.docker.ping().await.map(|_| ()).map_err(|e| {
+            Error::Unavailable(format!("Docker engine at {}: {e}", self.cfg.docker_host))
+        })
+    }
+}

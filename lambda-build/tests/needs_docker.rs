@@ -1,0 +1,147 @@
+//! The Docker builder against a real engine and registry (scripts/infra/docker-start,
+//! registry-start and scripts/base-images/build). Built and run when LAMBDA_IT lists docker
+//! (feature `needs-docker`); then a missing engine FAILS these tests.
+
+use bytes::Bytes;
+use lambda_build::{BuildRequest, DockerBuilder, DockerBuilderConfig, Error, ImageBuilder};
+use lambda_core::archive::{Limits, validate_bytes};
+use lambda_core::{Artifact, LambdaId, LambdaType, Parameters};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: LAMBDA_IT lists docker, so start the engine, the registry and the base images with scripts/infra/ and scripts/base-images/")
+    })
+}
+
+fn builder() -> DockerBuilder {
+    DockerBuilder::connect(DockerBuilderConfig {
+        docker_host: env("DOCKER_HOST"),
+        registry: Some(env("LAMBDA_IT_REGISTRY")),
+        base_tag: env("LAMBDA_IT_BASE_TAG"),
+        network_mode: Some("host".into()),
+        pip_ca_bundle: std::env::var("SSL_CERT_FILE")
+            .ok()
+            .or_else(|| Some("/etc/ssl/certs/ca-certificates.crt".into()))
+            .map(Into::into),
+        pip_index_url: None,
+        registry_auth: None,
+    })
+    .unwrap()
+}
+
+async fn build(
+    id: LambdaId,
+    version: u64,
+    files: &[(&str, &str)],
+    params: Parameters,
+) -> (lambda_build::Result<Artifact>, String) {
+    let bytes = lambda_core::pack::pack_files(
+        files
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.as_bytes().to_vec()))
+            .collect(),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let req = BuildRequest {
+        lambda_id: id,
+        version,
+        lambda_type: LambdaType::Standalone,
+        archive: validate_bytes(&bytes, &Limits::default()).unwrap(),
+        archive_bytes: Bytes::from(bytes),
+        parameters: params,
+        timeout: Duration::from_secs(600),
+    };
+    let r = builder().build(req, tx, CancellationToken::new()).await;
+    let mut log = String::new();
+    while let Ok(l) = rx.try_recv() {
+        log.push_str(&l);
+        log.push('\n');
+    }
+    (r, log)
+}
+
+const MAIN: &str = "import six\n\nasync def main(request):\n    return {'six': six.__version__}\n";
+
+#[tokio::test]
+async fn builds_pushes_and_reuses_the_requirements_layer() {
+    let id = LambdaId::new();
+    // Requirements of this run only, so the first build really installs them.
+    let reqs = format!("six==1.17.0\n# run {id}\n");
+    let files = [
+        ("lambda_main.py", MAIN),
+        ("requirements.txt", reqs.as_str()),
+    ];
+    let (r, log) = build(id, 1, &files, Parameters::default()).await;
+    let Artifact::Image { reference, digest } = r.unwrap_or_else(|e| panic!("{e}\n{log}")) else {
+        panic!()
+    };
+    assert!(
+        reference.ends_with(&format!("luna-lambda/{id}:v1")),
+        "{reference}"
+    );
+    assert!(
+        digest.as_deref().is_some_and(|d| d.starts_with("sha256:")),
+        "{digest:?}\n{log}"
+    );
+    // A code-only change: the requirements layer comes from the cache.
+    let files2 = [
+        (
+            "lambda_main.py",
+            "import six\n\nasync def main(request):\n    return {'v': 2}\n",
+        ),
+        ("requirements.txt", reqs.as_str()),
+    ];
+    let (r2, log2) = build(id, 2, &files2, Parameters::default()).await;
+    r2.unwrap_or_else(|e| panic!("{e}\n{log2}"));
+    let first = log
+        .lines()
+        .position(|l| l.starts_with("Step") && l.contains("pip install"))
+        .expect("the pip step");
+    assert!(
+        !log.lines()
+            .skip(first + 1)
+            .take(2)
+            .any(|l| l.contains("Using cache")),
+        "the first build installs: {log}"
+    );
+    let pip_step = log2
+        .lines()
+        .position(|l| l.starts_with("Step") && l.contains("pip install"))
+        .expect("the pip step");
+    assert!(
+        log2.lines()
+            .skip(pip_step + 1)
+            .take(2)
+            .any(|l| l.contains("Using cache")),
+        "{log2}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_requirement_and_a_failing_user_command_fail_with_their_step() {
+    let (r, log) = build(
+        LambdaId::new(),
+        1,
+        &[
+            ("lambda_main.py", MAIN),
+            ("requirements.txt", "luna-lambda-no-such-package-xyz==1\n"),
+        ],
+        Parameters::default(),
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Failed { .. }), "{e}");
+    assert!(log.contains("luna-lambda-no-such-package-xyz"), "{log}");
+    let params = Parameters {
+        user_docker_commands: vec!["RUN false".into()],
+        ..Parameters::default()
+    };
+    let (r, log) = build(LambdaId::new(), 1, &[("lambda_main.py", MAIN)], params).await;
+    let e = r.unwrap_err();
+    assert!(
+        e.to_string().contains("false") || log.contains("RUN false"),
+        "{e}\n{log}"
+    );
+}

@@ -1,0 +1,175 @@
+//! The Docker orchestrator against a real engine and registry, through the conformance suite
+//! (tests/conformance), with images built by the Docker builder. Built and run when LAMBDA_IT
+//! lists docker (feature `needs-docker`); then a missing engine FAILS these tests.
+
+mod conformance;
+
+use bytes::Bytes;
+use conformance::*;
+use lambda_build::{BuildRequest, DockerBuilder, DockerBuilderConfig, ImageBuilder};
+use lambda_core::archive::{Limits, validate_bytes};
+use lambda_core::{Artifact, LambdaId, LambdaType, Parameters};
+use lambda_deploy::{DockerOrchestrator, DockerOrchestratorConfig, Orchestrator};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: LAMBDA_IT lists docker, so start the engine, the registry and the base images with scripts/infra/ and scripts/base-images/")
+    })
+}
+
+struct DockerHarness {
+    orch: Arc<DockerOrchestrator>,
+    docker: bollard::Docker,
+}
+
+async fn docker_harness() -> DockerHarness {
+    let host = env("DOCKER_HOST");
+    let mut cfg = DockerOrchestratorConfig::new(&host);
+    cfg.start_timeout = Duration::from_secs(60);
+    cfg.stop_grace = Duration::from_secs(5);
+    // Each test is a platform of its own on the shared engine.
+    cfg.instance = format!("test-{}", LambdaId::new());
+    let orch = DockerOrchestrator::open(cfg).await.unwrap();
+    let docker = bollard::Docker::connect_with_unix(
+        host.trim_start_matches("unix://"),
+        60,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap();
+    DockerHarness { orch, docker }
+}
+
+impl DockerHarness {
+    fn containers(&self, id: &LambdaId) -> Vec<String> {
+        let filters: std::collections::HashMap<&str, Vec<String>> =
+            [("label", vec![format!("luna-lambda.io/id={id}")])]
+                .into_iter()
+                .collect();
+        let docker = self.docker.clone();
+        let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(docker.list_containers(Some(opts)))
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        let mut names: Vec<(String, String)> = list
+            .into_iter()
+            .map(|c| {
+                (
+                    c.labels
+                        .unwrap_or_default()
+                        .get("luna-lambda.io/replica")
+                        .cloned()
+                        .unwrap_or_default(),
+                    c.id.unwrap_or_default(),
+                )
+            })
+            .collect();
+        names.sort();
+        names.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn pid(&self, container: &str) -> Option<i64> {
+        let docker = self.docker.clone();
+        let c = container.to_owned();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(docker.inspect_container(
+                    &c,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                ))
+                .ok()
+                .and_then(|i| i.state)
+                .and_then(|s| s.pid)
+                .filter(|p| *p > 0)
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for DockerHarness {
+    fn orchestrator(&self) -> Arc<dyn Orchestrator> {
+        Arc::new(self.orch.clone())
+    }
+
+    async fn artifact(
+        &self,
+        id: LambdaId,
+        version: u64,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Artifact {
+        let builder = DockerBuilder::connect(DockerBuilderConfig {
+            docker_host: env("DOCKER_HOST"),
+            registry: Some(env("LAMBDA_IT_REGISTRY")),
+            base_tag: env("LAMBDA_IT_BASE_TAG"),
+            network_mode: Some("host".into()),
+            pip_ca_bundle: Some(
+                std::env::var("SSL_CERT_FILE")
+                    .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into())
+                    .into(),
+            ),
+            pip_index_url: None,
+            registry_auth: None,
+        })
+        .unwrap();
+        let bytes = lambda_core::pack::pack_files(files);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let req = BuildRequest {
+            lambda_id: id,
+            version,
+            lambda_type: LambdaType::Standalone,
+            archive: validate_bytes(&bytes, &Limits::default()).unwrap(),
+            archive_bytes: Bytes::from(bytes),
+            parameters: Parameters::default(),
+            timeout: Duration::from_secs(600),
+        };
+        builder
+            .build(req, tx, CancellationToken::new())
+            .await
+            .unwrap()
+    }
+
+    fn crash(&self, id: &LambdaId) {
+        // Kill the lambda's process inside the first container (the engine restarts it).
+        let c = self.containers(id).into_iter().next().expect("a container");
+        let pid = self.pid(&c).expect("a running container");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+
+    fn replica_ids(&self, id: &LambdaId) -> Vec<String> {
+        self.containers(id)
+            .iter()
+            .filter_map(|c| self.pid(c))
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    fn alive(&self, replica: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{replica}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    }
+}
+
+orchestrator_conformance!(docker_harness);

@@ -1,0 +1,121 @@
+//! The server end to end with `[builder] kind = "docker"` and `[orchestrator] kind = "docker"`:
+//! images built, pushed and run as containers. Built and run when LAMBDA_IT lists docker
+//! (feature `needs-docker`); then a missing engine FAILS these tests.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: LAMBDA_IT lists docker, so start the engine, the registry and the base images with scripts/infra/ and scripts/base-images/")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambdas_run_as_containers_behind_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars: HashMap<String, String> = [
+        ("DOCKER_HOST".to_owned(), env("DOCKER_HOST")),
+        ("LAMBDA_REGISTRY".to_owned(), env("LAMBDA_IT_REGISTRY")),
+        ("LUNA_LAMBDA_BUILDER_KIND".to_owned(), "docker".to_owned()),
+        (
+            "LUNA_LAMBDA_BUILDER_BASE_TAG".to_owned(),
+            env("LAMBDA_IT_BASE_TAG"),
+        ),
+        (
+            "LUNA_LAMBDA_BUILDER_PIP_CA_BUNDLE".to_owned(),
+            std::env::var("SSL_CERT_FILE")
+                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into()),
+        ),
+        (
+            "LUNA_LAMBDA_ORCHESTRATOR_KIND".to_owned(),
+            "docker".to_owned(),
+        ),
+        (
+            "LUNA_LAMBDA_ORCHESTRATOR_INSTANCE".to_owned(),
+            format!("e2e-{}", uuid::Uuid::new_v4()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let cfg = lambda_server::Config::load(None, &vars).unwrap();
+    let platform = cfg.platform(dir.path(), &vars).await.unwrap();
+    let s = Server::start(platform).await;
+
+    let created: serde_json::Value = s
+        .create("with-reqs", &example_zip("with-requirements"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["lambda_id"].as_str().unwrap().to_owned();
+    let rec = s.wait_for(&id, "running", "completed").await;
+    assert_eq!(rec["running_version"], 1);
+    let (status, body) = s.invoke(&id, serde_json::json!({})).await;
+    assert_eq!(
+        (status, body["six_version"].as_str()),
+        (200, Some("1.17.0"))
+    );
+    let log = reqwest::get(format!("{}/1/lambdas/{id}/image/logs", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        log.contains("docker build") && log.contains("sha256:"),
+        "{log}"
+    );
+
+    // A code-only update: the requirements layer is reused and v2 answers.
+    let v2 = zip_of(&[
+        (
+            "lambda_main.py",
+            "import six\n\nasync def main(request):\n    return {'v': 2, 'six': six.__version__}\n",
+        ),
+        ("requirements.txt", "six==1.17.0\n"),
+    ]);
+    let (ctype, body) = multipart(&[("archive", "application/zip", &v2)]);
+    let r = reqwest::Client::new()
+        .put(format!("{}/1/lambdas/{id}", s.url))
+        .header("content-type", ctype)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (st, b) = s.invoke(&id, serde_json::json!({})).await;
+        if st == 200 && b["v"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < end, "v2 never answered: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = reqwest::get(format!("{}/1/lambdas/{id}/image/logs", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("Using cache"), "{log}");
+
+    let st: serde_json::Value = reqwest::get(format!("{}/1/lambdas/{id}/status", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["replicas"][0]["status"], "running", "{st}");
+    let r = reqwest::Client::new()
+        .delete(format!("{}/1/lambdas/{id}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    s.stop().await;
+}
