@@ -38,6 +38,10 @@ pub struct DockerBuilderConfig {
     pub pip_index_url: Option<String>,
     /// Registry credentials (user, password) for pushes.
     pub registry_auth: Option<(String, String)>,
+    /// Registries spoken to over plain HTTP (`lambda_insecure_registries`; loopback registries
+    /// always are). Pushes go through the engine, which needs the same list in its own
+    /// `insecure-registries` setting; manifest deletion is done here and uses this list.
+    pub insecure_registries: Vec<String>,
 }
 
 /// Builds lambda images with a Docker engine.
@@ -264,9 +268,10 @@ impl ImageBuilder for DockerBuilder {
     }
 
     async fn remove(&self, _lambda_id: &LambdaId, artifact: &Artifact) -> Result<()> {
-        let Artifact::Image { reference, .. } = artifact else {
+        let Artifact::Image { reference, digest } = artifact else {
             return Ok(());
         };
+        let mut problems = Vec::new();
         match self
             .docker
             .remove_image(
@@ -276,11 +281,39 @@ impl ImageBuilder for DockerBuilder {
             )
             .await
         {
-            Ok(_) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
+            Ok(_)
+            | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(failed(format!("removing image {reference}: {e}"))),
+            }) => {}
+            Err(e) => problems.push(format!("removing image {reference}: {e}")),
+        }
+        if let (Some(registry), Some(digest)) = (&self.cfg.registry, digest) {
+            // DELETE /v2/<repository>/manifests/<digest> (the registry must allow deletes).
+            let repo = reference
+                .strip_prefix(&format!("{registry}/"))
+                .and_then(|r| r.rsplit_once(':').map(|(repo, _)| repo))
+                .unwrap_or_default();
+            let plain = registry.starts_with("127.")
+                || registry.starts_with("localhost")
+                || self.cfg.insecure_registries.contains(registry);
+            let url = format!(
+                "{}://{registry}/v2/{repo}/manifests/{digest}",
+                if plain { "http" } else { "https" }
+            );
+            let mut req = reqwest::Client::new().delete(&url);
+            if let Some((u, p)) = &self.cfg.registry_auth {
+                req = req.basic_auth(u, Some(p));
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => {}
+                Ok(r) => problems.push(format!("deleting {url}: HTTP {}", r.status())),
+                Err(e) => problems.push(format!("deleting {url}: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(failed(problems.join("; ")))
         }
     }
 

@@ -3,6 +3,7 @@
 //! (feature `needs-docker`); then a missing engine FAILS these tests.
 
 use bytes::Bytes;
+use futures::StreamExt;
 use lambda_build::{BuildRequest, DockerBuilder, DockerBuilderConfig, Error, ImageBuilder};
 use lambda_core::archive::{Limits, validate_bytes};
 use lambda_core::{Artifact, LambdaId, LambdaType, Parameters};
@@ -27,6 +28,7 @@ fn builder() -> DockerBuilder {
             .map(Into::into),
         pip_index_url: None,
         registry_auth: None,
+        insecure_registries: Vec::new(),
     })
     .unwrap()
 }
@@ -85,6 +87,30 @@ async fn builds_pushes_and_reuses_the_requirements_layer() {
         digest.as_deref().is_some_and(|d| d.starts_with("sha256:")),
         "{digest:?}\n{log}"
     );
+    // The pushed image can be pulled back by its digest.
+    let docker = bollard::Docker::connect_with_unix(
+        env("DOCKER_HOST").trim_start_matches("unix://"),
+        120,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap();
+    let repo = reference.rsplit_once(':').unwrap().0.to_owned();
+    let by_digest = format!("{repo}@{}", digest.as_deref().unwrap());
+    let pull = |image: String| {
+        let docker = docker.clone();
+        async move {
+            let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
+                .from_image(&image)
+                .build();
+            let mut s = docker.create_image(Some(opts), None, None);
+            while let Some(item) = s.next().await {
+                item?;
+            }
+            Ok::<_, bollard::errors::Error>(())
+        }
+    };
+    pull(by_digest.clone()).await.unwrap();
+    assert!(docker.inspect_image(&by_digest).await.is_ok());
     // A code-only change: the requirements layer comes from the cache.
     let files2 = [
         (
@@ -95,6 +121,37 @@ async fn builds_pushes_and_reuses_the_requirements_layer() {
     ];
     let (r2, log2) = build(id, 2, &files2, Parameters::default()).await;
     r2.unwrap_or_else(|e| panic!("{e}\n{log2}"));
+    // Removing an artifact removes the image and its manifest in the registry.
+    let v1 = Artifact::Image {
+        reference: reference.clone(),
+        digest: digest.clone(),
+    };
+    builder().remove(&id, &v1).await.unwrap();
+    let manifest = format!(
+        "http://{}/v2/{}/manifests/{}",
+        env("LAMBDA_IT_REGISTRY"),
+        repo.split_once('/').unwrap().1,
+        digest.as_deref().unwrap()
+    );
+    let status = reqwest::Client::new()
+        .get(&manifest)
+        .header(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        status.as_u16(),
+        404,
+        "the manifest is gone from the registry: {manifest}"
+    );
+    assert!(
+        docker.inspect_image(&reference).await.is_err(),
+        "the tag is gone from the engine"
+    );
     let first = log
         .lines()
         .position(|l| l.starts_with("Step") && l.contains("pip install"))

@@ -25,14 +25,26 @@ fn builder() -> DockerBuilder {
         registry: Some(env("LAMBDA_IT_REGISTRY")),
         base_tag: env("LAMBDA_IT_BASE_TAG"),
         network_mode: Some("host".into()),
-        pip_ca_bundle: Some(std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into()).into()),
+        pip_ca_bundle: Some(
+            std::env::var("SSL_CERT_FILE")
+                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into())
+                .into(),
+        ),
         pip_index_url: None,
         registry_auth: None,
+        insecure_registries: Vec::new(),
     })
     .unwrap()
 }
 
-async fn ship(b: &DockerBuilder, o: &Arc<DockerOrchestrator>, id: LambdaId, version: u64, main: &str, reqs: &str) -> Duration {
+async fn ship(
+    b: &DockerBuilder,
+    o: &Arc<DockerOrchestrator>,
+    id: LambdaId,
+    version: u64,
+    main: &str,
+    reqs: &str,
+) -> Duration {
     let t = Instant::now();
     let bytes = lambda_core::pack::pack_files(vec![
         ("lambda_main.py".into(), main.as_bytes().to_vec()),
@@ -64,18 +76,30 @@ async fn ship(b: &DockerBuilder, o: &Arc<DockerOrchestrator>, id: LambdaId, vers
 
 /// A plain Dockerfile: everything copied, then pip (any code change reinstalls).
 async fn plain_build(docker: &bollard::Docker, main: &str, reqs: &str, tag: &str) -> Duration {
-    let base = format!("{}/lpa-lambda-base:{}", env("LAMBDA_IT_REGISTRY"), env("LAMBDA_IT_BASE_TAG"));
+    let base = format!(
+        "{}/lpa-lambda-base:{}",
+        env("LAMBDA_IT_REGISTRY"),
+        env("LAMBDA_IT_BASE_TAG")
+    );
     let dockerfile = format!(
         "FROM {base}\nCOPY --chown=luna:luna pip-ca.pem /tmp/pip-ca.pem\nCOPY --chown=luna:luna . /srv/lambda/\nRUN PIP_CERT=/tmp/pip-ca.pem python3 -m pip install --no-cache-dir -r /srv/lambda/requirements.txt\nCMD [\"python3\", \"/srv/lambda/run.py\"]\n"
     );
-    let ca = std::fs::read(std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into())).unwrap();
+    let ca = std::fs::read(
+        std::env::var("SSL_CERT_FILE")
+            .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into()),
+    )
+    .unwrap();
     let mut files: Vec<(String, Vec<u8>)> = vec![
         ("Dockerfile".into(), dockerfile.into_bytes()),
         ("pip-ca.pem".into(), ca),
         ("lambda_main.py".into(), main.as_bytes().to_vec()),
         ("requirements.txt".into(), reqs.as_bytes().to_vec()),
     ];
-    files.extend(lambda_build::runtime::files().iter().map(|f| (f.path.to_owned(), f.contents.to_vec())));
+    files.extend(
+        lambda_build::runtime::files()
+            .iter()
+            .map(|f| (f.path.to_owned(), f.contents.to_vec())),
+    );
     let mut tar = tar::Builder::new(Vec::new());
     for (path, data) in &files {
         let mut h = tar::Header::new_gnu();

@@ -121,6 +121,7 @@ impl Harness for DockerHarness {
             ),
             pip_index_url: None,
             registry_auth: None,
+            insecure_registries: Vec::new(),
         })
         .unwrap();
         let bytes = lambda_core::pack::pack_files(files);
@@ -173,3 +174,46 @@ impl Harness for DockerHarness {
 }
 
 orchestrator_conformance!(docker_harness);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_control_plane_readopts_its_containers() {
+    let h = docker_harness().await;
+    let instance = {
+        // The harness's instance, read back from a deployed container's labels.
+        let id = LambdaId::new();
+        let art = h.artifact(id, 1, example_files("hello")).await;
+        h.orch
+            .deploy(spec(id, "adopted", 1, art, Parameters::default()))
+            .await
+            .unwrap();
+        (id, h.replica_ids(&id))
+    };
+    let (id, before) = instance;
+    let labels = {
+        let c = h.containers(&id).into_iter().next().unwrap();
+        let i = h
+            .docker
+            .inspect_container(
+                &c,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .unwrap();
+        i.config.and_then(|c| c.labels).unwrap_or_default()
+    };
+    let mut cfg = DockerOrchestratorConfig::new(env("DOCKER_HOST"));
+    cfg.instance = labels.get("luna-lambda.io/instance").cloned().unwrap();
+    let second = DockerOrchestrator::open(cfg).await.unwrap();
+    let st = Orchestrator::status(&second, &id).await.unwrap();
+    assert!(st.all_running(), "{st:?}");
+    assert_eq!(h.replica_ids(&id), before, "re-adopted, not started again");
+    let (status, _) = post(
+        &Orchestrator::endpoint(&second, &id).unwrap(),
+        serde_json::json!(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    Orchestrator::undeploy(&second, &id).await.unwrap();
+    assert!(before.iter().all(|p| !h.alive(p)));
+}

@@ -488,6 +488,7 @@ impl Config {
                         .registry_user
                         .clone()
                         .zip(self.builder.registry_password.clone()),
+                    insecure_registries: self.lambda_insecure_registries.clone(),
                 })
                 .map_err(|e| ConfigError::Startup(e.to_string()))?,
             ),
