@@ -10,6 +10,13 @@ use lambda_core::{Artifact, LambdaId, LambdaType, Parameters};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The tests of this file build images with the same first steps. On a cold
+/// engine, two classic-builder builds running at once each create their own
+/// layer for a shared step, and a later build may then pick the sibling whose
+/// children do not hold the layer we want to see reused. Building one test at
+/// a time keeps the cache assertions about this file's own builds.
+static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: LAMBDA_IT lists docker, so start the engine, the registry and the base images with scripts/infra/ and scripts/base-images/")
@@ -68,6 +75,7 @@ const MAIN: &str = "import six\n\nasync def main(request):\n    return {'six': s
 
 #[tokio::test]
 async fn builds_pushes_and_reuses_the_requirements_layer() {
+    let _engine = ENGINE.lock().await;
     let id = LambdaId::new();
     // Requirements of this run only, so the first build really installs them.
     let reqs = format!("six==1.17.0\n# run {id}\n");
@@ -178,6 +186,7 @@ async fn builds_pushes_and_reuses_the_requirements_layer() {
 
 #[tokio::test]
 async fn a_failing_requirement_and_a_failing_user_command_fail_with_their_step() {
+    let _engine = ENGINE.lock().await;
     let (r, log) = build(
         LambdaId::new(),
         1,
