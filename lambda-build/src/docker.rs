@@ -251,20 +251,7 @@ impl ImageBuilder for DockerBuilder {
         log: LogSink,
         cancel: CancellationToken,
     ) -> Result<Artifact> {
-        let timeout = req.timeout;
-        tokio::select! {
-            r = tokio::time::timeout(timeout, self.build_inner(&req, &log)) => match r {
-                Ok(r) => r,
-                Err(_) => {
-                    let _ = log.send(format!("==> build timed out after {timeout:?}"));
-                    Err(Error::Timeout(timeout))
-                }
-            },
-            _ = cancel.cancelled() => {
-                let _ = log.send("==> build cancelled".to_owned());
-                Err(Error::Cancelled)
-            }
-        }
+        crate::bounded(req.timeout, &cancel, &log, self.build_inner(&req, &log)).await
     }
 
     async fn remove(&self, _lambda_id: &LambdaId, artifact: &Artifact) -> Result<()> {

@@ -100,6 +100,27 @@ pub trait ImageBuilder: Send + Sync + std::fmt::Debug + 'static {
     async fn health(&self) -> Result<()>;
 }
 
+/// Runs a build until it ends, `timeout` passes ([`Error::Timeout`]) or `cancel` fires
+/// ([`Error::Cancelled`]), saying which in the build log. Dropping the build future is what
+/// stops it.
+pub(crate) async fn bounded(
+    timeout: Duration,
+    cancel: &CancellationToken,
+    log: &LogSink,
+    build: impl std::future::Future<Output = Result<Artifact>>,
+) -> Result<Artifact> {
+    tokio::select! {
+        r = tokio::time::timeout(timeout, build) => r.unwrap_or_else(|_| {
+            let _ = log.send(format!("==> build timed out after {timeout:?}"));
+            Err(Error::Timeout(timeout))
+        }),
+        _ = cancel.cancelled() => {
+            let _ = log.send("==> build cancelled".to_owned());
+            Err(Error::Cancelled)
+        }
+    }
+}
+
 impl From<std::io::Error> for Error {
     /// I/O errors without a path come from reading the archive.
     fn from(source: std::io::Error) -> Self {

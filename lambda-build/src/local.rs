@@ -378,20 +378,7 @@ impl ImageBuilder for LocalBuilder {
                 "user_docker_commands cannot run in a local build; use the Docker builder ([builder] kind = \"docker\") or remove them".into(),
             ));
         }
-        let timeout = req.timeout;
-        tokio::select! {
-            r = tokio::time::timeout(timeout, self.build_inner(&req, &log)) => match r {
-                Ok(r) => r,
-                Err(_) => {
-                    let _ = log.send(format!("==> build timed out after {timeout:?}"));
-                    Err(Error::Timeout(timeout))
-                }
-            },
-            _ = cancel.cancelled() => {
-                let _ = log.send("==> build cancelled".to_owned());
-                Err(Error::Cancelled)
-            }
-        }
+        crate::bounded(req.timeout, &cancel, &log, self.build_inner(&req, &log)).await
     }
 
     async fn remove(&self, lambda_id: &LambdaId, artifact: &Artifact) -> Result<()> {

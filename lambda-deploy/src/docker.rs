@@ -240,6 +240,16 @@ impl DockerOrchestrator {
             .await;
     }
 
+    /// This platform's deployment of a lambda, as last recorded.
+    fn deployment(&self, id: &LambdaId) -> Result<Deployment> {
+        self.table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or(Error::NotFound(*id))
+    }
+
     fn lock_for(&self, id: &LambdaId) -> Arc<tokio::sync::Mutex<()>> {
         self.locks
             .lock()
@@ -355,12 +365,7 @@ impl DockerOrchestrator {
                 .collect::<String>()
         };
         let wanted = p.deploy_parameters.pod_count.max(1) as usize;
-        let current = self
-            .table
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned();
+        let current = self.deployment(&id).ok();
         if let Some(d) = &current
             && d.config_hash == config_hash
             && d.replicas.len() == wanted
@@ -511,13 +516,7 @@ impl Orchestrator for Arc<DockerOrchestrator> {
     }
 
     async fn status(&self, lambda_id: &LambdaId) -> Result<DeploymentStatus> {
-        let d = self
-            .table
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(lambda_id)
-            .cloned()
-            .ok_or(Error::NotFound(*lambda_id))?;
+        let d = self.deployment(lambda_id)?;
         let mut replicas = Vec::new();
         for r in &d.replicas {
             let inspect = self
@@ -565,13 +564,7 @@ impl Orchestrator for Arc<DockerOrchestrator> {
         lambda_id: &LambdaId,
         tail: Option<usize>,
     ) -> Result<BTreeMap<String, String>> {
-        let d = self
-            .table
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(lambda_id)
-            .cloned()
-            .ok_or(Error::NotFound(*lambda_id))?;
+        let d = self.deployment(lambda_id)?;
         let mut out = BTreeMap::new();
         for r in &d.replicas {
             let tail = tail.map_or("all".to_owned(), |t| t.to_string());
@@ -591,13 +584,7 @@ impl Orchestrator for Arc<DockerOrchestrator> {
     }
 
     async fn follow_logs(&self, lambda_id: &LambdaId) -> Result<BoxStream<'static, String>> {
-        let d = self
-            .table
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(lambda_id)
-            .cloned()
-            .ok_or(Error::NotFound(*lambda_id))?;
+        let d = self.deployment(lambda_id)?;
         // The request is made when the stream is first polled: ask for everything from now on.
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
