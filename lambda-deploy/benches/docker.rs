@@ -5,15 +5,13 @@
 //! `docker build` of the same files without our layer ordering (code copied before pip install).
 //! Target: code-only rebuild + redeploy <= 5 s.
 
-use bytes::Bytes;
+mod common;
+
 use futures::StreamExt;
-use lambda_build::{BuildRequest, DockerBuilder, DockerBuilderConfig, ImageBuilder};
-use lambda_core::archive::{Limits, validate_bytes};
-use lambda_core::{LambdaId, LambdaName, LambdaType, Parameters};
-use lambda_deploy::{DeploySpec, DockerOrchestrator, DockerOrchestratorConfig, Orchestrator};
-use std::sync::Arc;
+use lambda_build::{DockerBuilder, DockerBuilderConfig};
+use lambda_core::LambdaId;
+use lambda_deploy::{DockerOrchestrator, DockerOrchestratorConfig, Orchestrator};
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set; run scripts/bench-docker"))
@@ -35,43 +33,6 @@ fn builder() -> DockerBuilder {
         insecure_registries: Vec::new(),
     })
     .unwrap()
-}
-
-async fn ship(
-    b: &DockerBuilder,
-    o: &Arc<DockerOrchestrator>,
-    id: LambdaId,
-    version: u64,
-    main: &str,
-    reqs: &str,
-) -> Duration {
-    let t = Instant::now();
-    let bytes = lambda_core::pack::pack_files(vec![
-        ("lambda_main.py".into(), main.as_bytes().to_vec()),
-        ("requirements.txt".into(), reqs.as_bytes().to_vec()),
-    ]);
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let req = BuildRequest {
-        lambda_id: id,
-        version,
-        lambda_type: LambdaType::Standalone,
-        archive: validate_bytes(&bytes, &Limits::default()).unwrap(),
-        archive_bytes: Bytes::from(bytes),
-        parameters: Parameters::default(),
-        timeout: Duration::from_secs(600),
-    };
-    let artifact = b.build(req, tx, CancellationToken::new()).await.unwrap();
-    o.deploy(DeploySpec {
-        lambda_id: id,
-        lambda_name: LambdaName::parse("bench").unwrap(),
-        lambda_type: LambdaType::Standalone,
-        version,
-        artifact,
-        parameters: Parameters::default(),
-    })
-    .await
-    .unwrap();
-    t.elapsed()
 }
 
 /// A plain Dockerfile: everything copied, then pip (any code change reinstalls).
@@ -138,9 +99,9 @@ fn main() {
         let main_v1 = "import six\n\nasync def main(request):\n    return {'v': 1}\n";
         let main_v2 = "import six\n\nasync def main(request):\n    return {'v': 2}\n";
         let (a, c) = (LambdaId::new(), LambdaId::new());
-        let cold = ship(&b, &o, a, 1, main_v1, &reqs).await;
-        let code_only = ship(&b, &o, a, 2, main_v2, &reqs).await;
-        let second = ship(&b, &o, c, 1, main_v1, &reqs).await;
+        let cold = common::ship(&b, &o, a, 1, &[("lambda_main.py", main_v1), ("requirements.txt", &reqs)]).await;
+        let code_only = common::ship(&b, &o, a, 2, &[("lambda_main.py", main_v2), ("requirements.txt", &reqs)]).await;
+        let second = common::ship(&b, &o, c, 1, &[("lambda_main.py", main_v1), ("requirements.txt", &reqs)]).await;
         for id in [a, c] {
             o.undeploy(&id).await.unwrap();
         }

@@ -6,55 +6,19 @@
 //! Run: `cargo bench -p lambda-deploy --bench local` (uses uv from .venv when present, and also
 //! measures the cold path without it).
 
-use bytes::Bytes;
-use lambda_build::{BuildRequest, ImageBuilder, LocalBuilder, LocalBuilderConfig};
-use lambda_core::archive::{Limits, validate_bytes};
-use lambda_core::{LambdaId, LambdaName, LambdaType, Parameters};
-use lambda_deploy::{DeploySpec, LocalOrchestrator, LocalOrchestratorConfig, Orchestrator};
+mod common;
+
+use lambda_build::{LocalBuilder, LocalBuilderConfig};
+use lambda_core::LambdaId;
+use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig, Orchestrator};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_path_buf()
-}
-
-async fn create(
-    b: &LocalBuilder,
-    o: &std::sync::Arc<LocalOrchestrator>,
-    id: LambdaId,
-    version: u64,
-    main: &str,
-) -> Duration {
-    let t = Instant::now();
-    let bytes =
-        lambda_core::pack::pack_files(vec![("lambda_main.py".into(), main.as_bytes().to_vec())]);
-    let archive = validate_bytes(&bytes, &Limits::default()).unwrap();
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let req = BuildRequest {
-        lambda_id: id,
-        version,
-        lambda_type: LambdaType::Standalone,
-        archive_bytes: Bytes::from(bytes),
-        archive,
-        parameters: Parameters::default(),
-        timeout: Duration::from_secs(600),
-    };
-    let artifact = b.build(req, tx, CancellationToken::new()).await.unwrap();
-    o.deploy(DeploySpec {
-        lambda_id: id,
-        lambda_name: LambdaName::parse("bench").unwrap(),
-        lambda_type: LambdaType::Standalone,
-        version,
-        artifact,
-        parameters: Parameters::default(),
-    })
-    .await
-    .unwrap();
-    t.elapsed()
 }
 
 async fn scenario(label: &str, uv: Option<PathBuf>) -> (Duration, Duration, Duration) {
@@ -73,16 +37,10 @@ async fn scenario(label: &str, uv: Option<PathBuf>) -> (Duration, Duration, Dura
     let o = LocalOrchestrator::open(cfg).await.unwrap();
     let main = "async def main(request):\n    return {'v': 1}\n";
     let (a, c) = (LambdaId::new(), LambdaId::new());
-    let cold = create(&b, &o, a, 1, main).await;
-    let cached = create(&b, &o, c, 1, main).await;
-    let update = create(
-        &b,
-        &o,
-        a,
-        2,
-        "async def main(request):\n    return {'v': 2}\n",
-    )
-    .await;
+    let cold = common::ship(&b, &o, a, 1, &[("lambda_main.py", main)]).await;
+    let cached = common::ship(&b, &o, c, 1, &[("lambda_main.py", main)]).await;
+    let main_v2 = "async def main(request):\n    return {'v': 2}\n";
+    let update = common::ship(&b, &o, a, 2, &[("lambda_main.py", main_v2)]).await;
     for id in [a, c] {
         o.undeploy(&id).await.unwrap();
     }
