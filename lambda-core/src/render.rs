@@ -6,6 +6,7 @@ use crate::archive::{REQUIREMENTS_FILE, ValidatedArchive};
 use crate::names::{LambdaId, LambdaName, LambdaType};
 use crate::params::{BaseImage, Parameters};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 /// Port the runtime listens on inside a lambda.
 pub const LAMBDA_PORT: u16 = 8000;
@@ -29,6 +30,12 @@ pub mod labels {
     pub const VERSION: &str = "luna-lambda.io/version";
     /// Pod-template annotation carrying a hash of the user config (a change restarts pods).
     pub const CONFIG_HASH: &str = "luna-lambda.io/config-hash";
+    /// Which platform owns the object, so several platforms (or test runs) share a cluster or an
+    /// engine: each adopts, lists and garbage-collects only its own.
+    pub const INSTANCE: &str = "luna-lambda.io/instance";
+    /// Pod-template annotation: a hash of the rest of the pod template, so the pods of one
+    /// rollout are told apart from the previous ones even when version and config are unchanged.
+    pub const TEMPLATE_HASH: &str = "luna-lambda.io/template-hash";
 }
 
 /// What the Dockerfile of one lambda depends on.
@@ -202,11 +209,14 @@ pub struct DeploySpec<'a> {
     pub parameters: &'a Parameters,
     /// Hash of the user config; a change restarts the pods.
     pub config_hash: &'a str,
+    /// The owning platform's name ([`labels::INSTANCE`]).
+    pub instance: &'a str,
 }
 
 fn object_labels(spec: &DeploySpec<'_>) -> Value {
     json!({
         labels::MANAGED_BY: MANAGED_BY,
+        labels::INSTANCE: spec.instance,
         labels::ID: spec.id.to_string(),
         labels::NAME: spec.name.as_str(),
         labels::VERSION: spec.version.to_string(),
@@ -236,7 +246,9 @@ pub fn runtime_env(
 }
 
 /// The Deployment: `pod_count` replicas, rolling update with no unavailable replica, probes on
-/// `/healthcheck`, nodeSelector, resources, GPU, user config mounted from a ConfigMap.
+/// `/healthcheck`, nodeSelector, resources, GPU, user config mounted from a ConfigMap. A container
+/// that fails reports its last output lines in its status (`FallbackToLogsOnError`), so the reason
+/// of a crash loop is known without reading logs.
 pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
     let p = spec.parameters;
     let dp = &p.deploy_parameters;
@@ -298,6 +310,7 @@ pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
             "readinessProbe": probe(1, 5, 3),
             "livenessProbe": probe(10, 10, 3),
             "volumeMounts": [{"name": "user-config", "mountPath": USER_CONFIG_DIR, "readOnly": true}],
+            "terminationMessagePolicy": "FallbackToLogsOnError",
         }],
         "terminationGracePeriodSeconds": 30,
         "volumes": [{"name": "user-config", "configMap": {"name": name}}],
@@ -305,6 +318,16 @@ pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
     if !dp.selector.is_empty() {
         pod_spec["nodeSelector"] = json!(dp.selector);
     }
+    let mut template = json!({
+        "metadata": {
+            "labels": object_labels(spec),
+            "annotations": {labels::CONFIG_HASH: spec.config_hash},
+        },
+        "spec": pod_spec,
+    });
+    let digest = sha2::Sha256::digest(template.to_string().as_bytes());
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    template["metadata"]["annotations"][labels::TEMPLATE_HASH] = json!(hash);
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -313,13 +336,7 @@ pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
             "replicas": dp.pod_count,
             "selector": {"matchLabels": {labels::ID: spec.id.to_string()}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {
-                    "labels": object_labels(spec),
-                    "annotations": {labels::CONFIG_HASH: spec.config_hash},
-                },
-                "spec": pod_spec,
-            },
+            "template": template,
         },
     })
 }

@@ -104,6 +104,7 @@ fn kubernetes_objects() {
         image: &image,
         parameters: &params,
         config_hash: "c0ffee",
+        instance: "default",
     };
     let dep = render_deployment(&spec);
     assert_eq!(dep["metadata"]["name"], format!("lambda-{}", id()));
@@ -152,6 +153,7 @@ fn kubernetes_defaults_have_no_gpu_and_no_selector() {
         image: "luna-lambda/x:v1",
         parameters: &params,
         config_hash: "0",
+        instance: "default",
     };
     let dep = render_deployment(&spec);
     assert_eq!(dep["metadata"]["namespace"], "default");

@@ -28,7 +28,7 @@ const LABEL_GENERATION: &str = "luna-lambda.io/generation";
 const LABEL_REPLICA: &str = "luna-lambda.io/replica";
 const LABEL_CONFIG: &str = "luna-lambda.io/config-hash";
 const LABEL_PORT: &str = "luna-lambda.io/port";
-const LABEL_INSTANCE: &str = "luna-lambda.io/instance";
+const LABEL_INSTANCE: &str = labels::INSTANCE;
 
 /// Settings of the Docker orchestrator.
 #[derive(Debug, Clone)]

@@ -1,14 +1,16 @@
 //! # lambda-deploy
 //!
 //! Runs built lambdas behind one small trait, [`Orchestrator`]: [`LocalOrchestrator`] runs each
-//! replica as a local process (the embedded default); Docker and Kubernetes orchestrators come
-//! with their issues. An orchestrator also resolves where to send a lambda's requests
+//! replica as a local process (the embedded default); [`DockerOrchestrator`] runs containers on
+//! one Docker engine; [`KubeOrchestrator`] runs Deployments on Kubernetes. An orchestrator also resolves where to send a lambda's requests
 //! ([`Orchestrator::endpoint`]), which the server's proxy uses.
 
 pub mod docker;
+pub mod kube;
 pub mod local;
 
 pub use docker::{DockerOrchestrator, DockerOrchestratorConfig};
+pub use kube::{KubeCredentials, KubeOrchestrator, KubeOrchestratorConfig};
 pub use local::{LocalOrchestrator, LocalOrchestratorConfig};
 
 use async_trait::async_trait;

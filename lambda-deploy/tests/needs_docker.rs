@@ -4,21 +4,11 @@
 
 mod conformance;
 
-use bytes::Bytes;
 use conformance::*;
-use lambda_build::{BuildRequest, DockerBuilder, DockerBuilderConfig, ImageBuilder};
-use lambda_core::archive::{Limits, validate_bytes};
-use lambda_core::{Artifact, LambdaId, LambdaType, Parameters};
+use lambda_core::{Artifact, LambdaId, Parameters};
 use lambda_deploy::{DockerOrchestrator, DockerOrchestratorConfig, Orchestrator};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: LAMBDA_IT lists docker, so start the engine, the registry and the base images with scripts/infra/ and scripts/base-images/")
-    })
-}
 
 struct DockerHarness {
     orch: Arc<DockerOrchestrator>,
@@ -109,36 +99,7 @@ impl Harness for DockerHarness {
         version: u64,
         files: Vec<(String, Vec<u8>)>,
     ) -> Artifact {
-        let builder = DockerBuilder::connect(DockerBuilderConfig {
-            docker_host: env("DOCKER_HOST"),
-            registry: Some(env("LAMBDA_IT_REGISTRY")),
-            base_tag: env("LAMBDA_IT_BASE_TAG"),
-            network_mode: Some("host".into()),
-            pip_ca_bundle: Some(
-                std::env::var("SSL_CERT_FILE")
-                    .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into())
-                    .into(),
-            ),
-            pip_index_url: None,
-            registry_auth: None,
-            insecure_registries: Vec::new(),
-        })
-        .unwrap();
-        let bytes = lambda_core::pack::pack_files(files);
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let req = BuildRequest {
-            lambda_id: id,
-            version,
-            lambda_type: LambdaType::Standalone,
-            archive: validate_bytes(&bytes, &Limits::default()).unwrap(),
-            archive_bytes: Bytes::from(bytes),
-            parameters: Parameters::default(),
-            timeout: Duration::from_secs(600),
-        };
-        builder
-            .build(req, tx, CancellationToken::new())
-            .await
-            .unwrap()
+        docker_image(id, version, files).await
     }
 
     fn crash(&self, id: &LambdaId) {

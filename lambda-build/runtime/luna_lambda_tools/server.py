@@ -214,6 +214,9 @@ class LambdaApp:
             return 404, _error(12006, "Resource not found", "this lambda has no docs (docs/lambda.html and docs/lambda.yml)"), _JSON
 
 
+_SUPERVISOR_ENV = "LUNA_LAMBDA_SUPERVISOR_PID"
+
+
 def _die_with_parent():
     """A worker ends when its supervisor dies, even by SIGKILL: no orphan workers (Linux)."""
     if not sys.platform.startswith("linux"):
@@ -222,7 +225,10 @@ def _die_with_parent():
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # the supervisor died before prctl took effect
+    # The supervisor died before prctl took effect. Compared with the supervisor's own pid, not
+    # with 1: in a container the supervisor *is* pid 1.
+    supervisor = int(os.environ.get(_SUPERVISOR_ENV) or 0)
+    if supervisor and os.getppid() != supervisor:
         os._exit(1)
 
 
@@ -268,6 +274,7 @@ def main():
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     if cfg.workers > 1:
+        os.environ[_SUPERVISOR_ENV] = str(os.getpid())
         uvicorn.run("luna_lambda_tools.server:create_app", factory=True, workers=cfg.workers, **options)
     else:
         uvicorn.run(LambdaApp(module, cfg), **options)

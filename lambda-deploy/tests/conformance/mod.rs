@@ -27,6 +27,52 @@ pub trait Harness: Send + Sync {
     fn alive(&self, replica: &str) -> bool;
 }
 
+/// A setting of the real-infrastructure suites (panics with what to start when missing).
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the services LAMBDA_IT lists with scripts/infra/ and the base images with scripts/base-images/")
+    })
+}
+
+/// An image of these files, built by the Docker builder and pushed to the test registry.
+pub async fn docker_image(id: LambdaId, version: u64, files: Vec<(String, Vec<u8>)>) -> Artifact {
+    use lambda_build::{BuildRequest, DockerBuilder, DockerBuilderConfig, ImageBuilder};
+    let builder = DockerBuilder::connect(DockerBuilderConfig {
+        docker_host: env("DOCKER_HOST"),
+        registry: Some(env("LAMBDA_IT_REGISTRY")),
+        base_tag: env("LAMBDA_IT_BASE_TAG"),
+        network_mode: Some("host".into()),
+        pip_ca_bundle: Some(
+            std::env::var("SSL_CERT_FILE")
+                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into())
+                .into(),
+        ),
+        pip_index_url: None,
+        registry_auth: None,
+        insecure_registries: Vec::new(),
+    })
+    .unwrap();
+    let bytes = lambda_core::pack::pack_files(files);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let req = BuildRequest {
+        lambda_id: id,
+        version,
+        lambda_type: LambdaType::Standalone,
+        archive: lambda_core::archive::validate_bytes(
+            &bytes,
+            &lambda_core::archive::Limits::default(),
+        )
+        .unwrap(),
+        archive_bytes: bytes::Bytes::from(bytes),
+        parameters: Parameters::default(),
+        timeout: Duration::from_secs(600),
+    };
+    builder
+        .build(req, tx, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -394,7 +440,8 @@ pub async fn logs_follow_new_lines(h: &dyn Harness) {
     })
     .await
     .unwrap();
-    assert!(line.starts_with("[chatty-1-0] "), "{line}");
+    let replica = orch.status(&id).await.unwrap().replicas[0].name.clone();
+    assert!(line.starts_with(&format!("[{replica}] ")), "{line}");
     let tail = orch.logs(&id, Some(1)).await.unwrap();
     assert_eq!(tail.values().next().unwrap().lines().count(), 1);
     orch.undeploy(&id).await.unwrap();
