@@ -388,3 +388,85 @@ async fn a_restarted_control_plane_readopts_its_lambdas() {
     second.undeploy(&id).await.unwrap();
     assert!(before.iter().all(|c| !h.alive(c)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_role_is_all_the_platform_needs() {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    sim();
+    let ns = "rbac-it";
+    if !kubectl(&["get", "namespaces", "-o", "name"]).contains(&format!("namespace/{ns}\n")) {
+        let _ = std::process::Command::new("kubectl")
+            .args(["create", "namespace", ns])
+            .output();
+    }
+    let manifest = std::fs::read_to_string(workspace().join("deploy/kubernetes/rbac.yaml"))
+        .unwrap()
+        .replace("namespace: default", &format!("namespace: {ns}"));
+    let mut apply = std::process::Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut apply.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
+    assert!(apply.wait().unwrap().success());
+    // The account's token, from the Secret the token controller makes for it.
+    let admin = kube::Client::try_from(kube_sim::kubeconfig_client_config().await).unwrap();
+    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(admin.clone(), ns);
+    let mut secret = None;
+    eventually("the account's token", Duration::from_secs(30), async || {
+        secret = accounts
+            .get("luna-lambda")
+            .await
+            .ok()
+            .and_then(|a| a.secrets)
+            .and_then(|s| s.into_iter().next())
+            .and_then(|r| r.name);
+        secret.is_some()
+    })
+    .await;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(admin, ns);
+    let token = secrets.get(&secret.unwrap()).await.unwrap().data.unwrap()["token"]
+        .0
+        .clone();
+    let token = String::from_utf8(token).unwrap();
+    // The test kubeconfig, with that token instead of the admin's.
+    let admin_kc = std::fs::read_to_string(env("KUBECONFIG")).unwrap();
+    let start = admin_kc.find("token: \"").unwrap() + "token: \"".len();
+    let end = start + admin_kc[start..].find('"').unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!("{}{token}{}", &admin_kc[..start], &admin_kc[end..]),
+    )
+    .unwrap();
+    let instance = format!("test-{}", LambdaId::new());
+    let mut cfg = config(&instance);
+    cfg.credentials = KubeCredentials::Kubeconfig {
+        path: Some(kc),
+        context: None,
+    };
+    cfg.namespaces = vec![ns.into()];
+    let orch = KubeOrchestrator::open(cfg.clone()).await.unwrap();
+    let id = LambdaId::new();
+    let art = docker_image(id, 1, example_files("hello")).await;
+    let mut p = Parameters::default();
+    p.deploy_parameters.namespace = ns.into();
+    orch.deploy(spec(id, "least-privilege", 1, art, p))
+        .await
+        .unwrap();
+    let (status, _) = post(&orch.endpoint(&id).unwrap(), serde_json::json!(1))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(orch.status(&id).await.unwrap().all_running());
+    let logs = orch.logs(&id, Some(5)).await.unwrap();
+    assert!(logs.values().all(|l| !l.is_empty()), "{logs:?}");
+    orch.undeploy(&id).await.unwrap();
+    assert_eq!(objects_of(&id), "");
+    // Nothing beyond its namespace: the error says which Role to grant.
+    cfg.namespaces = vec!["default".into()];
+    let e = KubeOrchestrator::open(cfg).await.unwrap_err().to_string();
+    assert!(e.contains("forbidden") && e.contains("rbac.yaml"), "{e}");
+}

@@ -169,15 +169,24 @@ pub struct OrchestratorSection {
     pub start_timeout_secs: u64,
     /// Seconds between SIGTERM and SIGKILL when stopping a replica.
     pub stop_grace_secs: u64,
-    /// Kubernetes namespace (default `default`).
+    /// Kubernetes namespace watched from the start (`kind = "kubernetes"`, default `default`):
+    /// its lambdas are re-adopted and garbage-collected after a restart. Lambdas are deployed
+    /// where their `deploy_parameters.namespace` says.
     pub namespace: String,
-    /// Kubeconfig path.
+    /// Kubeconfig path (`kind = "kubernetes"`; default: `KUBECONFIG`, else `~/.kube/config`,
+    /// else the in-cluster service account).
     pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context.
+    /// Kubeconfig context (default: its current context).
     pub context: Option<String>,
     /// Use the in-cluster service account.
     pub in_cluster: bool,
-    /// Name of this platform on a shared Docker engine (`kind = "docker"`).
+    /// Where the proxy sends a lambda's requests on Kubernetes: `{name}` (`lambda-<id>`),
+    /// `{id}`, `{namespace}` and `{pod_ip}` are filled in (with `{pod_ip}`: straight to the
+    /// Ready pods, round robin). Default `http://{name}.{namespace}.svc:8000`, the Service,
+    /// which needs the control plane inside the cluster.
+    pub endpoint: String,
+    /// Name of this platform on a shared Docker engine or cluster: only its own containers or
+    /// objects are adopted, listed and removed.
     pub instance: String,
 }
 
@@ -191,6 +200,7 @@ impl Default for OrchestratorSection {
             kubeconfig: None,
             context: None,
             in_cluster: false,
+            endpoint: "http://{name}.{namespace}.svc:8000".into(),
             instance: "default".into(),
         }
     }
@@ -378,17 +388,31 @@ impl Config {
                 self.builder.kind
             )));
         }
-        if !matches!(self.orchestrator.kind.as_str(), "local" | "docker") {
+        let kind = self.orchestrator.kind.as_str();
+        if !matches!(kind, "local" | "docker" | "kubernetes") {
             return Err(ConfigError::Unsupported(format!(
-                "[orchestrator] kind = {:?} is not available in this version; use \"local\" or \"docker\"",
-                self.orchestrator.kind
+                "[orchestrator] kind = {kind:?} is not available; use \"local\", \"docker\" or \"kubernetes\""
             )));
         }
-        if self.orchestrator.kind == "docker" && self.builder.kind != "docker" {
+        if kind != "local" && self.builder.kind != "docker" {
+            return Err(ConfigError::Unsupported(format!(
+                "[orchestrator] kind = {kind:?} runs images: set [builder] kind = \"docker\" too"
+            )));
+        }
+        if kind == "kubernetes" && self.lambda_registry.is_none() {
             return Err(ConfigError::Unsupported(
-                "[orchestrator] kind = \"docker\" runs images: set [builder] kind = \"docker\" too"
+                "[orchestrator] kind = \"kubernetes\" pulls images from a registry: set lambda_registry"
                     .into(),
             ));
+        }
+        if let Err(why) = lambda_core::params::check_namespace(&self.orchestrator.namespace) {
+            return Err(ConfigError::Invalid {
+                origin: String::new(),
+                message: format!(
+                    "[orchestrator] namespace = {:?} {why}",
+                    self.orchestrator.namespace
+                ),
+            });
         }
         Ok(())
     }
@@ -519,6 +543,30 @@ impl Config {
                             .map_err(|e| ConfigError::Startup(e.to_string()))?,
                     )
                 }
+                "kubernetes" => {
+                    let o = &self.orchestrator;
+                    let credentials = if o.in_cluster {
+                        lambda_deploy::KubeCredentials::InCluster
+                    } else if o.kubeconfig.is_some() || o.context.is_some() {
+                        lambda_deploy::KubeCredentials::Kubeconfig {
+                            path: o.kubeconfig.clone(),
+                            context: o.context.clone(),
+                        }
+                    } else {
+                        lambda_deploy::KubeCredentials::Infer
+                    };
+                    let kcfg = lambda_deploy::KubeOrchestratorConfig {
+                        credentials,
+                        namespaces: vec![o.namespace.clone()],
+                        instance: o.instance.clone(),
+                        endpoint: o.endpoint.clone(),
+                        start_timeout: Duration::from_secs(o.start_timeout_secs),
+                        stop_timeout: Duration::from_secs(o.stop_grace_secs + 30),
+                    };
+                    lambda_deploy::KubeOrchestrator::open(kcfg)
+                        .await
+                        .map_err(|e| ConfigError::Startup(e.to_string()))?
+                }
                 _ => {
                     let mut ocfg = LocalOrchestratorConfig::new(data_dir.to_path_buf());
                     ocfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
@@ -647,7 +695,40 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("kubernetes"), "{e}");
+        assert!(e.contains("[builder] kind = \"docker\""), "{e}");
+        let e = Config::load(
+            None,
+            &env(&[
+                ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "kubernetes"),
+                ("LUNA_LAMBDA_BUILDER_KIND", "docker"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("set lambda_registry"), "{e}");
+        let e = Config::load(
+            None,
+            &env(&[
+                ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "kubernetes"),
+                ("LUNA_LAMBDA_BUILDER_KIND", "docker"),
+                ("LAMBDA_REGISTRY", "reg.example:5000"),
+                ("LUNA_LAMBDA_ORCHESTRATOR_NAMESPACE", "kube-system"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("kube-system"), "{e}");
+        let c = Config::load(
+            None,
+            &env(&[
+                ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "kubernetes"),
+                ("LUNA_LAMBDA_BUILDER_KIND", "docker"),
+                ("LAMBDA_REGISTRY", "reg.example:5000"),
+                ("LUNA_LAMBDA_ORCHESTRATOR_NAMESPACE", "lambdas"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.orchestrator.namespace, "lambdas");
     }
 
     #[test]

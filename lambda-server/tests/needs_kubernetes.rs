@@ -1,0 +1,150 @@
+//! The server end to end with `[builder] kind = "docker"` and `[orchestrator] kind =
+//! "kubernetes"`: images built and pushed, run as Deployments on a real control plane whose pods
+//! the node simulator of lambda-deploy's tests runs; the proxy is pointed at the pod IPs. Built
+//! and run when LAMBDA_IT lists kubernetes (feature `needs-kubernetes`); then a missing cluster
+//! FAILS these tests.
+
+mod common;
+#[path = "../../lambda-deploy/tests/kube_sim/mod.rs"]
+mod kube_sim;
+
+use common::*;
+use kube_sim::{kubectl, sim};
+use lambda_deploy::Orchestrator;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: LAMBDA_IT lists kubernetes, so start the control plane, the engine, the registry and the base images with scripts/infra/ and scripts/base-images/")
+    })
+}
+
+fn objects_of(id: &str) -> String {
+    kubectl(&[
+        "get",
+        "deployments,services,configmaps,pods",
+        "--all-namespaces",
+        "-l",
+        &format!("luna-lambda.io/id={id}"),
+        "-o",
+        "name",
+    ])
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambdas_run_as_deployments_behind_the_proxy() {
+    sim();
+    let dir = tempfile::tempdir().unwrap();
+    let instance = format!("e2e-{}", uuid::Uuid::new_v4());
+    let vars: HashMap<String, String> = [
+        ("DOCKER_HOST", env("DOCKER_HOST")),
+        ("LAMBDA_REGISTRY", env("LAMBDA_IT_REGISTRY")),
+        ("LUNA_LAMBDA_BUILDER_KIND", "docker".into()),
+        ("LUNA_LAMBDA_BUILDER_BASE_TAG", env("LAMBDA_IT_BASE_TAG")),
+        (
+            "LUNA_LAMBDA_BUILDER_PIP_CA_BUNDLE",
+            std::env::var("SSL_CERT_FILE")
+                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into()),
+        ),
+        ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "kubernetes".into()),
+        ("LUNA_LAMBDA_ORCHESTRATOR_KUBECONFIG", env("KUBECONFIG")),
+        ("LUNA_LAMBDA_ORCHESTRATOR_INSTANCE", instance.clone()),
+        // The simulated pods listen on their own loopback addresses.
+        (
+            "LUNA_LAMBDA_ORCHESTRATOR_ENDPOINT",
+            "http://{pod_ip}:8000".into(),
+        ),
+        ("LUNA_LAMBDA_RECONCILE_INTERVAL_SECS", "1".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let cfg = lambda_server::Config::load(None, &vars).unwrap();
+    let platform = cfg.platform(dir.path(), &vars).await.unwrap();
+    let s = Server::start(platform).await;
+
+    let created: serde_json::Value = s
+        .create("kube-hello", &example_zip("hello"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["lambda_id"].as_str().unwrap().to_owned();
+    s.wait_for(&id, "running", "completed").await;
+    let (status, body) = s.invoke(&id, serde_json::json!({"k": 8})).await;
+    assert_eq!((status, body), (200, serde_json::json!({"echo": {"k": 8}})));
+    let st: serde_json::Value = reqwest::get(format!("{}/1/lambdas/{id}/status", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["replicas"][0]["status"], "running", "{st}");
+    let logs = reqwest::get(format!("{}/1/lambdas/{id}/logs", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(logs.contains("serving standalone lambda"), "{logs}");
+    let d: serde_json::Value = serde_json::from_str(&kubectl(&[
+        "get",
+        "deployment",
+        &format!("lambda-{id}"),
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(d["metadata"]["labels"]["luna-lambda.io/instance"], instance);
+
+    // A Deployment of this platform whose lambda does not exist is garbage-collected.
+    let orphan = lambda_core::LambdaId::new();
+    let other = lambda_deploy::KubeOrchestrator::open(lambda_deploy::KubeOrchestratorConfig {
+        credentials: lambda_deploy::KubeCredentials::Kubeconfig {
+            path: Some(env("KUBECONFIG").into()),
+            context: None,
+        },
+        instance: instance.clone(),
+        endpoint: "http://{pod_ip}:8000".into(),
+        ..lambda_deploy::KubeOrchestratorConfig::default()
+    })
+    .await
+    .unwrap();
+    other
+        .deploy(lambda_deploy::DeploySpec {
+            lambda_id: orphan,
+            lambda_name: lambda_core::LambdaName::parse("orphan").unwrap(),
+            lambda_type: lambda_core::LambdaType::Standalone,
+            version: 1,
+            artifact: lambda_core::Artifact::Image {
+                reference: format!("{}/luna-lambda/{id}:v1", env("LAMBDA_IT_REGISTRY")),
+                digest: None,
+            },
+            parameters: lambda_core::Parameters::default(),
+        })
+        .await
+        .unwrap();
+    let orphan = orphan.to_string();
+    until("the orphan is removed", || objects_of(&orphan).is_empty()).await;
+
+    let r = reqwest::Client::new()
+        .delete(format!("{}/1/lambdas/{id}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    until("delete leaves nothing behind", || {
+        objects_of(&id).is_empty()
+    })
+    .await;
+    s.stop().await;
+}
