@@ -645,10 +645,16 @@ impl KubeOrchestrator {
                 _ = rx.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     let mut why = reason;
-                    if why.is_none() {
-                        if let Some(p) = self.pods(&id).iter().find(|p| template_hash(p) == Some(template.as_str()) && !is_ready(p)) {
-                            why = self.last_warning(&ns, p.metadata.name.as_deref().unwrap_or_default()).await;
-                        }
+                    let stuck = self
+                        .pods(&id)
+                        .into_iter()
+                        .find(|p| template_hash(p) == Some(template.as_str()) && !is_ready(p));
+                    if why.is_none()
+                        && let Some(p) = stuck
+                    {
+                        why = self
+                            .last_warning(&ns, p.metadata.name.as_deref().unwrap_or_default())
+                            .await;
                     }
                     if why.is_none() {
                         why = self.deployment(&id).and_then(|d| deployment_problem(&d));

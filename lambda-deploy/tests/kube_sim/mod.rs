@@ -51,6 +51,10 @@ pub struct Running {
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// Status only (kwok-style): pods are marked Ready at once, nothing runs.
+    status_only: bool,
+    /// Lambda id → when its newest pod was reported Ready (status-only mode).
+    ready_at: HashMap<String, std::time::Instant>,
     /// Pod uid → its current container.
     running: HashMap<String, Running>,
     /// `namespace/pod` → current container id (for logs).
@@ -78,9 +82,14 @@ pub async fn kubeconfig_client_config() -> kube::Config {
         .unwrap()
 }
 
-fn docker() -> Docker {
+fn docker(status_only: bool) -> Docker {
     let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| {
-        panic!("DOCKER_HOST is not set: the node simulator runs pods on the Docker engine")
+        // Never called in status-only mode.
+        assert!(
+            status_only,
+            "DOCKER_HOST is not set: the node simulator runs pods on the Docker engine"
+        );
+        "unix:///var/run/docker.sock".into()
     });
     Docker::connect_with_unix(
         host.trim_start_matches("unix://"),
@@ -92,9 +101,22 @@ fn docker() -> Docker {
 
 /// Starts the simulator once per process and returns it once its node is Ready.
 pub fn sim() -> &'static NodeSim {
+    start(false)
+}
+
+/// The simulator in status-only mode (kwok-style, for benchmarks of the control plane):
+/// scheduled pods are marked Running and Ready at once with a pod IP; no container runs.
+pub fn status_only_sim() -> &'static NodeSim {
+    start(true)
+}
+
+fn start(status_only: bool) -> &'static NodeSim {
     SIM.get_or_init(|| {
         let node = format!("sim-{}", std::process::id());
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            status_only,
+            ..Shared::default()
+        }));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (n, s) = (node.clone(), shared.clone());
         std::thread::spawn(move || {
@@ -128,6 +150,11 @@ impl NodeSim {
         v
     }
 
+    /// When the newest pod of a lambda was reported Ready (status-only mode).
+    pub fn ready_at(&self, lambda_id: &str) -> Option<std::time::Instant> {
+        self.shared.lock().unwrap().ready_at.get(lambda_id).copied()
+    }
+
     /// Whether this container still runs.
     pub fn alive(&self, container: &str) -> bool {
         self.shared
@@ -141,23 +168,28 @@ impl NodeSim {
 
 async fn run(node: String, shared: Arc<Mutex<Shared>>, ready: std::sync::mpsc::Sender<()>) {
     let client = kube::Client::try_from(kubeconfig_client_config().await).unwrap();
-    let docker = docker();
+    let status_only = shared.lock().unwrap().status_only;
+    let docker = docker(status_only);
     let log_port = serve_logs(docker.clone(), shared.clone()).await;
     // Containers of earlier test processes (their pods' nodes are deleted below).
     let filters: HashMap<&str, Vec<String>> =
         [("label", vec!["luna-lambda.io/simulated-pod".to_owned()])]
             .into_iter()
             .collect();
-    for c in docker
-        .list_containers(Some(
-            bollard::query_parameters::ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap()
-    {
+    let leftovers = if status_only {
+        Vec::new()
+    } else {
+        docker
+            .list_containers(Some(
+                bollard::query_parameters::ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .unwrap()
+    };
+    for c in leftovers {
         let _ = docker
             .remove_container(
                 c.id.as_deref().unwrap_or_default(),
@@ -200,7 +232,7 @@ async fn run(node: String, shared: Arc<Mutex<Shared>>, ready: std::sync::mpsc::S
     }))
     .unwrap();
     nodes.create(&PostParams::default(), &n).await.unwrap();
-    let capacity = json!({"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "2"});
+    let capacity = json!({"cpu": "16", "memory": "64Gi", "pods": "1000", "nvidia.com/gpu": "2"});
     nodes
         .patch_status(
             &node,
@@ -518,6 +550,24 @@ impl Worker {
         let dir = std::env::temp_dir().join(format!("luna-lambda-sim/{uid}"));
         let started = now();
         let waiting = |reason: &str, message: Option<&str>| json!({"waiting": {"reason": reason, "message": message}});
+        if self.shared.lock().unwrap().status_only {
+            let running = json!({"running": {"startedAt": now()}});
+            // Taken before the status is written: the latency measured from it is an upper bound.
+            self.shared
+                .lock()
+                .unwrap()
+                .ready_at
+                .insert(lambda_id.clone(), std::time::Instant::now());
+            self.status(json!({
+                "phase": "Running", "hostIP": "127.0.0.1", "podIP": self.ip,
+                "podIPs": [{"ip": self.ip}], "startTime": started,
+                "conditions": self.conditions(true),
+                "containerStatuses": self.container_status(running, json!({}), 0, true),
+            }))
+            .await;
+            self.stop.cancelled().await;
+            return self.finish(&uid, &key, None).await;
+        }
         self.status(json!({
             "phase": "Pending", "hostIP": "127.0.0.1", "podIP": self.ip,
             "podIPs": [{"ip": self.ip}], "startTime": started,
