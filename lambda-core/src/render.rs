@@ -211,6 +211,8 @@ pub struct DeploySpec<'a> {
     pub config_hash: &'a str,
     /// The owning platform's name ([`labels::INSTANCE`]).
     pub instance: &'a str,
+    /// Secrets (in the lambda's namespace) to pull the image with, for a private registry.
+    pub image_pull_secrets: &'a [String],
 }
 
 fn object_labels(spec: &DeploySpec<'_>) -> Value {
@@ -315,6 +317,13 @@ pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
         "terminationGracePeriodSeconds": 30,
         "volumes": [{"name": "user-config", "configMap": {"name": name}}],
     });
+    if !spec.image_pull_secrets.is_empty() {
+        pod_spec["imagePullSecrets"] = spec
+            .image_pull_secrets
+            .iter()
+            .map(|s| json!({"name": s}))
+            .collect();
+    }
     if !dp.selector.is_empty() {
         pod_spec["nodeSelector"] = json!(dp.selector);
     }

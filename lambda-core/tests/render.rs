@@ -105,6 +105,7 @@ fn kubernetes_objects() {
         parameters: &params,
         config_hash: "c0ffee",
         instance: "default",
+        image_pull_secrets: &["regcred".to_owned()],
     };
     let dep = render_deployment(&spec);
     assert_eq!(dep["metadata"]["name"], format!("lambda-{}", id()));
@@ -154,6 +155,7 @@ fn kubernetes_defaults_have_no_gpu_and_no_selector() {
         parameters: &params,
         config_hash: "0",
         instance: "default",
+        image_pull_secrets: &[],
     };
     let dep = render_deployment(&spec);
     assert_eq!(dep["metadata"]["namespace"], "default");

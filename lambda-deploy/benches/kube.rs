@@ -109,6 +109,7 @@ fn main() {
                 parameters: &params,
                 config_hash: "0",
                 instance: "bench-kubectl",
+                image_pull_secrets: &[],
             };
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
                 lambda_core::render::render_config_map(&r),

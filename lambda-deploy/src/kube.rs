@@ -67,6 +67,8 @@ pub struct KubeOrchestratorConfig {
     /// robin (a control plane inside the pod network, or tests). Default
     /// `http://{name}.{namespace}.svc:8000`, the Service.
     pub endpoint: String,
+    /// Secrets in each lambda namespace to pull images with (a private registry).
+    pub image_pull_secrets: Vec<String>,
     /// How long a rollout may take before it is rolled back (default 300 s).
     pub start_timeout: Duration,
     /// How long `undeploy` waits for the pods to be gone (default 60 s).
@@ -80,6 +82,7 @@ impl Default for KubeOrchestratorConfig {
             namespaces: vec!["default".into()],
             instance: "default".into(),
             endpoint: format!("http://{{name}}.{{namespace}}.svc:{}", render::LAMBDA_PORT),
+            image_pull_secrets: Vec::new(),
             start_timeout: Duration::from_secs(300),
             stop_timeout: Duration::from_secs(60),
         }
@@ -607,6 +610,7 @@ impl KubeOrchestrator {
             parameters: &spec.parameters,
             config_hash: &hash,
             instance: &self.cfg.instance,
+            image_pull_secrets: &self.cfg.image_pull_secrets,
         };
         let deployment = render::render_deployment(&rspec);
         let template = deployment["spec"]["template"]["metadata"]["annotations"]

@@ -102,6 +102,12 @@ fn objects_of(id: &LambdaId) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_deploy_parameter_reaches_the_objects_and_delete_leaves_nothing() {
     let h = kube_harness().await;
+    let mut cfg = config(&h.instance);
+    cfg.image_pull_secrets = vec!["regcred".into()];
+    let h = KubeHarness {
+        orch: KubeOrchestrator::open(cfg).await.unwrap(),
+        instance: h.instance,
+    };
     let ns = "lambdas-it";
     if !kubectl(&["get", "namespaces", "-o", "name"]).contains(&format!("namespace/{ns}\n")) {
         let _ = std::process::Command::new("kubectl")
@@ -140,6 +146,7 @@ async fn every_deploy_parameter_reaches_the_objects_and_delete_leaves_nothing() 
     assert_eq!(d["metadata"]["labels"]["luna-lambda.io/version"], "1");
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["nodeSelector"]["luna-lambda.io/disk"], "ssd");
+    assert_eq!(pod["imagePullSecrets"][0]["name"], "regcred");
     let c = &pod["containers"][0];
     assert_eq!(c["resources"]["requests"]["cpu"], "100m");
     assert_eq!(c["resources"]["limits"]["memory"], "256Mi");

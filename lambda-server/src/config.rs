@@ -188,6 +188,9 @@ pub struct OrchestratorSection {
     /// Name of this platform on a shared Docker engine or cluster: only its own containers or
     /// objects are adopted, listed and removed.
     pub instance: String,
+    /// Secrets the pods pull their image with (a private `lambda_registry`; each must exist in
+    /// every lambda namespace).
+    pub image_pull_secrets: Vec<String>,
 }
 
 impl Default for OrchestratorSection {
@@ -202,6 +205,7 @@ impl Default for OrchestratorSection {
             in_cluster: false,
             endpoint: "http://{name}.{namespace}.svc:8000".into(),
             instance: "default".into(),
+            image_pull_secrets: Vec::new(),
         }
     }
 }
@@ -560,6 +564,7 @@ impl Config {
                         namespaces: vec![o.namespace.clone()],
                         instance: o.instance.clone(),
                         endpoint: o.endpoint.clone(),
+                        image_pull_secrets: o.image_pull_secrets.clone(),
                         start_timeout: Duration::from_secs(o.start_timeout_secs),
                         stop_timeout: Duration::from_secs(o.stop_grace_secs + 30),
                     };
