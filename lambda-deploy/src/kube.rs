@@ -16,7 +16,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
@@ -264,6 +264,16 @@ fn restarts(p: &Pod) -> u32 {
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|c| c.first())
         .map_or(0, |c| u32::try_from(c.restart_count).unwrap_or(0))
+}
+
+/// The pod's container has started (its log can be read).
+fn started(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
 }
 
 fn deleting<K: kube::Resource>(o: &K) -> bool {
@@ -808,28 +818,88 @@ impl Orchestrator for KubeOrchestrator {
         let ns = self
             .namespace(lambda_id)
             .ok_or(Error::NotFound(*lambda_id))?;
+        let w = self.watched(&ns).ok_or(Error::NotFound(*lambda_id))?;
         let api = Api::<Pod>::namespaced(self.client.clone(), &ns);
-        let lp = LogParams {
-            container: Some("lambda".into()),
-            follow: true,
-            tail_lines: Some(0),
-            ..LogParams::default()
+        let (tx, rx) = tokio::sync::mpsc::channel::<String>(1024);
+        let mut changed = self.changed.subscribe();
+        let stop = self.stop.clone();
+        let (ids, name) = (lambda_id.to_string(), lambda_id.object_name());
+        // Every replica, including those a rolling update or a restart brings later: the pods
+        // running now from their next line (their streams are open before this returns), later
+        // containers from their first.
+        let followed: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let pass = {
+            let (followed, api, tx) = (followed.clone(), api.clone(), tx.clone());
+            move |first: bool, pods: Vec<Arc<Pod>>| {
+                let mut opened = Vec::new();
+                for p in pods {
+                    let pod = p.metadata.name.clone().unwrap_or_default();
+                    if !followed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(pod.clone())
+                    {
+                        continue;
+                    }
+                    let lp = LogParams {
+                        container: Some("lambda".into()),
+                        follow: true,
+                        tail_lines: first.then_some(0),
+                        ..LogParams::default()
+                    };
+                    let (api, tx, followed) = (api.clone(), tx.clone(), followed.clone());
+                    let (open_tx, open_rx) = tokio::sync::oneshot::channel::<()>();
+                    tokio::spawn(async move {
+                        let reader = api.log_stream(&pod, &lp).await;
+                        let _ = open_tx.send(());
+                        if let Ok(reader) = reader {
+                            let mut lines = reader.lines();
+                            while let Some(Ok(l)) = lines.next().await {
+                                if tx.send(format!("[{pod}] {l}")).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        // The container ended: its successor (a restart) is followed anew.
+                        followed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&pod);
+                    });
+                    opened.push(open_rx);
+                }
+                opened
+            }
         };
-        let mut streams = Vec::new();
-        for p in self.pods(lambda_id) {
-            let name = p.metadata.name.clone().unwrap_or_default();
-            let reader = api.log_stream(&name, &lp).await.map_err(api_error)?;
-            let prefix = format!("[{name}] ");
-            streams.push(
-                reader
-                    .lines()
-                    .map_ok(move |l| format!("{prefix}{l}"))
-                    .take_while(|r| std::future::ready(r.is_ok()))
-                    .filter_map(|r| std::future::ready(r.ok()))
-                    .boxed(),
-            );
+        let live = move |w: &Watched| {
+            w.pods.state_filter(|p| {
+                label(p, labels::ID) == Some(ids.as_str()) && !deleting(p) && started(p)
+            })
+        };
+        for opened in pass(true, live(&w)) {
+            let _ = opened.await;
         }
-        Ok(futures::stream::select_all(streams).boxed())
+        tokio::spawn(async move {
+            loop {
+                drop(pass(false, live(&w)));
+                let exists =
+                    w.deployments.state().iter().any(|d| {
+                        d.metadata.name.as_deref() == Some(name.as_str()) && !deleting(&**d)
+                    });
+                if !exists {
+                    break;
+                }
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = tx.closed() => break,
+                    _ = stop.cancelled() => break,
+                }
+            }
+        });
+        Ok(
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|l| (l, rx)) })
+                .boxed(),
+        )
     }
 
     async fn list(&self) -> Result<Vec<Deployed>> {

@@ -477,3 +477,51 @@ async fn the_documented_role_is_all_the_platform_needs() {
     let e = KubeOrchestrator::open(cfg).await.unwrap_err().to_string();
     assert!(e.contains("forbidden") && e.contains("rbac.yaml"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_logs_goes_on_across_a_rolling_update() {
+    use futures::StreamExt;
+    let h = kube_harness().await;
+    let id = LambdaId::new();
+    let code = |v: u32| {
+        vec![(
+            "lambda_main.py".to_owned(),
+            format!("from luna_lambda_tools import logger\n\nasync def main(request):\n    logger.info('v{v} got %s', request.json)\n    return {{}}\n").into_bytes(),
+        )]
+    };
+    let v1 = h.artifact(id, 1, code(1)).await;
+    let v2 = h.artifact(id, 2, code(2)).await;
+    h.orch
+        .deploy(spec(id, "follow", 1, v1, Parameters::default()))
+        .await
+        .unwrap();
+    let mut follow = h.orch.follow_logs(&id).await.unwrap();
+    post(&h.orch.endpoint(&id).unwrap(), serde_json::json!("one"))
+        .await
+        .unwrap();
+    h.orch
+        .deploy(spec(id, "follow", 2, v2, Parameters::default()))
+        .await
+        .unwrap();
+    let v2_pod = h.orch.status(&id).await.unwrap().replicas[0].name.clone();
+    post(&h.orch.endpoint(&id).unwrap(), serde_json::json!("two"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !seen.iter().any(|l: &String| l.contains("v2 got two")) {
+            seen.push(follow.next().await.expect("the stream goes on"));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no v2 line in {seen:?}"));
+    assert!(seen.iter().any(|l| l.contains("v1 got one")), "{seen:?}");
+    let line = seen.iter().find(|l| l.contains("v2 got two")).unwrap();
+    assert!(line.starts_with(&format!("[{v2_pod}] ")), "{line}");
+    h.orch.undeploy(&id).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while follow.next().await.is_some() {}
+    })
+    .await
+    .expect("the stream ends with the deployment");
+}

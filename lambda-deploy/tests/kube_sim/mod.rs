@@ -298,10 +298,15 @@ async fn run(node: String, shared: Arc<Mutex<Shared>>, ready: std::sync::mpsc::S
 }
 
 fn now() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+}
+
+fn rfc3339(t: u64) -> String {
     // RFC 3339 in UTC without a date library.
     let (days, rem) = (t / 86_400, t % 86_400);
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
@@ -733,6 +738,48 @@ async fn serve_logs(docker: Docker, shared: Arc<Mutex<Shared>>) -> u16 {
         else {
             return (axum::http::StatusCode::NOT_FOUND, "no container").into_response();
         };
+        let follow = q.follow.unwrap_or(false);
+        if follow && q.tail_lines == Some(0) {
+            // "From now on", as a kubelet does: the engine's `since` has whole seconds, so lines
+            // of the current second written before this request are dropped by timestamp.
+            let t0 = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            let second = rfc3339(t0.as_secs());
+            let second = second.trim_end_matches('Z').to_owned();
+            let nanos = t0.subsec_nanos();
+            let s = docker
+                .logs(
+                    &c,
+                    Some(
+                        LogsOptionsBuilder::default()
+                            .stdout(true)
+                            .stderr(true)
+                            .follow(true)
+                            .timestamps(true)
+                            .since(t0.as_secs() as i32)
+                            .build(),
+                    ),
+                )
+                .filter_map(move |r| {
+                    let keep = match r {
+                        Ok(l) => {
+                            let text = l.to_string();
+                            let (ts, line) = text.split_once(' ').unwrap_or(("", &text));
+                            let earlier = ts.starts_with(&second) && {
+                                let frac = ts[second.len()..]
+                                    .trim_start_matches('.')
+                                    .trim_end_matches('Z');
+                                format!("{frac:0<9}").parse::<u32>().unwrap_or(0) < nanos
+                            };
+                            (!earlier).then(|| Ok(bytes::Bytes::from(line.to_owned())))
+                        }
+                        Err(e) => Some(Err(e)),
+                    };
+                    std::future::ready(keep)
+                });
+            return axum::body::Body::from_stream(s).into_response();
+        }
         let tail = q.tail_lines.map_or("all".to_owned(), |t| t.to_string());
         let s = docker
             .logs(
@@ -741,7 +788,7 @@ async fn serve_logs(docker: Docker, shared: Arc<Mutex<Shared>>) -> u16 {
                     LogsOptionsBuilder::default()
                         .stdout(true)
                         .stderr(true)
-                        .follow(q.follow.unwrap_or(false))
+                        .follow(follow)
                         .tail(&tail)
                         .build(),
                 ),
