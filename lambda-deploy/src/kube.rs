@@ -649,7 +649,18 @@ impl KubeOrchestrator {
         self.apply(&ns, &render::render_service(&rspec)).await?;
         let want = spec.parameters.deploy_parameters.pod_count as usize;
         let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
+        let mut seen = false;
         let failure = loop {
+            // Deleted meanwhile (by another control plane or by hand): nothing to wait for.
+            match self.deployment(&id) {
+                Some(_) => seen = true,
+                None if seen => {
+                    return Err(Error::StartFailed {
+                        reason: format!("Deployment {name} was deleted during the rollout"),
+                    });
+                }
+                None => {}
+            }
             let reason = match self.rollout(&id, &template, want) {
                 Rollout::Done => break None,
                 Rollout::Failed(reason) => break Some(reason),

@@ -525,3 +525,35 @@ async fn following_logs_goes_on_across_a_rolling_update() {
     .await
     .expect("the stream ends with the deployment");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_deleted_during_its_rollout_ends_the_wait() {
+    let h = kube_harness().await;
+    let id = LambdaId::new();
+    let art = h.artifact(id, 1, example_files("hello")).await;
+    let mut p = Parameters::default();
+    // Never schedulable: the rollout would wait for the whole start timeout.
+    p.deploy_parameters
+        .selector
+        .insert("luna-lambda.io/zone".into(), "nowhere".into());
+    let deploying = {
+        let orch = h.orch.clone();
+        let s = spec(id, "deleted", 1, art, p);
+        tokio::spawn(async move { orch.deploy(s).await })
+    };
+    eventually(
+        "the Deployment exists",
+        Duration::from_secs(10),
+        async || h.orch.status(&id).await.is_ok(),
+    )
+    .await;
+    kubectl(&["delete", "deployment", &format!("lambda-{id}")]);
+    let e = tokio::time::timeout(Duration::from_secs(10), deploying)
+        .await
+        .expect("the deploy ends well before its start timeout")
+        .unwrap()
+        .unwrap_err();
+    assert!(e.to_string().contains("deleted during the rollout"), "{e}");
+    h.orch.undeploy(&id).await.unwrap();
+    assert_eq!(objects_of(&id), "");
+}

@@ -119,7 +119,8 @@ async fn lambdas_run_as_deployments_behind_the_proxy() {
     })
     .await
     .unwrap();
-    other
+    // The reconciler (every second) may remove it before its rollout is done: either way is fine.
+    let _ = other
         .deploy(lambda_deploy::DeploySpec {
             lambda_id: orphan,
             lambda_name: lambda_core::LambdaName::parse("orphan").unwrap(),
@@ -131,8 +132,7 @@ async fn lambdas_run_as_deployments_behind_the_proxy() {
             },
             parameters: lambda_core::Parameters::default(),
         })
-        .await
-        .unwrap();
+        .await;
     let orphan = orphan.to_string();
     until("the orphan is removed", || objects_of(&orphan).is_empty()).await;
 
