@@ -456,7 +456,22 @@ impl Config {
             self.builder.uv,
             self.builder.concurrency,
             self.builder.timeout_secs,
-            self.orchestrator.kind,
+            match self.orchestrator.kind.as_str() {
+                "kubernetes" => format!(
+                    "kubernetes (namespace={}, kubeconfig={}, context={}, in_cluster={}, instance={}, endpoint={})",
+                    self.orchestrator.namespace,
+                    self.orchestrator
+                        .kubeconfig
+                        .as_deref()
+                        .map_or("(default)".into(), |p| p.display().to_string()),
+                    self.orchestrator.context.as_deref().unwrap_or("(current)"),
+                    self.orchestrator.in_cluster,
+                    self.orchestrator.instance,
+                    self.orchestrator.endpoint,
+                ),
+                "docker" => format!("docker (instance={})", self.orchestrator.instance),
+                other => other.to_owned(),
+            },
             self.limits.max_archive_bytes,
             self.limits.max_uncompressed_bytes,
             self.limits.max_entries,
