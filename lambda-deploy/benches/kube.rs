@@ -67,7 +67,7 @@ fn main() {
         .unwrap();
         let ids: Vec<LambdaId> = (0..n).map(|_| LambdaId::new()).collect();
         let (mut deploys, mut latencies) = (Vec::new(), Vec::new());
-        let w0 = orch.api_writes();
+        let (w0, r0) = (orch.api_writes(), orch.api_reads());
         let t0 = Instant::now();
         for (i, id) in ids.iter().enumerate() {
             let t = Instant::now();
@@ -79,8 +79,9 @@ fn main() {
         }
         let deploy_total = t0.elapsed();
         let deploy_writes = orch.api_writes() - w0;
+        let deploy_reads = orch.api_reads() - r0;
         assert_eq!(orch.list().await.unwrap().len(), n);
-        let w1 = orch.api_writes();
+        let (w1, r1) = (orch.api_writes(), orch.api_reads());
         let t1 = Instant::now();
         let mut deletes = Vec::new();
         for id in &ids {
@@ -90,6 +91,7 @@ fn main() {
         }
         let delete_total = t1.elapsed();
         let delete_writes = orch.api_writes() - w1;
+        let delete_reads = orch.api_reads() - r1;
         assert!(orch.list().await.unwrap().is_empty());
 
         // The same objects by hand: kubectl apply, then kubectl rollout status.
@@ -146,18 +148,20 @@ fn main() {
         let per = |d: Duration| d / n as u32;
         println!("kubernetes orchestrator, {n} lambdas, one after another (status-only node):");
         println!(
-            "  deploy: {} per lambda (p50 {}, p99 {}), {:.2} API writes per deploy (target <= 4)",
+            "  deploy: {} per lambda (p50 {}, p99 {}), {:.2} API writes (target <= 4) + {:.2} reads per deploy",
             ms(per(deploy_total)),
             ms(percentile(&mut deploys, 0.5)),
             ms(percentile(&mut deploys, 0.99)),
-            deploy_writes as f64 / n as f64
+            deploy_writes as f64 / n as f64,
+            deploy_reads as f64 / n as f64
         );
         println!(
-            "  delete: {} per lambda (p50 {}, p99 {}), {:.2} API writes per delete",
+            "  delete: {} per lambda (p50 {}, p99 {}), {:.2} API writes + {:.2} reads per delete",
             ms(per(delete_total)),
             ms(percentile(&mut deletes, 0.5)),
             ms(percentile(&mut deletes, 0.99)),
-            delete_writes as f64 / n as f64
+            delete_writes as f64 / n as f64,
+            delete_reads as f64 / n as f64
         );
         let p50 = percentile(&mut latencies, 0.5);
         let p99 = percentile(&mut latencies, 0.99);

@@ -106,6 +106,7 @@ pub struct KubeOrchestrator {
     namespace_of: RwLock<HashMap<LambdaId, String>>,
     rr: AtomicUsize,
     writes: AtomicU64,
+    reads: AtomicU64,
     stop: CancellationToken,
 }
 
@@ -350,6 +351,7 @@ impl KubeOrchestrator {
             namespace_of: RwLock::default(),
             rr: AtomicUsize::new(0),
             writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             stop: CancellationToken::new(),
         });
         for ns in this.cfg.namespaces.clone() {
@@ -361,6 +363,11 @@ impl KubeOrchestrator {
     /// API writes (apply, delete) made so far: what a deploy costs the API server.
     pub fn api_writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// API reads (get, list; watches not counted) made so far.
+    pub fn api_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     fn selector(&self) -> String {
@@ -577,6 +584,7 @@ impl KubeOrchestrator {
 
     /// The newest warning event about a pod (`Reason: message`).
     async fn last_warning(&self, ns: &str, pod: &str) -> Option<String> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let events = Api::<Event>::namespaced(self.client.clone(), ns)
             .list(&ListParams::default().fields(&format!(
                 "involvedObject.kind=Pod,involvedObject.name={pod},type=Warning"
@@ -629,12 +637,16 @@ impl KubeOrchestrator {
             .unwrap_or_default()
             .to_owned();
         let deps = Api::<Deployment>::namespaced(self.client.clone(), &ns);
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let previous = deps.get_opt(&name).await.map_err(api_error)?;
         let previous_config = match previous {
-            Some(_) => Api::<ConfigMap>::namespaced(self.client.clone(), &ns)
-                .get_opt(&name)
-                .await
-                .map_err(api_error)?,
+            Some(_) => {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                Api::<ConfigMap>::namespaced(self.client.clone(), &ns)
+                    .get_opt(&name)
+                    .await
+                    .map_err(api_error)?
+            }
             None => None,
         };
         // Moved to another namespace: the old objects go once the new ones run.
@@ -811,6 +823,7 @@ impl Orchestrator for KubeOrchestrator {
         let mut out = BTreeMap::new();
         for p in self.pods(lambda_id) {
             let name = p.metadata.name.clone().unwrap_or_default();
+            self.reads.fetch_add(1, Ordering::Relaxed);
             match api.logs(&name, &lp).await {
                 Ok(text) => {
                     out.insert(name, text);
