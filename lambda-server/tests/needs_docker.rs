@@ -8,39 +8,20 @@ use common::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: LAMBDA_IT lists docker, so start the engine, the registry and the base images with scripts/infra/ and scripts/base-images/")
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambdas_run_as_containers_behind_the_proxy() {
     let dir = tempfile::tempdir().unwrap();
-    let vars: HashMap<String, String> = [
-        ("DOCKER_HOST".to_owned(), env("DOCKER_HOST")),
-        ("LAMBDA_REGISTRY".to_owned(), env("LAMBDA_IT_REGISTRY")),
-        ("LUNA_LAMBDA_BUILDER_KIND".to_owned(), "docker".to_owned()),
-        (
-            "LUNA_LAMBDA_BUILDER_BASE_TAG".to_owned(),
-            env("LAMBDA_IT_BASE_TAG"),
-        ),
-        (
-            "LUNA_LAMBDA_BUILDER_PIP_CA_BUNDLE".to_owned(),
-            std::env::var("SSL_CERT_FILE")
-                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into()),
-        ),
-        (
-            "LUNA_LAMBDA_ORCHESTRATOR_KIND".to_owned(),
-            "docker".to_owned(),
-        ),
-        (
-            "LUNA_LAMBDA_ORCHESTRATOR_INSTANCE".to_owned(),
-            format!("e2e-{}", uuid::Uuid::new_v4()),
-        ),
-    ]
-    .into_iter()
-    .collect();
+    let mut vars: HashMap<String, String> = docker_builder_vars().into_iter().collect();
+    vars.extend(
+        [
+            ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "docker".to_owned()),
+            (
+                "LUNA_LAMBDA_ORCHESTRATOR_INSTANCE",
+                format!("e2e-{}", uuid::Uuid::new_v4()),
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
     let cfg = lambda_server::Config::load(None, &vars).unwrap();
     let platform = cfg.platform(dir.path(), &vars).await.unwrap();
     let s = Server::start(platform).await;

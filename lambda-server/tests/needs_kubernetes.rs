@@ -14,12 +14,6 @@ use lambda_deploy::Orchestrator;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: LAMBDA_IT lists kubernetes, so start the control plane, the engine, the registry and the base images with scripts/infra/ and scripts/base-images/")
-    })
-}
-
 fn objects_of(id: &str) -> String {
     kubectl(&[
         "get",
@@ -45,29 +39,21 @@ async fn lambdas_run_as_deployments_behind_the_proxy() {
     sim();
     let dir = tempfile::tempdir().unwrap();
     let instance = format!("e2e-{}", uuid::Uuid::new_v4());
-    let vars: HashMap<String, String> = [
-        ("DOCKER_HOST", env("DOCKER_HOST")),
-        ("LAMBDA_REGISTRY", env("LAMBDA_IT_REGISTRY")),
-        ("LUNA_LAMBDA_BUILDER_KIND", "docker".into()),
-        ("LUNA_LAMBDA_BUILDER_BASE_TAG", env("LAMBDA_IT_BASE_TAG")),
-        (
-            "LUNA_LAMBDA_BUILDER_PIP_CA_BUNDLE",
-            std::env::var("SSL_CERT_FILE")
-                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into()),
-        ),
-        ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "kubernetes".into()),
-        ("LUNA_LAMBDA_ORCHESTRATOR_KUBECONFIG", env("KUBECONFIG")),
-        ("LUNA_LAMBDA_ORCHESTRATOR_INSTANCE", instance.clone()),
-        // The simulated pods listen on their own loopback addresses.
-        (
-            "LUNA_LAMBDA_ORCHESTRATOR_ENDPOINT",
-            "http://{pod_ip}:8000".into(),
-        ),
-        ("LUNA_LAMBDA_RECONCILE_INTERVAL_SECS", "1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut vars: HashMap<String, String> = docker_builder_vars().into_iter().collect();
+    vars.extend(
+        [
+            ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "kubernetes".into()),
+            ("LUNA_LAMBDA_ORCHESTRATOR_KUBECONFIG", it_env("KUBECONFIG")),
+            ("LUNA_LAMBDA_ORCHESTRATOR_INSTANCE", instance.clone()),
+            // The simulated pods listen on their own loopback addresses.
+            (
+                "LUNA_LAMBDA_ORCHESTRATOR_ENDPOINT",
+                "http://{pod_ip}:8000".into(),
+            ),
+            ("LUNA_LAMBDA_RECONCILE_INTERVAL_SECS", "1".into()),
+        ]
+        .map(|(k, v): (&str, String)| (k.to_owned(), v)),
+    );
     let cfg = lambda_server::Config::load(None, &vars).unwrap();
     let platform = cfg.platform(dir.path(), &vars).await.unwrap();
     let s = Server::start(platform).await;
@@ -110,7 +96,7 @@ async fn lambdas_run_as_deployments_behind_the_proxy() {
     let orphan = lambda_core::LambdaId::new();
     let other = lambda_deploy::KubeOrchestrator::open(lambda_deploy::KubeOrchestratorConfig {
         credentials: lambda_deploy::KubeCredentials::Kubeconfig {
-            path: Some(env("KUBECONFIG").into()),
+            path: Some(it_env("KUBECONFIG").into()),
             context: None,
         },
         instance: instance.clone(),
@@ -127,7 +113,7 @@ async fn lambdas_run_as_deployments_behind_the_proxy() {
             lambda_type: lambda_core::LambdaType::Standalone,
             version: 1,
             artifact: lambda_core::Artifact::Image {
-                reference: format!("{}/luna-lambda/{id}:v1", env("LAMBDA_IT_REGISTRY")),
+                reference: format!("{}/luna-lambda/{id}:v1", it_env("LAMBDA_IT_REGISTRY")),
                 digest: None,
             },
             parameters: lambda_core::Parameters::default(),

@@ -19,6 +19,31 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// A setting of the real-infrastructure suites (panics with what to start when missing).
+pub fn it_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the services LAMBDA_IT lists with scripts/infra/ and the base images with scripts/base-images/")
+    })
+}
+
+/// Server settings for the Docker builder on the test engine, registry and base images.
+pub fn docker_builder_vars() -> Vec<(String, String)> {
+    [
+        ("DOCKER_HOST", it_env("DOCKER_HOST")),
+        ("LAMBDA_REGISTRY", it_env("LAMBDA_IT_REGISTRY")),
+        ("LUNA_LAMBDA_BUILDER_KIND", "docker".into()),
+        ("LUNA_LAMBDA_BUILDER_BASE_TAG", it_env("LAMBDA_IT_BASE_TAG")),
+        (
+            "LUNA_LAMBDA_BUILDER_PIP_CA_BUNDLE",
+            std::env::var("SSL_CERT_FILE")
+                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 pub fn example_zip(name: &str) -> Vec<u8> {
     lambda_core::pack::pack_dir(&workspace().join("examples").join(name)).unwrap()
 }
