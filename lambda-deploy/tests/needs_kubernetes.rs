@@ -557,3 +557,48 @@ async fn a_deployment_deleted_during_its_rollout_ends_the_wait() {
     h.orch.undeploy(&id).await.unwrap();
     assert_eq!(objects_of(&id), "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lambda_moved_to_another_namespace_leaves_nothing_in_the_old_one() {
+    let h = kube_harness().await;
+    let ns = "moved-it";
+    if !kubectl(&["get", "namespaces", "-o", "name"]).contains(&format!("namespace/{ns}\n")) {
+        let _ = std::process::Command::new("kubectl")
+            .args(["create", "namespace", ns])
+            .output();
+    }
+    let id = LambdaId::new();
+    let art = h.artifact(id, 1, example_files("hello")).await;
+    h.orch
+        .deploy(spec(id, "mover", 1, art.clone(), Parameters::default()))
+        .await
+        .unwrap();
+    let mut p = Parameters::default();
+    p.deploy_parameters.namespace = ns.into();
+    h.orch.deploy(spec(id, "mover", 1, art, p)).await.unwrap();
+    let (status, _) = post(&h.orch.endpoint(&id).unwrap(), serde_json::json!(1))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let left = kubectl(&[
+        "get",
+        "deployments,services,configmaps",
+        "--all-namespaces",
+        "-l",
+        &format!("luna-lambda.io/id={id}"),
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.namespace}/{.kind}{\"\\n\"}{end}",
+    ]);
+    let mut left: Vec<&str> = left.lines().collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "moved-it/ConfigMap",
+            "moved-it/Deployment",
+            "moved-it/Service"
+        ]
+    );
+    h.orch.undeploy(&id).await.unwrap();
+    assert_eq!(objects_of(&id), "");
+}
