@@ -308,6 +308,33 @@ fn reapplicable_config_map(c: &ConfigMap) -> serde_json::Value {
     })
 }
 
+/// How soon a broken watch is retried: 0.2 s, doubling to 2 s, back to 0.2 s once it works.
+/// (kube-rs's default climbs to 30 s, which would leave status stale that long after the API
+/// server restarts; two watches per namespace can afford the faster cadence.)
+#[derive(Debug, Clone, Copy)]
+struct Rewatch(Duration);
+
+impl Default for Rewatch {
+    fn default() -> Self {
+        Self(Duration::from_millis(200))
+    }
+}
+
+impl Iterator for Rewatch {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
+        Some(d)
+    }
+}
+
+impl kube::runtime::utils::Backoff for Rewatch {
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
 enum Rollout {
     Done,
     Failed(String),
@@ -398,12 +425,12 @@ impl KubeOrchestrator {
         let (pods, pw) = reflector::store();
         let (deployments, dw) = reflector::store();
         let pod_events = watcher(Api::<Pod>::namespaced(self.client.clone(), ns), cfg.clone())
-            .default_backoff()
+            .backoff(Rewatch::default())
             .reflect(pw)
             .map(|_| ())
             .boxed();
         let dep_events = watcher(Api::<Deployment>::namespaced(self.client.clone(), ns), cfg)
-            .default_backoff()
+            .backoff(Rewatch::default())
             .reflect(dw)
             .map(|_| ())
             .boxed();
@@ -674,7 +701,9 @@ impl KubeOrchestrator {
                 None => {}
             }
             let reason = match self.rollout(&id, &template, want) {
-                Rollout::Done => break None,
+                // Done once the watch has the Deployment too: status and list agree on return.
+                Rollout::Done if seen => break None,
+                Rollout::Done => None,
                 Rollout::Failed(reason) => break Some(reason),
                 Rollout::Pending(reason) => reason,
             };
@@ -729,11 +758,11 @@ impl KubeOrchestrator {
         Err(Error::StartFailed { reason })
     }
 
-    /// Waits (up to the stop timeout) until the lambda has no live pod.
+    /// Waits (up to the stop timeout) until the lambda has no pod and no Deployment left.
     async fn wait_gone(&self, id: &LambdaId) {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + self.cfg.stop_timeout;
-        while !self.all_pods(id).is_empty() {
+        while !self.all_pods(id).is_empty() || self.deployment(id).is_some() {
             tokio::select! {
                 _ = rx.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {
