@@ -100,6 +100,7 @@ pub struct KubeOrchestrator {
     client: kube::Client,
     cfg: KubeOrchestratorConfig,
     watched: Mutex<HashMap<String, Arc<Watched>>>,
+    starting: tokio::sync::Mutex<()>,
     /// Bumped after every watch event (the stores are updated first).
     changed: tokio::sync::watch::Sender<u64>,
     locks: Mutex<HashMap<LambdaId, Arc<tokio::sync::Mutex<()>>>>,
@@ -373,6 +374,7 @@ impl KubeOrchestrator {
             client,
             cfg,
             watched: Mutex::default(),
+            starting: tokio::sync::Mutex::default(),
             changed: tokio::sync::watch::channel(0).0,
             locks: Mutex::default(),
             namespace_of: RwLock::default(),
@@ -408,13 +410,13 @@ impl KubeOrchestrator {
 
     /// The watch of one namespace, started (and synced) on first use.
     async fn watch(&self, ns: &str) -> Result<Arc<Watched>> {
-        if let Some(w) = self
-            .watched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(ns)
-        {
-            return Ok(w.clone());
+        if let Some(w) = self.watched(ns) {
+            return Ok(w);
+        }
+        // One watch per namespace, even when two deploys into a new one race.
+        let _starting = self.starting.lock().await;
+        if let Some(w) = self.watched(ns) {
+            return Ok(w);
         }
         let cfg = watcher::Config::default().labels(&self.selector());
         // Fail early and clearly when the namespace cannot be read (RBAC, typo).
