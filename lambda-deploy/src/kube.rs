@@ -751,10 +751,12 @@ impl KubeOrchestrator {
             (None, _) => {
                 self.delete_objects(&ns, &name).await?;
                 self.wait_gone(&id).await;
-                self.namespace_of
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                // A failed move leaves the lambda where it ran.
+                let mut known = self.namespace_of.write().unwrap_or_else(|p| p.into_inner());
+                match moved_from {
+                    Some(old) => known.insert(id, old),
+                    None => known.remove(&id),
+                };
             }
         }
         Err(Error::StartFailed { reason })

@@ -575,6 +575,19 @@ async fn a_lambda_moved_to_another_namespace_leaves_nothing_in_the_old_one() {
         .unwrap();
     let mut p = Parameters::default();
     p.deploy_parameters.namespace = ns.into();
+    // A move that fails (no such image) leaves the lambda running where it was.
+    let missing = Artifact::Image {
+        reference: format!("{}/luna-lambda/{id}:v9", env("LAMBDA_IT_REGISTRY")),
+        digest: None,
+    };
+    let e = h
+        .orch
+        .deploy(spec(id, "mover", 2, missing, p.clone()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ImagePullBackOff"), "{e}");
+    let st = h.orch.status(&id).await.unwrap();
+    assert!(st.all_running() && st.version == 1, "{st:?}");
     h.orch.deploy(spec(id, "mover", 1, art, p)).await.unwrap();
     let (status, _) = post(&h.orch.endpoint(&id).unwrap(), serde_json::json!(1))
         .await
