@@ -6,34 +6,14 @@
 //! Target: code-only rebuild + redeploy <= 5 s.
 
 mod common;
+#[path = "../tests/conformance/mod.rs"]
+mod conformance;
 
+use conformance::{docker_builder as builder, env};
 use futures::StreamExt;
-use lambda_build::{DockerBuilder, DockerBuilderConfig};
 use lambda_core::LambdaId;
 use lambda_deploy::{DockerOrchestrator, DockerOrchestratorConfig, Orchestrator};
 use std::time::{Duration, Instant};
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set; run scripts/bench-docker"))
-}
-
-fn builder() -> DockerBuilder {
-    DockerBuilder::connect(DockerBuilderConfig {
-        docker_host: env("DOCKER_HOST"),
-        registry: Some(env("LAMBDA_IT_REGISTRY")),
-        base_tag: env("LAMBDA_IT_BASE_TAG"),
-        network_mode: Some("host".into()),
-        pip_ca_bundle: Some(
-            std::env::var("SSL_CERT_FILE")
-                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into())
-                .into(),
-        ),
-        pip_index_url: None,
-        registry_auth: None,
-        insecure_registries: Vec::new(),
-    })
-    .unwrap()
-}
 
 /// A plain Dockerfile: everything copied, then pip (any code change reinstalls).
 async fn plain_build(docker: &bollard::Docker, main: &str, reqs: &str, tag: &str) -> Duration {

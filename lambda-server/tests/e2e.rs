@@ -144,14 +144,7 @@ async fn update_config_switch_and_delete() {
         "lambda_main.py",
         "async def main(request):\n    return {'v': 2, 'cfg': request.config.userConfig}\n",
     )]);
-    let (ctype, body) = multipart(&[("archive", "application/zip", &v2)]);
-    let r = reqwest::Client::new()
-        .put(format!("{}/1/lambdas/{id}", s.url))
-        .header("content-type", ctype)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.update(&id, &v2).await;
     assert_eq!(r.status(), 202);
     let upd: serde_json::Value = r.json().await.unwrap();
     assert_eq!(upd["lambda_version"], 2);
@@ -201,24 +194,14 @@ async fn update_config_switch_and_delete() {
 
     // Switch off and on.
     let pids_before = pids(dir.path(), &id);
-    let off = reqwest::Client::new()
-        .patch(format!("{}/1/lambdas/{id}", s.url))
-        .json(&serde_json::json!({"alive": false}))
-        .send()
-        .await
-        .unwrap();
+    let off = s.set_alive(&id, false).await;
     assert_eq!(off.status(), 200);
     assert!(
         pids_before.iter().all(|p| !alive(*p)),
         "switched off: processes stop"
     );
     assert_eq!(s.invoke(&id, serde_json::json!({})).await.0, 409);
-    let on = reqwest::Client::new()
-        .patch(format!("{}/1/lambdas/{id}", s.url))
-        .json(&serde_json::json!({"alive": true}))
-        .send()
-        .await
-        .unwrap();
+    let on = s.set_alive(&id, true).await;
     assert_eq!(on.status(), 200);
     s.wait_for(&id, "running", "completed").await;
     assert_eq!(s.invoke(&id, serde_json::json!({})).await.0, 200);

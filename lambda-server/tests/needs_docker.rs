@@ -59,14 +59,7 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         ),
         ("requirements.txt", "six==1.17.0\n"),
     ]);
-    let (ctype, body) = multipart(&[("archive", "application/zip", &v2)]);
-    let r = reqwest::Client::new()
-        .put(format!("{}/1/lambdas/{id}", s.url))
-        .header("content-type", ctype)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.update(&id, &v2).await;
     assert_eq!(r.status(), 202);
     let end = Instant::now() + Duration::from_secs(120);
     loop {

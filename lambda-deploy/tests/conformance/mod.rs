@@ -34,10 +34,9 @@ pub fn env(name: &str) -> String {
     })
 }
 
-/// An image of these files, built by the Docker builder and pushed to the test registry.
-pub async fn docker_image(id: LambdaId, version: u64, files: Vec<(String, Vec<u8>)>) -> Artifact {
-    use lambda_build::{BuildRequest, DockerBuilder, DockerBuilderConfig, ImageBuilder};
-    let builder = DockerBuilder::connect(DockerBuilderConfig {
+/// The Docker builder on the test engine, registry and base images.
+pub fn docker_builder() -> lambda_build::DockerBuilder {
+    lambda_build::DockerBuilder::connect(lambda_build::DockerBuilderConfig {
         docker_host: env("DOCKER_HOST"),
         registry: Some(env("LAMBDA_IT_REGISTRY")),
         base_tag: env("LAMBDA_IT_BASE_TAG"),
@@ -51,7 +50,12 @@ pub async fn docker_image(id: LambdaId, version: u64, files: Vec<(String, Vec<u8
         registry_auth: None,
         insecure_registries: Vec::new(),
     })
-    .unwrap();
+    .unwrap()
+}
+
+/// An image of these files, built by the Docker builder and pushed to the test registry.
+pub async fn docker_image(id: LambdaId, version: u64, files: Vec<(String, Vec<u8>)>) -> Artifact {
+    use lambda_build::{BuildRequest, ImageBuilder};
     let bytes = lambda_core::pack::pack_files(files);
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let req = BuildRequest {
@@ -67,7 +71,7 @@ pub async fn docker_image(id: LambdaId, version: u64, files: Vec<(String, Vec<u8
         parameters: Parameters::default(),
         timeout: Duration::from_secs(600),
     };
-    builder
+    docker_builder()
         .build(req, tx, CancellationToken::new())
         .await
         .unwrap()

@@ -201,6 +201,28 @@ impl Server {
     }
 
     /// Polls until the record's status and image status are as given, with a deadline.
+    /// `PUT /1/lambdas/{id}` with a new archive.
+    pub async fn update(&self, id: &str, zip: &[u8]) -> reqwest::Response {
+        let (ctype, body) = multipart(&[("archive", "application/zip", zip)]);
+        reqwest::Client::new()
+            .put(format!("{}/1/lambdas/{id}", self.url))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `PATCH /1/lambdas/{id}` switching the lambda on or off.
+    pub async fn set_alive(&self, id: &str, alive: bool) -> reqwest::Response {
+        reqwest::Client::new()
+            .patch(format!("{}/1/lambdas/{id}", self.url))
+            .json(&serde_json::json!({ "alive": alive }))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn wait_for(&self, id: &str, status: &str, image: &str) -> serde_json::Value {
         let end = Instant::now() + Duration::from_secs(120);
         loop {
