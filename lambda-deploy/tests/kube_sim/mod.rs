@@ -306,22 +306,11 @@ fn now() -> String {
     )
 }
 
+/// RFC 3339 in UTC, whole seconds (`2026-01-02T03:04:05Z`).
 fn rfc3339(t: u64) -> String {
-    // RFC 3339 in UTC without a date library.
-    let (days, rem) = (t / 86_400, t % 86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if mo <= 2 { y + 1 } else { y };
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+    k8s_openapi::jiff::Timestamp::from_second(t as i64)
+        .unwrap()
+        .to_string()
 }
 
 struct Worker {
