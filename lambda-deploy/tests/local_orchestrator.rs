@@ -78,15 +78,7 @@ fn pids_of(run: &Path, id: &LambdaId) -> Vec<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
+    pid_alive(pid)
 }
 
 struct Local {
@@ -115,11 +107,7 @@ impl Harness for Local {
     }
     fn crash(&self, id: &LambdaId) {
         let pid = pids_of(self.dir.path(), id)[0];
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        kill(pid as i64);
     }
     fn replica_ids(&self, id: &LambdaId) -> Vec<String> {
         pids_of(self.dir.path(), id)
@@ -147,11 +135,7 @@ async fn a_restarted_control_plane_readopts_live_replicas_and_restarts_dead_ones
     first.detach().await;
     drop(first);
     // While no control plane runs, one replica dies.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pids[1] as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill(pids[1] as i64);
     eventually(
         "the killed replica is gone",
         Duration::from_secs(10),

@@ -106,11 +106,7 @@ impl Harness for DockerHarness {
         // Kill the lambda's process inside the first container (the engine restarts it).
         let c = self.containers(id).into_iter().next().expect("a container");
         let pid = self.pid(&c).expect("a running container");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        kill(pid);
     }
 
     fn replica_ids(&self, id: &LambdaId) -> Vec<String> {
@@ -122,15 +118,7 @@ impl Harness for DockerHarness {
     }
 
     fn alive(&self, replica: &str) -> bool {
-        std::fs::read_to_string(format!("/proc/{replica}/stat"))
-            .map(|s| {
-                !s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
+        pid_alive(replica)
     }
 }
 

@@ -61,11 +61,7 @@ impl Harness for KubeHarness {
 
     fn crash(&self, id: &LambdaId) {
         let r = sim().running(&id.to_string()).into_iter().next().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(r.pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        kill(r.pid);
     }
 
     fn replica_ids(&self, id: &LambdaId) -> Vec<String> {

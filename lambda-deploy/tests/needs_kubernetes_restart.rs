@@ -46,11 +46,7 @@ async fn watches_resume_after_the_api_server_restarts() {
     assert!(orch.health().await.is_ok());
     // A change made after the restart reaches the orchestrator through its resumed watch.
     let r = sim().running(&id.to_string()).into_iter().next().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(r.pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill(r.pid);
     eventually(
         "the restart is seen after the API server came back",
         Duration::from_secs(60),
