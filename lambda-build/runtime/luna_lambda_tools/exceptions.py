@@ -15,6 +15,14 @@ class UserException(Exception):
         self.errorText = str(errorText)
 
 
+class UserTaskLambdaException(Exception):
+    """Raise in a task lambda's subtask to fail that subtask with `errorText`."""
+
+    def __init__(self, errorText: str = ""):
+        super().__init__(errorText)
+        self.errorText = str(errorText)
+
+
 class LunaServicesNotConfigured(RuntimeError):
     """`request.clients` was used, but no LUNA service is configured for this lambda."""
 

@@ -1,5 +1,6 @@
 """Request objects handed to `main(request)`."""
 
+from typing import Any, Optional
 from urllib.parse import parse_qsl
 
 import orjson
@@ -28,10 +29,10 @@ class Headers:
             self._map = m
         return self._map
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
         return self._m().get(key.lower(), default)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> str:
         return self._m()[key.lower()]
 
     def __contains__(self, key):
@@ -52,7 +53,7 @@ class Headers:
     def values(self):
         return self._m().values()
 
-    def getall(self, key):
+    def getall(self, key: str) -> list[str]:
         """Every value of a repeated header, in order."""
         k = key.lower().encode("latin-1")
         return [v.decode("latin-1") for name, v in self._raw if name.lower() == k]
@@ -61,15 +62,15 @@ class Headers:
         return f"Headers({self._m()!r})"
 
 
-class Args(dict):
+class Args(dict[str, list[str]]):
     """Query parameters: `args.get(k)` gives the first value, `args.getlist(k)` all of them,
     and `args[k]` the list (as Sanic's RequestParameters)."""
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         values = super().get(key)
         return values[0] if values else default
 
-    def getlist(self, key, default=None):
+    def getlist(self, key: str, default: Optional[list[str]] = None) -> list[str]:
         return super().get(key, default if default is not None else [])
 
 
@@ -77,13 +78,17 @@ class UserConfig:
     """`request.config`: `.userConfig` is the user config dict given to the lambda."""
 
     __slots__ = ("userConfig",)
+    userConfig: dict[str, Any]
 
-    def __init__(self, userConfig):
+    def __init__(self, userConfig: dict[str, Any]):
         self.userConfig = userConfig
 
 
 class _BaseRequest:
     __slots__ = ("_scope", "_body", "_json", "_headers", "_args", "config", "userCtx", "requestId")
+    config: UserConfig
+    userCtx: Any
+    requestId: str
 
     def __init__(self, scope, body, config, userCtx, requestId):
         self._scope = scope
@@ -96,28 +101,28 @@ class _BaseRequest:
         self.requestId = requestId
 
     @property
-    def method(self):
+    def method(self) -> str:
         return self._scope["method"]
 
     @property
-    def path(self):
+    def path(self) -> str:
         return self._scope["path"]
 
     @property
-    def body(self):
+    def body(self) -> bytes:
         return self._body
 
-    def getBody(self):
+    def getBody(self) -> bytes:
         return self._body
 
     @property
-    def headers(self):
+    def headers(self) -> Headers:
         if self._headers is None:
             self._headers = Headers(self._scope["headers"])
         return self._headers
 
     @property
-    def args(self):
+    def args(self) -> Args:
         if self._args is None:
             args = Args()
             qs = self._scope.get("query_string", b"").decode("latin-1")
@@ -127,7 +132,7 @@ class _BaseRequest:
         return self._args
 
     @property
-    def json(self):
+    def json(self) -> Any:
         """The body parsed as JSON (parsed once, on first use); `None` for an empty body.
         Invalid JSON answers 400 with error_code 12001."""
         if self._json is _UNSET:
@@ -141,7 +146,7 @@ class _BaseRequest:
         return self._json
 
     @property
-    def clients(self):
+    def clients(self) -> Any:
         raise LunaServicesNotConfigured(
             "request.clients needs the LUNA services' configuration (LUNA_FACES_ADDRESS, "
             "LUNA_EVENTS_ADDRESS, LUNA_REMOTE_SDK_ADDRESS, ... from the Luna-Configurator), which this "
@@ -156,21 +161,38 @@ class StandaloneLambdaRequest(_BaseRequest):
     __slots__ = ()
 
 
+_MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+
+
 class HandlersLambdaRequest(_BaseRequest):
-    """Request of a handlers lambda: sent by luna-handlers; `.data` is the JSON body and
-    `.handlerId` comes from the `Luna-Handler-Id` header."""
+    """Request of a handlers lambda: sent by luna-handlers; `.data` is the decoded body and
+    `.handlerId` comes from the `Luna-Handler-Id` header. A body sent as
+    `Content-Type: application/msgpack` is decoded as MessagePack, any other as JSON."""
 
     __slots__ = ()
 
     @property
-    def data(self):
+    def json(self) -> Any:
+        if self._json is _UNSET and self._body:
+            ctype = (self.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+            if ctype in _MSGPACK_TYPES:
+                import msgpack
+
+                try:
+                    self._json = msgpack.unpackb(self._body, raw=False, strict_map_key=False)
+                except Exception as e:  # noqa: BLE001 - msgpack raises several unrelated types
+                    raise BadRequest(12001, "Bad msgpack", f"request body is not valid MessagePack: {e}") from None
+        return _BaseRequest.json.fget(self)
+
+    @property
+    def data(self) -> Any:
         return self.json
 
     @property
-    def handlerId(self):
+    def handlerId(self) -> Optional[str]:
         return self.headers.get("luna-handler-id")
 
-    def getRequestData(self, model):
+    def getRequestData(self, model: Any) -> Any:
         """The JSON body converted by `model`: a pydantic model (v2 `model_validate`, v1
         `parse_obj`) or any callable taking the parsed body. A validation failure answers 400."""
         data = self.json

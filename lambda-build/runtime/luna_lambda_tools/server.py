@@ -1,8 +1,9 @@
 """The lambda HTTP server: a plain ASGI app served by uvicorn (httptools + uvloop).
 
 Routes: `GET|POST /main` → `await lambda_main.main(request)`; `GET /healthcheck`; `GET /docs`;
-`GET /metrics`. Every response carries `Luna-Request-Id` (echoed, or generated as
-`<unix seconds>,<uuid4>`) and `Lambda-Version`.
+`GET /metrics` and `GET /lambda_metrics` (the runtime's request metrics and the lambda's
+`USER_METRICS`); and the paths of the lambda's `LambdaUserHandler` classes. Every response carries
+`Luna-Request-Id` (echoed, or generated as `<unix seconds>,<uuid4>`) and `Lambda-Version`.
 """
 
 import importlib
@@ -10,8 +11,10 @@ import inspect
 
 import orjson
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 import uuid
@@ -19,16 +22,20 @@ import uuid
 from .config import lambdaConfig
 from .exceptions import BadRequest, LunaServicesNotConfigured, UserException
 from .logger import logger
-from .metrics import Metrics
+from .metrics import METRICS_DIR_ENV, MetricError, Registry
+from .monitoring import last_activity
 from .request import HandlersLambdaRequest, StandaloneLambdaRequest, UserConfig
+from .user_handlers import METHODS, RUNTIME_ROUTES, HandlerResponse, RouteError, collect_routes
 
 _JSON = (b"content-type", b"application/json")
-_ROUTES = ("/main", "/healthcheck", "/docs", "/metrics")
+_PROMETHEUS = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+_ROUTES = RUNTIME_ROUTES
 _perf = time.perf_counter
 
 
 class LambdaLoadError(Exception):
-    """lambda_main cannot serve: it fails to import or has no `async def main`."""
+    """lambda_main cannot serve: it fails to import, has no `async def main`, or its
+    `USER_METRICS` or handler routes are wrong."""
 
 
 def load_lambda_module(name="lambda_main"):
@@ -46,11 +53,48 @@ def load_lambda_module(name="lambda_main"):
     return module
 
 
+def _user_metrics(module):
+    metrics = getattr(module, "USER_METRICS", ())
+    if not isinstance(metrics, (list, tuple)):
+        raise LambdaLoadError(f"USER_METRICS in {module.__name__}.py must be a list of metrics, not {type(metrics).__name__}")
+    try:
+        return Registry(metrics)
+    except MetricError as e:
+        raise LambdaLoadError(f"{module.__name__}.py: {e}") from None
+
+
+def _user_routes(module):
+    try:
+        routes = collect_routes(module)
+    except RouteError as e:
+        raise LambdaLoadError(f"{module.__name__}.py: {e}") from None
+    for route in routes:
+        for name in route.allowed():
+            if not inspect.iscoroutinefunction(getattr(route.cls, name.lower())):
+                raise LambdaLoadError(f"{route.cls.__qualname__}.{name.lower()} must be `async def`")
+    return routes
+
+
 _DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def _error(code, desc, detail):
     return orjson.dumps({"error_code": code, "desc": desc, "detail": detail})
+
+
+def _query_flag(scope, name):
+    """`?name=0|1` → False/True (absent: False); anything else raises BadRequest."""
+    qs = scope.get("query_string", b"")
+    if not qs:
+        return False
+    from urllib.parse import parse_qsl
+
+    for k, v in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
+        if k == name:
+            if v in ("0", "1"):
+                return v == "1"
+            raise BadRequest(12004, "Bad query parameter", f"query parameter '{name}' must be 0 or 1, got {v!r}")
+    return False
 
 
 class LambdaApp:
@@ -64,7 +108,8 @@ class LambdaApp:
         self.config = UserConfig(config.userConfig)
         self.max_body = config.maxBodyBytes
         self.version = (b"lambda-version", str(config.version).encode())
-        self.metrics = Metrics()
+        self.metrics = _user_metrics(module)
+        self.routes = _user_routes(module)
         lambda_dir = lambda_dir or os.path.dirname(os.path.abspath(module.__file__))
         self.docs_dir = os.path.join(lambda_dir, "docs")
 
@@ -112,64 +157,119 @@ class LambdaApp:
                 break
         if not rid:
             rid = f"{int(time.time())},{uuid.uuid4()}"
-        ctype = _JSON
+        headers = [_JSON]
+        label = path
         if path == "/main":
             status, body = await self._main(scope, receive, method, rid)
-        elif path == "/healthcheck" and method == "GET":
-            status, body = 200, b'{"execution_time":%.6f}' % (_perf() - started)
-        elif path == "/metrics" and method == "GET":
-            status, body = 200, self.metrics.render().encode()
-            ctype = (b"content-type", b"text/plain; version=0.0.4")
-        elif path == "/docs" and method == "GET":
-            status, body, ctype = self._docs(scope)
-        elif path in _ROUTES:
+        elif path not in _ROUTES:
+            status, body, headers, label = await self._user_route(scope, receive, method, rid, path)
+        elif method != "GET":
             status, body = 405, _error(12007, "Method not allowed", f"{method} is not allowed on {path}")
+            headers.append((b"allow", b"GET"))
+        elif path == "/healthcheck":
+            status, body = self._healthcheck(scope, started)
+        elif path == "/metrics" or path == "/lambda_metrics":
+            status, body = 200, self.metrics.render().encode()
+            headers = [_PROMETHEUS]
         else:
-            status, body = 404, _error(12006, "Resource not found", f"no route {path}; lambdas answer on /main")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    ctype,
-                    (b"content-length", str(len(body)).encode()),
-                    (b"luna-request-id", rid.encode("latin-1")),
-                    self.version,
-                ],
-            }
-        )
+            status, body, ctype = self._docs(scope)
+            headers = [ctype]
+        headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"luna-request-id", rid.encode("latin-1")))
+        headers.append(self.version)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        self.metrics.observe(path if path in _ROUTES else "other", method, status, _perf() - started)
+        self.metrics.observe(label, method, status, _perf() - started)
+
+    def _healthcheck(self, scope, started):
+        try:
+            include = _query_flag(scope, "include_luna_services")
+        except BadRequest as e:
+            return 400, _error(e.error_code, e.desc, e.detail)
+        answer = {"execution_time": round(_perf() - started, 6), "last_activity": last_activity()}
+        if include:
+            # No LUNA service is configured for a lambda of this platform: nothing to check.
+            answer["luna_services"] = {}
+        return 200, orjson.dumps(answer)
+
+    async def _call_user(self, rid, where, fn, *args, **kwargs):
+        """Runs user code; returns (result, None), or (None, (status, error body))."""
+        try:
+            return await fn(*args, **kwargs), None
+        except UserException as e:
+            return None, (e.statusCode, _error(42004, "Lambda exception", e.errorText))
+        except BadRequest as e:
+            return None, (400, _error(e.error_code, e.desc, e.detail))
+        except LunaServicesNotConfigured as e:
+            logger.error("request %s: %s", rid, e)
+            return None, (500, _error(42004, "Lambda exception", str(e)))
+        except Exception as e:  # noqa: BLE001 - user code may raise anything
+            logger.error("request %s: %s raised:\n%s", rid, where, traceback.format_exc())
+            return None, (500, _error(42004, "Lambda exception", f"{type(e).__name__}: {e}"))
 
     async def _main(self, scope, receive, method, rid):
         if method not in ("GET", "POST"):
             return 405, _error(12007, "Method not allowed", f"{method} is not allowed on /main; use GET or POST")
         body = await self._read_body(scope, receive)
         if body is None:
-            return 413, _error(12003, "Request body too large", f"the body is larger than {self.max_body} bytes (LAMBDA_MAX_BODY_BYTES)")
+            return 413, self._too_large()
         request = self.request_cls(scope, body, self.config, self.user_ctx, rid)
-        try:
-            result = await self.main(request)
-        except UserException as e:
-            return e.statusCode, _error(42004, "Lambda exception", e.errorText)
-        except BadRequest as e:
-            return 400, _error(e.error_code, e.desc, e.detail)
-        except LunaServicesNotConfigured as e:
-            logger.error("request %s: %s", rid, e)
-            return 500, _error(42004, "Lambda exception", str(e))
-        except Exception as e:  # noqa: BLE001 - user code may raise anything
-            logger.error("request %s: main raised:\n%s", rid, traceback.format_exc())
-            return 500, _error(42004, "Lambda exception", f"{type(e).__name__}: {e}")
+        result, failed = await self._call_user(rid, "main", self.main, request)
+        if failed is not None:
+            return failed
         if not isinstance(result, dict):
             detail = f"main returned {type(result).__name__}, but a lambda must return a dict"
             logger.error("request %s: %s", rid, detail)
             return 500, _error(42004, "Lambda exception", detail)
+        return self._dumps(rid, result, "the dict returned by main")
+
+    def _dumps(self, rid, value, what):
         try:
-            return 200, orjson.dumps(result, option=_DUMPS_OPTIONS)
+            return 200, orjson.dumps(value, option=_DUMPS_OPTIONS)
         except TypeError as e:
-            detail = f"the dict returned by main is not JSON-serializable: {e}"
+            detail = f"{what} is not JSON-serializable: {e}"
             logger.error("request %s: %s", rid, detail)
             return 500, _error(42004, "Lambda exception", detail)
+
+    def _too_large(self):
+        return _error(12003, "Request body too large", f"the body is larger than {self.max_body} bytes (LAMBDA_MAX_BODY_BYTES)")
+
+    async def _user_route(self, scope, receive, method, rid, path):
+        """A `LambdaUserHandler` route: (status, body, headers, metrics label)."""
+        for route in self.routes:
+            params = route.match(path)
+            if params is not None:
+                break
+        else:
+            return 404, _error(12006, "Resource not found", f"no route {path}; lambdas answer on /main"), [_JSON], "other"
+        name = method.lower()
+        if name not in METHODS or not callable(getattr(route.cls, name, None)):
+            allowed = route.allowed()
+            detail = f"{method} is not allowed on {route.route}; allowed: {', '.join(allowed) or 'none'}"
+            return 405, _error(12007, "Method not allowed", detail), [_JSON, (b"allow", ", ".join(allowed).encode())], route.route
+        body = await self._read_body(scope, receive)
+        if body is None:
+            return 413, self._too_large(), [_JSON], route.route
+        request = self.request_cls(scope, body, self.config, self.user_ctx, rid)
+        where = f"{route.cls.__qualname__}.{name}"
+
+        async def call():
+            return await getattr(route.cls(request), name)(**params)
+
+        result, failed = await self._call_user(rid, where, call)
+        if failed is not None:
+            return failed[0], failed[1], [_JSON], route.route
+        if isinstance(result, HandlerResponse):
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in result.headers.items() if k != "content-length"]
+            return result.status, result.body, headers, route.route
+        if result is None:
+            return 204, b"", [], route.route
+        if isinstance(result, (dict, list)):
+            status, body = self._dumps(rid, result, f"the value returned by {where}")
+            return status, body, [_JSON], route.route
+        detail = f"{where} returned {type(result).__name__}; return self.success(...), self.sendResponse(...), a dict or a list"
+        logger.error("request %s: %s", rid, detail)
+        return 500, _error(42004, "Lambda exception", detail), [_JSON], route.route
 
     async def _read_body(self, scope, receive):
         """The whole body, or None when it is larger than the limit."""
@@ -238,33 +338,39 @@ def create_app():
     return LambdaApp(load_lambda_module())
 
 
-def main():
-    """Entry point of run.py. Returns the process exit code."""
+def main(debug=False):
+    """Entry point of run.py. Returns the process exit code. `debug` (run_debug): one process
+    on the standard asyncio loop, debug logging, so that a debugger can step through the code."""
     cfg = lambdaConfig
     try:
         module = load_lambda_module()
+        app = LambdaApp(module, cfg)
     except LambdaLoadError as e:
         print(f"luna-lambda runtime: {e}", file=sys.stderr, flush=True)
         return 3
     import uvicorn
 
+    workers = 1 if debug else cfg.workers
+    if debug:
+        logger.setLevel("DEBUG")
     logger.info(
-        "serving %s lambda %s v%s on %s:%d with %d worker(s)",
+        "serving %s lambda %s v%s on %s:%d with %d worker(s)%s",
         cfg.lambdaType,
         cfg.lambdaId or "(local)",
         cfg.version,
         cfg.host,
         cfg.port,
-        cfg.workers,
+        workers,
+        ", " + ", ".join(f"{r.route} ({r.cls.__qualname__})" for r in app.routes) if app.routes else "",
     )
     options = dict(
         host=cfg.host,
         port=cfg.port,
-        loop="uvloop",
+        loop="asyncio" if debug else "uvloop",
         http="httptools",
         lifespan="on",
         access_log=False,
-        log_level="warning",
+        log_level="debug" if debug else "warning",
         timeout_graceful_shutdown=cfg.shutdownTimeout,
         server_header=False,
         date_header=False,
@@ -273,9 +379,15 @@ def main():
     # installed; with these no-op handlers a graceful stop ends with exit code 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    if cfg.workers > 1:
-        os.environ[_SUPERVISOR_ENV] = str(os.getpid())
-        uvicorn.run("luna_lambda_tools.server:create_app", factory=True, workers=cfg.workers, **options)
-    else:
-        uvicorn.run(LambdaApp(module, cfg), **options)
+    if workers == 1:
+        uvicorn.run(app, **options)
+        return 0
+    # Several workers: they share their metrics (summed on /metrics) through files in one folder.
+    os.environ[_SUPERVISOR_ENV] = str(os.getpid())
+    shared = tempfile.mkdtemp(prefix="luna-lambda-metrics-")
+    os.environ[METRICS_DIR_ENV] = shared
+    try:
+        uvicorn.run("luna_lambda_tools.server:create_app", factory=True, workers=workers, **options)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     return 0

@@ -1,0 +1,1 @@
+"""Base pydantic schema (`schemas.base.BaseSchema`); needs pydantic."""

@@ -1,0 +1,5 @@
+"""Standalone lambdas."""
+
+from .standalone_request import StandaloneLambdaRequest
+
+__all__ = ["StandaloneLambdaRequest"]
