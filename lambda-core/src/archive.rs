@@ -156,117 +156,27 @@ pub fn validate<R: Read + Seek>(
 }
 
 fn validate_impl<R: Read + Seek>(
-    mut reader: R,
+    reader: R,
     bytes: Option<&[u8]>,
     limits: &Limits,
 ) -> Result<ValidatedArchive, ValidationReport> {
     let mut report = ValidationReport::default();
-    let size = match reader.seek(SeekFrom::End(0)).and_then(|n| {
-        reader.seek(SeekFrom::Start(0))?;
-        Ok(n)
-    }) {
-        Ok(n) => n,
-        Err(e) => {
-            report.push(Problem::error(
-                "archive.unreadable",
-                "",
-                format!("the archive could not be read: {e}"),
-            ));
+    // Archive structure: a readable zip within the limits, unique names, no shared data.
+    let (size, mut zip) = match open_archive(reader, limits) {
+        Ok(opened) => opened,
+        Err(problem) => {
+            report.push(problem);
             return Err(report);
         }
     };
-    if size == 0 {
-        report.push(Problem::error(
-            "archive.empty",
-            "",
-            "the archive is empty (0 bytes); upload a zip that contains lambda_main.py",
-        ));
-        return Err(report);
-    }
-    if size > limits.max_archive_bytes {
-        report.push(Problem::error(
-            "archive.too_large",
-            "",
-            format!(
-                "the archive is {size} bytes, more than the limit of {} bytes (setting limits.max_archive_bytes)",
-                limits.max_archive_bytes
-            ),
-        ));
-        return Err(report);
-    }
-    let mut magic = [0u8; 4];
-    let starts_like_zip = reader.read_exact(&mut magic).is_ok()
-        && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06");
-    let _ = reader.seek(SeekFrom::Start(0));
-
-    let mut zip = match zip::ZipArchive::new(reader) {
-        Ok(z) => z,
-        Err(e) => {
-            report.push(if starts_like_zip {
-                Problem::error(
-                    "archive.truncated",
-                    "",
-                    format!("the file starts like a zip but is truncated or corrupt ({e}); upload it again"),
-                )
-            } else {
-                Problem::error(
-                    "archive.not_zip",
-                    "",
-                    format!("the file is not a zip archive ({e}); lambdas are uploaded as .zip files"),
-                )
-            });
-            return Err(report);
-        }
-    };
-    if zip.is_empty() {
-        report.push(Problem::error(
-            "archive.empty",
-            "",
-            "the zip has no entries; it must contain lambda_main.py at its root",
-        ));
-        return Err(report);
-    }
-    if zip.len() > limits.max_entries {
-        report.push(Problem::error(
-            "archive.too_many_entries",
-            "",
-            format!(
-                "the archive has {} entries, more than the limit of {} (setting limits.max_entries); its entries were not inspected",
-                zip.len(),
-                limits.max_entries
-            ),
-        ));
-        return Err(report);
-    }
     if zip.has_duplicate_names() {
-        let (start, offset) = (zip.central_directory_start(), zip.offset());
-        let mut inner = zip.into_inner();
-        let dups = duplicate_names(&mut inner, start, offset);
-        zip = match zip::ZipArchive::new(inner) {
+        zip = match report_duplicates(zip, &mut report) {
             Ok(z) => z,
-            Err(e) => {
-                report.push(Problem::error(
-                    "archive.truncated",
-                    "",
-                    format!("the archive could not be re-read: {e}"),
-                ));
+            Err(problem) => {
+                report.push(problem);
                 return Err(report);
             }
         };
-        if dups.is_empty() {
-            report.push(Problem::error(
-                "archive.duplicate_name",
-                "",
-                "the archive has several entries with the same name",
-            ));
-        }
-        for name in dups {
-            report.push(Problem::error(
-                "archive.duplicate_name",
-                name.clone(),
-                format!("'{name}' appears more than once in the archive; each name must be unique"),
-            ));
-        }
     }
     if matches!(zip.has_overlapping_entries(), Ok(true)) {
         report.push(Problem::error(
@@ -275,8 +185,160 @@ fn validate_impl<R: Read + Seek>(
             "entries of this archive share their compressed data (a known zip-bomb construction)",
         ));
     }
+    // Entry safety: headers first, then every readable entry's real size and CRC.
+    let (metas, declared_total) = check_headers(&mut zip, limits, &mut report);
+    let mut read = ReadEntries::default();
+    if declared_total <= limits.max_uncompressed_bytes {
+        read = read_entries(&mut zip, bytes, &metas, limits, &mut report);
+    }
+    // Content rules.
+    let names: Vec<&str> = metas.iter().map(|(_, m, _)| m.name.as_str()).collect();
+    let main_line = check_main_module(&names, &read.kept, &mut report);
+    let (has_requirements, requirements) = check_requirements(&names, &read.kept, &mut report);
+    let has_docs = check_docs(&names, &read.kept, &mut report);
+    warn_replaced_by_runtime(&names, &mut report);
 
-    // Pass 1: headers only.
+    if !report.is_ok() {
+        return Err(report);
+    }
+    let entries = metas
+        .into_iter()
+        .map(|(_, m, _)| ArchiveEntry {
+            name: m.name,
+            size: m.size,
+            compressed_size: m.compressed_size,
+            is_dir: m.is_dir,
+        })
+        .collect();
+    Ok(ValidatedArchive {
+        size,
+        uncompressed_size: read.actual_total,
+        entries,
+        main_line,
+        has_requirements,
+        requirements,
+        has_docs,
+        warnings: report.problems,
+    })
+}
+
+/// Opens the zip after the whole-archive checks (readable, not empty, within the size and entry
+/// limits); the problem that stops validation otherwise.
+fn open_archive<R: Read + Seek>(
+    mut reader: R,
+    limits: &Limits,
+) -> Result<(u64, zip::ZipArchive<R>), Problem> {
+    let size = reader
+        .seek(SeekFrom::End(0))
+        .and_then(|n| {
+            reader.seek(SeekFrom::Start(0))?;
+            Ok(n)
+        })
+        .map_err(|e| {
+            Problem::error(
+                "archive.unreadable",
+                "",
+                format!("the archive could not be read: {e}"),
+            )
+        })?;
+    if size == 0 {
+        return Err(Problem::error(
+            "archive.empty",
+            "",
+            "the archive is empty (0 bytes); upload a zip that contains lambda_main.py",
+        ));
+    }
+    if size > limits.max_archive_bytes {
+        return Err(Problem::error(
+            "archive.too_large",
+            "",
+            format!(
+                "the archive is {size} bytes, more than the limit of {} bytes (setting limits.max_archive_bytes)",
+                limits.max_archive_bytes
+            ),
+        ));
+    }
+    let mut magic = [0u8; 4];
+    let starts_like_zip = reader.read_exact(&mut magic).is_ok()
+        && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06");
+    let _ = reader.seek(SeekFrom::Start(0));
+    let zip = zip::ZipArchive::new(reader).map_err(|e| {
+        if starts_like_zip {
+            Problem::error(
+                "archive.truncated",
+                "",
+                format!(
+                    "the file starts like a zip but is truncated or corrupt ({e}); upload it again"
+                ),
+            )
+        } else {
+            Problem::error(
+                "archive.not_zip",
+                "",
+                format!("the file is not a zip archive ({e}); lambdas are uploaded as .zip files"),
+            )
+        }
+    })?;
+    if zip.is_empty() {
+        return Err(Problem::error(
+            "archive.empty",
+            "",
+            "the zip has no entries; it must contain lambda_main.py at its root",
+        ));
+    }
+    if zip.len() > limits.max_entries {
+        return Err(Problem::error(
+            "archive.too_many_entries",
+            "",
+            format!(
+                "the archive has {} entries, more than the limit of {} (setting limits.max_entries); its entries were not inspected",
+                zip.len(),
+                limits.max_entries
+            ),
+        ));
+    }
+    Ok((size, zip))
+}
+
+/// Reports each name that appears more than once; returns the zip, re-opened.
+fn report_duplicates<R: Read + Seek>(
+    zip: zip::ZipArchive<R>,
+    report: &mut ValidationReport,
+) -> Result<zip::ZipArchive<R>, Problem> {
+    let (start, offset) = (zip.central_directory_start(), zip.offset());
+    let mut inner = zip.into_inner();
+    let dups = duplicate_names(&mut inner, start, offset);
+    let zip = zip::ZipArchive::new(inner).map_err(|e| {
+        Problem::error(
+            "archive.truncated",
+            "",
+            format!("the archive could not be re-read: {e}"),
+        )
+    })?;
+    if dups.is_empty() {
+        report.push(Problem::error(
+            "archive.duplicate_name",
+            "",
+            "the archive has several entries with the same name",
+        ));
+    }
+    for name in dups {
+        report.push(Problem::error(
+            "archive.duplicate_name",
+            name.clone(),
+            format!("'{name}' appears more than once in the archive; each name must be unique"),
+        ));
+    }
+    Ok(zip)
+}
+
+/// Pass 1, headers only: each entry's metadata and whether its content may be read, and the
+/// declared uncompressed total (reported when over the limit).
+fn check_headers<R: Read + Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    limits: &Limits,
+    report: &mut ValidationReport,
+) -> (Vec<(usize, EntryMeta, bool)>, u64) {
     let mut metas = Vec::with_capacity(zip.len());
     let mut declared_total: u64 = 0;
     for i in 0..zip.len() {
@@ -295,7 +357,7 @@ fn validate_impl<R: Read + Seek>(
             }
         };
         declared_total = declared_total.saturating_add(meta.size);
-        let ok = check_entry_header(&meta, limits, &mut report);
+        let ok = check_entry_header(&meta, limits, report);
         metas.push((i, meta, ok));
     }
     if declared_total > limits.max_uncompressed_bytes {
@@ -308,107 +370,142 @@ fn validate_impl<R: Read + Seek>(
             ),
         ));
     }
+    (metas, declared_total)
+}
 
-    // Pass 2: read every readable entry, checking real sizes and CRCs.
-    let mut kept: BTreeMap<&'static str, Vec<u8>> = BTreeMap::new();
-    let mut actual_total: u64 = 0;
-    if declared_total <= limits.max_uncompressed_bytes {
-        let mut jobs = Vec::new();
-        for (i, meta, ok) in &metas {
-            if !*ok || meta.is_dir {
-                continue;
-            }
-            let keep_as = KEPT_FILES.iter().copied().find(|k| *k == meta.name);
-            let keep = keep_as.is_some() && meta.size <= limits.max_source_bytes;
-            if keep_as.is_some() && !keep {
-                report.push(Problem::error(
-                    "entry.too_large",
-                    meta.name.clone(),
-                    format!(
-                        "'{}' is {} bytes, more than the {} bytes the validator reads (setting limits.max_source_bytes)",
-                        meta.name, meta.size, limits.max_source_bytes
-                    ),
-                ));
-            }
-            jobs.push(Job {
-                index: *i,
-                meta,
-                keep_as: keep_as.filter(|_| keep),
-                outcome: None,
-            });
+/// What pass 2 keeps: the files the content rules parse, and the real uncompressed total.
+#[derive(Default)]
+struct ReadEntries {
+    kept: BTreeMap<&'static str, Vec<u8>>,
+    actual_total: u64,
+}
+
+/// Pass 2: reads every readable entry (in memory and spread over the cores when the bytes are
+/// given), checking real sizes and CRCs, and keeps the files the content rules parse.
+fn read_entries<R: Read + Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    bytes: Option<&[u8]>,
+    metas: &[(usize, EntryMeta, bool)],
+    limits: &Limits,
+    report: &mut ValidationReport,
+) -> ReadEntries {
+    let mut jobs = Vec::new();
+    for (i, meta, ok) in metas {
+        if !*ok || meta.is_dir {
+            continue;
         }
-        if let Some(bytes) = bytes {
-            inflate_in_memory(&mut zip, bytes, &mut jobs);
+        let keep_as = KEPT_FILES.iter().copied().find(|k| *k == meta.name);
+        let keep = keep_as.is_some() && meta.size <= limits.max_source_bytes;
+        if keep_as.is_some() && !keep {
+            report.push(Problem::error(
+                "entry.too_large",
+                meta.name.clone(),
+                format!(
+                    "'{}' is {} bytes, more than the {} bytes the validator reads (setting limits.max_source_bytes)",
+                    meta.name, meta.size, limits.max_source_bytes
+                ),
+            ));
         }
-        let mut buf = vec![0u8; 64 * 1024];
-        for job in &mut jobs {
-            if job.outcome.is_none() {
-                let mut content = job
-                    .keep_as
-                    .map(|_| Vec::with_capacity(job.meta.size as usize));
-                job.outcome = Some(
-                    match read_entry(
-                        &mut zip,
-                        job.index,
-                        job.meta.size,
-                        &mut buf,
-                        content.as_mut(),
-                    ) {
-                        Ok(n) if n == job.meta.size => Outcome::Ok(content),
-                        Ok(n) if n > job.meta.size => Outcome::Bigger,
-                        Ok(n) => Outcome::Short(n),
-                        Err(e) => Outcome::Corrupt(e),
-                    },
-                );
-            }
-            let meta = job.meta;
-            match job.outcome.take() {
-                Some(Outcome::Ok(content)) => {
-                    actual_total += meta.size;
-                    if let (Some(name), Some(c)) = (job.keep_as, content) {
-                        kept.insert(name, c);
-                    }
+        jobs.push(Job {
+            index: *i,
+            meta,
+            keep_as: keep_as.filter(|_| keep),
+            outcome: None,
+        });
+    }
+    if let Some(bytes) = bytes {
+        inflate_in_memory(zip, bytes, &mut jobs);
+    }
+    let mut read = ReadEntries::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    for job in &mut jobs {
+        let outcome = match job.outcome.take() {
+            Some(outcome) => outcome,
+            None => stream_entry(zip, job, &mut buf),
+        };
+        let meta = job.meta;
+        match outcome {
+            Outcome::Ok(content) => {
+                read.actual_total += meta.size;
+                if let (Some(name), Some(c)) = (job.keep_as, content) {
+                    read.kept.insert(name, c);
                 }
-                Some(Outcome::Bigger) => report.push(Problem::error(
-                    "entry.size_mismatch",
-                    meta.name.clone(),
-                    format!(
-                        "'{}' declares {} bytes but holds more; reading stopped (a lying size header is a zip-bomb sign)",
-                        meta.name, meta.size
-                    ),
-                )),
-                Some(Outcome::Short(n)) => report.push(Problem::error(
-                    "entry.size_mismatch",
-                    meta.name.clone(),
-                    format!("'{}' declares {} bytes but holds only {n}; the archive is corrupt", meta.name, meta.size),
-                )),
-                Some(Outcome::Corrupt(e)) => report.push(Problem::error(
-                    "entry.corrupt",
-                    meta.name.clone(),
-                    format!("'{}' could not be decompressed: {e}; the archive is corrupt", meta.name),
-                )),
-                None => {}
             }
+            Outcome::Bigger => report.push(Problem::error(
+                "entry.size_mismatch",
+                meta.name.clone(),
+                format!(
+                    "'{}' declares {} bytes but holds more; reading stopped (a lying size header is a zip-bomb sign)",
+                    meta.name, meta.size
+                ),
+            )),
+            Outcome::Short(n) => report.push(Problem::error(
+                "entry.size_mismatch",
+                meta.name.clone(),
+                format!("'{}' declares {} bytes but holds only {n}; the archive is corrupt", meta.name, meta.size),
+            )),
+            Outcome::Corrupt(e) => report.push(Problem::error(
+                "entry.corrupt",
+                meta.name.clone(),
+                format!("'{}' could not be decompressed: {e}; the archive is corrupt", meta.name),
+            )),
         }
     }
+    read
+}
 
-    // Layout and content rules.
-    let names: Vec<&str> = metas.iter().map(|(_, m, _)| m.name.as_str()).collect();
-    let mut main_line = 0;
-    if names.contains(&MAIN_FILE) {
-        if let Some(src) = kept.get(MAIN_FILE) {
-            match std::str::from_utf8(src) {
-                Ok(text) => match python::check_main(text, MAIN_FILE) {
-                    Ok(line) => main_line = line,
-                    Err(p) => report.push(p),
-                },
-                Err(e) => report.push(not_utf8(MAIN_FILE, src, &e)),
-            }
-        }
-    } else {
-        report.push(missing_main(&names));
+/// Reads one entry through the shared buffer, keeping its content when the job asks for it.
+fn stream_entry<R: Read + Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    job: &Job<'_>,
+    buf: &mut [u8],
+) -> Outcome {
+    let mut content = job
+        .keep_as
+        .map(|_| Vec::with_capacity(job.meta.size as usize));
+    match read_entry(zip, job.index, job.meta.size, buf, content.as_mut()) {
+        Ok(n) if n == job.meta.size => Outcome::Ok(content),
+        Ok(n) if n > job.meta.size => Outcome::Bigger,
+        Ok(n) => Outcome::Short(n),
+        Err(e) => Outcome::Corrupt(e),
     }
-    let has_requirements = names.contains(&REQUIREMENTS_FILE);
+}
+
+/// `lambda_main.py`: present at the root, UTF-8, valid Python with `async def main(request)`,
+/// importing only what the runtime provides, with valid handler routes. Returns main's line.
+fn check_main_module(
+    names: &[&str],
+    kept: &BTreeMap<&'static str, Vec<u8>>,
+    report: &mut ValidationReport,
+) -> u32 {
+    if !names.contains(&MAIN_FILE) {
+        report.push(missing_main(names));
+        return 0;
+    }
+    let Some(src) = kept.get(MAIN_FILE) else {
+        return 0;
+    };
+    match std::str::from_utf8(src) {
+        Ok(text) => match python::check_module(text, MAIN_FILE) {
+            Ok(line) => line,
+            Err(problems) => {
+                report.problems.extend(problems);
+                0
+            }
+        },
+        Err(e) => {
+            report.push(not_utf8(MAIN_FILE, src, &e));
+            0
+        }
+    }
+}
+
+/// `requirements.txt`: whether it is there, and its requirement lines.
+fn check_requirements(
+    names: &[&str],
+    kept: &BTreeMap<&'static str, Vec<u8>>,
+    report: &mut ValidationReport,
+) -> (bool, Vec<String>) {
     let mut reqs = Vec::new();
     if let Some(src) = kept.get(REQUIREMENTS_FILE) {
         match std::str::from_utf8(src) {
@@ -420,6 +517,15 @@ fn validate_impl<R: Read + Seek>(
             Err(e) => report.push(not_utf8(REQUIREMENTS_FILE, src, &e)),
         }
     }
+    (names.contains(&REQUIREMENTS_FILE), reqs)
+}
+
+/// `docs/`: both files or neither, UTF-8, the YAML parsing. Returns whether docs are complete.
+fn check_docs(
+    names: &[&str],
+    kept: &BTreeMap<&'static str, Vec<u8>>,
+    report: &mut ValidationReport,
+) -> bool {
     let has_html = names.contains(&DOCS_HTML);
     let has_yaml = names.contains(&DOCS_YAML);
     if has_html != has_yaml {
@@ -437,27 +543,33 @@ fn validate_impl<R: Read + Seek>(
         ));
     }
     for doc in [DOCS_HTML, DOCS_YAML] {
-        if let Some(src) = kept.get(doc) {
-            match std::str::from_utf8(src) {
-                Ok(text) if doc == DOCS_YAML => {
-                    if let Err(e) = yaml_rust2::YamlLoader::load_from_str(text) {
-                        let m = e.marker();
-                        report.push(
-                            Problem::error(
-                                "docs.yaml_invalid",
-                                doc,
-                                format!("'{doc}' is not valid YAML: {}", e.info()),
-                            )
-                            .at(m.line() as u32, m.col() as u32 + 1),
-                        );
-                    }
+        let Some(src) = kept.get(doc) else {
+            continue;
+        };
+        match std::str::from_utf8(src) {
+            Ok(text) if doc == DOCS_YAML => {
+                if let Err(e) = yaml_rust2::YamlLoader::load_from_str(text) {
+                    let m = e.marker();
+                    report.push(
+                        Problem::error(
+                            "docs.yaml_invalid",
+                            doc,
+                            format!("'{doc}' is not valid YAML: {}", e.info()),
+                        )
+                        .at(m.line() as u32, m.col() as u32 + 1),
+                    );
                 }
-                Ok(_) => {}
-                Err(e) => report.push(not_utf8(doc, src, &e)),
             }
+            Ok(_) => {}
+            Err(e) => report.push(not_utf8(doc, src, &e)),
         }
     }
-    for name in &names {
+    has_html && has_yaml
+}
+
+/// Warns about entries the platform's runtime replaces.
+fn warn_replaced_by_runtime(names: &[&str], report: &mut ValidationReport) {
+    for name in names {
         if *name == RUNTIME_FILE {
             report.push(Problem::warning(
                 "runtime.replaced",
@@ -472,29 +584,6 @@ fn validate_impl<R: Read + Seek>(
             ));
         }
     }
-
-    if !report.is_ok() {
-        return Err(report);
-    }
-    let entries = metas
-        .into_iter()
-        .map(|(_, m, _)| ArchiveEntry {
-            name: m.name,
-            size: m.size,
-            compressed_size: m.compressed_size,
-            is_dir: m.is_dir,
-        })
-        .collect();
-    Ok(ValidatedArchive {
-        size,
-        uncompressed_size: actual_total,
-        entries,
-        main_line,
-        has_requirements,
-        requirements: reqs,
-        has_docs: has_html && has_yaml,
-        warnings: report.problems,
-    })
 }
 
 const KEPT_FILES: [&str; 4] = [MAIN_FILE, REQUIREMENTS_FILE, DOCS_HTML, DOCS_YAML];

@@ -6,7 +6,8 @@
 //!
 //! - [`archive`]: the verdict on an uploaded zip ([`archive::validate`] → [`archive::ValidatedArchive`]
 //!   or a [`problem::ValidationReport`] with every problem).
-//! - [`python`], [`requirements`]: the checks of `lambda_main.py` and `requirements.txt`.
+//! - [`python`], [`runtime_api`], [`requirements`]: the checks of `lambda_main.py` (including its
+//!   imports of the runtime and its handler routes) and `requirements.txt`.
 //! - [`names`], [`params`], [`docker_commands`]: ids, names, types and parameters, each checked.
 //! - [`status`]: the image and lambda status machines.
 //! - [`render`]: Dockerfile, build-context list and Kubernetes objects, as pure functions.
@@ -25,6 +26,7 @@ pub mod problem;
 pub mod python;
 pub mod render;
 pub mod requirements;
+pub mod runtime_api;
 pub mod status;
 
 pub use archive::{Limits, ValidatedArchive, validate, validate_bytes};

@@ -1,8 +1,27 @@
 //! The `lambda_main.py` check: real Python parsing (the ruff parser), not regular expressions.
 
 use crate::problem::Problem;
-use ruff_python_ast::Stmt;
+use crate::runtime_api;
+use ruff_python_ast::{Stmt, StmtFunctionDef};
 use ruff_text_size::TextSize;
+
+/// Every problem of `lambda_main.py`: it must parse, define `async def main(request)` (see
+/// [`check_main`]), import only what the runtime provides and give its handlers valid routes
+/// (see [`runtime_api::check`]). Returns the 1-based line of `main`, or every problem found.
+pub fn check_module(source: &str, path: &str) -> Result<u32, Vec<Problem>> {
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let body = parse(source, path).map_err(|p| vec![p])?;
+    let main = main_def(&body, source, path);
+    let mut problems = runtime_api::check(&body, source, path);
+    match main {
+        Ok(line) if problems.is_empty() => Ok(line),
+        Ok(_) => Err(problems),
+        Err(p) => {
+            problems.insert(0, p);
+            Err(problems)
+        }
+    }
+}
 
 /// Checks that `source` parses as Python and defines, at module level, `async def main` callable
 /// with exactly one positional argument (the request). Returns the 1-based line of that `def`.
@@ -10,11 +29,16 @@ use ruff_text_size::TextSize;
 /// When `main` is defined several times, the last definition wins, as in Python.
 pub fn check_main(source: &str, path: &str) -> Result<u32, Problem> {
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
-    let parsed = match ruff_python_parser::parse_module(source) {
-        Ok(p) => p,
+    let body = parse(source, path)?;
+    main_def(&body, source, path)
+}
+
+fn parse(source: &str, path: &str) -> Result<Vec<Stmt>, Problem> {
+    match ruff_python_parser::parse_module(source) {
+        Ok(p) => Ok(p.into_syntax().body),
         Err(e) => {
             let (line, col) = line_col(source, e.location.start());
-            return Err(Problem::error(
+            Err(Problem::error(
                 "main.syntax_error",
                 path,
                 format!(
@@ -22,18 +46,16 @@ pub fn check_main(source: &str, path: &str) -> Result<u32, Problem> {
                     e.error
                 ),
             )
-            .at(line, col));
+            .at(line, col))
         }
-    };
-    let main = parsed
-        .syntax()
-        .body
-        .iter()
-        .rev()
-        .find_map(|stmt| match stmt {
-            Stmt::FunctionDef(f) if f.name.as_str() == "main" => Some(f),
-            _ => None,
-        });
+    }
+}
+
+fn main_def(body: &[Stmt], source: &str, path: &str) -> Result<u32, Problem> {
+    let main = body.iter().rev().find_map(|stmt| match stmt {
+        Stmt::FunctionDef(f) if f.name.as_str() == "main" => Some(f),
+        _ => None,
+    });
     let Some(f) = main else {
         return Err(Problem::error(
             "main.no_main",
@@ -43,6 +65,10 @@ pub fn check_main(source: &str, path: &str) -> Result<u32, Problem> {
             ),
         ));
     };
+    check_signature(f, source, path)
+}
+
+fn check_signature(f: &StmtFunctionDef, source: &str, path: &str) -> Result<u32, Problem> {
     let (line, col) = line_col(source, f.range.start());
     if !f.is_async {
         return Err(Problem::error(

@@ -138,6 +138,51 @@ fn main_rules() {
     has(&bad_utf8, "file.not_utf8");
 }
 
+/// The original documentation's user-metrics example with one wrong import: refused at upload
+/// with the position and the names that exist, instead of crash-looping after the build.
+#[test]
+fn imports_of_the_runtime_and_handler_routes_are_checked() {
+    let main = "\
+from luna_lambda_tools.public.metrics.user_metrics import Counter, Meter
+from luna_lambda_tools.public.tasks import BaseLambdaTask
+from luna_lambda_tools import LambdaUserHandler
+
+class Metrics(LambdaUserHandler):
+    route = '/metrics'
+
+async def main(request):
+    return {}
+";
+    let r = both(&zip_of(&[("lambda_main.py", main)]), &Limits::default()).unwrap_err();
+    let got: Vec<(&str, Option<u32>, Option<u32>)> = r
+        .problems
+        .iter()
+        .map(|p| (p.code.as_str(), p.line, p.column))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("import.unknown_name", Some(1), Some(68)),
+            ("import.unknown_module", Some(2), Some(1)),
+            ("routes.reserved", Some(6), Some(13)),
+        ]
+    );
+    assert!(
+        r.problems[0].message.contains("it provides Counter"),
+        "{}",
+        r.problems[0].message
+    );
+    // Every documented example imports only what the runtime provides.
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for dir in std::fs::read_dir(&examples).unwrap() {
+        let dir = dir.unwrap().path();
+        let bytes = lambda_core::pack::pack_dir(&dir).unwrap();
+        if let Err(r) = both(&bytes, &Limits::default()) {
+            panic!("{}: {r:?}", dir.display());
+        }
+    }
+}
+
 #[test]
 fn docs_rules() {
     has(

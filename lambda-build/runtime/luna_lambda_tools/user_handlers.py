@@ -68,6 +68,8 @@ class Route:
         pattern, shape, pos = [], [], 0
         for m in _PARAM.finditer(route):
             literal = route[pos : m.start()]
+            if "<" in literal or ">" in literal:
+                raise RouteError(f"{where}.route {route!r}: unbalanced '<' or '>'")
             pattern.append(re.escape(literal))
             shape.append(literal)
             name, _, kind = m.group(1).partition(":")
