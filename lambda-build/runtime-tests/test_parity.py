@@ -236,6 +236,10 @@ class Helpers(LambdaUserHandler):
             return [1, 2]
         if what == "none":
             return None
+        if what == "query":
+            return self.success(json={"n": self.loadDataFromQuery(Model).n})
+        if what == "refuse":
+            return self.setMethodNotAllowed()
         if what == "int":
             return self.success(json={"n": self.getQueryParam("n", validator=int)})
         return self.error(409, {"custom": what})
@@ -264,6 +268,10 @@ def test_handler_helpers_and_error_paths(start):
     assert lam.request("POST", "/helpers/int/x?n=7").json() == {"n": 7}
     bad_int = lam.request("POST", "/helpers/int/x?n=seven")
     assert bad_int.status == 400 and "query parameter 'n'='seven' is invalid" in bad_int.json()["detail"]
+    assert lam.request("POST", "/helpers/query/x?n=4").json() == {"n": 4}
+    assert lam.request("POST", "/helpers/query/x?n=four").status == 400
+    refused = lam.request("POST", "/helpers/refuse/x")
+    assert refused.status == 405 and refused.headers["allow"] == "POST" and refused.json()["error_code"] == 12007
     assert lam.request("POST", "/helpers/other/x").json() == {"custom": "other"}
     assert lam.request("POST", "/helpers/other/x").status == 409
     no_get = lam.request("GET", "/helpers/a/b")

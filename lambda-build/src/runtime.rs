@@ -80,11 +80,24 @@ mod tests {
                 f.path
             );
         }
-        let on_disk = std::fs::read_dir(root.join("luna_lambda_tools"))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "py"))
-            .count();
+        fn count_py(dir: &std::path::Path) -> usize {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n != "__pycache__"))
+                .map(|p| {
+                    if p.is_dir() {
+                        count_py(&p)
+                    } else {
+                        usize::from(p.extension().is_some_and(|x| x == "py"))
+                    }
+                })
+                .sum()
+        }
+        // Every module of the package, the public/ tree's included.
+        let on_disk = count_py(&root.join("luna_lambda_tools"));
+        assert!(paths.contains(&"luna_lambda_tools/public/metrics/user_metrics.py"));
         assert_eq!(
             paths
                 .iter()

@@ -208,6 +208,9 @@ impl Orchestrator for Fixed {
     fn endpoint(&self, _: &LambdaId) -> Option<String> {
         Some(self.0.clone())
     }
+    fn replica_endpoints(&self, _: &LambdaId) -> Vec<(String, String)> {
+        vec![("fixed".to_owned(), self.0.clone())]
+    }
     async fn health(&self) -> lambda_deploy::Result<()> {
         Ok(())
     }

@@ -184,8 +184,18 @@ fn init(dir: &Path, ty: TypeArg, json: bool, quiet: bool) -> anyhow::Result<Exit
         TypeArg::Standalone => "",
         TypeArg::Handlers => " --type handlers",
     };
+    let lambda_type = match ty {
+        TypeArg::Standalone => "standalone",
+        TypeArg::Handlers => "handlers",
+    };
     let files: Vec<(&str, String)> = vec![
         ("lambda_main.py", main.to_owned()),
+        (
+            "run.py",
+            format!(
+                "# Serves this lambda on LAMBDA_PORT (default 8000) as a deployed replica does, as the original\n# documents it: `pip install <luna-lambda-rs>/lambda-build/runtime`, then `python run.py`.\nfrom luna_lambda_tools.public.run import run\n\nrun(lambdaType=\"{lambda_type}\")\n"
+            ),
+        ),
         (
             "requirements.txt",
             "# One requirement per line, e.g.\n# requests==2.32.3\n".to_owned(),
@@ -205,7 +215,7 @@ fn init(dir: &Path, ty: TypeArg, json: bool, quiet: bool) -> anyhow::Result<Exit
         (
             "README.md",
             format!(
-                "# {name}\n\nA luna-lambda{type_flag} lambda. `lambda_main.py` holds `async def main(request) -> dict`; add\npackages to `requirements.txt`; `docs/` is served at `GET /1/lambdas/<id>/docs`.\n\n```sh\nluna-lambda validate .                         # every problem at once\nluna-lambda run .                              # serve it on 127.0.0.1:8000, reloading on change\ncurl -s -X POST -d {example} 127.0.0.1:8000/main\nluna-lambda create . --name {name}{type_flag} --wait   # ship it to the platform\nluna-lambda invoke <ID> --data {example}\n```\n"
+                "# {name}\n\nA luna-lambda{type_flag} lambda. `lambda_main.py` holds `async def main(request) -> dict`; add\npackages to `requirements.txt`; `docs/` is served at `GET /1/lambdas/<id>/docs`.\n\n```sh\nluna-lambda validate .                         # every problem at once\nluna-lambda run .                              # serve it on 127.0.0.1:8000, reloading on change\npython run.py                                  # or so, with the runtime installed (pip install lambda-build/runtime)\ncurl -s -X POST -d {example} 127.0.0.1:8000/main\nluna-lambda create . --name {name}{type_flag} --wait   # ship it to the platform\nluna-lambda invoke <ID> --data {example}\n```\n"
             ),
         ),
     ];
@@ -222,15 +232,7 @@ fn init(dir: &Path, ty: TypeArg, json: bool, quiet: bool) -> anyhow::Result<Exit
             &serde_json::json!({"path": dir.display().to_string(), "name": name, "files": files.iter().map(|(f, _)| *f).collect::<Vec<_>>()}),
         );
     } else if !quiet {
-        outln!(
-            "created {} ({} lambda)",
-            dir.display(),
-            if type_flag.is_empty() {
-                "standalone"
-            } else {
-                "handlers"
-            }
-        );
+        outln!("created {} ({} lambda)", dir.display(), lambda_type);
         outln!(
             "next: luna-lambda create {} --name {name}{type_flag} --wait",
             dir.display()
@@ -314,7 +316,7 @@ async fn wait(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let log_client = client.clone();
     let log_id = *id;
-    let follower = tokio::spawn(async move {
+    let mut follower = tokio::spawn(async move {
         // The build may not have started yet: retry following until it has a log.
         if let Ok(mut stream) = log_client.follow_image_logs(&log_id).await {
             let mut pending = String::new();
@@ -338,10 +340,13 @@ async fn wait(
             Some(line) = rx.recv() => progress.borrow().line(&line),
         }
     };
+    // The build is over: its log ends by itself. Let the follower deliver what it still has
+    // (a fast build can finish before the follow request is even answered), then stop it.
+    let _ = tokio::time::timeout(Duration::from_secs(2), &mut follower).await;
+    follower.abort();
     while let Ok(line) = rx.try_recv() {
         progress.borrow().line(&line);
     }
-    follower.abort();
     match result {
         Ok(_) => {
             progress.borrow_mut().stage("running");

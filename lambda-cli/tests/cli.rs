@@ -116,3 +116,24 @@ fn every_example_lambda_validates() {
     }
     assert!(n >= 6, "expected the six example lambdas, found {n}");
 }
+
+#[test]
+fn init_writes_the_originals_run_py_and_validates_without_warnings() {
+    let d = tempfile::tempdir().unwrap();
+    for (dir, ty) in [("s", "standalone"), ("h", "handlers")] {
+        let out = cli(&["init", dir, "--type", ty], d.path());
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let run_py = std::fs::read_to_string(d.path().join(dir).join("run.py")).unwrap();
+        assert!(
+            run_py.contains(&format!(
+                "from luna_lambda_tools.public.run import run\n\nrun(lambdaType=\"{ty}\")\n"
+            )),
+            "{run_py}"
+        );
+        let out = cli(&["validate", dir, "--json"], d.path());
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["valid"], true);
+        assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    }
+}

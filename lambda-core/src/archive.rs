@@ -196,7 +196,12 @@ fn validate_impl<R: Read + Seek>(
     let main_line = check_main_module(&names, &read.kept, &mut report);
     let (has_requirements, requirements) = check_requirements(&names, &read.kept, &mut report);
     let has_docs = check_docs(&names, &read.kept, &mut report);
-    warn_replaced_by_runtime(&names, &mut report);
+    let local_runner = read
+        .kept
+        .get(RUNTIME_FILE)
+        .and_then(|src| std::str::from_utf8(src).ok())
+        .is_some_and(|text| text.contains(LOCAL_RUNNER_IMPORT));
+    warn_replaced_by_runtime(&names, local_runner, &mut report);
 
     if !report.is_ok() {
         return Err(report);
@@ -567,10 +572,14 @@ fn check_docs(
     has_html && has_yaml
 }
 
-/// Warns about entries the platform's runtime replaces.
-fn warn_replaced_by_runtime(names: &[&str], report: &mut ValidationReport) {
+/// Warns about entries the platform's runtime replaces (not about the original's local
+/// `run.py`, which every lambda folder may have).
+fn warn_replaced_by_runtime(names: &[&str], local_runner: bool, report: &mut ValidationReport) {
     for name in names {
         if *name == RUNTIME_FILE {
+            if local_runner {
+                continue;
+            }
             report.push(Problem::warning(
                 "runtime.replaced",
                 *name,
@@ -586,7 +595,17 @@ fn warn_replaced_by_runtime(names: &[&str], report: &mut ValidationReport) {
     }
 }
 
-const KEPT_FILES: [&str; 4] = [MAIN_FILE, REQUIREMENTS_FILE, DOCS_HTML, DOCS_YAML];
+const KEPT_FILES: [&str; 5] = [
+    MAIN_FILE,
+    REQUIREMENTS_FILE,
+    DOCS_HTML,
+    DOCS_YAML,
+    RUNTIME_FILE,
+];
+
+/// What the original documents as `run.py` for local runs
+/// (`from luna_lambda_tools.public.run import run`): expected in a lambda folder, no warning.
+const LOCAL_RUNNER_IMPORT: &str = "luna_lambda_tools.public.run";
 
 #[derive(Debug)]
 struct EntryMeta {

@@ -184,6 +184,22 @@ async def main(request):
 }
 
 #[test]
+fn the_originals_local_run_py_is_expected_other_run_py_is_a_warning() {
+    let local = "from luna_lambda_tools.public.run import run\n\nrun(lambdaType=\"standalone\")\n";
+    assert_eq!(
+        codes(&zip_of(&[("lambda_main.py", MAIN_OK), ("run.py", local)])),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        codes(&zip_of(&[
+            ("lambda_main.py", MAIN_OK),
+            ("run.py", "import uvicorn\n")
+        ])),
+        ["warning:runtime.replaced"]
+    );
+}
+
+#[test]
 fn docs_rules() {
     has(
         &zip_of(&[("lambda_main.py", MAIN_OK), ("docs/lambda.yml", "a: 1\n")]),

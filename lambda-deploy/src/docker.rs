@@ -638,6 +638,16 @@ impl Orchestrator for Arc<DockerOrchestrator> {
         Some(format!("http://127.0.0.1:{}", d.replicas[i].port))
     }
 
+    fn replica_endpoints(&self, lambda_id: &LambdaId) -> Vec<(String, String)> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        table.get(lambda_id).map_or_else(Vec::new, |d| {
+            d.replicas
+                .iter()
+                .map(|r| (r.name.clone(), format!("http://127.0.0.1:{}", r.port)))
+                .collect()
+        })
+    }
+
     async fn health(&self) -> Result<()> {
         self.docker.ping().await.map(|_| ()).map_err(engine)
     }

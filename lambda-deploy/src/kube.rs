@@ -1021,6 +1021,31 @@ impl Orchestrator for KubeOrchestrator {
         }
     }
 
+    /// Each Ready pod at its own IP: the `endpoint` template when it names `{pod_ip}`, else
+    /// port 8000 of the pod (the Service would pick one pod at random).
+    fn replica_endpoints(&self, lambda_id: &LambdaId) -> Vec<(String, String)> {
+        let template = if self.cfg.endpoint.contains("{pod_ip}") {
+            self.cfg.endpoint.as_str()
+        } else {
+            "http://{pod_ip}:8000"
+        };
+        self.pods(lambda_id)
+            .iter()
+            .filter(|p| is_ready(p))
+            .filter_map(|p| {
+                let ip = p.status.as_ref()?.pod_ip.clone()?;
+                let name = p.metadata.name.clone()?;
+                let ns = p.metadata.namespace.clone().unwrap_or_default();
+                let url = template
+                    .replace("{id}", &lambda_id.to_string())
+                    .replace("{name}", &lambda_id.object_name())
+                    .replace("{namespace}", &ns)
+                    .replace("{pod_ip}", &ip);
+                Some((name, url))
+            })
+            .collect()
+    }
+
     async fn health(&self) -> Result<()> {
         self.client
             .apiserver_version()

@@ -178,6 +178,10 @@ pub trait Orchestrator: Send + Sync + fmt::Debug + 'static {
     /// replicas that answer; `None` when none does.
     fn endpoint(&self, lambda_id: &LambdaId) -> Option<String>;
 
+    /// Every replica that answers, by name, with its own address (`http://host:port`), for what
+    /// must reach each replica rather than any one of them (e.g. the merged `/metrics`).
+    fn replica_endpoints(&self, lambda_id: &LambdaId) -> Vec<(String, String)>;
+
     /// Whether the orchestrator can work now.
     async fn health(&self) -> Result<()>;
 

@@ -867,6 +867,18 @@ impl Orchestrator for Arc<LocalOrchestrator> {
         Some(format!("http://127.0.0.1:{}", r.port))
     }
 
+    fn replica_endpoints(&self, lambda_id: &LambdaId) -> Vec<(String, String)> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let Some(d) = table.deployments.get(lambda_id) else {
+            return Vec::new();
+        };
+        d.replicas
+            .iter()
+            .filter(|r| r.phase() == ReplicaPhase::Running)
+            .map(|r| (r.name.clone(), format!("http://127.0.0.1:{}", r.port)))
+            .collect()
+    }
+
     async fn shutdown(&self) {
         self.detach().await;
     }

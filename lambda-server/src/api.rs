@@ -192,6 +192,13 @@ pub const ROUTES: &[RouteDoc] = &[
         ok: 202,
     },
     RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/metrics",
+        operation: "getLambdaMetrics",
+        summary: "Every replica's Prometheus metrics merged, with a replica label",
+        ok: 200,
+    },
+    RouteDoc {
         method: "ANY",
         path: "/1/lambdas/{lambda_id}/proxy/{path}",
         operation: "proxyLambda",
@@ -224,6 +231,7 @@ pub fn router(state: AppState) -> Router {
         .route("/1/lambdas/{lambda_id}/logs", get(logs))
         .route("/1/lambdas/{lambda_id}/docs", get(docs))
         .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
+        .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
         .route("/1/lambdas/{lambda_id}/proxy", any(proxy_root))
         .route("/1/lambdas/{lambda_id}/proxy/{*path}", any(proxy))
         .fallback(not_found)
@@ -876,6 +884,58 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Bodies up to this size are buffered so that a refused connection can be retried on another
 /// replica; larger ones stream straight through.
 const RETRY_BUFFER: u64 = 64 * 1024;
+
+/// Largest `/metrics` text read from one replica.
+const REPLICA_METRICS_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+async fn lambda_metrics(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+) -> Result<Response> {
+    let id = lambda_id(&raw)?;
+    let replicas = s.platform.replica_endpoints(&id, account).await?;
+    let timeout = s.platform.config().proxy_timeout;
+    let fetches = replicas.into_iter().map(|(name, base)| {
+        let client = s.client.clone();
+        async move {
+            let text = replica_metrics_text(&client, &format!("{base}/metrics"), timeout).await;
+            (name, text)
+        }
+    });
+    let texts = futures::future::join_all(fetches).await;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::replica_metrics::merge(&texts),
+    )
+        .into_response())
+}
+
+/// One replica's `/metrics`, or why it has none.
+async fn replica_metrics_text(
+    client: &ProxyClient,
+    url: &str,
+    timeout: std::time::Duration,
+) -> std::result::Result<String, String> {
+    let req = Request::get(url)
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => return Err(format!("no answer within {}s", timeout.as_secs())),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(r)) => r,
+    };
+    if resp.status() != StatusCode::OK {
+        return Err(format!("status {}", resp.status()));
+    }
+    let body = axum::body::to_bytes(Body::new(resp.into_body()), REPLICA_METRICS_MAX_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
+}
 
 async fn proxy_root(
     state: State<AppState>,

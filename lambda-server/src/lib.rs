@@ -19,6 +19,8 @@ pub mod error;
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod platform;
+#[cfg(feature = "server")]
+pub mod replica_metrics;
 
 #[cfg(feature = "server")]
 pub use config::{Config, ConfigError};

@@ -800,6 +800,21 @@ impl Platform {
         }
     }
 
+    /// Each replica of a running lambda with its own address, for `GET /1/lambdas/{id}/metrics`;
+    /// the same checks as the proxy (account, switched off, not running).
+    pub async fn replica_endpoints(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+    ) -> Result<Vec<(String, String)>> {
+        self.route(id, account).await?;
+        let replicas = self.inner.orchestrator.replica_endpoints(id);
+        if replicas.is_empty() {
+            return Err(Error::NotRunning(*id));
+        }
+        Ok(replicas)
+    }
+
     fn cancel_job(&self, id: &LambdaId) {
         if let Some(job) = self
             .inner

@@ -75,6 +75,14 @@ async fn every_example_runs_behind_the_proxy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_parity_examples_run_behind_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(platform(dir.path(), true, test_config()).await).await;
+    runtime_parity_examples(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_config_switch_and_delete() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(platform(dir.path(), true, test_config()).await).await;

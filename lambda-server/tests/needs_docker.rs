@@ -91,5 +91,8 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+
+    // The runtime-parity examples, built as images and run as containers.
+    runtime_parity_examples(&s).await;
     s.stop().await;
 }

@@ -240,6 +240,19 @@ class LambdaUserHandler:
                 raise UserException(400, f"data does not match {getattr(model, '__name__', model)}: {e}") from None
             raise
 
+    def loadDataFromQuery(self, model: Any) -> Any:
+        """The query parameters (first value of each) validated by a pydantic `model`; a
+        mismatch answers 400."""
+        return self.loadDataFromJson({k: self.request.args.get(k) for k in self.request.args}, model)
+
+    def setMethodNotAllowed(self) -> HandlerResponse:
+        """A 405 answer naming the methods this handler serves (in `Allow`)."""
+        allowed = self.getAllowedMethods()
+        detail = f"{self.request.method} is not allowed on {self.route}; allowed: {', '.join(allowed) or 'none'}"
+        response = self.sendResponse(405, json={"error_code": 12007, "desc": "Method not allowed", "detail": detail})
+        response.headers["allow"] = ", ".join(allowed)
+        return response
+
     def getAllowedMethods(self) -> list[str]:
         """The HTTP methods this handler serves."""
         return [m.upper() for m in METHODS if callable(getattr(self, m, None))]

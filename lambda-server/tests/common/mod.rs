@@ -275,3 +275,167 @@ pub fn pids(dir: &Path, id: &str) -> Vec<u32> {
         .filter_map(|r| r["pid"].as_u64().map(|p| p as u32))
         .collect()
 }
+
+/// The runtime-parity examples through a running server (embedded default or Docker): user
+/// metrics on two replicas merged by `GET /1/lambdas/{id}/metrics`, additional routes with a path
+/// parameter and a required query parameter, a handlers lambda fed MessagePack, and an archive
+/// whose import the runtime does not provide refused at upload.
+pub async fn runtime_parity_examples(s: &Server) {
+    let two = r#"{"deploy_parameters": {"pod_count": 2}}"#;
+    let metrics_id = created_id(
+        s.create("user-metrics", &example_zip("user-metrics"), Some(two))
+            .await,
+    )
+    .await;
+    let routes_id = created_id(s.create("routes", &example_zip("routes"), None).await).await;
+    let msgpack_id = created_id(
+        s.create_with(
+            r#"{"lambda_name":"handlers-msgpack","lambda_type":"handlers"}"#,
+            &example_zip("handlers-msgpack"),
+            None,
+        )
+        .await,
+    )
+    .await;
+    for id in [&metrics_id, &routes_id, &msgpack_id] {
+        s.wait_for(id, "running", "completed").await;
+    }
+    user_metrics_merged(s, &metrics_id).await;
+    additional_routes(s, &routes_id).await;
+    msgpack_body(s, &msgpack_id).await;
+
+    let bad = zip_of(&[(
+        "lambda_main.py",
+        "from luna_lambda_tools.public.metrics.user_metrics import Counter, Meter\n\nasync def main(request):\n    return {}\n",
+    )]);
+    let r = s.create("bad-import", &bad, None).await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], 42005, "{body}");
+    assert_eq!(body["problems"][0]["code"], "import.unknown_name", "{body}");
+    assert_eq!(body["problems"][0]["line"], 1, "{body}");
+    for id in [&metrics_id, &routes_id, &msgpack_id] {
+        let r = reqwest::Client::new()
+            .delete(format!("{}/1/lambdas/{id}", s.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+}
+
+async fn created_id(r: reqwest::Response) -> String {
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    v["lambda_id"].as_str().unwrap().to_owned()
+}
+
+async fn user_metrics_merged(s: &Server, id: &str) {
+    let mut words = 0;
+    for text in ["one two three", "four five", "six", "seven eight nine ten"] {
+        let (status, body) = s
+            .invoke(id, serde_json::json!({"text": text, "language": "en"}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        words += body["words"].as_u64().unwrap();
+    }
+    let r = reqwest::get(format!("{}/1/lambdas/{id}/metrics", s.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        text.matches("# TYPE words_seen_total counter").count(),
+        1,
+        "{text}"
+    );
+    let mut replicas = std::collections::BTreeSet::new();
+    let mut seen = 0;
+    for line in text.lines().filter(|l| l.starts_with("words_seen_total{")) {
+        let replica = line
+            .split("replica=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        replicas.insert(replica.to_owned());
+        assert!(line.contains("language=\"en\""), "{line}");
+        seen += line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    }
+    assert_eq!(seen, words, "{text}");
+    // Both replicas answered requests (round robin) and each reports under its own label.
+    assert_eq!(replicas.len(), 2, "{text}");
+    let status: serde_json::Value = reqwest::get(format!("{}/1/lambdas/{id}/status", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for r in status["replicas"].as_array().unwrap() {
+        let name = r["name"].as_str().unwrap();
+        assert!(replicas.contains(name), "{name} not in {replicas:?}");
+    }
+}
+
+async fn additional_routes(s: &Server, id: &str) {
+    let client = reqwest::Client::new();
+    let base = format!("{}/1/lambdas/{id}/proxy", s.url);
+    let r = client
+        .post(format!("{base}/items"))
+        .json(&serde_json::json!({"name": "lamp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["location"], "/items/1");
+    let r = client
+        .get(format!("{base}/items/1?fields=name,id"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"name": "lamp", "id": 1})
+    );
+    let r = client.get(format!("{base}/items/1")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], 12004, "{body}");
+    assert_eq!(body["detail"], "query parameter 'fields' is required");
+    let r = client.put(format!("{base}/items/1")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, DELETE");
+    let (status, body) = s.invoke(id, serde_json::json!({})).await;
+    assert_eq!((status, body["items"].as_u64()), (200, Some(1)), "{body}");
+}
+
+async fn msgpack_body(s: &Server, id: &str) {
+    // {"sources": [{"image": <3 bytes>}]} in MessagePack, as luna-handlers sends it.
+    let mut body = vec![0x81, 0xa7];
+    body.extend_from_slice(b"sources");
+    body.extend_from_slice(&[0x91, 0x81, 0xa5]);
+    body.extend_from_slice(b"image");
+    body.extend_from_slice(&[0xc4, 0x03, 0, 1, 2]);
+    let r = reqwest::Client::new()
+        .post(format!("{}/1/lambdas/{id}/proxy/main", s.url))
+        .header("content-type", "application/msgpack")
+        .header("luna-handler-id", "h-7")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"handler_id": "h-7", "content_type": "application/msgpack", "sources": 1, "image_bytes": 3})
+    );
+}
