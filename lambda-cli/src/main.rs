@@ -4,6 +4,7 @@
 
 mod commands;
 mod output;
+mod remote;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -72,6 +73,34 @@ pub(crate) enum OnOff {
     Off,
 }
 
+/// The arguments of `create`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CreateArgs {
+    /// A lambda folder (packed first) or a .zip.
+    path: PathBuf,
+    /// Lambda name (lowercase letters, digits, '-'; starts with a letter).
+    #[arg(long)]
+    name: String,
+    /// Lambda type.
+    #[arg(long = "type", value_enum, default_value = "standalone")]
+    lambda_type: TypeArg,
+    /// Parameters file (JSON, or TOML when it ends in .toml).
+    #[arg(long)]
+    param_file: Option<PathBuf>,
+    /// Description (overrides the parameters file's).
+    #[arg(long)]
+    description: Option<String>,
+    /// An extra Dockerfile instruction (repeat for several), e.g. "RUN apt-get install -y libgl1".
+    #[arg(long = "user-docker-command")]
+    user_docker_commands: Vec<String>,
+    /// Wait until it runs, showing the stages and the build log.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the platform server (API and proxy). With no config: the embedded default, data in
@@ -114,31 +143,7 @@ pub(crate) enum Command {
         output: Option<PathBuf>,
     },
     /// Create a lambda from a folder or a .zip.
-    Create {
-        /// A lambda folder (packed first) or a .zip.
-        path: PathBuf,
-        /// Lambda name (lowercase letters, digits, '-'; starts with a letter).
-        #[arg(long)]
-        name: String,
-        /// Lambda type.
-        #[arg(long = "type", value_enum, default_value = "standalone")]
-        lambda_type: TypeArg,
-        /// Parameters file (JSON, or TOML when it ends in .toml).
-        #[arg(long)]
-        param_file: Option<PathBuf>,
-        /// Description (overrides the parameters file's).
-        #[arg(long)]
-        description: Option<String>,
-        /// An extra Dockerfile instruction (repeat for several), e.g. "RUN apt-get install -y libgl1".
-        #[arg(long = "user-docker-command")]
-        user_docker_commands: Vec<String>,
-        /// Wait until it runs, showing the stages and the build log.
-        #[arg(long)]
-        wait: bool,
-        /// How long --wait waits, in seconds.
-        #[arg(long, default_value_t = 600)]
-        timeout: u64,
-    },
+    Create(CreateArgs),
     /// Update a lambda: a new version from PATH (or the stored archive) and/or parameters.
     Update {
         /// Lambda id.

@@ -64,11 +64,7 @@ async fn every_example_runs_behind_the_proxy() {
         .unwrap();
     assert_eq!(list["count"], cases.len());
     for id in &ids {
-        let r = reqwest::Client::new()
-            .delete(format!("{}/1/lambdas/{id}", s.url))
-            .send()
-            .await
-            .unwrap();
+        let r = s.delete(id).await;
         assert_eq!(r.status(), 204);
     }
     s.stop().await;
@@ -216,11 +212,7 @@ async fn update_config_switch_and_delete() {
 
     // Delete: record, archive and processes gone.
     let running = pids(dir.path(), &id);
-    let r = reqwest::Client::new()
-        .delete(format!("{}/1/lambdas/{id}", s.url))
-        .send()
-        .await
-        .unwrap();
+    let r = s.delete(&id).await;
     assert_eq!(r.status(), 204);
     assert!(
         running.iter().all(|p| !alive(*p)),

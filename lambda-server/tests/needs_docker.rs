@@ -85,11 +85,7 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         .await
         .unwrap();
     assert_eq!(st["replicas"][0]["status"], "running", "{st}");
-    let r = reqwest::Client::new()
-        .delete(format!("{}/1/lambdas/{id}", s.url))
-        .send()
-        .await
-        .unwrap();
+    let r = s.delete(&id).await;
     assert_eq!(r.status(), 204);
 
     // The runtime-parity examples, built as images and run as containers.

@@ -122,11 +122,7 @@ async fn lambdas_run_as_deployments_behind_the_proxy() {
     let orphan = orphan.to_string();
     until("the orphan is removed", || objects_of(&orphan).is_empty()).await;
 
-    let r = reqwest::Client::new()
-        .delete(format!("{}/1/lambdas/{id}", s.url))
-        .send()
-        .await
-        .unwrap();
+    let r = s.delete(&id).await;
     assert_eq!(r.status(), 204);
     until("delete leaves nothing behind", || {
         objects_of(&id).is_empty()

@@ -368,9 +368,15 @@ class RequestMetrics:
             values = (route, method, str(status))
             pair = self._fast[key] = (self.requests._child(values), self.duration._child(values))
         count, hist = pair
-        count.add(0, 1)
-        hist.add(bisect_left(REQUEST_BUCKETS, seconds), 1)
-        hist.add(len(REQUEST_BUCKETS) + 1, seconds)
+        if count.__class__ is _LocalCells:  # one process: plain list updates, no method calls
+            count.v[0] += 1
+            v = hist.v
+            v[bisect_left(REQUEST_BUCKETS, seconds)] += 1
+            v[-1] += seconds
+        else:
+            count.add(0, 1)
+            hist.add(bisect_left(REQUEST_BUCKETS, seconds), 1)
+            hist.add(len(REQUEST_BUCKETS) + 1, seconds)
 
 
 class Registry:

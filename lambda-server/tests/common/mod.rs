@@ -238,6 +238,14 @@ impl Server {
         }
     }
 
+    pub async fn delete(&self, id: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .delete(format!("{}/1/lambdas/{id}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn invoke(&self, id: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let r = reqwest::Client::new()
             .post(format!("{}/1/lambdas/{id}/proxy/main", self.url))
@@ -315,11 +323,7 @@ pub async fn runtime_parity_examples(s: &Server) {
     assert_eq!(body["problems"][0]["code"], "import.unknown_name", "{body}");
     assert_eq!(body["problems"][0]["line"], 1, "{body}");
     for id in [&metrics_id, &routes_id, &msgpack_id] {
-        let r = reqwest::Client::new()
-            .delete(format!("{}/1/lambdas/{id}", s.url))
-            .send()
-            .await
-            .unwrap();
+        let r = s.delete(&id).await;
         assert_eq!(r.status(), 204);
     }
 }
