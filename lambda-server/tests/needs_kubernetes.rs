@@ -82,6 +82,20 @@ async fn lambdas_run_as_deployments_behind_the_proxy() {
         .await
         .unwrap();
     assert!(logs.contains("serving standalone lambda"), "{logs}");
+    // The replica's metrics, reached at its pod's own address, under its pod's name.
+    let metrics = reqwest::get(format!("{}/1/lambdas/{id}/metrics", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pod = st["replicas"][0]["name"].as_str().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "lambda_requests_total{{replica=\"{pod}\",route=\"/main\",method=\"POST\",status=\"200\"}} 1"
+        )),
+        "{metrics}"
+    );
     let d: serde_json::Value = serde_json::from_str(&kubectl(&[
         "get",
         "deployment",
