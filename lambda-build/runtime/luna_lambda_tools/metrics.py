@@ -200,6 +200,7 @@ class _Metric:
         self.description = description
         self.labelNames = labels
         self._children = {}
+        self._seen = {}  # label values as given -> cells (see _resolve)
         if not labels:
             self._child(())
 
@@ -212,6 +213,24 @@ class _Metric:
 
     def _resolve(self, labels):
         """The cells for a `labels` dict, after checking it against the declared names."""
+        # Fast path: the same label values as before (a dict of the declared names, hashable
+        # values): one tuple and one lookup.
+        if labels.__class__ is dict and len(labels) == len(self.labelNames):
+            try:
+                cells = self._seen.get(tuple([labels[k] for k in self.labelNames]))
+            except (KeyError, TypeError):
+                cells = None
+            if cells is not None:
+                return cells
+        cells = self._resolve_checked(labels)
+        if labels.__class__ is dict:
+            try:
+                self._seen[tuple([labels[k] for k in self.labelNames])] = cells
+            except TypeError:
+                pass
+        return cells
+
+    def _resolve_checked(self, labels):
         if not self.labelNames:
             if labels:
                 raise MetricError(f"metric {self.name!r} declares no labels, but got {sorted(labels)}")
@@ -273,7 +292,11 @@ class Counter(_Metric):
     def inc(self, amount=1, labels=None):
         if amount < 0:
             raise MetricError(f"counter {self.name!r} can only go up; inc({amount}) is negative")
-        self._resolve(labels).add(0, amount)
+        cells = self._resolve(labels)
+        if cells.__class__ is _LocalCells:
+            cells.v[0] += amount
+        else:
+            cells.add(0, amount)
 
     def _samples(self, out, values, cells):
         out.append(f"{self.name}_total{self._label_text(values)} {_fmt(cells[0])}")
@@ -331,8 +354,13 @@ class Histogram(_Metric):
 
     def observe(self, amount, labels=None):
         cells = self._resolve(labels)
-        cells.add(bisect_left(self.buckets, amount), 1)
-        cells.add(self._width - 1, amount)
+        if cells.__class__ is _LocalCells:
+            v = cells.v
+            v[bisect_left(self.buckets, amount)] += 1
+            v[-1] += amount
+        else:
+            cells.add(bisect_left(self.buckets, amount), 1)
+            cells.add(self._width - 1, amount)
 
     def _samples(self, out, values, cells):
         cumulative = 0.0
