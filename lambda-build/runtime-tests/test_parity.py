@@ -414,3 +414,78 @@ def test_examples_type_check_against_the_installed_runtime(tmp_path):
     wrong.write_text("from luna_lambda_tools import StandaloneLambdaRequest\n\nasync def main(request: StandaloneLambdaRequest) -> dict:\n    return {'x': request.jsonn}\n")
     out = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", str(wrong)], env={**os.environ, "MYPYPATH": str(site)}, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and 'has no attribute "jsonn"' in out.stdout, out.stdout
+
+
+TASK = '''
+import asyncio
+from luna_lambda_tools.public.tasks import BaseLambdaTask
+from luna_lambda_tools.public.exceptions import UserTaskLambdaException
+
+class Doubler(BaseLambdaTask):
+    async def onStart(self):
+        self.factor = 2
+
+    async def splitTasksContent(self, content):
+        if content.get("fail") == "split":
+            raise UserTaskLambdaException("cannot split that")
+        if content.get("fail") == "shape":
+            return {"not": "a list"}
+        return [{"x": x} for x in range(content["n"])]
+
+    async def executeSubtask(self, subTaskContent):
+        x = subTaskContent["x"]
+        if x == 3:
+            raise UserTaskLambdaException("three is unlucky")
+        if x == 4:
+            raise RuntimeError("replica trouble")
+        if x == 5:
+            return "not a dict"
+        return {"y": x * self.factor, "task": self.taskId, "account": self.accountId,
+                "config": self.config.userConfig, "lambda": self.lambdaId}
+'''
+
+
+def test_tasks_lambda_split_and_subtasks(start):
+    lam = start(files={"lambda_main.py": TASK}, env={"LAMBDA_TYPE": "tasks", "LAMBDA_ID": "lam-1", "LAMBDA_USER_CONFIG": '{"k": 1}'})
+    call = {"task_id": "t-1", "account_id": "acc", "content": {"n": 3}}
+    split = lam.request("POST", "/tasks/split", call)
+    assert split.status == 200 and split.json() == {"subtasks": [{"x": 0}, {"x": 1}, {"x": 2}]}
+    sub = lam.request("POST", "/tasks/subtask", {**call, "subtask": 2, "content": {"x": 2}})
+    assert sub.status == 200
+    assert sub.json() == {"result": {"y": 4, "task": "t-1", "account": "acc", "config": {"k": 1}, "lambda": "lam-1"}}
+    unlucky = lam.request("POST", "/tasks/subtask", {**call, "content": {"x": 3}})
+    assert unlucky.status == 422 and unlucky.json()["detail"] == "three is unlucky"
+    trouble = lam.request("POST", "/tasks/subtask", {**call, "content": {"x": 4}})
+    assert trouble.status == 500 and trouble.json()["detail"] == "RuntimeError: replica trouble"
+    shape = lam.request("POST", "/tasks/subtask", {**call, "content": {"x": 5}})
+    assert shape.status == 422 and "must return a dict or a list" in shape.json()["detail"]
+    bad_split = lam.request("POST", "/tasks/split", {**call, "content": {"fail": "split"}})
+    assert bad_split.status == 422 and bad_split.json()["detail"] == "cannot split that"
+    bad_shape = lam.request("POST", "/tasks/split", {**call, "content": {"fail": "shape"}})
+    assert bad_shape.status == 422 and "must return a list of dicts" in bad_shape.json()["detail"]
+    assert lam.request("POST", "/tasks/split", {"no": "content"}).status == 400
+    assert lam.request("GET", "/tasks/split").status == 405
+    assert lam.request("POST", "/main", {}).status == 404
+    # A standalone lambda has no task routes.
+    assert start("hello").request("POST", "/tasks/split", call).status == 404
+
+
+def test_tasks_lambda_needs_exactly_one_task_class(start):
+    cases = {
+        "x = 1\n": "defines exactly one BaseLambdaTask subclass; found none",
+        TASK + "\nclass Other(Doubler):\n    pass\n": "found Doubler, Other",
+        "from luna_lambda_tools import BaseLambdaTask\nclass T(BaseLambdaTask):\n    async def splitTasksContent(self, c):\n        return []\n": "T must define `async def executeSubtask",
+    }
+    for source, message in cases.items():
+        lam = start(files={"lambda_main.py": source}, env={"LAMBDA_TYPE": "tasks"}, healthy=False)
+        assert lam.proc.wait(timeout=20) == 3
+        assert message in lam.output(), lam.output()
+
+
+def test_tasks_sum_example(start):
+    lam = start("tasks-sum", env={"LAMBDA_TYPE": "tasks"})
+    split = lam.request("POST", "/tasks/split", {"task_id": "t", "content": {"n": 25, "chunk": 10}}).json()["subtasks"]
+    assert split == [{"from": 0, "to": 10}, {"from": 10, "to": 20}, {"from": 20, "to": 25}]
+    total = sum(lam.request("POST", "/tasks/subtask", {"task_id": "t", "content": c}).json()["result"]["sum"] for c in split)
+    assert total == sum(range(25))
+    assert lam.request("POST", "/tasks/split", {"task_id": "t", "content": {"n": "x"}}).status == 422

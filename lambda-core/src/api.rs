@@ -37,6 +37,12 @@ pub enum ErrorCode {
     SwitchedOff,
     /// 42015 / 504: the lambda did not answer in time.
     LambdaTimeout,
+    /// 42021 / 404: task not found.
+    TaskNotFound,
+    /// 42022 / 400: the lambda of a task is not a `tasks` lambda.
+    NotATasksLambda,
+    /// 42023 / 409: the task is over (done, failed or cancelled) and cannot be cancelled.
+    TaskFinished,
     /// 12001 / 400: the body is not valid JSON or has the wrong shape.
     BadJson,
     /// 12002 / 415: wrong content type (e.g. create without multipart).
@@ -68,6 +74,9 @@ impl ErrorCode {
             Self::NotRunning => 42013,
             Self::SwitchedOff => 42014,
             Self::LambdaTimeout => 42015,
+            Self::TaskNotFound => 42021,
+            Self::NotATasksLambda => 42022,
+            Self::TaskFinished => 42023,
             Self::BadJson => 12001,
             Self::BadContentType => 12002,
             Self::BodyTooLarge => 12003,
@@ -82,10 +91,17 @@ impl ErrorCode {
     /// The HTTP status that goes with it.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::LambdaNotFound | Self::RouteNotFound => 404,
-            Self::NameConflict | Self::UpdateNotAllowed | Self::SwitchedOff => 409,
+            Self::LambdaNotFound | Self::RouteNotFound | Self::TaskNotFound => 404,
+            Self::NameConflict
+            | Self::UpdateNotAllowed
+            | Self::SwitchedOff
+            | Self::TaskFinished => 409,
             Self::UserException | Self::Internal => 500,
-            Self::Validation | Self::BadJson | Self::BadQuery | Self::BadRequest => 400,
+            Self::Validation
+            | Self::BadJson
+            | Self::BadQuery
+            | Self::BadRequest
+            | Self::NotATasksLambda => 400,
             Self::ArchiveGone => 410,
             Self::NotRunning => 503,
             Self::LambdaTimeout => 504,
@@ -107,6 +123,9 @@ impl ErrorCode {
             Self::NotRunning => "Lambda is not running",
             Self::SwitchedOff => "Lambda is switched off",
             Self::LambdaTimeout => "Lambda did not answer in time",
+            Self::TaskNotFound => "Task not found",
+            Self::NotATasksLambda => "Lambda is not a tasks lambda",
+            Self::TaskFinished => "Task is finished",
             Self::BadJson => "Bad JSON",
             Self::BadContentType => "Bad content type",
             Self::BodyTooLarge => "Request body too large",
@@ -119,7 +138,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::LambdaNotFound,
         Self::NameConflict,
         Self::UserException,
@@ -129,6 +148,9 @@ impl ErrorCode {
         Self::NotRunning,
         Self::SwitchedOff,
         Self::LambdaTimeout,
+        Self::TaskNotFound,
+        Self::NotATasksLambda,
+        Self::TaskFinished,
         Self::BadJson,
         Self::BadContentType,
         Self::BodyTooLarge,
@@ -324,6 +346,151 @@ pub struct VersionInfo {
     pub patch: u32,
 }
 
+/// `POST /1/tasks`: a task for a `tasks` lambda.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// What the lambda's `splitTasksContent` gets; `lambda_id` names the lambda.
+    pub content: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `201` answer of `POST /1/tasks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCreated {
+    /// The new task.
+    pub task_id: uuid::Uuid,
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Created, not started.
+    Pending,
+    /// The lambda is splitting it into subtasks.
+    Splitting,
+    /// Subtasks are running.
+    InProgress,
+    /// Every subtask ended and at least one succeeded (or there were none).
+    Done,
+    /// The split failed, or every subtask failed.
+    Failed,
+    /// Cancelled: no new subtask starts.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Splitting => "splitting",
+            Self::InProgress => "in_progress",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the task is over (nothing runs for it any more).
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Done | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl std::str::FromStr for TaskStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            Self::Pending,
+            Self::Splitting,
+            Self::InProgress,
+            Self::Done,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| {
+            format!("{s:?} is not a task status (pending, splitting, in_progress, done, failed, cancelled)")
+        })
+    }
+}
+
+/// Subtask counts of a task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCounts {
+    /// Subtasks the split made.
+    pub total: u64,
+    /// Ended with a result.
+    pub done: u64,
+    /// Ended with an error (after every attempt).
+    pub failed: u64,
+    /// Running now.
+    pub in_flight: u64,
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Id.
+    pub task_id: uuid::Uuid,
+    /// The `tasks` lambda that runs it.
+    pub lambda_id: LambdaId,
+    /// Owning account (the lambda's).
+    pub account_id: uuid::Uuid,
+    /// Free text.
+    pub description: String,
+    /// The content given at creation.
+    pub content: serde_json::Map<String, serde_json::Value>,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Subtask counts.
+    pub subtasks: TaskCounts,
+    /// Created (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub create_time: time::OffsetDateTime,
+    /// Split started.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub start_time: Option<time::OffsetDateTime>,
+    /// Ended (done, failed or cancelled).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub end_time: Option<time::OffsetDateTime>,
+}
+
+/// `GET /1/tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskList {
+    /// This page.
+    pub tasks: Vec<TaskRecord>,
+    /// Matching tasks in all.
+    pub count: u64,
+}
+
+/// `GET /1/tasks/{id}/result`: one entry per subtask, in order; `null` for a failed or
+/// unfinished one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResults {
+    /// The results.
+    pub results: Vec<Option<serde_json::Value>>,
+}
+
+/// One failed subtask (`GET /1/tasks/{id}/errors` is a list of them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    /// The subtask's index (from 0), or absent for the split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtask: Option<u64>,
+    /// What went wrong.
+    pub error: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,7 +562,7 @@ mod tests {
             .is_err()
         );
         assert!(
-            serde_json::from_str::<Credentials>(r#"{"lambda_name":"ok","lambda_type":"tasks"}"#)
+            serde_json::from_str::<Credentials>(r#"{"lambda_name":"ok","lambda_type":"agent"}"#)
                 .is_err()
         );
     }

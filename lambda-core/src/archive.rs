@@ -9,6 +9,7 @@
 //! Every limit is checked twice: once from the headers (cheap, before any decompression) and
 //! again while reading (so a header that lies about sizes cannot get past them).
 
+use crate::names::LambdaType;
 use crate::problem::{Problem, ValidationReport};
 use crate::{python, requirements};
 use std::collections::BTreeMap;
@@ -83,7 +84,8 @@ pub struct ValidatedArchive {
     pub uncompressed_size: u64,
     /// All entries, in archive order.
     pub entries: Vec<ArchiveEntry>,
-    /// 1-based line of `async def main` in `lambda_main.py`.
+    /// 1-based line of `async def main` in `lambda_main.py` (of the `BaseLambdaTask` subclass
+    /// for a `tasks` lambda).
     pub main_line: u32,
     /// The archive has `requirements.txt`.
     pub has_requirements: bool,
@@ -144,7 +146,22 @@ pub fn is_replaced_by_runtime(name: &str) -> bool {
 /// Faster than [`validate`] on a reader: entries up to [`ONE_SHOT_MAX`] bytes are inflated in one
 /// call straight from the input slice, spread over the available cores.
 pub fn validate_bytes(bytes: &[u8], limits: &Limits) -> Result<ValidatedArchive, ValidationReport> {
-    validate_impl(std::io::Cursor::new(bytes), Some(bytes), limits)
+    validate_bytes_for(bytes, limits, LambdaType::Standalone)
+}
+
+/// [`validate_bytes`] for a lambda of type `lambda_type` (a `tasks` lambda defines a
+/// `BaseLambdaTask` subclass instead of `main`).
+pub fn validate_bytes_for(
+    bytes: &[u8],
+    limits: &Limits,
+    lambda_type: LambdaType,
+) -> Result<ValidatedArchive, ValidationReport> {
+    validate_impl(
+        std::io::Cursor::new(bytes),
+        Some(bytes),
+        limits,
+        lambda_type,
+    )
 }
 
 /// Validates an archive from any seekable reader. See the module docs.
@@ -152,13 +169,23 @@ pub fn validate<R: Read + Seek>(
     reader: R,
     limits: &Limits,
 ) -> Result<ValidatedArchive, ValidationReport> {
-    validate_impl(reader, None, limits)
+    validate_for(reader, limits, LambdaType::Standalone)
+}
+
+/// [`validate`] for a lambda of type `lambda_type`.
+pub fn validate_for<R: Read + Seek>(
+    reader: R,
+    limits: &Limits,
+    lambda_type: LambdaType,
+) -> Result<ValidatedArchive, ValidationReport> {
+    validate_impl(reader, None, limits, lambda_type)
 }
 
 fn validate_impl<R: Read + Seek>(
     reader: R,
     bytes: Option<&[u8]>,
     limits: &Limits,
+    lambda_type: LambdaType,
 ) -> Result<ValidatedArchive, ValidationReport> {
     let mut report = ValidationReport::default();
     // Archive structure: a readable zip within the limits, unique names, no shared data.
@@ -193,7 +220,7 @@ fn validate_impl<R: Read + Seek>(
     }
     // Content rules.
     let names: Vec<&str> = metas.iter().map(|(_, m, _)| m.name.as_str()).collect();
-    let main_line = check_main_module(&names, &read.kept, &mut report);
+    let main_line = check_main_module(&names, &read.kept, lambda_type, &mut report);
     let (has_requirements, requirements) = check_requirements(&names, &read.kept, &mut report);
     let has_docs = check_docs(&names, &read.kept, &mut report);
     let local_runner = read
@@ -481,6 +508,7 @@ fn stream_entry<R: Read + Seek>(
 fn check_main_module(
     names: &[&str],
     kept: &BTreeMap<&'static str, Vec<u8>>,
+    lambda_type: LambdaType,
     report: &mut ValidationReport,
 ) -> u32 {
     if !names.contains(&MAIN_FILE) {
@@ -491,7 +519,7 @@ fn check_main_module(
         return 0;
     };
     match std::str::from_utf8(src) {
-        Ok(text) => match python::check_module(text, MAIN_FILE) {
+        Ok(text) => match python::check_module(text, MAIN_FILE, lambda_type) {
             Ok(line) => line,
             Err(problems) => {
                 report.problems.extend(problems);

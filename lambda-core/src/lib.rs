@@ -53,8 +53,8 @@ pub enum Error {
         /// Which rule it breaks.
         why: String,
     },
-    /// A lambda type other than `standalone` and `handlers`.
-    #[error("lambda type {0:?} is not supported; supported types: standalone, handlers")]
+    /// A lambda type other than `standalone`, `handlers` and `tasks`.
+    #[error("lambda type {0:?} is not supported; supported types: standalone, handlers, tasks")]
     UnsupportedLambdaType(String),
     /// A status change that the status machine does not allow.
     #[error("{machine} status cannot change from {from} to {to}")]

@@ -121,6 +121,8 @@ pub enum LambdaType {
     Standalone,
     /// Requests from luna-handlers (`HandlersLambdaRequest`).
     Handlers,
+    /// Tasks split into subtasks that the platform runs across replicas (`BaseLambdaTask`).
+    Tasks,
 }
 
 impl LambdaType {
@@ -129,6 +131,7 @@ impl LambdaType {
         match self {
             Self::Standalone => "standalone",
             Self::Handlers => "handlers",
+            Self::Tasks => "tasks",
         }
     }
 }
@@ -139,6 +142,7 @@ impl FromStr for LambdaType {
         match s {
             "standalone" => Ok(Self::Standalone),
             "handlers" => Ok(Self::Handlers),
+            "tasks" => Ok(Self::Tasks),
             other => Err(Error::UnsupportedLambdaType(other.to_owned())),
         }
     }
@@ -188,12 +192,13 @@ mod tests {
     }
 
     #[test]
-    fn types_other_than_the_two_are_not_supported() {
+    fn types_other_than_the_three_are_not_supported() {
         assert_eq!(
             "handlers".parse::<LambdaType>().unwrap(),
             LambdaType::Handlers
         );
-        let e = "tasks".parse::<LambdaType>().unwrap_err();
+        assert_eq!("tasks".parse::<LambdaType>().unwrap(), LambdaType::Tasks);
+        let e = "agent".parse::<LambdaType>().unwrap_err();
         assert!(e.to_string().contains("not supported"), "{e}");
         let json: Result<LambdaType, _> = serde_json::from_str("\"agent\"");
         assert!(json.is_err());

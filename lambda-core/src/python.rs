@@ -1,17 +1,27 @@
 //! The `lambda_main.py` check: real Python parsing (the ruff parser), not regular expressions.
 
+use crate::names::LambdaType;
 use crate::problem::Problem;
 use crate::runtime_api;
-use ruff_python_ast::{Stmt, StmtFunctionDef};
+use ruff_python_ast::{Expr, Stmt, StmtClassDef, StmtFunctionDef};
 use ruff_text_size::TextSize;
 
 /// Every problem of `lambda_main.py`: it must parse, define `async def main(request)` (see
-/// [`check_main`]), import only what the runtime provides and give its handlers valid routes
-/// (see [`runtime_api::check`]). Returns the 1-based line of `main`, or every problem found.
-pub fn check_module(source: &str, path: &str) -> Result<u32, Vec<Problem>> {
+/// [`check_main`]; a `tasks` lambda: exactly one `BaseLambdaTask` subclass, see
+/// [`task_class_def`]), import only what the runtime provides and give its handlers valid routes
+/// (see [`runtime_api::check`]). Returns the 1-based line of `main` (or of the task class), or
+/// every problem found.
+pub fn check_module(
+    source: &str,
+    path: &str,
+    lambda_type: LambdaType,
+) -> Result<u32, Vec<Problem>> {
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     let body = parse(source, path).map_err(|p| vec![p])?;
-    let main = main_def(&body, source, path);
+    let main = match lambda_type {
+        LambdaType::Tasks => task_class_def(&body, source, path),
+        LambdaType::Standalone | LambdaType::Handlers => main_def(&body, source, path),
+    };
     let mut problems = runtime_api::check(&body, source, path);
     match main {
         Ok(line) if problems.is_empty() => Ok(line),
@@ -66,6 +76,90 @@ fn main_def(body: &[Stmt], source: &str, path: &str) -> Result<u32, Problem> {
         ));
     };
     check_signature(f, source, path)
+}
+
+/// The methods a `BaseLambdaTask` subclass must define.
+pub const TASK_METHODS: [&str; 2] = ["splitTasksContent", "executeSubtask"];
+
+/// A `tasks` lambda defines, at module level, exactly one class deriving from
+/// `BaseLambdaTask`, with `async def splitTasksContent` and `async def executeSubtask`. Returns
+/// the 1-based line of that class.
+pub fn task_class_def(body: &[Stmt], source: &str, path: &str) -> Result<u32, Problem> {
+    let classes: Vec<&StmtClassDef> = body
+        .iter()
+        .filter_map(|stmt| match stmt {
+            Stmt::ClassDef(c) if derives_base_task(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let class = match classes.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(Problem::error(
+                "tasks.no_task_class",
+                path,
+                format!(
+                    "'{path}' of a tasks lambda defines no BaseLambdaTask subclass; define `class MyTask(BaseLambdaTask)` with `async def splitTasksContent(self, content)` and `async def executeSubtask(self, subTaskContent)`"
+                ),
+            ));
+        }
+        [_, second, ..] => {
+            let names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
+            let (line, col) = line_col(source, second.range.start());
+            return Err(Problem::error(
+                "tasks.several_task_classes",
+                path,
+                format!(
+                    "'{path}' defines {} BaseLambdaTask subclasses ({}); a tasks lambda defines exactly one",
+                    names.len(),
+                    names.join(", ")
+                ),
+            )
+            .at(line, col));
+        }
+    };
+    let (line, col) = line_col(source, class.range.start());
+    for method in TASK_METHODS {
+        let def = class.body.iter().rev().find_map(|stmt| match stmt {
+            Stmt::FunctionDef(f) if f.name.as_str() == method => Some(f),
+            _ => None,
+        });
+        match def {
+            None => {
+                return Err(Problem::error(
+                    "tasks.missing_method",
+                    path,
+                    format!(
+                        "class {} in '{path}' (line {line}) has no `async def {method}`; a task class defines splitTasksContent and executeSubtask",
+                        class.name
+                    ),
+                )
+                .at(line, col));
+            }
+            Some(f) if !f.is_async => {
+                let (l, c) = line_col(source, f.range.start());
+                return Err(Problem::error(
+                    "tasks.not_async",
+                    path,
+                    format!(
+                        "`{method}` of class {} in '{path}' (line {l}) is a plain `def`; it must be `async def`",
+                        class.name
+                    ),
+                )
+                .at(l, c));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(line)
+}
+
+fn derives_base_task(class: &StmtClassDef) -> bool {
+    class.bases().iter().any(|base| match base {
+        Expr::Name(n) => n.id.as_str() == "BaseLambdaTask",
+        Expr::Attribute(a) => a.attr.as_str() == "BaseLambdaTask",
+        _ => false,
+    })
 }
 
 fn check_signature(f: &StmtFunctionDef, source: &str, path: &str) -> Result<u32, Problem> {

@@ -24,12 +24,14 @@ pub const MANIFEST: &str = include_str!("runtime_api.json");
 pub const PACKAGE: &str = "luna_lambda_tools";
 
 /// Paths the runtime serves itself; a handler may not take them.
-pub const RUNTIME_ROUTES: [&str; 5] = [
+pub const RUNTIME_ROUTES: [&str; 7] = [
     "/main",
     "/healthcheck",
     "/docs",
     "/metrics",
     "/lambda_metrics",
+    "/tasks/split",
+    "/tasks/subtask",
 ];
 
 /// Path parameter types of handler routes (Sanic's syntax: `<name:type>`).

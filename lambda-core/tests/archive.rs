@@ -144,7 +144,7 @@ fn main_rules() {
 fn imports_of_the_runtime_and_handler_routes_are_checked() {
     let main = "\
 from luna_lambda_tools.public.metrics.user_metrics import Counter, Meter
-from luna_lambda_tools.public.tasks import BaseLambdaTask
+from luna_lambda_tools.public.agent import AgentLambdaRequest
 from luna_lambda_tools import LambdaUserHandler
 
 class Metrics(LambdaUserHandler):
@@ -177,7 +177,12 @@ async def main(request):
     for dir in std::fs::read_dir(&examples).unwrap() {
         let dir = dir.unwrap().path();
         let bytes = lambda_core::pack::pack_dir(&dir).unwrap();
-        if let Err(r) = both(&bytes, &Limits::default()) {
+        let ty = if dir.ends_with("tasks-sum") {
+            lambda_core::LambdaType::Tasks
+        } else {
+            lambda_core::LambdaType::Standalone
+        };
+        if let Err(r) = lambda_core::archive::validate_bytes_for(&bytes, &Limits::default(), ty) {
             panic!("{}: {r:?}", dir.display());
         }
     }
@@ -197,6 +202,43 @@ fn the_originals_local_run_py_is_expected_other_run_py_is_a_warning() {
         ])),
         ["warning:runtime.replaced"]
     );
+}
+
+#[test]
+fn a_tasks_lambda_defines_exactly_one_task_class_instead_of_main() {
+    use lambda_core::LambdaType;
+    use lambda_core::archive::validate_bytes_for;
+    let check = |src: &str| -> Vec<(String, Option<u32>)> {
+        let bytes = zip_of(&[("lambda_main.py", src)]);
+        let fast = validate_bytes_for(&bytes, &Limits::default(), LambdaType::Tasks);
+        let stream = lambda_core::archive::validate_for(
+            std::io::Cursor::new(&bytes),
+            &Limits::default(),
+            LambdaType::Tasks,
+        );
+        assert_eq!(fast.is_ok(), stream.is_ok());
+        match fast {
+            Ok(a) => vec![("ok".to_owned(), Some(a.main_line))],
+            Err(r) => r.problems.into_iter().map(|p| (p.code, p.line)).collect(),
+        }
+    };
+    let good = "from luna_lambda_tools.public.tasks import BaseLambdaTask\n\nclass T(BaseLambdaTask):\n    async def splitTasksContent(self, c):\n        return []\n    async def executeSubtask(self, c):\n        return {}\n";
+    assert_eq!(check(good), [("ok".to_owned(), Some(3))]);
+    assert_eq!(check(MAIN_OK), [("tasks.no_task_class".to_owned(), None)]);
+    let two = format!("{good}\nclass U(BaseLambdaTask):\n    pass\n");
+    assert_eq!(
+        check(&two),
+        [("tasks.several_task_classes".to_owned(), Some(9))]
+    );
+    let missing = "import luna_lambda_tools\nclass T(luna_lambda_tools.BaseLambdaTask):\n    async def splitTasksContent(self, c):\n        return []\n";
+    assert_eq!(
+        check(missing),
+        [("tasks.missing_method".to_owned(), Some(2))]
+    );
+    let not_async = good.replace("async def executeSubtask", "def executeSubtask");
+    assert_eq!(check(&not_async), [("tasks.not_async".to_owned(), Some(6))]);
+    // A standalone lambda still needs main.
+    has(&zip_of(&[("lambda_main.py", good)]), "main.no_main");
 }
 
 #[test]

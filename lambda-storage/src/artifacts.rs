@@ -292,25 +292,14 @@ impl ArtifactStore {
     /// Deletes every object of one version (archive, log, docs).
     pub async fn delete_version(&self, id: &LambdaId, version: u64) -> Result<usize> {
         let v = format!("v{version}");
-        self.delete_prefix(self.inner.key(&["lambdas", &id.to_string(), &v]))
+        self.inner.delete_prefix(self.inner.key(&["lambdas", &id.to_string(), &v]))
             .await
     }
 
     /// Deletes every object of a lambda; returns how many were deleted.
     pub async fn delete_lambda(&self, id: &LambdaId) -> Result<usize> {
-        self.delete_prefix(self.inner.key(&["lambdas", &id.to_string()]))
+        self.inner.delete_prefix(self.inner.key(&["lambdas", &id.to_string()]))
             .await
-    }
-
-    async fn delete_prefix(&self, prefix: Path) -> Result<usize> {
-        let metas = self.inner.list_all(&prefix).await?;
-        for m in &metas {
-            match self.inner.store.delete(&m.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::backend(&m.location, e)),
-            }
-        }
-        Ok(metas.len())
     }
 
     /// Every lambda id that has artifacts, with the time its newest object was written.

@@ -3,7 +3,8 @@
 use crate::error::{Error, Result, UnavailableKind};
 use crate::{ArtifactStore, LambdaRepository};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::{Serialize, de::DeserializeOwned};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,6 +100,90 @@ impl Inner {
     }
 
     /// `prefix/part/part/...`
+    pub(crate) async fn serial_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.cas {
+            CasMode::Serialized => Some(self.lock.lock().await),
+            CasMode::Conditional => None,
+        }
+    }
+
+    pub(crate) async fn read<T: DeserializeOwned>(
+        &self,
+        key: &Path,
+    ) -> Result<Option<(T, UpdateVersion)>> {
+        let got = match self.store.get(key).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::backend(key, e)),
+        };
+        let version = UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
+        let bytes = got.bytes().await.map_err(|e| Error::backend(key, e))?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            path: key.to_string(),
+            detail: format!("not a valid document: {e}"),
+        })?;
+        Ok(Some((value, version)))
+    }
+
+    /// Writes a document. `mode` is honoured on conditional backends; on serialised ones the
+    /// caller holds the lock and has checked the precondition, so the write overwrites.
+    /// Returns false when the precondition failed (already exists / changed since read).
+    pub(crate) async fn write<T: Serialize>(
+        &self,
+        key: &Path,
+        value: &T,
+        mode: PutMode,
+    ) -> Result<bool> {
+        let body = serde_json::to_vec(value).map_err(|e| Error::Corrupt {
+            path: key.to_string(),
+            detail: format!("cannot encode: {e}"),
+        })?;
+        let mode = match self.cas {
+            CasMode::Conditional => mode,
+            CasMode::Serialized => PutMode::Overwrite,
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        match self.store.put_opts(key, PutPayload::from(body), opts).await {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(Error::backend(key, e)),
+        }
+    }
+
+    pub(crate) async fn exists(&self, key: &Path) -> Result<bool> {
+        match self.store.head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::backend(key, e)),
+        }
+    }
+
+    /// Deletes every object under `prefix`; returns how many there were.
+    pub(crate) async fn delete_prefix(&self, prefix: Path) -> Result<usize> {
+        use futures::stream::{StreamExt, TryStreamExt};
+        let metas = self.list_all(&prefix).await?;
+        futures::stream::iter(&metas)
+            .map(|m| async move {
+                match self.store.delete(&m.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(Error::backend(&m.location, e)),
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(metas.len())
+    }
+
     pub(crate) fn key(&self, parts: &[&str]) -> Path {
         let mut p = self.prefix.clone();
         for part in parts {
@@ -234,7 +319,14 @@ impl Storage {
         }
     }
 
-    /// The lambda records.
+    /// The tasks of `tasks` lambdas.
+    pub fn tasks(&self) -> crate::TaskStore {
+        crate::TaskStore {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The lambda record repository.
     pub fn records(&self) -> LambdaRepository {
         LambdaRepository {
             inner: self.inner.clone(),

@@ -1,7 +1,8 @@
 //! # lambda-storage
 //!
 //! Everything the control plane keeps, in one object store: the uploaded archives, build logs
-//! and docs ([`ArtifactStore`]) and the lambda records ([`LambdaRepository`]). The backend is
+//! and docs ([`ArtifactStore`]), the lambda records ([`LambdaRepository`]) and the tasks of `tasks`
+//! lambdas ([`TaskStore`]). The backend is
 //! chosen by URL ([`open`]): `memory://`, `file:///path` (the embedded default) or `s3://bucket`.
 //!
 //! ## Key layout
@@ -16,6 +17,9 @@
 //! | `P/records/<id>.json` | the record: `{"revision": n, "record": {...}}` (the source of truth) |
 //! | `P/names/<account>/<name>` | the name claim (holds the lambda id): names are unique per account |
 //! | `P/index/lambdas.json` | the list index (id, account, name, namespace, create time) |
+//! | `P/tasks/<task>/task.json` | a task's record `{"revision": n, "record": {...}}` (compare-and-swap) |
+//! | `P/tasks/<task>/subtasks.json` | the task's split: each subtask's content |
+//! | `P/tasks/<task>/results/<n>.json` | subtask `n`'s outcome, `{"result": ...}` or `{"error": "..."}` |
 //! | `P/.healthcheck/<uuid>` | short-lived probe of [`Storage::healthcheck`] |
 //!
 //! ## Concurrency
@@ -31,8 +35,10 @@ mod artifacts;
 mod backend;
 mod error;
 mod records;
+mod tasks;
 
 pub use artifacts::{ArtifactStore, DocKind};
 pub use backend::{CasMode, S3Options, Storage, StorageConfig, open};
 pub use error::{Error, Result, UnavailableKind};
 pub use records::{LambdaRepository, ListQuery, RecoveryReport, Revision, Versioned};
+pub use tasks::{SubtaskOutcome, TaskStore};

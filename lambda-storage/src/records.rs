@@ -8,8 +8,8 @@ use futures::stream::{StreamExt, TryStreamExt};
 use lambda_core::LambdaId;
 use lambda_core::api::LambdaRecord;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use object_store::{ObjectStoreExt, PutMode};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -122,80 +122,16 @@ impl LambdaRepository {
         self.inner.key(&["index", "lambdas.json"])
     }
 
-    async fn serial_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.inner.cas {
-            CasMode::Serialized => Some(self.inner.lock.lock().await),
-            CasMode::Conditional => None,
-        }
-    }
-
-    async fn read<T: DeserializeOwned>(&self, key: &Path) -> Result<Option<(T, UpdateVersion)>> {
-        let got = match self.inner.store.get(key).await {
-            Ok(g) => g,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(Error::backend(key, e)),
-        };
-        let version = UpdateVersion {
-            e_tag: got.meta.e_tag.clone(),
-            version: got.meta.version.clone(),
-        };
-        let bytes = got.bytes().await.map_err(|e| Error::backend(key, e))?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            path: key.to_string(),
-            detail: format!("not a valid document: {e}"),
-        })?;
-        Ok(Some((value, version)))
-    }
-
-    /// Writes a document. `mode` is honoured on conditional backends; on serialised ones the
-    /// caller holds the lock and has checked the precondition, so the write overwrites.
-    /// Returns false when the precondition failed (already exists / changed since read).
-    async fn write<T: Serialize>(&self, key: &Path, value: &T, mode: PutMode) -> Result<bool> {
-        let body = serde_json::to_vec(value).map_err(|e| Error::Corrupt {
-            path: key.to_string(),
-            detail: format!("cannot encode: {e}"),
-        })?;
-        let mode = match self.inner.cas {
-            CasMode::Conditional => mode,
-            CasMode::Serialized => PutMode::Overwrite,
-        };
-        let opts = PutOptions {
-            mode,
-            ..Default::default()
-        };
-        match self
-            .inner
-            .store
-            .put_opts(key, PutPayload::from(body), opts)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Ok(false),
-            Err(e) => Err(Error::backend(key, e)),
-        }
-    }
-
-    async fn exists(&self, key: &Path) -> Result<bool> {
-        match self.inner.store.head(key).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(Error::backend(key, e)),
-        }
-    }
-
     /// Creates a record with revision 1. Fails with [`Error::Conflict`] when the account already
     /// has a lambda of that name (also when two creates race: exactly one wins) or the id exists.
     pub async fn create(&self, record: LambdaRecord) -> Result<Versioned<LambdaRecord>> {
-        let _guard = self.serial_guard().await;
+        let _guard = self.inner.serial_guard().await;
         let name_key = self.name_key(&record.account_id, record.lambda_name.as_str());
         let id = record.lambda_id;
-        if self.inner.cas == CasMode::Serialized && self.exists(&name_key).await? {
+        if self.inner.cas == CasMode::Serialized && self.inner.exists(&name_key).await? {
             return Err(name_taken(&record));
         }
-        if !self.write(&name_key, &id, PutMode::Create).await? {
+        if !self.inner.write(&name_key, &id, PutMode::Create).await? {
             return Err(name_taken(&record));
         }
         let key = self.record_key(&id);
@@ -203,10 +139,10 @@ impl LambdaRepository {
             revision: 1,
             record,
         };
-        let created = if self.inner.cas == CasMode::Serialized && self.exists(&key).await? {
+        let created = if self.inner.cas == CasMode::Serialized && self.inner.exists(&key).await? {
             false
         } else {
-            self.write(&key, &doc, PutMode::Create).await?
+            self.inner.write(&key, &doc, PutMode::Create).await?
         };
         if !created {
             let _ = self.inner.store.delete(&name_key).await;
@@ -228,7 +164,7 @@ impl LambdaRepository {
 
     /// A record by id.
     pub async fn get(&self, id: &LambdaId) -> Result<Versioned<LambdaRecord>> {
-        match self.read::<RecordDoc>(&self.record_key(id)).await? {
+        match self.inner.read::<RecordDoc>(&self.record_key(id)).await? {
             Some((doc, _)) => Ok(Versioned {
                 value: doc.record,
                 revision: Revision(doc.revision),
@@ -245,7 +181,7 @@ impl LambdaRepository {
         expected: Revision,
         record: LambdaRecord,
     ) -> Result<Versioned<LambdaRecord>> {
-        let _guard = self.serial_guard().await;
+        let _guard = self.inner.serial_guard().await;
         self.update_locked(id, expected, record).await
     }
 
@@ -256,7 +192,7 @@ impl LambdaRepository {
         record: LambdaRecord,
     ) -> Result<Versioned<LambdaRecord>> {
         let key = self.record_key(id);
-        let Some((current, version)) = self.read::<RecordDoc>(&key).await? else {
+        let Some((current, version)) = self.inner.read::<RecordDoc>(&key).await? else {
             return Err(not_found(id));
         };
         if current.record.lambda_id != record.lambda_id
@@ -276,7 +212,11 @@ impl LambdaRepository {
             revision: expected.0 + 1,
             record,
         };
-        if !self.write(&key, &doc, PutMode::Update(version)).await? {
+        if !self
+            .inner
+            .write(&key, &doc, PutMode::Update(version))
+            .await?
+        {
             return Err(stale(id, expected, expected.0 + 1));
         }
         if namespace_changed {
@@ -328,9 +268,9 @@ impl LambdaRepository {
     /// Deletes a record, its index entry and its name claim. Artifacts are the caller's
     /// ([`ArtifactStore::delete_lambda`]).
     pub async fn delete(&self, id: &LambdaId) -> Result<()> {
-        let _guard = self.serial_guard().await;
+        let _guard = self.inner.serial_guard().await;
         let key = self.record_key(id);
-        let Some((doc, _)) = self.read::<RecordDoc>(&key).await? else {
+        let Some((doc, _)) = self.inner.read::<RecordDoc>(&key).await? else {
             return Err(not_found(id));
         };
         match self.inner.store.delete(&key).await {
@@ -341,7 +281,7 @@ impl LambdaRepository {
         self.update_index(|idx| idx.entries.retain(|e| e.lambda_id != id))
             .await?;
         let name_key = self.name_key(&doc.record.account_id, doc.record.lambda_name.as_str());
-        if let Some((owner, _)) = self.read::<LambdaId>(&name_key).await?
+        if let Some((owner, _)) = self.inner.read::<LambdaId>(&name_key).await?
             && owner == id
         {
             let _ = self.inner.store.delete(&name_key).await;
@@ -353,6 +293,7 @@ impl LambdaRepository {
     /// Reads the index once and then only the page's records.
     pub async fn list(&self, query: &ListQuery) -> Result<(Vec<LambdaRecord>, u64)> {
         let index: IndexDoc = self
+            .inner
             .read(&self.index_key())
             .await?
             .map(|(d, _)| d)
@@ -404,12 +345,12 @@ impl LambdaRepository {
     async fn update_index(&self, mut f: impl FnMut(&mut IndexDoc)) -> Result<()> {
         let key = self.index_key();
         for _ in 0..CAS_ATTEMPTS {
-            let (mut idx, mode) = match self.read::<IndexDoc>(&key).await? {
+            let (mut idx, mode) = match self.inner.read::<IndexDoc>(&key).await? {
                 Some((idx, v)) => (idx, PutMode::Update(v)),
                 None => (IndexDoc::default(), PutMode::Create),
             };
             f(&mut idx);
-            if self.write(&key, &idx, mode).await? {
+            if self.inner.write(&key, &idx, mode).await? {
                 return Ok(());
             }
         }
@@ -428,7 +369,7 @@ impl LambdaRepository {
         artifacts: &ArtifactStore,
         grace: Duration,
     ) -> Result<RecoveryReport> {
-        let _guard = self.serial_guard().await;
+        let _guard = self.inner.serial_guard().await;
         let mut report = RecoveryReport::default();
         let now = SystemTime::now();
         let old_enough = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age >= grace);
@@ -450,6 +391,7 @@ impl LambdaRepository {
 
         // Index: add missing records, drop entries without a record.
         let index: IndexDoc = self
+            .inner
             .read(&self.index_key())
             .await?
             .map(|(d, _)| d)
@@ -457,7 +399,7 @@ impl LambdaRepository {
         let indexed: HashSet<LambdaId> = index.entries.iter().map(|e| e.lambda_id).collect();
         let mut missing = Vec::new();
         for id in ids.difference(&indexed) {
-            if let Some((doc, _)) = self.read::<RecordDoc>(&self.record_key(id)).await? {
+            if let Some((doc, _)) = self.inner.read::<RecordDoc>(&self.record_key(id)).await? {
                 missing.push(IndexEntry::of(&doc.record));
             }
         }
@@ -483,6 +425,7 @@ impl LambdaRepository {
         let claims = self.inner.list_all(&names_prefix).await?;
         for m in claims {
             let owner = self
+                .inner
                 .read::<LambdaId>(&m.location)
                 .await
                 .ok()

@@ -12,9 +12,11 @@ from .logger import logger
 from .metrics import Counter, Gauge, Histogram, Summary
 from .monitoring import monitorLastActivity
 from .request import HandlersLambdaRequest, StandaloneLambdaRequest
+from .tasks import BaseLambdaTask
 from .user_handlers import LambdaUserHandler
 
 __all__ = [
+    "BaseLambdaTask",
     "Counter",
     "Gauge",
     "HandlersLambdaRequest",

@@ -3,7 +3,7 @@
 import os
 import sys
 
-LAMBDA_TYPES = ("standalone", "handlers")
+LAMBDA_TYPES = ("standalone", "handlers", "tasks")
 
 
 def run_lambda(lambdaType, debug):

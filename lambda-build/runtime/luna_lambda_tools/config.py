@@ -4,7 +4,7 @@
 |---|---|---|
 | LAMBDA_PORT | port to serve on | 8000 |
 | LAMBDA_HOST | address to bind | 0.0.0.0 |
-| LAMBDA_TYPE | standalone or handlers | standalone |
+| LAMBDA_TYPE | standalone, handlers or tasks | standalone |
 | LAMBDA_VERSION | lambda version, echoed as `Lambda-Version` | 1 |
 | LAMBDA_ID | lambda id | "" |
 | LAMBDA_WORKERS | worker processes | 1 |

@@ -25,11 +25,13 @@ from .logger import logger
 from .metrics import METRICS_DIR_ENV, MetricError, Registry
 from .monitoring import last_activity
 from .request import HandlersLambdaRequest, StandaloneLambdaRequest, UserConfig
+from .tasks import BaseLambdaTask
+from .tasks_server import TaskRoutes
 from .user_handlers import METHODS, RUNTIME_ROUTES, HandlerResponse, RouteError, collect_routes
 
 _JSON = (b"content-type", b"application/json")
 _PROMETHEUS = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-_ROUTES = RUNTIME_ROUTES
+_ROUTES = ("/main", "/healthcheck", "/docs", "/metrics", "/lambda_metrics")  # served here; RUNTIME_ROUTES also has the tasks paths
 _perf = time.perf_counter
 
 
@@ -38,19 +40,44 @@ class LambdaLoadError(Exception):
     `USER_METRICS` or handler routes are wrong."""
 
 
-def load_lambda_module(name="lambda_main"):
-    """Imports the user's module and checks its `main`. Raises LambdaLoadError with a clear
-    message (and the traceback of an import failure)."""
+def load_lambda_module(name="lambda_main", lambda_type=None):
+    """Imports the user's module and checks its entry point: `async def main`, or for a tasks
+    lambda exactly one `BaseLambdaTask` subclass. Raises LambdaLoadError with a clear message
+    (and the traceback of an import failure)."""
+    lambda_type = lambda_type or lambdaConfig.lambdaType
     try:
         module = importlib.import_module(name)
     except Exception:  # noqa: BLE001 - any import failure of user code is reported the same way
         raise LambdaLoadError(f"cannot import {name}.py:\n{traceback.format_exc()}") from None
+    if lambda_type == "tasks":
+        task_class(module)
+        return module
     main = getattr(module, "main", None)
     if main is None:
         raise LambdaLoadError(f"{name}.py has no `main`; define `async def main(request) -> dict`")
     if not inspect.iscoroutinefunction(main):
         raise LambdaLoadError(f"{name}.main is not `async def`; define `async def main(request) -> dict`")
     return module
+
+
+def task_class(module):
+    """The one `BaseLambdaTask` subclass a tasks lambda defines."""
+    found = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, BaseLambdaTask) and v is not BaseLambdaTask and v.__module__ == module.__name__
+    ]
+    if len(found) != 1:
+        names = ", ".join(sorted(c.__name__ for c in found)) or "none"
+        raise LambdaLoadError(
+            f"a tasks lambda's {module.__name__}.py defines exactly one BaseLambdaTask subclass; found {names}"
+        )
+    cls = found[0]
+    for method in ("splitTasksContent", "executeSubtask"):
+        fn = getattr(cls, method)
+        if fn is getattr(BaseLambdaTask, method) or not inspect.iscoroutinefunction(fn):
+            raise LambdaLoadError(f"{cls.__name__} must define `async def {method}(self, ...)`")
+    return cls
 
 
 def _user_metrics(module):
@@ -101,7 +128,8 @@ class LambdaApp:
     """The ASGI application of one lambda."""
 
     def __init__(self, module, config=lambdaConfig, lambda_dir=None):
-        self.main = module.main
+        self.main = getattr(module, "main", None)
+        self.tasks = TaskRoutes(task_class(module)) if config.lambdaType == "tasks" else None
         self.user_ctx_cls = getattr(module, "UserCtx", None)
         self.user_ctx = None
         self.request_cls = HandlersLambdaRequest if config.lambdaType == "handlers" else StandaloneLambdaRequest
@@ -125,6 +153,8 @@ class LambdaApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    if self.tasks is not None:
+                        await self.tasks.start()
                     if self.user_ctx_cls is not None:
                         self.user_ctx = self.user_ctx_cls()
                         on_start = getattr(self.user_ctx, "onStart", None)
@@ -138,6 +168,8 @@ class LambdaApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
+                    if self.tasks is not None:
+                        await self.tasks.stop()
                     on_shutdown = getattr(self.user_ctx, "onShutdown", None)
                     if on_shutdown is not None:
                         await on_shutdown()
@@ -159,8 +191,12 @@ class LambdaApp:
             rid = f"{int(time.time())},{uuid.uuid4()}"
         headers = [_JSON]
         label = path
-        if path == "/main":
+        if path == "/main" and self.tasks is None:
             status, body = await self._main(scope, receive, method, rid)
+        elif self.tasks is not None and path in self.tasks.paths:
+            status, body = await self._task_call(scope, receive, method, rid, path)
+        elif path == "/main":
+            status, body = 404, _error(12006, "Resource not found", "a tasks lambda has no /main; start a task with POST /1/tasks")
         elif path not in _ROUTES:
             status, body, headers, label = await self._user_route(scope, receive, method, rid, path)
         elif method != "GET":
@@ -222,6 +258,19 @@ class LambdaApp:
             logger.error("request %s: %s", rid, detail)
             return 500, _error(42004, "Lambda exception", detail)
         return self._dumps(rid, result, "the dict returned by main")
+
+    async def _task_call(self, scope, receive, method, rid, path):
+        """`POST /tasks/split` and `POST /tasks/subtask` (the platform's calls)."""
+        if method != "POST":
+            return 405, _error(12007, "Method not allowed", f"{method} is not allowed on {path}; use POST")
+        body = await self._read_body(scope, receive)
+        if body is None:
+            return 413, self._too_large()
+        try:
+            call = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError as e:
+            return 400, _error(12001, "Bad JSON", f"request body is not valid JSON: {e}")
+        return await self.tasks.call(path, call, rid)
 
     def _dumps(self, rid, value, what):
         try:

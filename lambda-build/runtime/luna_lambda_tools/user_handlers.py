@@ -23,7 +23,7 @@ from .exceptions import BadRequest, UserException
 from .request import HandlersLambdaRequest, StandaloneLambdaRequest, UserConfig
 
 #: Paths the runtime serves itself; a handler may not take them.
-RUNTIME_ROUTES = ("/main", "/healthcheck", "/docs", "/metrics", "/lambda_metrics")
+RUNTIME_ROUTES = ("/main", "/healthcheck", "/docs", "/metrics", "/lambda_metrics", "/tasks/split", "/tasks/subtask")
 METHODS = ("get", "post", "put", "patch", "delete")
 
 _PARAM = re.compile(r"<([^<>/]*)>")

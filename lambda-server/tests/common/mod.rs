@@ -323,7 +323,7 @@ pub async fn runtime_parity_examples(s: &Server) {
     assert_eq!(body["problems"][0]["code"], "import.unknown_name", "{body}");
     assert_eq!(body["problems"][0]["line"], 1, "{body}");
     for id in [&metrics_id, &routes_id, &msgpack_id] {
-        let r = s.delete(&id).await;
+        let r = s.delete(id).await;
         assert_eq!(r.status(), 204);
     }
 }

@@ -360,6 +360,83 @@ pub async fn healthcheck_passes(s: Storage) {
     s.healthcheck().await.unwrap();
 }
 
+pub fn task(lambda: LambdaId) -> lambda_core::api::TaskRecord {
+    lambda_core::api::TaskRecord {
+        task_id: uuid::Uuid::new_v4(),
+        lambda_id: lambda,
+        account_id: uuid::Uuid::new_v4(),
+        description: "sum".into(),
+        content: serde_json::json!({"lambda_id": lambda.to_string(), "n": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
+        status: lambda_core::api::TaskStatus::Pending,
+        reason: None,
+        subtasks: Default::default(),
+        create_time: time::OffsetDateTime::now_utc(),
+        start_time: None,
+        end_time: None,
+    }
+}
+
+/// A task's record (compare-and-swap, concurrent updates keep every change), its split and its
+/// outcomes (one per subtask, however often written), listed and deleted.
+pub async fn tasks_round_trip(s: Storage) {
+    use lambda_storage::SubtaskOutcome;
+    let tasks = s.tasks();
+    let t = task(LambdaId::new());
+    let id = t.task_id;
+    tasks.create(t.clone()).await.unwrap();
+    assert!(matches!(tasks.create(t.clone()).await, Err(Error::Conflict { .. })));
+    let mut joins = Vec::new();
+    for _ in 0..10 {
+        let tasks = tasks.clone();
+        joins.push(tokio::spawn(async move {
+            tasks
+                .update_with(&id, |r| {
+                    r.subtasks.done += 1;
+                    Ok::<_, Error>(())
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    for j in joins {
+        j.await.unwrap();
+    }
+    let got = tasks.get(&id).await.unwrap();
+    assert_eq!((got.value.subtasks.done, got.revision), (10, Revision(11)));
+    assert_eq!(tasks.subtasks(&id).await.unwrap(), None);
+    let split: Vec<serde_json::Map<String, serde_json::Value>> = (0..3)
+        .map(|i| serde_json::json!({"i": i}).as_object().unwrap().clone())
+        .collect();
+    tasks.put_subtasks(&id, &split).await.unwrap();
+    assert_eq!(tasks.subtasks(&id).await.unwrap(), Some(split));
+    tasks
+        .put_outcome(&id, 2, &SubtaskOutcome::Error("boom".into()))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        tasks
+            .put_outcome(&id, 0, &SubtaskOutcome::Result(serde_json::json!({"s": 1})))
+            .await
+            .unwrap();
+    }
+    assert_eq!(tasks.ended(&id).await.unwrap(), vec![0, 2]);
+    let outcomes = tasks.outcomes(&id).await.unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[&0], SubtaskOutcome::Result(serde_json::json!({"s": 1})));
+    assert_eq!(outcomes[&2], SubtaskOutcome::Error("boom".into()));
+    let other = task(LambdaId::new());
+    tasks.create(other.clone()).await.unwrap();
+    let listed: Vec<uuid::Uuid> = tasks.list().await.unwrap().iter().map(|t| t.task_id).collect();
+    assert_eq!(listed, vec![id, other.task_id]);
+    assert_eq!(tasks.delete(&id).await.unwrap(), 4); // task.json, subtasks.json, 2 outcomes
+    assert!(matches!(tasks.get(&id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(tasks.delete(&id).await, Err(Error::NotFound { .. })));
+    assert_eq!(tasks.list().await.unwrap().len(), 1);
+}
+
 /// The store key of `key` under the storage's prefix.
 fn prefixed(s: &Storage, key: object_store::path::Path) -> object_store::path::Path {
     let mut p = s.prefix().clone();
@@ -385,7 +462,8 @@ macro_rules! conformance_suite {
             a_create_that_crashed_before_its_record_is_cleaned_up,
             a_create_that_crashed_before_its_index_entry_is_completed,
             build_logs_and_docs,
-            healthcheck_passes
+            healthcheck_passes,
+            tasks_round_trip
         );
     };
     (@cases $backend:path; $($case:ident),*) => {
