@@ -618,7 +618,11 @@ async fn create(
     let creds = parse_credentials(&raw_creds, &mut report)?;
     let Some(creds) = creds else {
         // Report the credentials' problems together with the archive's and the parameters'.
-        if let Err(Error::Invalid(r)) = s.platform.check(archive, parts.parameters).await {
+        let ty = serde_json::from_slice::<serde_json::Value>(&raw_creds)
+            .ok()
+            .and_then(|v| v.get("lambda_type")?.as_str()?.parse().ok())
+            .unwrap_or(lambda_core::LambdaType::Standalone);
+        if let Err(Error::Invalid(r)) = s.platform.check(archive, parts.parameters, ty).await {
             report.extend(r);
         }
         return Err(Error::Invalid(report));

@@ -15,9 +15,10 @@ use lambda_build::{BuildRequest, ImageBuilder};
 use lambda_core::api::{
     ArchiveInfo, Credentials, ImageStatusResponse, LambdaRecord, ReplicaStatus, StatusResponse,
 };
-use lambda_core::archive::{DOCS_HTML, DOCS_YAML, Limits, for_each_user_file, validate_bytes};
+use lambda_core::archive::{DOCS_HTML, DOCS_YAML, Limits, for_each_user_file, validate_bytes_for};
 use lambda_core::{
-    ImageStatus, LambdaId, LambdaStatus, Parameters, ValidatedArchive, ValidationReport,
+    ImageStatus, LambdaId, LambdaStatus, LambdaType, Parameters, ValidatedArchive,
+    ValidationReport,
 };
 use lambda_deploy::{DeploySpec, Orchestrator};
 use lambda_storage::{ArtifactStore, DocKind, LambdaRepository, ListQuery, Storage};
@@ -309,11 +310,12 @@ impl Platform {
         &self,
         archive: Bytes,
         params: Option<Bytes>,
+        lambda_type: LambdaType,
     ) -> Result<(ValidatedArchive, Parameters)> {
         let limits = self.inner.cfg.limits.clone();
         let os = self.inner.cfg.base_os;
         let (archive_result, params_result) = tokio::task::spawn_blocking(move || {
-            let a = validate_bytes(&archive, &limits);
+            let a = validate_bytes_for(&archive, &limits, lambda_type);
             let p = match &params {
                 Some(p) => Parameters::parse_for(p, Some(os)),
                 None => Ok(Parameters::default()),
@@ -332,8 +334,15 @@ impl Platform {
     }
 
     /// Checks an archive and parameters without storing anything.
-    pub async fn check(&self, archive: Bytes, parameters: Option<Bytes>) -> Result<()> {
-        self.validate(archive, parameters).await.map(|_| ())
+    pub async fn check(
+        &self,
+        archive: Bytes,
+        parameters: Option<Bytes>,
+        lambda_type: LambdaType,
+    ) -> Result<()> {
+        self.validate(archive, parameters, lambda_type)
+            .await
+            .map(|_| ())
     }
 
     async fn store_docs(
@@ -382,7 +391,9 @@ impl Platform {
         parameters: Option<Bytes>,
         archive: Bytes,
     ) -> Result<LambdaId> {
-        let (validated, params) = self.validate(archive.clone(), parameters).await?;
+        let (validated, params) = self
+            .validate(archive.clone(), parameters, credentials.lambda_type)
+            .await?;
         let id = LambdaId::new();
         let info = self
             .inner
@@ -491,7 +502,9 @@ impl Platform {
                 serde_json::to_vec(&current.parameters).unwrap_or_default(),
             )),
         };
-        let (validated, params) = self.validate(bytes.clone(), params_json).await?;
+        let (validated, params) = self
+            .validate(bytes.clone(), params_json, current.lambda_type)
+            .await?;
         let version = current.lambda_version + 1;
         let info: ArchiveInfo = self
             .inner
@@ -1032,7 +1045,7 @@ impl Platform {
                 return Ok(());
             }
         };
-        let (validated, _) = match self.validate(bytes.clone(), None).await {
+        let (validated, _) = match self.validate(bytes.clone(), None, rec.lambda_type).await {
             Ok(v) => v,
             Err(e) => {
                 self.fail_build(id, version, format!("the stored archive is invalid: {e}"))

@@ -169,18 +169,13 @@ impl Inner {
 
     /// Deletes every object under `prefix`; returns how many there were.
     pub(crate) async fn delete_prefix(&self, prefix: Path) -> Result<usize> {
-        use futures::stream::{StreamExt, TryStreamExt};
         let metas = self.list_all(&prefix).await?;
-        futures::stream::iter(&metas)
-            .map(|m| async move {
-                match self.store.delete(&m.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(Error::backend(&m.location, e)),
-                }
-            })
-            .buffer_unordered(16)
-            .try_collect::<Vec<()>>()
-            .await?;
+        for m in &metas {
+            match self.store.delete(&m.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::backend(&m.location, e)),
+            }
+        }
         Ok(metas.len())
     }
 
