@@ -3,7 +3,7 @@
 use crate::output::{self, outln};
 use crate::{Cli, Command, TypeArg};
 use anyhow::{Context, bail};
-use lambda_core::archive::{Limits, validate_bytes};
+use lambda_core::archive::{Limits, validate_bytes_for};
 use lambda_core::pack::pack_dir;
 use lambda_core::{LambdaId, Severity, ValidationReport};
 use lambda_server::client::Client;
@@ -20,7 +20,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             listen,
         } => serve(config, data_dir, listen),
-        Command::Validate { path } => validate(&path, json),
+        Command::Validate { path, lambda_type } => validate(&path, lambda_type, json),
         Command::Pack { dir, output } => pack(&dir, output, json),
         Command::Init { dir, lambda_type } => init(&dir, lambda_type, json, quiet),
         Command::Completions { shell } => {
@@ -64,9 +64,9 @@ pub(crate) fn read_lambda(path: &Path) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+fn validate(path: &Path, ty: TypeArg, json: bool) -> anyhow::Result<ExitCode> {
     let bytes = read_lambda(path)?;
-    let (ok, report) = match validate_bytes(&bytes, &Limits::default()) {
+    let (ok, report) = match validate_bytes_for(&bytes, &Limits::default(), ty.core()) {
         Ok(a) => (
             true,
             ValidationReport {
@@ -152,6 +152,23 @@ async def main(request: StandaloneLambdaRequest) -> dict:
     return {"greeting": f"hello, {name}"}
 "#;
 
+const TASKS_MAIN: &str = r#""""A tasks lambda: POST /1/tasks splits a task into subtasks that run across its replicas."""
+
+from luna_lambda_tools.public.exceptions import UserTaskLambdaException
+from luna_lambda_tools.public.tasks import BaseLambdaTask
+
+
+class Task(BaseLambdaTask):
+    async def splitTasksContent(self, content: dict) -> list[dict]:
+        items = content.get("items")
+        if not isinstance(items, list):
+            raise UserTaskLambdaException("content needs a list 'items'")
+        return [{"item": item} for item in items]
+
+    async def executeSubtask(self, subTaskContent: dict) -> dict:
+        return {"item": subTaskContent["item"], "length": len(str(subTaskContent["item"]))}
+"#;
+
 const HANDLERS_MAIN: &str = r#""""A handlers lambda: luna-handlers sends it event data."""
 
 from luna_lambda_tools import HandlersLambdaRequest, UserException
@@ -163,6 +180,34 @@ async def main(request: HandlersLambdaRequest) -> dict:
         raise UserException(400, "expected a JSON object with 'sources'")
     return {"handler_id": request.handlerId, "sources": len(data["sources"])}
 "#;
+
+/// The README of a new lambda folder: what it is and the commands to try it.
+fn init_readme(name: &str, ty: TypeArg, type_flag: &str) -> String {
+    let (what, try_it) = match ty {
+        TypeArg::Tasks => (
+            "a BaseLambdaTask subclass: `splitTasksContent` splits a task, `executeSubtask` runs one part",
+            format!(
+                "luna-lambda validate . --type tasks               # every problem at once\nluna-lambda create . --name {name} --type tasks --wait   # ship it to the platform\nluna-lambda task create <ID> --content '{{\"items\": [\"a\", \"bb\"]}}' --wait\nluna-lambda task result <TASK_ID>\n"
+            ),
+        ),
+        TypeArg::Standalone | TypeArg::Handlers => {
+            let example = if matches!(ty, TypeArg::Handlers) {
+                r#"'{"sources": [1, 2]}' -H 'Luna-Handler-Id: h1'"#
+            } else {
+                r#"'{"name": "ann"}'"#
+            };
+            (
+                "`async def main(request) -> dict`",
+                format!(
+                    "luna-lambda validate .{type_flag}                         # every problem at once\nluna-lambda run .{type_flag}                              # serve it on 127.0.0.1:8000, reloading on change\npython run.py                                  # or so, with the runtime installed (pip install lambda-build/runtime)\ncurl -s -X POST -d {example} 127.0.0.1:8000/main\nluna-lambda create . --name {name}{type_flag} --wait   # ship it to the platform\nluna-lambda invoke <ID> --data {example}\n"
+                ),
+            )
+        }
+    };
+    format!(
+        "# {name}\n\nA luna-lambda{type_flag} lambda. `lambda_main.py` holds {what}; add\npackages to `requirements.txt`; `docs/` is served at `GET /1/lambdas/<id>/docs`.\n\n```sh\n{try_it}```\n"
+    )
+}
 
 fn init(dir: &Path, ty: TypeArg, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
@@ -177,21 +222,12 @@ fn init(dir: &Path, ty: TypeArg, json: bool, quiet: bool) -> anyhow::Result<Exit
         .unwrap_or("my-lambda")
         .to_ascii_lowercase()
         .replace(['_', ' ', '.'], "-");
-    let (main, example) = match ty {
-        TypeArg::Standalone => (STANDALONE_MAIN, r#"'{"name": "ann"}'"#),
-        TypeArg::Handlers => (
-            HANDLERS_MAIN,
-            r#"'{"sources": [1, 2]}' -H 'Luna-Handler-Id: h1'"#,
-        ),
+    let (main, lambda_type, type_flag) = match ty {
+        TypeArg::Standalone => (STANDALONE_MAIN, "standalone", ""),
+        TypeArg::Handlers => (HANDLERS_MAIN, "handlers", " --type handlers"),
+        TypeArg::Tasks => (TASKS_MAIN, "tasks", " --type tasks"),
     };
-    let type_flag = match ty {
-        TypeArg::Standalone => "",
-        TypeArg::Handlers => " --type handlers",
-    };
-    let lambda_type = match ty {
-        TypeArg::Standalone => "standalone",
-        TypeArg::Handlers => "handlers",
-    };
+    let readme = init_readme(&name, ty, type_flag);
     let files: Vec<(&str, String)> = vec![
         ("lambda_main.py", main.to_owned()),
         (
@@ -216,12 +252,7 @@ fn init(dir: &Path, ty: TypeArg, json: bool, quiet: bool) -> anyhow::Result<Exit
                 "openapi: 3.0.0\ninfo:\n  title: {name}\n  version: \"1.0\"\npaths:\n  /main:\n    post:\n      responses:\n        \"200\": {{description: the result}}\n"
             ),
         ),
-        (
-            "README.md",
-            format!(
-                "# {name}\n\nA luna-lambda{type_flag} lambda. `lambda_main.py` holds `async def main(request) -> dict`; add\npackages to `requirements.txt`; `docs/` is served at `GET /1/lambdas/<id>/docs`.\n\n```sh\nluna-lambda validate .                         # every problem at once\nluna-lambda run .                              # serve it on 127.0.0.1:8000, reloading on change\npython run.py                                  # or so, with the runtime installed (pip install lambda-build/runtime)\ncurl -s -X POST -d {example} 127.0.0.1:8000/main\nluna-lambda create . --name {name}{type_flag} --wait   # ship it to the platform\nluna-lambda invoke <ID> --data {example}\n```\n"
-            ),
-        ),
+        ("README.md", readme),
     ];
     for (rel, text) in &files {
         let p = dir.join(rel);
@@ -368,7 +399,7 @@ fn run_local(path: &Path, port: u16, ty: TypeArg) -> anyhow::Result<ExitCode> {
     loop {
         version += 1;
         let bytes = pack_dir(path)?;
-        let archive = match validate_bytes(&bytes, &Limits::default()) {
+        let archive = match validate_bytes_for(&bytes, &Limits::default(), ty.core()) {
             Ok(a) => a,
             Err(report) => {
                 eprintln!("{report}");

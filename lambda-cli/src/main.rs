@@ -5,6 +5,7 @@
 mod commands;
 mod output;
 mod remote;
+mod task;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub(crate) enum TypeArg {
     Standalone,
     /// Requests from luna-handlers.
     Handlers,
+    /// Tasks split into subtasks that the platform runs (POST /1/tasks).
+    Tasks,
 }
 
 impl TypeArg {
@@ -60,6 +63,7 @@ impl TypeArg {
         match self {
             Self::Standalone => lambda_core::LambdaType::Standalone,
             Self::Handlers => lambda_core::LambdaType::Handlers,
+            Self::Tasks => lambda_core::LambdaType::Tasks,
         }
     }
 }
@@ -131,6 +135,9 @@ pub(crate) enum Command {
     Validate {
         /// A .zip archive or a lambda folder (packed in memory first).
         path: PathBuf,
+        /// Lambda type (a tasks lambda defines a BaseLambdaTask subclass instead of main).
+        #[arg(long = "type", value_enum, default_value = "standalone")]
+        lambda_type: TypeArg,
     },
     /// Pack a lambda folder into a deterministic zip (same folder, same bytes).
     ///
@@ -221,6 +228,11 @@ pub(crate) enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Tasks of tasks lambdas: create, watch, read results, cancel, delete.
+    Task {
+        #[command(subcommand)]
+        action: crate::task::TaskAction,
     },
     /// Switch a lambda on or off.
     Switch {

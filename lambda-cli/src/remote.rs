@@ -49,6 +49,7 @@ pub(crate) async fn remote(ctx: Ctx, cmd: Command) -> anyhow::Result<ExitCode> {
             action: ConfigAction::Set { id, file },
         } => set_config(ctx, id, file).await,
         Command::Switch { id, state } => switch(ctx, id, state).await,
+        Command::Task { action } => crate::task::task(ctx, action).await,
         Command::Invoke {
             id,
             data,

@@ -199,6 +199,55 @@ pub const ROUTES: &[RouteDoc] = &[
         ok: 200,
     },
     RouteDoc {
+        method: "POST",
+        path: "/1/tasks",
+        operation: "createTask",
+        summary: "Start a task of a tasks lambda ({\"description\", \"content\": {\"lambda_id\", ...}})",
+        ok: 201,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/tasks",
+        operation: "listTasks",
+        summary: "List tasks (lambda_id, status, page, page_size)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/tasks/{task_id}",
+        operation: "getTask",
+        summary: "A task's record with its subtask counts and times",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "PATCH",
+        path: "/1/tasks/{task_id}",
+        operation: "cancelTask",
+        summary: "Cancel a task ({\"status\": \"cancelled\"})",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "DELETE",
+        path: "/1/tasks/{task_id}",
+        operation: "deleteTask",
+        summary: "Delete a task and its results",
+        ok: 204,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/tasks/{task_id}/result",
+        operation: "getTaskResult",
+        summary: "Each subtask's result in order (null when it failed)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/tasks/{task_id}/errors",
+        operation: "getTaskErrors",
+        summary: "The failed subtasks ([{\"subtask\", \"error\"}])",
+        ok: 200,
+    },
+    RouteDoc {
         method: "ANY",
         path: "/1/lambdas/{lambda_id}/proxy/{path}",
         operation: "proxyLambda",
@@ -232,6 +281,7 @@ pub fn router(state: AppState) -> Router {
         .route("/1/lambdas/{lambda_id}/docs", get(docs))
         .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
         .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
+        .merge(crate::task_api::routes())
         .route("/1/lambdas/{lambda_id}/proxy", any(proxy_root))
         .route("/1/lambdas/{lambda_id}/proxy/{*path}", any(proxy))
         .fallback(not_found)
@@ -323,7 +373,7 @@ fn method_name(m: &Method) -> &'static str {
 }
 
 /// `Luna-Account-Id`, when sent.
-struct Account(Option<uuid::Uuid>);
+pub(crate) struct Account(pub(crate) Option<uuid::Uuid>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Account {
     type Rejection = Error;
@@ -664,7 +714,7 @@ async fn update(
         .into_response())
 }
 
-fn query_u64(
+pub(crate) fn query_u64(
     q: &HashMap<String, String>,
     key: &str,
     default: u64,
@@ -686,12 +736,11 @@ fn query_u64(
     }
 }
 
-fn query(
-    q: std::result::Result<
-        Query<HashMap<String, String>>,
-        axum::extract::rejection::QueryRejection,
-    >,
-) -> Result<HashMap<String, String>> {
+/// A query string as the handlers take it (a rejection is reported by [`query`]).
+pub(crate) type QueryResult =
+    std::result::Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+pub(crate) fn query(q: QueryResult) -> Result<HashMap<String, String>> {
     q.map(|Query(q)| q)
         .map_err(|e| Error::BadRequest(ErrorCode::BadQuery, format!("bad query string: {e}")))
 }
@@ -744,7 +793,7 @@ async fn switch(
     Ok(Json(s.platform.switch(&id, account, req.alive).await?).into_response())
 }
 
-fn json_error(e: axum::extract::rejection::JsonRejection) -> Error {
+pub(crate) fn json_error(e: axum::extract::rejection::JsonRejection) -> Error {
     use axum::extract::rejection::JsonRejection::*;
     match e {
         MissingJsonContentType(_) => Error::BadRequest(
@@ -968,6 +1017,13 @@ async fn forward(
 ) -> Result<Response> {
     let id = lambda_id(&raw)?;
     let (route, base) = s.platform.route(&id, account).await?;
+    if route.lambda_type == lambda_core::LambdaType::Tasks && path.starts_with("tasks/") {
+        // The platform's own calls into a tasks lambda; tasks start with POST /1/tasks.
+        return Err(Error::BadRequest(
+            ErrorCode::RouteNotFound,
+            format!("/{path} of a tasks lambda is not proxied; start a task with POST /1/tasks"),
+        ));
+    }
     let rid = req
         .extensions()
         .get::<RequestId>()

@@ -10,6 +10,8 @@ use lambda_core::api::{
 use lambda_core::{ImageStatus, LambdaId, LambdaStatus};
 use std::time::{Duration, Instant};
 
+mod tasks;
+
 /// The account a client without an account id creates lambdas for (a single-user setup needs
 /// no account at all).
 pub const DEFAULT_ACCOUNT: &str = "00000000-0000-4000-8000-000000000000";

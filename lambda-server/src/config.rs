@@ -46,6 +46,30 @@ pub struct Config {
     pub orchestrator: OrchestratorSection,
     /// `[limits]`
     pub limits: LimitsSection,
+    /// `[tasks]`
+    pub tasks: TasksSection,
+}
+
+/// `[tasks]`: how tasks of `tasks` lambdas run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksSection {
+    /// Subtasks in flight per replica (default: the lambda's `workers`).
+    pub concurrency_per_replica: Option<usize>,
+    /// Seconds a split or subtask call may take before the attempt fails (default 300).
+    pub subtask_timeout_secs: u64,
+    /// Attempts of a call whose replica failed or timed out (default 3).
+    pub max_attempts: u32,
+}
+
+impl Default for TasksSection {
+    fn default() -> Self {
+        Self {
+            concurrency_per_replica: None,
+            subtask_timeout_secs: 300,
+            max_attempts: 3,
+        }
+    }
 }
 
 /// `[local]`: the embedded default's folder.
@@ -259,6 +283,7 @@ impl Default for Config {
             builder: BuilderSection::default(),
             orchestrator: OrchestratorSection::default(),
             limits: LimitsSection::default(),
+            tasks: TasksSection::default(),
         }
     }
 }
@@ -292,13 +317,14 @@ pub enum ConfigError {
     Startup(String),
 }
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "local",
     "storage",
     "s3",
     "builder",
     "orchestrator",
     "limits",
+    "tasks",
 ];
 const ENV_PREFIX: &str = "LUNA_LAMBDA_";
 /// Variables with the prefix that are not settings: the config file's path, the log filter and
@@ -626,6 +652,11 @@ impl Config {
             reconcile_interval: Duration::from_secs(self.reconcile_interval_secs.max(1)),
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),
             base_os: self.builder.base_os,
+            tasks: crate::tasks::TaskSettings {
+                concurrency_per_replica: self.tasks.concurrency_per_replica,
+                subtask_timeout: Duration::from_secs(self.tasks.subtask_timeout_secs.max(1)),
+                max_attempts: self.tasks.max_attempts.max(1),
+            },
         };
         Ok(Platform::new(pcfg, storage, builder, orchestrator))
     }

@@ -45,6 +45,15 @@ pub enum Error {
     /// The lambda changed (was updated or deleted) while a background job ran for it.
     #[error("lambda {0} changed while this operation ran")]
     Superseded(LambdaId),
+    /// No such task (or not this account's).
+    #[error("task {0} not found")]
+    TaskNotFound(uuid::Uuid),
+    /// A task was asked of a lambda that is not a `tasks` lambda.
+    #[error("lambda {0} is a {1} lambda; tasks run on tasks lambdas (lambda_type \"tasks\")")]
+    NotATasksLambda(LambdaId, lambda_core::LambdaType),
+    /// The task is over and cannot be cancelled.
+    #[error("task {0} is {status} already", status = .1.as_str())]
+    TaskFinished(uuid::Uuid, lambda_core::api::TaskStatus),
     /// Anything else; details are logged, not returned.
     #[error("{0}")]
     Internal(String),
@@ -66,6 +75,9 @@ impl Error {
             Self::SwitchedOff(_) => ErrorCode::SwitchedOff,
             Self::LambdaTimeout(..) => ErrorCode::LambdaTimeout,
             Self::BadRequest(code, _) => *code,
+            Self::TaskNotFound(_) => ErrorCode::TaskNotFound,
+            Self::NotATasksLambda(..) => ErrorCode::NotATasksLambda,
+            Self::TaskFinished(..) => ErrorCode::TaskFinished,
             Self::Storage(lambda_storage::Error::Conflict { .. }) | Self::Superseded(_) => {
                 ErrorCode::UpdateNotAllowed
             }

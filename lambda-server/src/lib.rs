@@ -21,6 +21,10 @@ pub mod metrics;
 pub mod platform;
 #[cfg(feature = "server")]
 pub mod replica_metrics;
+#[cfg(feature = "server")]
+mod task_api;
+#[cfg(feature = "server")]
+pub mod tasks;
 
 #[cfg(feature = "server")]
 pub use config::{Config, ConfigError};

@@ -17,8 +17,7 @@ use lambda_core::api::{
 };
 use lambda_core::archive::{DOCS_HTML, DOCS_YAML, Limits, for_each_user_file, validate_bytes_for};
 use lambda_core::{
-    ImageStatus, LambdaId, LambdaStatus, LambdaType, Parameters, ValidatedArchive,
-    ValidationReport,
+    ImageStatus, LambdaId, LambdaStatus, LambdaType, Parameters, ValidatedArchive, ValidationReport,
 };
 use lambda_deploy::{DeploySpec, Orchestrator};
 use lambda_storage::{ArtifactStore, DocKind, LambdaRepository, ListQuery, Storage};
@@ -46,6 +45,8 @@ pub struct PlatformConfig {
     pub orphan_grace: Duration,
     /// OS family of the base images: `user_docker_commands` must use its package manager.
     pub base_os: lambda_core::docker_commands::BaseOs,
+    /// How tasks of `tasks` lambdas run (`[tasks]`).
+    pub tasks: crate::tasks::TaskSettings,
 }
 
 impl Default for PlatformConfig {
@@ -58,6 +59,7 @@ impl Default for PlatformConfig {
             reconcile_interval: Duration::from_secs(30),
             orphan_grace: Duration::from_secs(600),
             base_os: lambda_core::docker_commands::BaseOs::Debian,
+            tasks: crate::tasks::TaskSettings::default(),
         }
     }
 }
@@ -75,11 +77,14 @@ pub struct Route {
     pub status: LambdaStatus,
     /// Build status.
     pub image_status: ImageStatus,
+    /// Type (a `tasks` lambda's task routes are not proxied).
+    pub lambda_type: LambdaType,
 }
 
 impl Route {
     fn of(r: &LambdaRecord) -> Self {
         Self {
+            lambda_type: r.lambda_type,
             account_id: r.account_id,
             alive: r.alive,
             version: r.lambda_version,
@@ -165,6 +170,7 @@ struct Inner {
     metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    task_runner: crate::tasks::TaskRunner,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -196,8 +202,10 @@ impl Platform {
         builder: Arc<dyn ImageBuilder>,
         orchestrator: Arc<dyn Orchestrator>,
     ) -> Self {
+        let task_runner = crate::tasks::TaskRunner::new(storage.tasks(), cfg.tasks.clone());
         Self {
             inner: Arc::new(Inner {
+                task_runner,
                 slots: Arc::new(tokio::sync::Semaphore::new(cfg.build_concurrency.max(1))),
                 cfg,
                 repo: storage.records(),
@@ -214,6 +222,20 @@ impl Platform {
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    pub(crate) fn task_runner(&self) -> &crate::tasks::TaskRunner {
+        &self.inner.task_runner
+    }
+
+    /// Cancelled when the platform stops.
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Where background jobs run (waited for at shutdown).
+    pub(crate) fn background(&self) -> &TaskTracker {
+        &self.inner.tasks
     }
 
     /// The settings.
@@ -234,6 +256,7 @@ impl Platform {
     /// Repairs the store, reconciles once, then keeps reconciling every `reconcile_interval`.
     pub async fn start(&self) -> Result<()> {
         self.reconcile().await?;
+        self.resume_tasks().await?;
         let this = self.clone();
         self.inner.tasks.spawn(async move {
             loop {
@@ -615,6 +638,9 @@ impl Platform {
     pub async fn delete(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<()> {
         let rec = self.get(id, account).await?;
         self.cancel_job(id);
+        if let Err(e) = self.cancel_tasks_of(id).await {
+            tracing::warn!(lambda = %id, error = %e, "cancelling the lambda's tasks failed");
+        }
         match self.inner.repo.delete(id).await {
             Ok(()) | Err(lambda_storage::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),

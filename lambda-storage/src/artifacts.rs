@@ -292,13 +292,15 @@ impl ArtifactStore {
     /// Deletes every object of one version (archive, log, docs).
     pub async fn delete_version(&self, id: &LambdaId, version: u64) -> Result<usize> {
         let v = format!("v{version}");
-        self.inner.delete_prefix(self.inner.key(&["lambdas", &id.to_string(), &v]))
+        self.inner
+            .delete_prefix(self.inner.key(&["lambdas", &id.to_string(), &v]))
             .await
     }
 
     /// Deletes every object of a lambda; returns how many were deleted.
     pub async fn delete_lambda(&self, id: &LambdaId) -> Result<usize> {
-        self.inner.delete_prefix(self.inner.key(&["lambdas", &id.to_string()]))
+        self.inner
+            .delete_prefix(self.inner.key(&["lambdas", &id.to_string()]))
             .await
     }
 

@@ -328,7 +328,7 @@ pub async fn runtime_parity_examples(s: &Server) {
     }
 }
 
-async fn created_id(r: reqwest::Response) -> String {
+pub async fn created_id(r: reqwest::Response) -> String {
     let status = r.status();
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(status, 201, "{v}");
@@ -442,4 +442,113 @@ async fn msgpack_body(s: &Server, id: &str) {
         r.json::<serde_json::Value>().await.unwrap(),
         serde_json::json!({"handler_id": "h-7", "content_type": "application/msgpack", "sources": 1, "image_bytes": 3})
     );
+}
+
+/// GET a JSON document of the API.
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+impl Server {
+    /// Creates a `tasks` lambda from an archive and waits until it runs.
+    pub async fn tasks_lambda(&self, name: &str, zip: &[u8], params: Option<&str>) -> String {
+        let creds = format!(r#"{{"lambda_name":"{name}","lambda_type":"tasks"}}"#);
+        let id = created_id(self.create_with(&creds, zip, params).await).await;
+        self.wait_for(&id, "running", "completed").await;
+        id
+    }
+
+    /// `POST /1/tasks`: the status and the answer.
+    pub async fn post_task(
+        &self,
+        lambda: &str,
+        content: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut content = content;
+        content["lambda_id"] = lambda.into();
+        let r = reqwest::Client::new()
+            .post(format!("{}/1/tasks", self.url))
+            .header("Luna-Account-Id", ACCOUNT)
+            .json(&serde_json::json!({"description": "test", "content": content}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Starts a task and returns its id.
+    pub async fn start_task(&self, lambda: &str, content: serde_json::Value) -> String {
+        let (status, body) = self.post_task(lambda, content).await;
+        assert_eq!(status, 201, "{body}");
+        body["task_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls a task until `done(record)` holds (deadline 120 s); returns the record.
+    pub async fn task_until(
+        &self,
+        task: &str,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, t) = get_json(&format!("{}/1/tasks/{task}", self.url)).await;
+            assert_eq!(status, 200, "{t}");
+            if done(&t) {
+                return t;
+            }
+            assert!(Instant::now() < end, "task {task} never got {what}: {t}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until a task is over.
+    pub async fn finished_task(&self, task: &str) -> serde_json::Value {
+        self.task_until(task, "finished", |t| {
+            ["done", "failed", "cancelled"].contains(&t["status"].as_str().unwrap_or(""))
+                && !t["end_time"].is_null()
+        })
+        .await
+    }
+}
+
+/// `examples/tasks-sum` on two replicas: a task of 200 subtasks completes with every sum right,
+/// in order, each once, and both replicas did part of it.
+pub async fn tasks_sum_on_two_replicas(s: &Server) {
+    let two = r#"{"deploy_parameters": {"pod_count": 2}}"#;
+    let lambda = s
+        .tasks_lambda("tasks-sum", &example_zip("tasks-sum"), Some(two))
+        .await;
+    let task = s
+        .start_task(&lambda, serde_json::json!({"n": 2000, "chunk": 10}))
+        .await;
+    let t = s.finished_task(&task).await;
+    assert_eq!(t["status"], "done", "{t}");
+    assert_eq!(
+        t["subtasks"],
+        serde_json::json!({"total": 200, "done": 200, "failed": 0, "in_flight": 0})
+    );
+    let (_, r) = get_json(&format!("{}/1/tasks/{task}/result", s.url)).await;
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 200);
+    for (i, v) in results.iter().enumerate() {
+        let (a, b) = (i as u64 * 10, i as u64 * 10 + 10);
+        assert_eq!(
+            v,
+            &serde_json::json!({"from": a, "to": b, "sum": (a..b).sum::<u64>()}),
+            "subtask {i}"
+        );
+    }
+    let (_, logs) = get_json(&format!("{}/1/lambdas/{lambda}/logs", s.url)).await;
+    let logs = logs["logs"].as_object().unwrap();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    for (replica, text) in logs {
+        let ran = text.as_str().unwrap().matches("summing").count();
+        assert!(ran > 0, "replica {replica} ran no subtask");
+    }
+    let r = s.delete(&lambda).await;
+    assert_eq!(r.status(), 204);
 }

@@ -387,7 +387,10 @@ pub async fn tasks_round_trip(s: Storage) {
     let t = task(LambdaId::new());
     let id = t.task_id;
     tasks.create(t.clone()).await.unwrap();
-    assert!(matches!(tasks.create(t.clone()).await, Err(Error::Conflict { .. })));
+    assert!(matches!(
+        tasks.create(t.clone()).await,
+        Err(Error::Conflict { .. })
+    ));
     let mut joins = Vec::new();
     for _ in 0..10 {
         let tasks = tasks.clone();
@@ -425,15 +428,27 @@ pub async fn tasks_round_trip(s: Storage) {
     assert_eq!(tasks.ended(&id).await.unwrap(), vec![0, 2]);
     let outcomes = tasks.outcomes(&id).await.unwrap();
     assert_eq!(outcomes.len(), 2);
-    assert_eq!(outcomes[&0], SubtaskOutcome::Result(serde_json::json!({"s": 1})));
+    assert_eq!(
+        outcomes[&0],
+        SubtaskOutcome::Result(serde_json::json!({"s": 1}))
+    );
     assert_eq!(outcomes[&2], SubtaskOutcome::Error("boom".into()));
     let other = task(LambdaId::new());
     tasks.create(other.clone()).await.unwrap();
-    let listed: Vec<uuid::Uuid> = tasks.list().await.unwrap().iter().map(|t| t.task_id).collect();
+    let listed: Vec<uuid::Uuid> = tasks
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.task_id)
+        .collect();
     assert_eq!(listed, vec![id, other.task_id]);
     assert_eq!(tasks.delete(&id).await.unwrap(), 4); // task.json, subtasks.json, 2 outcomes
     assert!(matches!(tasks.get(&id).await, Err(Error::NotFound { .. })));
-    assert!(matches!(tasks.delete(&id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        tasks.delete(&id).await,
+        Err(Error::NotFound { .. })
+    ));
     assert_eq!(tasks.list().await.unwrap().len(), 1);
 }
 

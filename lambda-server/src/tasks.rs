@@ -1,0 +1,667 @@
+//! Tasks of `tasks` lambdas, driven by the platform itself (the original needs luna-tasks).
+//!
+//! A task is split on one replica (`POST /tasks/split`), the split is stored, then every
+//! subtask runs on the lambda's replicas (`POST /tasks/subtask`, round robin through the
+//! orchestrator) with bounded concurrency, a timeout and a number of attempts. Each subtask's
+//! outcome is written to the store as it ends (one object per subtask index), and the record's
+//! counts are written by compare-and-swap a few times a second. After a restart an unfinished
+//! task resumes: the split is not redone, and a subtask with an outcome is not run again.
+//! Key layout: `lambda_storage::TaskStore`.
+
+use crate::error::{Error, Result};
+use crate::platform::Platform;
+use bytes::Bytes;
+use futures::stream::StreamExt;
+use http_body_util::{BodyExt, Full};
+use lambda_core::api::{
+    CreateTask, TaskCounts, TaskError, TaskList, TaskRecord, TaskResults, TaskStatus,
+};
+use lambda_core::{LambdaId, LambdaStatus, LambdaType};
+use lambda_storage::{SubtaskOutcome, TaskStore};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// `[tasks]` settings.
+#[derive(Debug, Clone)]
+pub struct TaskSettings {
+    /// Subtasks in flight per replica (default: the lambda's `workers`).
+    pub concurrency_per_replica: Option<usize>,
+    /// A split or subtask call not answered by then is a failed attempt (default 300 s).
+    pub subtask_timeout: Duration,
+    /// Attempts of a split or subtask whose replica failed or timed out (default 3); a
+    /// `UserTaskLambdaException` is not retried.
+    pub max_attempts: u32,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        Self {
+            concurrency_per_replica: None,
+            subtask_timeout: Duration::from_secs(300),
+            max_attempts: 3,
+        }
+    }
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// How often the counts of a running task are written to its record.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// How long a task waits for its lambda to have a running replica before an attempt fails.
+const NO_REPLICA_WAIT: Duration = Duration::from_millis(200);
+
+/// The running tasks of one platform.
+#[derive(Debug)]
+pub(crate) struct TaskRunner {
+    store: TaskStore,
+    settings: TaskSettings,
+    http: HttpClient,
+    /// The job of each running task, by its cancel token.
+    running: Mutex<HashMap<uuid::Uuid, CancellationToken>>,
+}
+
+impl TaskRunner {
+    pub(crate) fn new(store: TaskStore, settings: TaskSettings) -> Self {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build(connector);
+        Self {
+            store,
+            settings,
+            http,
+            running: Mutex::default(),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, CancellationToken>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What one call to a replica gave.
+enum CallError {
+    /// The lambda refused it for good (a `UserTaskLambdaException`, a bad return value).
+    User(String),
+    /// The replica failed, was gone or did not answer: worth another attempt.
+    Replica(String),
+}
+
+impl Platform {
+    fn runner(&self) -> &TaskRunner {
+        self.task_runner()
+    }
+
+    /// Creates a task for a running `tasks` lambda of the caller's account and starts it.
+    pub async fn create_task(
+        &self,
+        account: Option<uuid::Uuid>,
+        req: CreateTask,
+    ) -> Result<uuid::Uuid> {
+        let lambda_id: LambdaId = req
+            .content
+            .get("lambda_id")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                Error::BadRequest(
+                    lambda_core::api::ErrorCode::BadJson,
+                    "content.lambda_id (the tasks lambda's id) is missing or not a string".into(),
+                )
+            })?
+            .parse()
+            .map_err(|e: lambda_core::Error| {
+                Error::BadRequest(
+                    lambda_core::api::ErrorCode::BadJson,
+                    format!("content.lambda_id: {e}"),
+                )
+            })?;
+        let lambda = self.get(&lambda_id, account).await?;
+        if lambda.lambda_type != LambdaType::Tasks {
+            return Err(Error::NotATasksLambda(lambda_id, lambda.lambda_type));
+        }
+        if !lambda.alive {
+            return Err(Error::SwitchedOff(lambda_id));
+        }
+        if lambda.status != LambdaStatus::Running {
+            return Err(Error::NotRunning(lambda_id));
+        }
+        let record = TaskRecord {
+            task_id: uuid::Uuid::new_v4(),
+            lambda_id,
+            account_id: lambda.account_id,
+            description: req.description,
+            content: req.content,
+            status: TaskStatus::Pending,
+            reason: None,
+            subtasks: TaskCounts::default(),
+            create_time: time::OffsetDateTime::now_utc(),
+            start_time: None,
+            end_time: None,
+        };
+        let id = record.task_id;
+        self.runner().store.create(record).await?;
+        self.spawn_task(id);
+        Ok(id)
+    }
+
+    /// A task of the caller's account.
+    pub async fn get_task(
+        &self,
+        id: &uuid::Uuid,
+        account: Option<uuid::Uuid>,
+    ) -> Result<TaskRecord> {
+        let task = match self.runner().store.get(id).await {
+            Ok(t) => t.value,
+            Err(lambda_storage::Error::NotFound { .. }) => return Err(Error::TaskNotFound(*id)),
+            Err(e) => return Err(e.into()),
+        };
+        if account.is_some_and(|a| a != task.account_id) {
+            return Err(Error::TaskNotFound(*id));
+        }
+        Ok(task)
+    }
+
+    /// Tasks of the caller's account, newest first, filtered by lambda and status, one page.
+    pub async fn list_tasks(
+        &self,
+        account: Option<uuid::Uuid>,
+        lambda_id: Option<LambdaId>,
+        status: Option<TaskStatus>,
+        page: u64,
+        page_size: u64,
+    ) -> Result<TaskList> {
+        let mut tasks: Vec<TaskRecord> = self
+            .runner()
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .filter(|t| account.is_none_or(|a| a == t.account_id))
+            .filter(|t| lambda_id.is_none_or(|l| l == t.lambda_id))
+            .filter(|t| status.is_none_or(|s| s == t.status))
+            .collect();
+        tasks.reverse();
+        let count = tasks.len() as u64;
+        let skip =
+            usize::try_from(page.saturating_sub(1).saturating_mul(page_size)).unwrap_or(usize::MAX);
+        let tasks = tasks
+            .into_iter()
+            .skip(skip)
+            .take(usize::try_from(page_size).unwrap_or(usize::MAX))
+            .collect();
+        Ok(TaskList { tasks, count })
+    }
+
+    /// Each subtask's result in order (`None` for a failed or unfinished one).
+    pub async fn task_result(
+        &self,
+        id: &uuid::Uuid,
+        account: Option<uuid::Uuid>,
+    ) -> Result<TaskResults> {
+        let task = self.get_task(id, account).await?;
+        let mut results = vec![None; usize::try_from(task.subtasks.total).unwrap_or(0)];
+        for (n, outcome) in self.runner().store.outcomes(id).await? {
+            if let (Some(slot), SubtaskOutcome::Result(v)) = (
+                results.get_mut(usize::try_from(n).unwrap_or(usize::MAX)),
+                outcome,
+            ) {
+                *slot = Some(v);
+            }
+        }
+        Ok(TaskResults { results })
+    }
+
+    /// Why the split or subtasks failed.
+    pub async fn task_errors(
+        &self,
+        id: &uuid::Uuid,
+        account: Option<uuid::Uuid>,
+    ) -> Result<Vec<TaskError>> {
+        let task = self.get_task(id, account).await?;
+        let mut errors = Vec::new();
+        if task.subtasks.total == 0
+            && task.status == TaskStatus::Failed
+            && let Some(reason) = &task.reason
+        {
+            errors.push(TaskError {
+                subtask: None,
+                error: reason.clone(),
+            });
+        }
+        for (n, outcome) in self.runner().store.outcomes(id).await? {
+            if let SubtaskOutcome::Error(error) = outcome {
+                errors.push(TaskError {
+                    subtask: Some(n),
+                    error,
+                });
+            }
+        }
+        Ok(errors)
+    }
+
+    /// Cancels a task: no new subtask starts; those in flight finish or time out.
+    pub async fn cancel_task(
+        &self,
+        id: &uuid::Uuid,
+        account: Option<uuid::Uuid>,
+        reason: &str,
+    ) -> Result<TaskRecord> {
+        self.get_task(id, account).await?;
+        let running = self.runner().running().get(id).cloned();
+        let task = self
+            .runner()
+            .store
+            .update_with(id, |t| {
+                if t.status.is_finished() {
+                    return Err(Error::TaskFinished(*id, t.status));
+                }
+                t.status = TaskStatus::Cancelled;
+                t.reason = Some(reason.to_owned());
+                if running.is_none() {
+                    t.end_time = Some(time::OffsetDateTime::now_utc());
+                }
+                Ok(())
+            })
+            .await?;
+        if let Some(cancel) = running {
+            cancel.cancel();
+        }
+        Ok(task)
+    }
+
+    /// Removes a task and its results (cancelling it first when it runs).
+    pub async fn delete_task(&self, id: &uuid::Uuid, account: Option<uuid::Uuid>) -> Result<()> {
+        self.get_task(id, account).await?;
+        if let Some(cancel) = self.runner().running().get(id) {
+            cancel.cancel();
+        }
+        match self.runner().store.delete(id).await {
+            Ok(_) | Err(lambda_storage::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Cancels every unfinished task of a lambda (it is being deleted).
+    pub(crate) async fn cancel_tasks_of(&self, lambda_id: &LambdaId) -> Result<()> {
+        for task in self.runner().store.list().await? {
+            if task.lambda_id == *lambda_id && !task.status.is_finished() {
+                match self
+                    .cancel_task(&task.task_id, None, "the lambda was deleted")
+                    .await
+                {
+                    Ok(_) | Err(Error::TaskFinished(..) | Error::TaskNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the job of every unfinished task that has none (at start: tasks a stopped or
+    /// killed control plane left).
+    pub(crate) async fn resume_tasks(&self) -> Result<()> {
+        for task in self.runner().store.list().await? {
+            if !task.status.is_finished() {
+                self.spawn_task(task.task_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_task(&self, id: uuid::Uuid) {
+        let cancel = self.shutdown_token().child_token();
+        {
+            let mut running = self.runner().running();
+            if running.contains_key(&id) {
+                return;
+            }
+            running.insert(id, cancel.clone());
+        }
+        let this = self.clone();
+        self.background().spawn(async move {
+            if let Err(e) = this.run_task(id, &cancel).await {
+                tracing::warn!(task = %id, error = %e, "task job stopped; it resumes at the next start");
+            }
+            this.runner().running().remove(&id);
+        });
+    }
+
+    /// The job of one task: split (unless stored), run what has no outcome, finish.
+    async fn run_task(&self, id: uuid::Uuid, cancel: &CancellationToken) -> Result<()> {
+        let store = &self.runner().store;
+        let task = store.get(&id).await?.value;
+        if task.status.is_finished() {
+            return Ok(());
+        }
+        let subtasks = match store.subtasks(&id).await? {
+            Some(s) => s,
+            None => match self.split(&task, cancel).await? {
+                Some(s) => s,
+                None => return Ok(()),
+            },
+        };
+        let ended = store.ended(&id).await?;
+        let counts = Arc::new(Counts::default());
+        if !ended.is_empty() {
+            for outcome in store.outcomes(&id).await?.values() {
+                match outcome {
+                    SubtaskOutcome::Result(_) => counts.done.fetch_add(1, Ordering::Relaxed),
+                    SubtaskOutcome::Error(_) => counts.failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }
+        let total = subtasks.len() as u64;
+        let pending: Vec<u64> = (0..total)
+            .filter(|n| ended.binary_search(n).is_err())
+            .collect();
+        let flusher = self.flush_counts(id, total, counts.clone());
+        let concurrency = self.task_concurrency(&task.lambda_id).await;
+        let subtasks = Arc::new(subtasks);
+        let runs = futures::stream::iter(pending)
+            .take_while(|_| std::future::ready(!cancel.is_cancelled()))
+            .map(|n| {
+                let (this, subtasks, counts, task) =
+                    (self.clone(), subtasks.clone(), counts.clone(), &task);
+                async move {
+                    counts.in_flight.fetch_add(1, Ordering::Relaxed);
+                    let content = &subtasks[usize::try_from(n).unwrap_or(usize::MAX)];
+                    let outcome = this.run_subtask(task, n, content).await;
+                    let stored = this.runner().store.put_outcome(&id, n, &outcome).await;
+                    counts.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    match outcome {
+                        SubtaskOutcome::Result(_) => counts.done.fetch_add(1, Ordering::Relaxed),
+                        SubtaskOutcome::Error(_) => counts.failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    stored
+                }
+            })
+            .buffer_unordered(concurrency);
+        tokio::pin!(runs);
+        let mut result = Ok(());
+        while let Some(stored) = runs.next().await {
+            if let Err(e) = stored {
+                result = Err(Error::from(e));
+                break;
+            }
+        }
+        flusher.cancel();
+        result?;
+        if self.shutdown_token().is_cancelled() {
+            // The control plane is stopping: the task resumes at the next start.
+            return Ok(());
+        }
+        self.finish_task(id, total, &counts).await
+    }
+
+    /// Splits a task on one replica and stores the split; `None` when the task ended instead.
+    async fn split(
+        &self,
+        task: &TaskRecord,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Vec<serde_json::Map<String, serde_json::Value>>>> {
+        let store = &self.runner().store;
+        store
+            .update_with(&task.task_id, |t| {
+                t.status = TaskStatus::Splitting;
+                t.start_time
+                    .get_or_insert_with(time::OffsetDateTime::now_utc);
+                Ok::<_, Error>(())
+            })
+            .await?;
+        let body = serde_json::json!({
+            "task_id": task.task_id,
+            "account_id": task.account_id,
+            "content": task.content,
+        });
+        let answer = tokio::select! {
+            a = self.call_with_attempts(&task.lambda_id, "/tasks/split", &body) => a,
+            _ = cancel.cancelled() => return Ok(None),
+        };
+        let subtasks = answer.and_then(|v| {
+            serde_json::from_value::<Vec<serde_json::Map<String, serde_json::Value>>>(
+                v.get("subtasks").cloned().unwrap_or_default(),
+            )
+            .map_err(|e| format!("the split is not a list of objects: {e}"))
+        });
+        match subtasks {
+            Ok(subtasks) => {
+                store.put_subtasks(&task.task_id, &subtasks).await?;
+                let total = subtasks.len() as u64;
+                store
+                    .update_with(&task.task_id, |t| {
+                        if t.status == TaskStatus::Splitting {
+                            t.status = TaskStatus::InProgress;
+                        }
+                        t.subtasks.total = total;
+                        Ok::<_, Error>(())
+                    })
+                    .await?;
+                Ok(Some(subtasks))
+            }
+            Err(reason) => {
+                store
+                    .update_with(&task.task_id, |t| {
+                        if !t.status.is_finished() {
+                            t.status = TaskStatus::Failed;
+                            t.reason = Some(format!("the split failed: {reason}"));
+                        }
+                        t.end_time = Some(time::OffsetDateTime::now_utc());
+                        Ok::<_, Error>(())
+                    })
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Runs one subtask (with its attempts) and says how it ended.
+    async fn run_subtask(
+        &self,
+        task: &TaskRecord,
+        n: u64,
+        content: &serde_json::Map<String, serde_json::Value>,
+    ) -> SubtaskOutcome {
+        let body = serde_json::json!({
+            "task_id": task.task_id,
+            "account_id": task.account_id,
+            "subtask": n,
+            "content": content,
+        });
+        match self
+            .call_with_attempts(&task.lambda_id, "/tasks/subtask", &body)
+            .await
+        {
+            Ok(v) => SubtaskOutcome::Result(v.get("result").cloned().unwrap_or_default()),
+            Err(e) => SubtaskOutcome::Error(e),
+        }
+    }
+
+    /// Calls a replica of the lambda up to `max_attempts` times; the answer's JSON, or why not.
+    async fn call_with_attempts(
+        &self,
+        lambda_id: &LambdaId,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> std::result::Result<serde_json::Value, String> {
+        let attempts = self.runner().settings.max_attempts.max(1);
+        let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match self.call_once(lambda_id, path, body.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(CallError::User(e)) => return Err(e),
+                Err(CallError::Replica(e)) => {
+                    tracing::debug!(lambda = %lambda_id, path, attempt, error = %e, "task call failed");
+                    last = e;
+                }
+            }
+            if attempt < attempts {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+        }
+        Err(format!("{last} (after {attempts} attempt(s))"))
+    }
+
+    async fn call_once(
+        &self,
+        lambda_id: &LambdaId,
+        path: &str,
+        body: Bytes,
+    ) -> std::result::Result<serde_json::Value, CallError> {
+        let runner = self.runner();
+        let base = match self.orchestrator().endpoint(lambda_id) {
+            Some(b) => b,
+            None => {
+                tokio::time::sleep(NO_REPLICA_WAIT).await;
+                return Err(CallError::Replica(
+                    "the lambda has no running replica".into(),
+                ));
+            }
+        };
+        let req = axum::http::Request::post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .map_err(|e| CallError::Replica(e.to_string()))?;
+        let timeout = runner.settings.subtask_timeout;
+        let resp = match tokio::time::timeout(timeout, async {
+            let resp = runner.http.request(req).await?;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, bytes))
+        })
+        .await
+        {
+            Err(_) => {
+                return Err(CallError::Replica(format!(
+                    "no answer within {}s ([tasks] subtask_timeout_secs)",
+                    timeout.as_secs()
+                )));
+            }
+            Ok(Err(e)) => return Err(CallError::Replica(format!("the replica failed: {e}"))),
+            Ok(Ok(r)) => r,
+        };
+        let (status, bytes) = resp;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let detail = || {
+            json.get("detail")
+                .and_then(|d| d.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned())
+        };
+        match status.as_u16() {
+            200 => Ok(json),
+            422 => Err(CallError::User(detail())),
+            s => Err(CallError::Replica(format!("status {s}: {}", detail()))),
+        }
+    }
+
+    /// Subtasks in flight at once: replicas × `concurrency_per_replica` (default the workers).
+    async fn task_concurrency(&self, lambda_id: &LambdaId) -> usize {
+        let per_replica = match self.runner().settings.concurrency_per_replica {
+            Some(n) => n,
+            None => self
+                .get(lambda_id, None)
+                .await
+                .map(|l| usize::try_from(l.parameters.workers).unwrap_or(1))
+                .unwrap_or(1),
+        };
+        let replicas = self
+            .orchestrator()
+            .replica_endpoints(lambda_id)
+            .len()
+            .max(1);
+        (replicas * per_replica.max(1)).max(1)
+    }
+
+    /// Writes the counts to the record a few times a second until cancelled.
+    fn flush_counts(&self, id: uuid::Uuid, total: u64, counts: Arc<Counts>) -> CancellationToken {
+        let stop = CancellationToken::new();
+        let (this, stop2) = (self.clone(), stop.clone());
+        self.background().spawn(async move {
+            let mut last = None;
+            loop {
+                let now = counts.snapshot(total);
+                if last != Some(now) {
+                    let wrote = this
+                        .runner()
+                        .store
+                        .update_with(&id, |t| {
+                            t.subtasks = now;
+                            Ok::<_, Error>(())
+                        })
+                        .await;
+                    if wrote.is_ok() {
+                        last = Some(now);
+                    }
+                }
+                tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    _ = tokio::time::sleep(FLUSH_EVERY) => {}
+                }
+            }
+        });
+        stop
+    }
+
+    /// The last write of a task: its counts, status and end time. A task deleted meanwhile has
+    /// whatever its subtasks wrote since removed.
+    async fn finish_task(&self, id: uuid::Uuid, total: u64, counts: &Counts) -> Result<()> {
+        let now = counts.snapshot(total);
+        let done = self
+            .runner()
+            .store
+            .update_with(&id, |t| {
+                t.subtasks = TaskCounts {
+                    in_flight: 0,
+                    ..now
+                };
+                if !t.status.is_finished() {
+                    if now.done > 0 || now.total == 0 {
+                        t.status = TaskStatus::Done;
+                    } else {
+                        t.status = TaskStatus::Failed;
+                        t.reason =
+                            Some("every subtask failed; see GET /1/tasks/{id}/errors".into());
+                    }
+                }
+                t.end_time = Some(time::OffsetDateTime::now_utc());
+                Ok::<_, Error>(())
+            })
+            .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(Error::Storage(lambda_storage::Error::NotFound { .. })) => {
+                let _ = self.runner().store.delete(&id).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    done: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl Counts {
+    fn snapshot(&self, total: u64) -> TaskCounts {
+        TaskCounts {
+            total,
+            done: self.done.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+}
