@@ -90,5 +90,7 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
 
     // The runtime-parity examples, built as images and run as containers.
     runtime_parity_examples(&s).await;
+    // A task of 200 subtasks on two containers.
+    tasks_sum_on_two_replicas(&s).await;
     s.stop().await;
 }
