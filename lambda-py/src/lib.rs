@@ -5,7 +5,7 @@
 //! calls release the GIL and run on a runtime owned by the module. The Python package
 //! (`python/luna_lambda_rs`) adds the async client and the context manager.
 
-use lambda_core::archive::{Limits, validate_bytes};
+use lambda_core::archive::{Limits, validate_bytes_for};
 use lambda_core::render::{DockerfileSpec, render_dockerfile as render};
 use lambda_core::{BaseImage, LambdaId, LambdaName, LambdaType};
 use lambda_server::client::{Client as HttpClient, ClientError};
@@ -139,14 +139,19 @@ fn lambda_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 
 /// Validates a lambda (bytes, a .zip path or a folder) the way the server does.
 #[pyfunction]
-fn validate(archive: &Bound<'_, PyAny>) -> PyResult<Report> {
+#[pyo3(signature = (archive, lambda_type="standalone"))]
+fn validate(archive: &Bound<'_, PyAny>, lambda_type: &str) -> PyResult<Report> {
+    let ty: lambda_core::LambdaType = lambda_type
+        .parse()
+        .map_err(|e: lambda_core::Error| PyValueError::new_err(e.to_string()))?;
     let bytes = lambda_bytes(archive)?;
-    let (ok, problems) = archive
-        .py()
-        .detach(|| match validate_bytes(&bytes, &Limits::default()) {
-            Ok(a) => (true, a.warnings),
-            Err(r) => (false, r.problems),
-        });
+    let (ok, problems) =
+        archive.py().detach(
+            || match validate_bytes_for(&bytes, &Limits::default(), ty) {
+                Ok(a) => (true, a.warnings),
+                Err(r) => (false, r.problems),
+            },
+        );
     Ok(Report {
         ok,
         problems: problems.iter().map(Problem::from).collect(),
@@ -228,8 +233,8 @@ fn to_py(py: Python<'_>, e: ClientError) -> PyErr {
         ClientError::Api { status, body } => {
             let err = match body.error_code {
                 42005 => ValidationError::new_err(message),
-                42001 => NotFound::new_err(message),
-                42002 | 42006 => Conflict::new_err(message),
+                42001 | 42021 => NotFound::new_err(message),
+                42002 | 42006 | 42023 => Conflict::new_err(message),
                 _ if status >= 500 => ServerError::new_err(message),
                 _ => LambdaError::new_err(message),
             };
@@ -502,6 +507,103 @@ impl Client {
         })?;
         json_to_py(py, &r)
     }
+
+    /// Starts a task of a `tasks` lambda; `content` (a dict) is what its split gets. Returns the
+    /// task id.
+    #[pyo3(signature = (lambda_id, content=None, description=""))]
+    fn create_task(
+        &self,
+        py: Python<'_>,
+        lambda_id: &str,
+        content: Option<&Bound<'_, PyAny>>,
+        description: &str,
+    ) -> PyResult<String> {
+        let id = self::lambda_id(lambda_id)?;
+        let mut content = match content.map(py_to_json).transpose()? {
+            None => serde_json::Map::new(),
+            Some(serde_json::Value::Object(m)) => m,
+            Some(_) => return Err(PyValueError::new_err("content must be a dict")),
+        };
+        content.insert("lambda_id".into(), id.to_string().into());
+        let description = description.to_owned();
+        let r = self.run(py, |c| {
+            Box::pin(async move { c.create_task(&description, content).await })
+        })?;
+        Ok(r.to_string())
+    }
+
+    /// A task's record (status, subtask counts, times).
+    fn get_task(&self, py: Python<'_>, task_id: &str) -> PyResult<Py<PyAny>> {
+        let id = self::task_id(task_id)?;
+        let r = self.run(py, |c| Box::pin(async move { c.get_task(&id).await }))?;
+        json_to_py(py, &r)
+    }
+
+    /// Tasks, newest first: `{"tasks": [...], "count": n}`.
+    #[pyo3(signature = (lambda_id=None, status=None, page=1, page_size=100))]
+    fn list_tasks(
+        &self,
+        py: Python<'_>,
+        lambda_id: Option<&str>,
+        status: Option<&str>,
+        page: u64,
+        page_size: u64,
+    ) -> PyResult<Py<PyAny>> {
+        let lambda = lambda_id.map(self::lambda_id).transpose()?;
+        let status = status
+            .map(|s| s.parse::<lambda_core::api::TaskStatus>())
+            .transpose()
+            .map_err(PyValueError::new_err)?;
+        let r = self.run(py, |c| {
+            Box::pin(async move { c.list_tasks(lambda.as_ref(), status, page, page_size).await })
+        })?;
+        json_to_py(py, &r)
+    }
+
+    /// Each subtask's result in order (`None` for a failed one).
+    fn task_result(&self, py: Python<'_>, task_id: &str) -> PyResult<Py<PyAny>> {
+        let id = self::task_id(task_id)?;
+        let r = self.run(py, |c| Box::pin(async move { c.task_result(&id).await }))?;
+        json_to_py(py, &r.results)
+    }
+
+    /// The failed subtasks: `[{"subtask": n, "error": "..."}]`.
+    fn task_errors(&self, py: Python<'_>, task_id: &str) -> PyResult<Py<PyAny>> {
+        let id = self::task_id(task_id)?;
+        let r = self.run(py, |c| Box::pin(async move { c.task_errors(&id).await }))?;
+        json_to_py(py, &r)
+    }
+
+    /// Cancels a task (no new subtask starts); returns its record.
+    fn cancel_task(&self, py: Python<'_>, task_id: &str) -> PyResult<Py<PyAny>> {
+        let id = self::task_id(task_id)?;
+        let r = self.run(py, |c| Box::pin(async move { c.cancel_task(&id).await }))?;
+        json_to_py(py, &r)
+    }
+
+    /// Deletes a task and its results.
+    fn delete_task(&self, py: Python<'_>, task_id: &str) -> PyResult<()> {
+        let id = self::task_id(task_id)?;
+        self.run(py, |c| Box::pin(async move { c.delete_task(&id).await }))
+    }
+
+    /// Waits until a task is over (done, failed or cancelled); returns its record.
+    #[pyo3(signature = (task_id, timeout=600.0))]
+    fn wait_task(&self, py: Python<'_>, task_id: &str, timeout: f64) -> PyResult<Py<PyAny>> {
+        let id = self::task_id(task_id)?;
+        let r = self.run(py, |c| {
+            Box::pin(async move {
+                c.wait_task(&id, Duration::from_secs_f64(timeout.max(0.0)), |_| {})
+                    .await
+            })
+        })?;
+        json_to_py(py, &r)
+    }
+}
+
+fn task_id(s: &str) -> PyResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(s)
+        .map_err(|_| PyValueError::new_err(format!("{s:?} is not a task id (a UUID)")))
 }
 
 /// The whole platform, embedded: the server on the embedded default, in this process.

@@ -163,3 +163,36 @@ def test_the_readme_example_runs_as_written(tmp_path):
     finally:
         os.chdir(cwd)
     assert out.getvalue().splitlines() == ["True", "{'echo': {'hi': 1}}"]
+
+
+TASKS_SUM = ROOT / "examples" / "tasks-sum"
+
+
+def test_tasks_from_python(platform):
+    assert not ll.validate(TASKS_SUM).ok  # a tasks lambda has no main ...
+    assert ll.validate(TASKS_SUM, lambda_type="tasks").ok  # ... it has a BaseLambdaTask subclass
+    with pytest.raises(ValueError):
+        ll.validate(TASKS_SUM, lambda_type="agent")
+    client = platform.client(account_id=ACCOUNT)
+    lambda_id = client.create(TASKS_SUM, name="tasks-sum-py", lambda_type="tasks")
+    client.wait_until_running(lambda_id)
+    task_id = client.create_task(lambda_id, {"n": 100, "chunk": 30}, description="sum to 100")
+    task = client.wait_task(task_id, timeout=60)
+    assert task["status"] == "done" and task["description"] == "sum to 100"
+    assert task["subtasks"] == {"total": 4, "done": 4, "failed": 0, "in_flight": 0}
+    results = client.task_result(task_id)
+    assert [r["sum"] for r in results] == [sum(range(a, min(a + 30, 100))) for a in range(0, 100, 30)]
+    assert client.task_errors(task_id) == []
+    assert client.get_task(task_id)["task_id"] == task_id
+    assert client.list_tasks(lambda_id=lambda_id, status="done")["count"] == 1
+    with pytest.raises(ll.Conflict) as e:
+        client.cancel_task(task_id)
+    assert e.value.error_code == 42023
+    failed = client.wait_task(client.create_task(lambda_id, {"n": "many"}))
+    assert failed["status"] == "failed"
+    assert "content needs integers" in client.task_errors(failed["task_id"])[0]["error"]
+    client.delete_task(task_id)
+    with pytest.raises(ll.NotFound) as e:
+        client.get_task(task_id)
+    assert e.value.error_code == 42021
+    client.delete(lambda_id)
