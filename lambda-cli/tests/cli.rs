@@ -109,7 +109,16 @@ fn every_example_lambda_validates() {
     for entry in std::fs::read_dir(&examples).unwrap() {
         let dir = entry.unwrap().path();
         if dir.join("lambda_main.py").is_file() {
-            let out = cli(&["validate", dir.to_str().unwrap()], &examples);
+            // Example folders named tasks-* are tasks lambdas.
+            let is_tasks = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("tasks-"));
+            let ty = if is_tasks { "tasks" } else { "standalone" };
+            let out = cli(
+                &["validate", dir.to_str().unwrap(), "--type", ty],
+                &examples,
+            );
             assert_eq!(out.status.code(), Some(0), "{}: {out:?}", dir.display());
             n += 1;
         }

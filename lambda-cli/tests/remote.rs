@@ -2,19 +2,13 @@
 //! (embedded default in a temp folder): every command, `--json` output, exit codes 0/1/2, and
 //! progress as plain lines when not on a terminal.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{ACCOUNT, json, ok, workspace};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-
-const ACCOUNT: &str = "6f1c1a4e-8f0e-4f57-9d1b-2a8f3c9e0b11";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Starts a server on a free port in a thread of its own; returns its URL.
 fn server(dir: &Path) -> String {
@@ -83,21 +77,6 @@ fn cli(url: &str, cwd: &Path, args: &[&str], stdin: Option<&str>) -> Output {
             .unwrap();
     }
     child.wait_with_output().unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(o)).unwrap()
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //! SIGKILL in the middle of a task and started again on the same data folder; the task resumes
 //! and its results are complete, each subtask once. Driven with `luna-lambda task ...`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{ACCOUNT, json, ok, workspace};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const ACCOUNT: &str = "6f1c1a4e-8f0e-4f57-9d1b-2a8f3c9e0b11";
 
 const SQUARES: &str = r#"
 import asyncio
@@ -21,13 +22,6 @@ class Squares(BaseLambdaTask):
         self.logger.info("ran subtask %d", c["x"])
         return {"x": c["x"], "square": c["x"] ** 2}
 "#;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 struct Serve {
     child: Child,
@@ -63,19 +57,20 @@ fn serve(data: &Path) -> Serve {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    // Owned by `Serve` from here on: its drop kills and reaps the process, also on a panic.
+    let server = Serve {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
     let end = Instant::now() + Duration::from_secs(60);
-    loop {
-        let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-        if up {
-            return Serve { child, url };
-        }
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < end,
             "the server did not listen within 60 s"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    server
 }
 
 fn cli(url: &str, cwd: &Path, args: &[&str]) -> Output {
@@ -87,21 +82,6 @@ fn cli(url: &str, cwd: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(o)).unwrap()
 }
 
 fn task_until(

@@ -36,6 +36,13 @@ fn config() -> lambda_server::PlatformConfig {
     cfg
 }
 
+/// A server on the embedded default in a folder of its own, with the tasks settings above.
+async fn server() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(platform(dir.path(), true, config()).await).await;
+    (dir, s)
+}
+
 fn squares() -> Vec<u8> {
     zip_of(&[("lambda_main.py", TASKS)])
 }
@@ -58,16 +65,14 @@ fn assert_squares(results: &[serde_json::Value], skip: &[usize]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_of_200_subtasks_runs_on_two_replicas() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(platform(dir.path(), true, config()).await).await;
+    let (_dir, s) = server().await;
     tasks_sum_on_two_replicas(&s).await;
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_a_timeout_a_failing_split_and_bad_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(platform(dir.path(), true, config()).await).await;
+    let (_dir, s) = server().await;
     let lambda = s.tasks_lambda("squares", &squares(), None).await;
 
     let task = s
@@ -181,8 +186,7 @@ async fn failures_a_timeout_a_failing_split_and_bad_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_a_replica_killed_mid_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(platform(dir.path(), true, config()).await).await;
+    let (dir, s) = server().await;
     let two = r#"{"deploy_parameters": {"pod_count": 2}}"#;
     let lambda = s.tasks_lambda("slow-squares", &squares(), Some(two)).await;
 
@@ -253,8 +257,7 @@ async fn cancel_and_a_replica_killed_mid_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_resumes_after_the_control_plane_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(platform(dir.path(), true, config()).await).await;
+    let (dir, s) = server().await;
     let lambda = s.tasks_lambda("resumed", &squares(), None).await;
     let task = s
         .start_task(&lambda, serde_json::json!({"n": 40, "sleep": 0.05}))
