@@ -267,6 +267,10 @@ impl Platform {
                 if let Err(e) = this.reconcile().await {
                     tracing::warn!(error = %e, "reconcile failed");
                 }
+                // A task whose job stopped on an error (e.g. the store was unreachable) starts again.
+                if let Err(e) = this.resume_tasks().await {
+                    tracing::warn!(error = %e, "resuming tasks failed");
+                }
             }
         });
         Ok(())

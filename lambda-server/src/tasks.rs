@@ -346,7 +346,9 @@ impl Platform {
             Some(s) => s,
             None => match self.split(&task, cancel).await? {
                 Some(s) => s,
-                None => return Ok(()),
+                // The split failed (the task ended), or the task was cancelled meanwhile.
+                None if self.shutdown_token().is_cancelled() => return Ok(()),
+                None => return self.finish_task(id, 0, &Counts::default()).await,
             },
         };
         let ended = store.ended(&id).await?;

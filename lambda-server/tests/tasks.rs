@@ -17,6 +17,7 @@ class Squares(BaseLambdaTask):
     async def splitTasksContent(self, content):
         if content.get("fail_split"):
             raise UserTaskLambdaException("no split for you")
+        await asyncio.sleep(content.get("split_sleep", 0))
         return [{"x": x, "sleep": content.get("sleep", 0), "mode": content.get("mode")} for x in range(content["n"])]
 
     async def executeSubtask(self, c):
@@ -236,6 +237,26 @@ async fn cancel_and_a_replica_killed_mid_task() {
     assert_eq!(r.status(), 409);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error_code"], 42023);
+
+    // Cancelled while it splits: it ends at once, with no subtask.
+    let task = s
+        .start_task(&lambda, serde_json::json!({"n": 5, "split_sleep": 30}))
+        .await;
+    s.task_until(&task, "splitting", |t| t["status"] == "splitting")
+        .await;
+    let r = reqwest::Client::new()
+        .patch(format!("{}/1/tasks/{task}", s.url))
+        .json(&serde_json::json!({"status": "cancelled"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = s.finished_task(&task).await;
+    assert_eq!(
+        (t["status"].as_str(), t["subtasks"]["total"].as_u64()),
+        (Some("cancelled"), Some(0)),
+        "{t}"
+    );
 
     // Deleting the lambda cancels its running task.
     let task = s
