@@ -19,7 +19,7 @@
 //! | `P/index/lambdas.json` | the list index (id, account, name, namespace, create time) |
 //! | `P/tasks/<task>/task.json` | a task's record `{"revision": n, "record": {...}}` (compare-and-swap) |
 //! | `P/tasks/<task>/subtasks.json` | the task's split: each subtask's content |
-//! | `P/tasks/<task>/results/<n>.json` | subtask `n`'s outcome, `{"result": ...}` or `{"error": "..."}` |
+//! | `P/tasks/<task>/results/<n / 1000>/<n>.json` | subtask `n`'s outcome, `{"result": ...}` or `{"error": "..."}` |
 //! | `P/.healthcheck/<uuid>` | short-lived probe of [`Storage::healthcheck`] |
 //!
 //! ## Concurrency
