@@ -182,6 +182,9 @@ async fn failures_a_timeout_a_failing_split_and_bad_requests() {
     assert_eq!(r.status(), 204);
     let (status, _) = get_json(&format!("{}/1/tasks/{task}/result", s.url)).await;
     assert_eq!(status, 404);
+    for id in [&lambda, &hello] {
+        assert_eq!(s.delete(id).await.status(), 204);
+    }
     s.stop().await;
 }
 
@@ -296,6 +299,7 @@ async fn a_task_resumes_after_the_control_plane_restarts() {
         serde_json::json!({"total": 40, "done": 40, "failed": 0, "in_flight": 0})
     );
     assert_squares(&results(&s, &task).await, &[]);
+    assert_eq!(s.delete(&lambda).await.status(), 204);
     s.stop().await;
 }
 
