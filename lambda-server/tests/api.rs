@@ -247,7 +247,7 @@ async fn bad_create_requests_get_their_codes() {
                 (
                     "credentials",
                     "application/json",
-                    br#"{"lambda_name":"Bad Name","lambda_type":"tasks"}"#,
+                    br#"{"lambda_name":"Bad Name","lambda_type":"agent"}"#,
                 ),
                 (
                     "parameters",
