@@ -395,7 +395,7 @@ def test_pip_installed_runtime_serves_a_folder_with_the_originals_run_py(tmp_pat
     shutil.copy(RUNTIME.parents[1] / "examples" / "hello" / "lambda_main.py", bad)
     (bad / "run.py").write_text(RUN_PY.replace("standalone", "agent"))
     out = subprocess.run([sys.executable, "run.py"], cwd=bad, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=30)
-    assert out.returncode == 1 and "lambdaType='agent' is not one of ['standalone', 'handlers']" in out.stderr
+    assert out.returncode == 1 and "lambdaType='agent' is not one of ['standalone', 'handlers', 'tasks']" in out.stderr
 
 
 def test_examples_type_check_against_the_installed_runtime(tmp_path):
