@@ -44,6 +44,16 @@ async fn server() -> (tempfile::TempDir, Server) {
     (dir, s)
 }
 
+/// `PATCH /1/tasks/{task}` `{"status": "cancelled"}`.
+async fn cancel(s: &Server, task: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .patch(format!("{}/1/tasks/{task}", s.url))
+        .json(&serde_json::json!({"status": "cancelled"}))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn squares() -> Vec<u8> {
     zip_of(&[("lambda_main.py", TASKS)])
 }
@@ -217,12 +227,7 @@ async fn cancel_and_a_replica_killed_mid_task() {
         t["subtasks"]["done"].as_u64() >= Some(2)
     })
     .await;
-    let r = reqwest::Client::new()
-        .patch(format!("{}/1/tasks/{task}", s.url))
-        .json(&serde_json::json!({"status": "cancelled"}))
-        .send()
-        .await
-        .unwrap();
+    let r = cancel(&s, &task).await;
     assert_eq!(r.status(), 200);
     let t = s.finished_task(&task).await;
     assert_eq!(t["status"], "cancelled", "{t}");
@@ -231,12 +236,7 @@ async fn cancel_and_a_replica_killed_mid_task() {
     assert!(done < 200, "{t}");
     let got = results(&s, &task).await;
     assert_eq!(got.iter().filter(|v| !v.is_null()).count() as u64, done);
-    let r = reqwest::Client::new()
-        .patch(format!("{}/1/tasks/{task}", s.url))
-        .json(&serde_json::json!({"status": "cancelled"}))
-        .send()
-        .await
-        .unwrap();
+    let r = cancel(&s, &task).await;
     assert_eq!(r.status(), 409);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error_code"], 42023);
@@ -247,12 +247,7 @@ async fn cancel_and_a_replica_killed_mid_task() {
         .await;
     s.task_until(&task, "splitting", |t| t["status"] == "splitting")
         .await;
-    let r = reqwest::Client::new()
-        .patch(format!("{}/1/tasks/{task}", s.url))
-        .json(&serde_json::json!({"status": "cancelled"}))
-        .send()
-        .await
-        .unwrap();
+    let r = cancel(&s, &task).await;
     assert_eq!(r.status(), 200);
     let t = s.finished_task(&task).await;
     assert_eq!(
