@@ -36,12 +36,21 @@ pub struct LocalBuilderConfig {
     pub uv: Option<PathBuf>,
     /// Extra options for every install (e.g. `--index-url https://mirror/simple`).
     pub pip_args: Vec<String>,
+    /// With no `uv`: install uv once into `<data_dir>/tools/uv` (the `uv` wheel from the package
+    /// index, with pip, into a private virtualenv, checked to run) and use it from then on. When
+    /// that fails, environments are made with venv + pip and the build log says why.
+    pub provision_uv: bool,
 }
+
+/// The uv the local builder installs for itself when none is given (`provision_uv`).
+pub const PROVISIONED_UV: &str = "uv==0.13.9";
 
 /// Builds lambdas into a folder plus a cached virtualenv.
 #[derive(Debug)]
 pub struct LocalBuilder {
     cfg: LocalBuilderConfig,
+    /// The uv in use, decided at the first environment (`None`: venv + pip).
+    uv: tokio::sync::OnceCell<Option<PathBuf>>,
     env_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -60,6 +69,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         path: path.display().to_string(),
         source,
     }
+}
+
+/// Whether `uv --version` runs.
+async fn runs(uv: &Path) -> bool {
+    Command::new(uv)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }
 
 /// Writes the runtime's and the lambda's requirement files into a new env and returns the
@@ -89,6 +110,7 @@ impl LocalBuilder {
     pub fn new(cfg: LocalBuilderConfig) -> Self {
         Self {
             cfg,
+            uv: tokio::sync::OnceCell::new(),
             env_locks: Mutex::default(),
         }
     }
@@ -253,6 +275,82 @@ impl LocalBuilder {
     }
 
     /// The environment for `requirements`, made once per key.
+    /// The uv to make environments with: the configured one, else (with `provision_uv`) one
+    /// installed once for this data folder, else none.
+    async fn uv(&self, log: &LogSink) -> Option<&PathBuf> {
+        self.uv
+            .get_or_init(|| async {
+                if let Some(uv) = &self.cfg.uv {
+                    return Some(uv.clone());
+                }
+                if !self.cfg.provision_uv {
+                    return None;
+                }
+                match self.provision_uv(log).await {
+                    Ok(uv) => Some(uv),
+                    Err(e) => {
+                        let _ = log.send(format!(
+                            "==> uv: could not be installed ({e}); making environments with venv + pip"
+                        ));
+                        None
+                    }
+                }
+            })
+            .await
+            .as_ref()
+    }
+
+    /// Installs uv into `<data_dir>/tools/uv` unless a working one is there.
+    async fn provision_uv(&self, log: &LogSink) -> Result<PathBuf> {
+        let tools = self.cfg.data_dir.join("tools");
+        let dir = tools.join("uv");
+        let uv = dir.join("bin").join("uv");
+        if runs(&uv).await {
+            return Ok(uv);
+        }
+        let _ = log.send(format!(
+            "==> uv: not on PATH; installing it once for this data folder ({PROVISIONED_UV} with pip into {})",
+            dir.display()
+        ));
+        let started = Instant::now();
+        tokio::fs::create_dir_all(&tools)
+            .await
+            .map_err(io(&tools))?;
+        let partial = tools.join(format!("uv.partial-{}", uuid::Uuid::new_v4()));
+        let mut guard = RemoveOnDrop(Some(partial.clone()));
+        let mut venv = Command::new(&self.cfg.python);
+        venv.args(["-m", "venv"]).arg(&partial);
+        self.run_logged("python -m venv (uv)", venv, log).await?;
+        let mut pip = Command::new(partial.join("bin").join("python"));
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+            PROVISIONED_UV,
+        ])
+        .args(&self.cfg.pip_args);
+        self.run_logged("pip install uv", pip, log).await?;
+        if !runs(&partial.join("bin").join("uv")).await {
+            return Err(Error::Failed {
+                reason: "the installed uv does not run".into(),
+            });
+        }
+        if dir.exists() {
+            tokio::fs::remove_dir_all(&dir).await.map_err(io(&dir))?;
+        }
+        tokio::fs::rename(&partial, &dir).await.map_err(io(&dir))?;
+        guard.0 = None;
+        let _ = log.send(format!(
+            "==> uv: ready in {:.1} s; later builds use it",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(uv)
+    }
+
     async fn ensure_env(
         &self,
         python_version: &str,
@@ -279,7 +377,7 @@ impl LocalBuilder {
         let partial = envs.join(format!("{key}.partial-{}", uuid::Uuid::new_v4()));
         let mut guard = RemoveOnDrop(Some(partial.clone()));
         let env_python = partial.join("bin").join("python");
-        match &self.cfg.uv {
+        match self.uv(log).await {
             Some(uv) => {
                 let _ = log.send(format!("==> environment {key}: creating with uv"));
                 let mut venv = Command::new(uv);

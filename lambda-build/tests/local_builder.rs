@@ -23,6 +23,7 @@ fn builder(data: &Path) -> LocalBuilder {
         python: "python3".into(),
         uv: uv.exists().then_some(uv),
         pip_args: Vec::new(),
+        provision_uv: false,
     })
 }
 
@@ -232,7 +233,59 @@ async fn health_checks_the_python() {
         python: "/nonexistent/python3".into(),
         uv: None,
         pip_args: Vec::new(),
+        provision_uv: false,
     });
     let e = bad.health().await.unwrap_err();
     assert!(e.to_string().contains("/nonexistent/python3"), "{e}");
+}
+
+/// Without uv, the builder installs uv once for its data folder (from the package index, with
+/// pip, into a private virtualenv) and makes environments with it; a second builder over the same
+/// folder finds it and installs nothing.
+#[tokio::test]
+async fn provisions_uv_once_when_none_is_given() {
+    let data = tempfile::tempdir().unwrap();
+    let config = || LocalBuilderConfig {
+        data_dir: data.path().to_path_buf(),
+        python: "python3".into(),
+        uv: None,
+        pip_args: Vec::new(),
+        provision_uv: true,
+    };
+    let first = LocalBuilder::new(config());
+    let req = request(
+        &[("lambda_main.py", MAIN)],
+        Parameters::default(),
+        Duration::from_secs(600),
+    );
+    let (r, log) = build(&first, req, CancellationToken::new()).await;
+    r.unwrap_or_else(|e| panic!("{e}\n{}", log.join("\n")));
+    let text = log.join("\n");
+    assert!(
+        text.contains("==> uv: not on PATH; installing it once"),
+        "{text}"
+    );
+    assert!(text.contains("==> uv: ready in"), "{text}");
+    assert!(text.contains("creating with uv"), "{text}");
+    let uv = data.path().join("tools/uv/bin/uv");
+    assert!(uv.exists());
+    assert!(
+        std::fs::read_dir(data.path().join("tools"))
+            .unwrap()
+            .count()
+            == 1,
+        "no partial folder is left behind"
+    );
+
+    let second = LocalBuilder::new(config());
+    let reqs = [
+        ("lambda_main.py", MAIN),
+        ("requirements.txt", "six==1.17.0\n"),
+    ];
+    let req = request(&reqs, Parameters::default(), Duration::from_secs(600));
+    let (r, log) = build(&second, req, CancellationToken::new()).await;
+    r.unwrap_or_else(|e| panic!("{e}\n{}", log.join("\n")));
+    let text = log.join("\n");
+    assert!(!text.contains("installing it once"), "{text}");
+    assert!(text.contains("creating with uv"), "{text}");
 }

@@ -270,6 +270,7 @@ fn trivial_upstream_pair(secs: u32) -> (Wrk, Wrk, Wrk, Wrk) {
             python: "python3".into(),
             uv: None,
             pip_args: Vec::new(),
+            provision_uv: false,
         });
         let platform = lambda_server::Platform::new(
             lambda_server::PlatformConfig::default(),

@@ -390,6 +390,7 @@ fn run_local(path: &Path, port: u16, ty: TypeArg) -> anyhow::Result<ExitCode> {
         python: "python3".into(),
         uv,
         pip_args: Vec::new(),
+        provision_uv: false,
     });
     let id = LambdaId::new();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -28,6 +28,7 @@ fn server(dir: &Path) -> String {
                 python: "python3".into(),
                 uv: uv.exists().then_some(uv),
                 pip_args: Vec::new(),
+                provision_uv: false,
             });
             let mut ocfg = lambda_deploy::LocalOrchestratorConfig::new(&dir);
             ocfg.base_env = ["PATH", "HOME", "LANG"]

@@ -28,6 +28,7 @@ async fn scenario(label: &str, uv: Option<PathBuf>) -> (Duration, Duration, Dura
         python: "python3".into(),
         uv,
         pip_args: Vec::new(),
+        provision_uv: false,
     });
     let mut cfg = LocalOrchestratorConfig::new(dir.path());
     cfg.base_env = ["PATH", "HOME", "LANG"]

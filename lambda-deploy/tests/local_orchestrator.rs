@@ -23,6 +23,7 @@ fn builder() -> LocalBuilder {
         python: "python3".into(),
         uv: uv.exists().then_some(uv),
         pip_args: Vec::new(),
+        provision_uv: false,
     })
 }
 

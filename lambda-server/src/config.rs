@@ -134,7 +134,8 @@ pub struct BuilderSection {
     pub kind: String,
     /// Python for local builds.
     pub python: String,
-    /// `auto` (use uv when it is on PATH), `off`, or a path to uv.
+    /// `auto` (uv on PATH; without one, uv is installed once into the data folder from the
+    /// package index), `off` (venv + pip), or a path to uv.
     pub uv: String,
     /// Builds at once.
     pub concurrency: usize,
@@ -567,11 +568,14 @@ impl Config {
                     "auto" => find_on_path("uv", env),
                     path => Some(PathBuf::from(path)),
                 };
+                // `auto` without uv on PATH: the builder installs uv once for the data folder.
+                let provision_uv = self.builder.uv == "auto" && uv.is_none();
                 Arc::new(LocalBuilder::new(LocalBuilderConfig {
                     data_dir: data_dir.join("builds"),
                     python: PathBuf::from(&self.builder.python),
                     uv,
                     pip_args: self.builder.pip_args.clone(),
+                    provision_uv,
                 }))
             }
         };

@@ -76,6 +76,7 @@ pub async fn platform(dir: &Path, shared_envs: bool, cfg: PlatformConfig) -> Pla
         python: "python3".into(),
         uv: uv.exists().then_some(uv),
         pip_args: Vec::new(),
+        provision_uv: false,
     });
     let mut ocfg = LocalOrchestratorConfig::new(dir);
     ocfg.base_env = ["PATH", "HOME", "LANG"]
