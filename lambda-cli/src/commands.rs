@@ -388,9 +388,10 @@ fn run_local(path: &Path, port: u16, ty: TypeArg) -> anyhow::Result<ExitCode> {
     let builder = LocalBuilder::new(LocalBuilderConfig {
         data_dir: cache,
         python: "python3".into(),
+        // Without uv on PATH, uv is installed once into the cache folder, as `serve` does.
+        provision_uv: uv.is_none(),
         uv,
         pip_args: Vec::new(),
-        provision_uv: false,
     });
     let id = LambdaId::new();
     let rt = tokio::runtime::Builder::new_current_thread()
