@@ -71,6 +71,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
+/// `python -m pip install` without prompts, progress bars or version checks.
+fn pip_install(python: &Path) -> Command {
+    let mut pip = Command::new(python);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+    ]);
+    pip
+}
+
 /// Whether `uv --version` runs.
 async fn runs(uv: &Path) -> bool {
     Command::new(uv)
@@ -321,18 +336,8 @@ impl LocalBuilder {
         let mut venv = Command::new(&self.cfg.python);
         venv.args(["-m", "venv"]).arg(&partial);
         self.run_logged("python -m venv (uv)", venv, log).await?;
-        let mut pip = Command::new(partial.join("bin").join("python"));
-        pip.args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar",
-            "off",
-            PROVISIONED_UV,
-        ])
-        .args(&self.cfg.pip_args);
+        let mut pip = pip_install(&partial.join("bin").join("python"));
+        pip.arg(PROVISIONED_UV).args(&self.cfg.pip_args);
         self.run_logged("pip install uv", pip, log).await?;
         if !runs(&partial.join("bin").join("uv")).await {
             return Err(Error::Failed {
@@ -401,18 +406,8 @@ impl LocalBuilder {
                 venv.args(["-m", "venv"]).arg(&partial);
                 self.run_logged("python -m venv", venv, log).await?;
                 let req_args = write_requirements(&partial, requirements).await?;
-                let mut pip = Command::new(&env_python);
-                pip.args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    "--progress-bar",
-                    "off",
-                ])
-                .args(&req_args)
-                .args(&self.cfg.pip_args);
+                let mut pip = pip_install(&env_python);
+                pip.args(&req_args).args(&self.cfg.pip_args);
                 self.run_logged("pip install", pip, log).await?;
             }
         }
