@@ -1007,12 +1007,7 @@ impl Orchestrator for KubeOrchestrator {
         if ready.is_empty() {
             return None;
         }
-        let url = self
-            .cfg
-            .endpoint
-            .replace("{id}", &lambda_id.to_string())
-            .replace("{name}", &lambda_id.object_name())
-            .replace("{namespace}", &ns);
+        let url = endpoint_url(&self.cfg.endpoint, lambda_id, &ns);
         if url.contains("{pod_ip}") {
             let i = self.rr.fetch_add(1, Ordering::Relaxed) % ready.len();
             Some(url.replace("{pod_ip}", &ready[i]))
@@ -1036,11 +1031,7 @@ impl Orchestrator for KubeOrchestrator {
                 let ip = p.status.as_ref()?.pod_ip.clone()?;
                 let name = p.metadata.name.clone()?;
                 let ns = p.metadata.namespace.clone().unwrap_or_default();
-                let url = template
-                    .replace("{id}", &lambda_id.to_string())
-                    .replace("{name}", &lambda_id.object_name())
-                    .replace("{namespace}", &ns)
-                    .replace("{pod_ip}", &ip);
+                let url = endpoint_url(template, lambda_id, &ns).replace("{pod_ip}", &ip);
                 Some((name, url))
             })
             .collect()
@@ -1057,6 +1048,15 @@ impl Orchestrator for KubeOrchestrator {
     async fn shutdown(&self) {
         self.stop.cancel();
     }
+}
+
+/// An `[orchestrator] endpoint` template with `{id}`, `{name}` and `{namespace}` filled in
+/// (`{pod_ip}` is left for the caller).
+fn endpoint_url(template: &str, lambda_id: &LambdaId, namespace: &str) -> String {
+    template
+        .replace("{id}", &lambda_id.to_string())
+        .replace("{name}", &lambda_id.object_name())
+        .replace("{namespace}", namespace)
 }
 
 #[cfg(test)]
