@@ -88,7 +88,7 @@ pub fn task_class_def(body: &[Stmt], source: &str, path: &str) -> Result<u32, Pr
     let classes: Vec<&StmtClassDef> = body
         .iter()
         .filter_map(|stmt| match stmt {
-            Stmt::ClassDef(c) if derives_base_task(c) => Some(c),
+            Stmt::ClassDef(c) if derives_from(c, "BaseLambdaTask") => Some(c),
             _ => None,
         })
         .collect();
@@ -154,10 +154,11 @@ pub fn task_class_def(body: &[Stmt], source: &str, path: &str) -> Result<u32, Pr
     Ok(line)
 }
 
-fn derives_base_task(class: &StmtClassDef) -> bool {
-    class.bases().iter().any(|base| match base {
-        Expr::Name(n) => n.id.as_str() == "BaseLambdaTask",
-        Expr::Attribute(a) => a.attr.as_str() == "BaseLambdaTask",
+/// Whether a class names `base` among its bases (`class C(base)` or `class C(module.base)`).
+pub(crate) fn derives_from(class: &StmtClassDef, base: &str) -> bool {
+    class.bases().iter().any(|b| match b {
+        Expr::Name(n) => n.id.as_str() == base,
+        Expr::Attribute(a) => a.attr.as_str() == base,
         _ => false,
     })
 }
