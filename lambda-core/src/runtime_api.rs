@@ -6,10 +6,11 @@
 //!   equals the runtime, so the validator and the runtime never drift.
 //! - **Routes** of `LambdaUserHandler` classes given as a literal `route = "..."` must be
 //!   well-formed and collide neither with the runtime's routes nor with each other (the runtime
-//!   checks the same at startup, for routes that are not literals).
+//!   checks the same at startup, for routes that are not literals). The reserved paths and the
+//!   parameter types come from the same manifest.
 
 use crate::problem::Problem;
-use crate::python::line_col;
+use crate::python::{derives_from, line_col};
 use ruff_python_ast::statement_visitor::{StatementVisitor, walk_stmt};
 use ruff_python_ast::{Expr, Stmt, StmtClassDef};
 use ruff_text_size::{Ranged, TextSize};
@@ -23,23 +24,19 @@ pub const MANIFEST: &str = include_str!("runtime_api.json");
 /// The runtime's top-level package.
 pub const PACKAGE: &str = "luna_lambda_tools";
 
-/// Paths the runtime serves itself; a handler may not take them.
-pub const RUNTIME_ROUTES: [&str; 7] = [
-    "/main",
-    "/healthcheck",
-    "/docs",
-    "/metrics",
-    "/lambda_metrics",
-    "/tasks/split",
-    "/tasks/subtask",
-];
-
-/// Path parameter types of handler routes (Sanic's syntax: `<name:type>`).
-pub const PARAM_TYPES: [&str; 5] = ["float", "int", "path", "str", "uuid"];
-
 #[derive(Debug, Deserialize)]
 struct Manifest {
     modules: BTreeMap<String, ModuleApi>,
+    routes: RouteRules,
+}
+
+/// The runtime's rules of handler routes (`luna_lambda_tools.user_handlers`).
+#[derive(Debug, Deserialize)]
+struct RouteRules {
+    /// Paths a handler may not take.
+    reserved: Vec<String>,
+    /// Parameter types of `<name:type>`.
+    param_types: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +51,16 @@ fn manifest() -> &'static Manifest {
         // The manifest is embedded at compile time and checked by tests: it always parses.
         serde_json::from_str(MANIFEST).unwrap_or_else(|e| panic!("runtime_api.json: {e}"))
     })
+}
+
+/// Paths the runtime serves itself (a handler may not take them).
+pub fn reserved_routes() -> &'static [String] {
+    &manifest().routes.reserved
+}
+
+/// Path parameter types of handler routes (Sanic's syntax: `<name:type>`).
+pub fn param_types() -> &'static [String] {
+    &manifest().routes.param_types
 }
 
 /// Whether the runtime has module `module` (dotted).
@@ -206,7 +213,7 @@ fn check_routes(body: &[Stmt], source: &str, path: &str) -> Vec<Problem> {
         let Stmt::ClassDef(class) = stmt else {
             continue;
         };
-        if !is_handler(class) {
+        if !derives_from(class, "LambdaUserHandler") {
             continue;
         }
         let Some((route, offset)) = literal_route(class) else {
@@ -222,11 +229,11 @@ fn check_routes(body: &[Stmt], source: &str, path: &str) -> Vec<Problem> {
                 "routes.invalid",
                 format!("route {route:?} {why}"),
             )),
-            Ok(shape) if RUNTIME_ROUTES.contains(&shape.as_str()) => problems.push(problem(
+            Ok(shape) if reserved_routes().contains(&shape) => problems.push(problem(
                 "routes.reserved",
                 format!(
                     "route {route:?} collides with the runtime's route {shape} ({}); choose another path",
-                    RUNTIME_ROUTES.join(", ")
+                    reserved_routes().join(", ")
                 ),
             )),
             Ok(shape) => {
@@ -242,14 +249,6 @@ fn check_routes(body: &[Stmt], source: &str, path: &str) -> Vec<Problem> {
         }
     }
     problems
-}
-
-fn is_handler(class: &StmtClassDef) -> bool {
-    class.bases().iter().any(|base| match base {
-        Expr::Name(n) => n.id.as_str() == "LambdaUserHandler",
-        Expr::Attribute(a) => a.attr.as_str() == "LambdaUserHandler",
-        _ => false,
-    })
 }
 
 /// The class's `route = "..."` (the last one, as in Python), when it is a string literal.
@@ -298,10 +297,10 @@ pub fn route_shape(route: &str) -> Result<String, String> {
                 "has parameter <{inner}>, which needs a Python name"
             ));
         }
-        if !PARAM_TYPES.contains(&kind) {
+        if !param_types().iter().any(|t| t == kind) {
             return Err(format!(
                 "has parameter type {kind:?}, which is not one of {}",
-                PARAM_TYPES.join(", ")
+                param_types().join(", ")
             ));
         }
         if params.contains(&name) {

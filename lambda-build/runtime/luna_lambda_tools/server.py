@@ -27,11 +27,11 @@ from .monitoring import last_activity
 from .request import HandlersLambdaRequest, StandaloneLambdaRequest, UserConfig
 from .tasks import BaseLambdaTask
 from .tasks_server import TaskRoutes
-from .user_handlers import METHODS, RUNTIME_ROUTES, HandlerResponse, RouteError, collect_routes
+from .user_handlers import METHODS, SERVED_ROUTES, HandlerResponse, RouteError, collect_routes
 
 _JSON = (b"content-type", b"application/json")
 _PROMETHEUS = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-_ROUTES = ("/main", "/healthcheck", "/docs", "/metrics", "/lambda_metrics")  # served here; RUNTIME_ROUTES also has the tasks paths
+_ROUTES = SERVED_ROUTES
 _perf = time.perf_counter
 
 

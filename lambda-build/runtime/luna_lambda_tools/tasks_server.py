@@ -13,9 +13,9 @@ import orjson
 
 from .exceptions import UserException, UserTaskLambdaException
 from .logger import logger
+from .user_handlers import TASK_ROUTES
 
-SPLIT = "/tasks/split"
-SUBTASK = "/tasks/subtask"
+SPLIT, SUBTASK = TASK_ROUTES
 
 
 def _error(status, detail):
@@ -23,7 +23,7 @@ def _error(status, detail):
 
 
 class TaskRoutes:
-    paths = (SPLIT, SUBTASK)
+    paths = TASK_ROUTES
 
     def __init__(self, cls):
         self.cls = cls

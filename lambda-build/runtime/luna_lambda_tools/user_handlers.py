@@ -22,8 +22,12 @@ import orjson
 from .exceptions import BadRequest, UserException
 from .request import HandlersLambdaRequest, StandaloneLambdaRequest, UserConfig
 
-#: Paths the runtime serves itself; a handler may not take them.
-RUNTIME_ROUTES = ("/main", "/healthcheck", "/docs", "/metrics", "/lambda_metrics", "/tasks/split", "/tasks/subtask")
+#: Paths the runtime serves to every lambda.
+SERVED_ROUTES = ("/main", "/healthcheck", "/docs", "/metrics", "/lambda_metrics")
+#: The platform's calls into a tasks lambda.
+TASK_ROUTES = ("/tasks/split", "/tasks/subtask")
+#: Paths a handler may not take (the validator reads them from the runtime's manifest).
+RUNTIME_ROUTES = SERVED_ROUTES + TASK_ROUTES
 METHODS = ("get", "post", "put", "patch", "delete")
 
 _PARAM = re.compile(r"<([^<>/]*)>")
