@@ -268,7 +268,7 @@ impl Platform {
                     tracing::warn!(error = %e, "reconcile failed");
                 }
                 // A task whose job stopped on an error (e.g. the store was unreachable) starts again.
-                if let Err(e) = this.resume_tasks().await {
+                if let Err(e) = this.resume_failed_tasks().await {
                     tracing::warn!(error = %e, "resuming tasks failed");
                 }
             }

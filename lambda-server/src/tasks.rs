@@ -19,7 +19,7 @@ use lambda_core::api::{
 use lambda_core::{LambdaId, LambdaStatus, LambdaType};
 use lambda_storage::{SubtaskOutcome, TaskStore};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +51,8 @@ type HttpClient = hyper_util::client::legacy::Client<
     Full<Bytes>,
 >;
 
+/// Why the tasks of a deleted lambda were cancelled.
+const LAMBDA_DELETED: &str = "the lambda was deleted";
 /// How often the counts of a running task are written to its record.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// How long a task waits for its lambda to have a running replica before an attempt fails.
@@ -62,8 +64,17 @@ pub(crate) struct TaskRunner {
     store: TaskStore,
     settings: TaskSettings,
     http: HttpClient,
-    /// The job of each running task, by its cancel token.
-    running: Mutex<HashMap<uuid::Uuid, CancellationToken>>,
+    /// The job of each running task.
+    running: Mutex<HashMap<uuid::Uuid, Running>>,
+    /// A job stopped on an error since the last resume: the reconciler starts it again.
+    job_failed: AtomicBool,
+}
+
+/// A running task's job.
+#[derive(Debug)]
+struct Running {
+    lambda_id: LambdaId,
+    cancel: CancellationToken,
 }
 
 impl TaskRunner {
@@ -80,10 +91,11 @@ impl TaskRunner {
             settings,
             http,
             running: Mutex::default(),
+            job_failed: AtomicBool::new(false),
         }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, CancellationToken>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -97,10 +109,6 @@ enum CallError {
 }
 
 impl Platform {
-    fn runner(&self) -> &TaskRunner {
-        self.task_runner()
-    }
-
     /// Creates a task for a running `tasks` lambda of the caller's account and starts it.
     pub async fn create_task(
         &self,
@@ -148,8 +156,8 @@ impl Platform {
             end_time: None,
         };
         let id = record.task_id;
-        self.runner().store.create(record).await?;
-        self.spawn_task(id);
+        self.task_runner().store.create(record).await?;
+        self.spawn_task(id, lambda_id);
         Ok(id)
     }
 
@@ -159,7 +167,7 @@ impl Platform {
         id: &uuid::Uuid,
         account: Option<uuid::Uuid>,
     ) -> Result<TaskRecord> {
-        let task = match self.runner().store.get(id).await {
+        let task = match self.task_runner().store.get(id).await {
             Ok(t) => t.value,
             Err(lambda_storage::Error::NotFound { .. }) => return Err(Error::TaskNotFound(*id)),
             Err(e) => return Err(e.into()),
@@ -180,7 +188,7 @@ impl Platform {
         page_size: u64,
     ) -> Result<TaskList> {
         let mut tasks: Vec<TaskRecord> = self
-            .runner()
+            .task_runner()
             .store
             .list()
             .await?
@@ -209,7 +217,7 @@ impl Platform {
     ) -> Result<TaskResults> {
         let task = self.get_task(id, account).await?;
         let mut results = vec![None; usize::try_from(task.subtasks.total).unwrap_or(0)];
-        for (n, outcome) in self.runner().store.outcomes(id).await? {
+        for (n, outcome) in self.task_runner().store.outcomes(id).await? {
             if let (Some(slot), SubtaskOutcome::Result(v)) = (
                 results.get_mut(usize::try_from(n).unwrap_or(usize::MAX)),
                 outcome,
@@ -237,7 +245,7 @@ impl Platform {
                 error: reason.clone(),
             });
         }
-        for (n, outcome) in self.runner().store.outcomes(id).await? {
+        for (n, outcome) in self.task_runner().store.outcomes(id).await? {
             if let SubtaskOutcome::Error(error) = outcome {
                 errors.push(TaskError {
                     subtask: Some(n),
@@ -256,9 +264,13 @@ impl Platform {
         reason: &str,
     ) -> Result<TaskRecord> {
         self.get_task(id, account).await?;
-        let running = self.runner().running().get(id).cloned();
+        let running = self
+            .task_runner()
+            .running()
+            .get(id)
+            .map(|r| r.cancel.clone());
         let task = self
-            .runner()
+            .task_runner()
             .store
             .update_with(id, |t| {
                 if t.status.is_finished() {
@@ -281,26 +293,30 @@ impl Platform {
     /// Removes a task and its results (cancelling it first when it runs).
     pub async fn delete_task(&self, id: &uuid::Uuid, account: Option<uuid::Uuid>) -> Result<()> {
         self.get_task(id, account).await?;
-        if let Some(cancel) = self.runner().running().get(id) {
-            cancel.cancel();
+        if let Some(r) = self.task_runner().running().get(id) {
+            r.cancel.cancel();
         }
-        match self.runner().store.delete(id).await {
+        match self.task_runner().store.delete(id).await {
             Ok(_) | Err(lambda_storage::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Cancels every unfinished task of a lambda (it is being deleted).
+    /// Cancels the running tasks of a lambda (it is being deleted). A task with no job now
+    /// (one that stopped on an error) is cancelled when its job starts again and finds the
+    /// lambda gone.
     pub(crate) async fn cancel_tasks_of(&self, lambda_id: &LambdaId) -> Result<()> {
-        for task in self.runner().store.list().await? {
-            if task.lambda_id == *lambda_id && !task.status.is_finished() {
-                match self
-                    .cancel_task(&task.task_id, None, "the lambda was deleted")
-                    .await
-                {
-                    Ok(_) | Err(Error::TaskFinished(..) | Error::TaskNotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
+        let tasks: Vec<uuid::Uuid> = self
+            .task_runner()
+            .running()
+            .iter()
+            .filter(|(_, r)| r.lambda_id == *lambda_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in tasks {
+            match self.cancel_task(&id, None, LAMBDA_DELETED).await {
+                Ok(_) | Err(Error::TaskFinished(..) | Error::TaskNotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -309,37 +325,64 @@ impl Platform {
     /// Starts the job of every unfinished task that has none (at start: tasks a stopped or
     /// killed control plane left).
     pub(crate) async fn resume_tasks(&self) -> Result<()> {
-        for task in self.runner().store.list().await? {
+        for task in self.task_runner().store.list().await? {
             if !task.status.is_finished() {
-                self.spawn_task(task.task_id);
+                self.spawn_task(task.task_id, task.lambda_id);
             }
         }
         Ok(())
     }
 
-    fn spawn_task(&self, id: uuid::Uuid) {
+    /// [`Platform::resume_tasks`] when a job stopped on an error since the last time (the
+    /// reconciler calls it; otherwise it reads nothing).
+    pub(crate) async fn resume_failed_tasks(&self) -> Result<()> {
+        if self.task_runner().job_failed.swap(false, Ordering::SeqCst) {
+            self.resume_tasks().await?;
+        }
+        Ok(())
+    }
+
+    fn spawn_task(&self, id: uuid::Uuid, lambda_id: LambdaId) {
         let cancel = self.shutdown_token().child_token();
         {
-            let mut running = self.runner().running();
+            let mut running = self.task_runner().running();
             if running.contains_key(&id) {
                 return;
             }
-            running.insert(id, cancel.clone());
+            running.insert(
+                id,
+                Running {
+                    lambda_id,
+                    cancel: cancel.clone(),
+                },
+            );
         }
         let this = self.clone();
         self.background().spawn(async move {
             if let Err(e) = this.run_task(id, &cancel).await {
-                tracing::warn!(task = %id, error = %e, "task job stopped; it resumes at the next start");
+                tracing::warn!(task = %id, error = %e, "task job stopped; the reconciler starts it again");
+                this.task_runner().job_failed.store(true, Ordering::SeqCst);
             }
-            this.runner().running().remove(&id);
+            this.task_runner().running().remove(&id);
         });
     }
 
     /// The job of one task: split (unless stored), run what has no outcome, finish.
     async fn run_task(&self, id: uuid::Uuid, cancel: &CancellationToken) -> Result<()> {
-        let store = &self.runner().store;
+        let store = &self.task_runner().store;
         let task = store.get(&id).await?.value;
         if task.status.is_finished() {
+            return Ok(());
+        }
+        if let Err(Error::NotFound(_)) = self.get(&task.lambda_id, None).await {
+            store
+                .update_with(&id, |t| {
+                    t.status = TaskStatus::Cancelled;
+                    t.reason = Some(LAMBDA_DELETED.to_owned());
+                    t.end_time = Some(time::OffsetDateTime::now_utc());
+                    Ok::<_, Error>(())
+                })
+                .await?;
             return Ok(());
         }
         let subtasks = match store.subtasks(&id).await? {
@@ -377,7 +420,7 @@ impl Platform {
                     counts.in_flight.fetch_add(1, Ordering::Relaxed);
                     let content = &subtasks[usize::try_from(n).unwrap_or(usize::MAX)];
                     let outcome = this.run_subtask(task, n, content).await;
-                    let stored = this.runner().store.put_outcome(&id, n, &outcome).await;
+                    let stored = this.task_runner().store.put_outcome(&id, n, &outcome).await;
                     counts.in_flight.fetch_sub(1, Ordering::Relaxed);
                     match outcome {
                         SubtaskOutcome::Result(_) => counts.done.fetch_add(1, Ordering::Relaxed),
@@ -410,7 +453,7 @@ impl Platform {
         task: &TaskRecord,
         cancel: &CancellationToken,
     ) -> Result<Option<Vec<serde_json::Map<String, serde_json::Value>>>> {
-        let store = &self.runner().store;
+        let store = &self.task_runner().store;
         store
             .update_with(&task.task_id, |t| {
                 t.status = TaskStatus::Splitting;
@@ -494,7 +537,7 @@ impl Platform {
         path: &str,
         body: &serde_json::Value,
     ) -> std::result::Result<serde_json::Value, String> {
-        let attempts = self.runner().settings.max_attempts.max(1);
+        let attempts = self.task_runner().settings.max_attempts.max(1);
         let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
         let mut last = String::new();
         for attempt in 1..=attempts {
@@ -519,7 +562,7 @@ impl Platform {
         path: &str,
         body: Bytes,
     ) -> std::result::Result<serde_json::Value, CallError> {
-        let runner = self.runner();
+        let runner = self.task_runner();
         let base = match self.orchestrator().endpoint(lambda_id) {
             Some(b) => b,
             None => {
@@ -568,7 +611,7 @@ impl Platform {
 
     /// Subtasks in flight at once: replicas × `concurrency_per_replica` (default the workers).
     async fn task_concurrency(&self, lambda_id: &LambdaId) -> usize {
-        let per_replica = match self.runner().settings.concurrency_per_replica {
+        let per_replica = match self.task_runner().settings.concurrency_per_replica {
             Some(n) => n,
             None => self
                 .get(lambda_id, None)
@@ -594,7 +637,7 @@ impl Platform {
                 let now = counts.snapshot(total);
                 if last != Some(now) {
                     let wrote = this
-                        .runner()
+                        .task_runner()
                         .store
                         .update_with(&id, |t| {
                             t.subtasks = now;
@@ -619,7 +662,7 @@ impl Platform {
     async fn finish_task(&self, id: uuid::Uuid, total: u64, counts: &Counts) -> Result<()> {
         let now = counts.snapshot(total);
         let done = self
-            .runner()
+            .task_runner()
             .store
             .update_with(&id, |t| {
                 t.subtasks = TaskCounts {
@@ -642,7 +685,7 @@ impl Platform {
         match done {
             Ok(_) => Ok(()),
             Err(Error::Storage(lambda_storage::Error::NotFound { .. })) => {
-                let _ = self.runner().store.delete(&id).await;
+                let _ = self.task_runner().store.delete(&id).await;
                 Ok(())
             }
             Err(e) => Err(e),
