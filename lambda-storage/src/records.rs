@@ -101,7 +101,7 @@ struct IndexDoc {
 }
 
 /// How many times a compare-and-swap is retried before giving up with a conflict.
-const CAS_ATTEMPTS: usize = 100;
+pub(crate) const CAS_ATTEMPTS: usize = 100;
 
 /// The lambda records (see the crate docs for keys and concurrency).
 #[derive(Debug, Clone)]

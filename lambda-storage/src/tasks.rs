@@ -11,7 +11,7 @@
 
 use crate::backend::{CasMode, Inner};
 use crate::error::{Error, Result};
-use crate::records::{Revision, Versioned};
+use crate::records::{CAS_ATTEMPTS, Revision, Versioned};
 use futures::stream::{StreamExt, TryStreamExt};
 use lambda_core::api::TaskRecord;
 use object_store::path::Path;
@@ -20,8 +20,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// How many times a compare-and-swap is retried before giving up with a conflict.
-const CAS_ATTEMPTS: usize = 100;
 /// Outcomes read at once.
 const READ_CONCURRENCY: usize = 32;
 /// Outcomes per folder of `results/`.
