@@ -1,4 +1,11 @@
-"""Exceptions a lambda raises or meets."""
+"""Exceptions a lambda raises or meets, and the LUNA error body the runtime answers with."""
+
+import orjson
+
+
+def error_body(code: int, desc: str, detail: str) -> bytes:
+    """`{"error_code", "desc", "detail"}` as JSON bytes."""
+    return orjson.dumps({"error_code": code, "desc": desc, "detail": detail})
 
 
 class UserException(Exception):

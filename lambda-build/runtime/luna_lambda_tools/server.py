@@ -21,6 +21,7 @@ import uuid
 
 from .config import lambdaConfig
 from .exceptions import BadRequest, LunaServicesNotConfigured, UserException
+from .exceptions import error_body as _error
 from .logger import logger
 from .metrics import METRICS_DIR_ENV, MetricError, Registry
 from .monitoring import last_activity
@@ -103,10 +104,6 @@ def _user_routes(module):
 
 
 _DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-
-
-def _error(code, desc, detail):
-    return orjson.dumps({"error_code": code, "desc": desc, "detail": detail})
 
 
 def _query_flag(scope, name):

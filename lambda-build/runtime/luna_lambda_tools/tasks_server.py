@@ -11,7 +11,7 @@ import traceback
 
 import orjson
 
-from .exceptions import UserException, UserTaskLambdaException
+from .exceptions import UserException, UserTaskLambdaException, error_body
 from .logger import logger
 from .user_handlers import TASK_ROUTES
 
@@ -19,7 +19,7 @@ SPLIT, SUBTASK = TASK_ROUTES
 
 
 def _error(status, detail):
-    return status, orjson.dumps({"error_code": 42004, "desc": "Lambda exception", "detail": detail})
+    return status, error_body(42004, "Lambda exception", detail)
 
 
 class TaskRoutes:
@@ -39,9 +39,7 @@ class TaskRoutes:
 
     async def call(self, path, call, rid):
         if not isinstance(call, dict) or not isinstance(call.get("content"), dict):
-            return 400, orjson.dumps(
-                {"error_code": 12001, "desc": "Bad JSON", "detail": f"{path} takes {{\"task_id\", \"account_id\", \"content\": {{...}}}}"}
-            )
+            return 400, error_body(12001, "Bad JSON", f"{path} takes {{\"task_id\", \"account_id\", \"content\": {{...}}}}")
         task = copy.copy(self.proto if self.proto is not None else self.cls())
         task.taskId = str(call.get("task_id") or "")
         task.accountId = str(call.get("account_id") or "")
