@@ -223,12 +223,7 @@ fn validate_impl<R: Read + Seek>(
     let main_line = check_main_module(&names, &read.kept, lambda_type, &mut report);
     let (has_requirements, requirements) = check_requirements(&names, &read.kept, &mut report);
     let has_docs = check_docs(&names, &read.kept, &mut report);
-    let local_runner = read
-        .kept
-        .get(RUNTIME_FILE)
-        .and_then(|src| std::str::from_utf8(src).ok())
-        .is_some_and(|text| text.contains(LOCAL_RUNNER_IMPORT));
-    warn_replaced_by_runtime(&names, local_runner, &mut report);
+    warn_replaced_by_runtime(&names, &read.kept, &mut report);
 
     if !report.is_ok() {
         return Err(report);
@@ -602,7 +597,15 @@ fn check_docs(
 
 /// Warns about entries the platform's runtime replaces (not about the original's local
 /// `run.py`, which every lambda folder may have).
-fn warn_replaced_by_runtime(names: &[&str], local_runner: bool, report: &mut ValidationReport) {
+fn warn_replaced_by_runtime(
+    names: &[&str],
+    kept: &BTreeMap<&'static str, Vec<u8>>,
+    report: &mut ValidationReport,
+) {
+    let local_runner = kept
+        .get(RUNTIME_FILE)
+        .and_then(|src| std::str::from_utf8(src).ok())
+        .is_some_and(|text| text.contains(LOCAL_RUNNER_IMPORT));
     for name in names {
         if *name == RUNTIME_FILE {
             if local_runner {
