@@ -14,161 +14,20 @@ use lambda_core::api::{ArchiveInfo, LambdaRecord};
 use lambda_core::{ImageStatus, LambdaId, LambdaName, LambdaStatus, LambdaType, Parameters};
 use lambda_deploy::{DeploySpec, Deployed, DeploymentStatus, Orchestrator};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ACCOUNT: &str = "6f1c1a4e-8f0e-4f57-9d1b-2a8f3c9e0b11";
+mod common;
+use common::{ACCOUNT, Server, Wrk, median, rss_mib, wrk, wrk_c};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Wrk {
-    rps: f64,
-    p50: f64,
-    p99: f64,
-}
-
-fn to_ms(v: &str) -> f64 {
-    let (num, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
-    let n: f64 = num.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => n / 1000.0,
-        "s" => n * 1000.0,
-        _ => n,
-    }
-}
-
-fn wrk(url: &str, secs: u32) -> Wrk {
-    wrk_c(url, secs, 50)
-}
-
-fn wrk_c(url: &str, secs: u32, conns: u32) -> Wrk {
-    let lua = std::env::temp_dir().join("luna-lambda-bench-post.lua");
-    std::fs::write(
-        &lua,
-        "wrk.method = \"POST\"\nwrk.body = '{\"data\": {\"a\": 1, \"b\": [1, 2, 3], \"c\": \"hello\"}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
-    )
-    .unwrap();
-    let out = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{conns}"),
-            &format!("-d{secs}s"),
-            "--latency",
-            "-s",
-        ])
-        .arg(&lua)
-        .arg(url)
-        .output()
-        .expect("wrk is installed (scripts/bench-server installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!text.contains("Non-2xx"), "errors under load: {text}");
-    let find = |key: &str| -> String {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("nan")
-            .to_owned()
-    };
-    Wrk {
-        rps: find("Requests/sec:").parse().unwrap_or(f64::NAN),
-        p50: to_ms(&find("50%")),
-        p99: to_ms(&find("99%")),
-    }
-}
-
-/// Alternates direct and proxied runs `ROUNDS` times (drift hits both alike) and keeps the
-/// median run of each, by throughput.
+/// Alternates direct and proxied runs three times (drift hits both alike) and keeps the median
+/// run of each, by throughput.
 fn alternating(direct_url: &str, proxy_url: &str, secs: u32, conns: u32) -> (Wrk, Wrk) {
-    const ROUNDS: usize = 3;
     let (mut d, mut p) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for _ in 0..3 {
         d.push(wrk_c(direct_url, secs, conns));
         p.push(wrk_c(proxy_url, secs, conns));
     }
-    let median = |mut v: Vec<Wrk>| {
-        v.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-        v.swap_remove(ROUNDS / 2)
-    };
     (median(d), median(p))
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(data: &Path) -> Server {
-        let port = free_port();
-        let path = format!(
-            "{}:{}",
-            workspace().join(".venv/bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let child = Command::new(env!("CARGO_BIN_EXE_luna-lambda"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data)
-            .env("PATH", path)
-            .env("LUNA_LAMBDA_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let end = Instant::now() + Duration::from_secs(30);
-        while blocking_get(&format!("{url}/version")).is_err() {
-            assert!(Instant::now() < end, "the server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { child, url }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// A tiny blocking GET over a runtime of its own (the bench's main thread is sync).
-fn blocking_get(url: &str) -> reqwest::Result<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async { reqwest::get(url).await?.error_for_status()?.text().await })
 }
 
 /// An orchestrator that "runs" every lambda at one fixed address (the trivial upstream).
@@ -334,72 +193,14 @@ fn main() {
 
     // (b) create -> running -> first answer.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let zip = lambda_core::pack::pack_dir(&workspace().join("examples/hello")).unwrap();
-    let (id, to_running, to_answer) = rt.block_on(async {
-        let client = reqwest::Client::new();
-        let form = reqwest::multipart::Form::new()
-            .part(
-                "archive",
-                reqwest::multipart::Part::bytes(zip)
-                    .file_name("hello.zip")
-                    .mime_str("application/zip")
-                    .unwrap(),
-            )
-            .text(
-                "credentials",
-                r#"{"lambda_name":"hello","lambda_type":"standalone"}"#,
-            );
-        let t = Instant::now();
-        let r: serde_json::Value = client
-            .post(format!("{}/1/lambdas", server.url))
-            .header("Luna-Account-Id", ACCOUNT)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = r["lambda_id"].as_str().unwrap().to_owned();
-        let mut to_answer = None;
-        let mut to_running = None;
-        while to_answer.is_none() || to_running.is_none() {
-            if to_answer.is_none() {
-                let ok = client
-                    .post(format!("{}/1/lambdas/{id}/proxy/main", server.url))
-                    .body("{}")
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if ok {
-                    to_answer = Some(t.elapsed());
-                }
-            }
-            if to_running.is_none() {
-                let rec: serde_json::Value = client
-                    .get(format!("{}/1/lambdas/{id}", server.url))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                if rec["status"] == "running" {
-                    to_running = Some(t.elapsed());
-                }
-            }
-            assert!(t.elapsed() < Duration::from_secs(120), "hello never ran");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        (id, to_running.unwrap(), to_answer.unwrap())
-    });
+    let common::Created {
+        id,
+        to_running,
+        to_answer,
+    } = rt.block_on(common::create_hello(&server.url));
 
     // (a) the Python lambda, directly and through the proxy.
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.path().join("run").join(&id).join("state.json")).unwrap(),
-    )
-    .unwrap();
-    let port = state["replicas"][0]["port"].as_u64().unwrap();
+    let port = common::replica_port(data.path(), &id);
     let direct_url = format!("http://127.0.0.1:{port}/main");
     let proxy_url = format!("{}/1/lambdas/{id}/proxy/main", server.url);
     wrk(&direct_url, 2);
@@ -407,13 +208,7 @@ fn main() {
     let (direct, proxied) = alternating(&direct_url, &proxy_url, secs, 50);
     let (direct1, proxied1) = alternating(&direct_url, &proxy_url, secs, 1);
     let busy_rss = rss_mib(server.child.id());
-    // A graceful stop leaves lambdas running by design: delete this one first.
-    rt.block_on(async {
-        let _ = reqwest::Client::new()
-            .delete(format!("{}/1/lambdas/{id}", server.url))
-            .send()
-            .await;
-    });
+    rt.block_on(common::delete_lambda(&server.url, &id));
     server.stop();
 
     let (trivial_direct, trivial_proxied, trivial_direct1, trivial_proxied1) =

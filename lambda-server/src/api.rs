@@ -3,11 +3,12 @@
 
 use crate::error::{Error, InternalDetail, Result};
 use crate::platform::Platform;
+use crate::upstream::Upstreams;
 use axum::body::Body;
 use axum::extract::{
     DefaultBodyLimit, FromRequestParts, MatchedPath, Multipart, Path, Query, Request, State,
 };
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -15,44 +16,34 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use futures::StreamExt;
 use lambda_core::api::{
-    ACCOUNT_ID_HEADER, CreateResponse, Credentials, ErrorCode, LAMBDA_VERSION_HEADER, LambdaList,
-    LogsResponse, REQUEST_ID_HEADER, SwitchRequest, UpdateResponse, VersionInfo, VersionResponse,
+    ACCOUNT_ID_HEADER, CreateResponse, Credentials, ErrorCode, LambdaList, LogsResponse,
+    REQUEST_ID_HEADER, SwitchRequest, UpdateResponse, VersionInfo, VersionResponse,
 };
 use lambda_core::{LambdaId, Problem, ValidationReport};
 use lambda_storage::{DocKind, ListQuery};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
-
-/// The proxy's pooled keep-alive HTTP/1 client.
-pub type ProxyClient =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
 
 /// Shared state of the router.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The platform.
     pub platform: Platform,
-    /// The proxy's pooled HTTP client.
-    pub client: ProxyClient,
+    /// The proxy's keep-alive connections to replicas.
+    pub upstreams: Arc<Upstreams>,
     /// Largest create/update request body (the archive limit plus room for the JSON parts).
     pub max_upload_bytes: u64,
 }
 
 impl AppState {
-    /// State over a platform, with a pooled keep-alive client for the proxy.
+    /// State over a platform, with the proxy's connection pool.
     pub fn new(platform: Platform) -> Self {
         let max_upload_bytes = platform.config().limits.max_archive_bytes + 1024 * 1024;
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(std::time::Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .build(connector);
+        let upstreams = Upstreams::new(platform.config().proxy_pool);
         Self {
             platform,
-            client,
+            upstreams,
             max_upload_bytes,
         }
     }
@@ -282,8 +273,8 @@ pub fn router(state: AppState) -> Router {
         .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
         .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
         .merge(crate::task_api::routes())
-        .route("/1/lambdas/{lambda_id}/proxy", any(proxy_root))
-        .route("/1/lambdas/{lambda_id}/proxy/{*path}", any(proxy))
+        .route(crate::proxy::ROUTES[0], any(crate::proxy::route))
+        .route(crate::proxy::ROUTES[1], any(crate::proxy::route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -310,56 +301,64 @@ async fn method_not_allowed(req: Request) -> Error {
 /// Request id in and out, metrics, and one log line per 5xx.
 async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let rid = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256)
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            format!("{secs},{}", uuid::Uuid::new_v4())
-        });
-    req.extensions_mut().insert(RequestId(rid.clone()));
+    let rid = incoming_request_id(req.headers()).unwrap_or_else(crate::proxy::new_request_id);
+    let rid_value = HeaderValue::from_str(&rid).ok();
+    req.extensions_mut().insert(RequestId(rid));
     let route = route_name(
         req.extensions()
             .get::<MatchedPath>()
             .map(MatchedPath::as_str),
     );
     let method = method_name(req.method());
-    let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&rid) {
-        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
-    }
+    let resp = next.run(req).await;
+    finish(&state, rid_value, route, method, started, resp)
+}
+
+/// The client's request id, when it sent a usable one.
+pub(crate) fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .map(str::to_owned)
+}
+
+/// What every answer gets on its way out: the request id header, the request metric, and one
+/// log line (an error line for a 5xx, with its detail).
+pub(crate) fn finish(
+    state: &AppState,
+    rid: Option<HeaderValue>,
+    route: &'static str,
+    method: &'static str,
+    started: Instant,
+    mut resp: Response,
+) -> Response {
     let status = resp.status().as_u16();
     state.platform.metrics().request(route, method, status);
+    let rid_text = rid.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(InternalDetail(detail)) = resp.extensions().get::<InternalDetail>() {
-        tracing::error!(request_id = %rid, %method, %route, status, error = %detail, "request failed");
+        tracing::error!(request_id = %rid_text, %method, %route, status, error = %detail, "request failed");
     } else {
-        tracing::debug!(request_id = %rid, %method, %route, status, ms = started.elapsed().as_millis() as u64, "request");
+        tracing::debug!(request_id = %rid_text, %method, %route, status, ms = started.elapsed().as_millis() as u64, "request");
+    }
+    if let Some(v) = rid {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     resp
 }
 
 /// The route template as a static string (the axum paths of [`ROUTES`]), for metrics.
 fn route_name(matched: Option<&str>) -> &'static str {
-    const EXTRA: [&str; 2] = [
-        "/1/lambdas/{lambda_id}/proxy",
-        "/1/lambdas/{lambda_id}/proxy/{*path}",
-    ];
     let Some(m) = matched else { return "unmatched" };
     ROUTES
         .iter()
         .map(|r| r.path)
-        .chain(EXTRA)
+        .chain(crate::proxy::ROUTES)
         .find(|p| *p == m)
         .unwrap_or("other")
 }
 
-fn method_name(m: &Method) -> &'static str {
+pub(crate) fn method_name(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -375,10 +374,10 @@ fn method_name(m: &Method) -> &'static str {
 /// `Luna-Account-Id`, when sent.
 pub(crate) struct Account(pub(crate) Option<uuid::Uuid>);
 
-impl<S: Send + Sync> FromRequestParts<S> for Account {
-    type Rejection = Error;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self> {
-        match parts.headers.get(ACCOUNT_ID_HEADER) {
+impl Account {
+    /// The account a request names, or a 400 when the header is not a UUID.
+    pub(crate) fn of(headers: &HeaderMap) -> Result<Self> {
+        match headers.get(ACCOUNT_ID_HEADER) {
             None => Ok(Account(None)),
             Some(v) => v
                 .to_str()
@@ -395,7 +394,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Account {
     }
 }
 
-fn lambda_id(raw: &str) -> Result<LambdaId> {
+impl<S: Send + Sync> FromRequestParts<S> for Account {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self> {
+        Self::of(&parts.headers)
+    }
+}
+
+pub(crate) fn lambda_id(raw: &str) -> Result<LambdaId> {
     raw.parse().map_err(|_| {
         Error::BadRequest(
             ErrorCode::LambdaNotFound,
@@ -922,22 +928,6 @@ async fn config(
         .into_response())
 }
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];
-
-/// Bodies up to this size are buffered so that a refused connection can be retried on another
-/// replica; larger ones stream straight through.
-const RETRY_BUFFER: u64 = 64 * 1024;
-
 /// Largest `/metrics` text read from one replica.
 const REPLICA_METRICS_MAX_BYTES: usize = 16 * 1024 * 1024;
 
@@ -950,9 +940,9 @@ async fn lambda_metrics(
     let replicas = s.platform.replica_endpoints(&id, account).await?;
     let timeout = s.platform.config().proxy_timeout;
     let fetches = replicas.into_iter().map(|(name, base)| {
-        let client = s.client.clone();
+        let upstreams = Arc::clone(&s.upstreams);
         async move {
-            let text = replica_metrics_text(&client, &format!("{base}/metrics"), timeout).await;
+            let text = replica_metrics_text(&upstreams, &base, timeout).await;
             (name, text)
         }
     });
@@ -969,16 +959,16 @@ async fn lambda_metrics(
 
 /// One replica's `/metrics`, or why it has none.
 async fn replica_metrics_text(
-    client: &ProxyClient,
-    url: &str,
+    upstreams: &Arc<Upstreams>,
+    endpoint: &str,
     timeout: std::time::Duration,
 ) -> std::result::Result<String, String> {
-    let req = Request::get(url)
+    let req = Request::get("/metrics")
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
-    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
+    let resp = match tokio::time::timeout(timeout, upstreams.send(endpoint, req)).await {
         Err(_) => return Err(format!("no answer within {}s", timeout.as_secs())),
-        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Err((e, _))) => return Err(e.to_string()),
         Ok(Ok(r)) => r,
     };
     if resp.status() != StatusCode::OK {
@@ -988,127 +978,4 @@ async fn replica_metrics_text(
         .await
         .map_err(|e| e.to_string())?;
     String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
-}
-
-async fn proxy_root(
-    state: State<AppState>,
-    Path(raw): Path<String>,
-    account: Account,
-    req: Request,
-) -> Result<Response> {
-    forward(state, raw, String::new(), account, req).await
-}
-
-async fn proxy(
-    state: State<AppState>,
-    Path((raw, path)): Path<(String, String)>,
-    account: Account,
-    req: Request,
-) -> Result<Response> {
-    forward(state, raw, path, account, req).await
-}
-
-async fn forward(
-    State(s): State<AppState>,
-    raw: String,
-    path: String,
-    Account(account): Account,
-    req: Request,
-) -> Result<Response> {
-    let id = lambda_id(&raw)?;
-    let (route, base) = s.platform.route(&id, account).await?;
-    if route.lambda_type == lambda_core::LambdaType::Tasks && path.starts_with("tasks/") {
-        // The platform's own calls into a tasks lambda; tasks start with POST /1/tasks.
-        return Err(Error::BadRequest(
-            ErrorCode::RouteNotFound,
-            format!("/{path} of a tasks lambda is not proxied; start a task with POST /1/tasks"),
-        ));
-    }
-    let rid = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let (parts, body) = req.into_parts();
-    let suffix = match parts.uri.query() {
-        Some(q) => format!("/{path}?{q}"),
-        None => format!("/{path}"),
-    };
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
-    for (k, v) in &parts.headers {
-        if !HOP_BY_HOP.contains(&k.as_str()) && k != header::CONTENT_LENGTH {
-            headers.append(k.clone(), v.clone());
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&rid) {
-        headers.insert(HeaderName::from_static("luna-request-id"), v);
-    }
-    let length: Option<u64> = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let timeout = s.platform.config().proxy_timeout;
-    let build = |base: &str, body: Body| -> Result<Request> {
-        let mut req = Request::builder()
-            .method(parts.method.clone())
-            .uri(format!("{base}{suffix}"))
-            .body(body)
-            .map_err(|e| {
-                Error::BadRequest(
-                    ErrorCode::BadRequest,
-                    format!("cannot forward this request: {e}"),
-                )
-            })?;
-        *req.headers_mut() = headers.clone();
-        Ok(req)
-    };
-    let result = if length.is_some_and(|n| n <= RETRY_BUFFER)
-        || (length.is_none() && parts.method == Method::GET)
-    {
-        let bytes = axum::body::to_bytes(body, RETRY_BUFFER as usize)
-            .await
-            .map_err(|e| {
-                Error::BadRequest(
-                    ErrorCode::BadRequest,
-                    format!("reading the request body: {e}"),
-                )
-            })?;
-        match tokio::time::timeout(
-            timeout,
-            s.client.request(build(&base, Body::from(bytes.clone()))?),
-        )
-        .await
-        {
-            Ok(Err(e)) if e.is_connect() => {
-                // The replica went away between resolving and connecting (e.g. an update just
-                // switched replicas): nothing was sent, so try the current endpoint once more.
-                let (_, base) = s.platform.route(&id, account).await?;
-                tokio::time::timeout(timeout, s.client.request(build(&base, Body::from(bytes))?))
-                    .await
-            }
-            other => other,
-        }
-    } else {
-        tokio::time::timeout(timeout, s.client.request(build(&base, body)?)).await
-    };
-    let resp = match result {
-        Err(_) => return Err(Error::LambdaTimeout(id, timeout)),
-        Ok(Err(e)) if e.is_connect() => return Err(Error::NotRunning(id)),
-        Ok(Err(e)) => return Err(Error::Internal(format!("proxying to lambda {id}: {e}"))),
-        Ok(Ok(r)) => r,
-    };
-    let mut resp = resp.map(Body::new);
-    let h = resp.headers_mut();
-    for name in HOP_BY_HOP {
-        h.remove(name);
-    }
-    // The runtime says which version answered (during an update, possibly the previous one);
-    // only when it did not is the record's version reported.
-    if !h.contains_key(LAMBDA_VERSION_HEADER)
-        && let Ok(v) = HeaderValue::from_str(&route.version.to_string())
-    {
-        h.insert(LAMBDA_VERSION_HEADER, v);
-    }
-    Ok(resp)
 }

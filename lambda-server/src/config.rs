@@ -253,6 +253,12 @@ pub struct LimitsSection {
     pub max_source_bytes: u64,
     /// Seconds the proxy waits for a lambda's answer.
     pub proxy_timeout_secs: u64,
+    /// Idle keep-alive connections the proxy keeps per replica.
+    pub proxy_max_idle_per_replica: usize,
+    /// Seconds an idle proxy connection is kept for reuse.
+    pub proxy_idle_timeout_secs: u64,
+    /// Seconds the proxy waits to connect to a replica.
+    pub proxy_connect_timeout_secs: u64,
 }
 
 impl Default for LimitsSection {
@@ -266,6 +272,9 @@ impl Default for LimitsSection {
             ratio_min_bytes: l.ratio_min_bytes,
             max_source_bytes: l.max_source_bytes,
             proxy_timeout_secs: 60,
+            proxy_max_idle_per_replica: 256,
+            proxy_idle_timeout_secs: 90,
+            proxy_connect_timeout_secs: 5,
         }
     }
 }
@@ -653,6 +662,11 @@ impl Config {
             build_concurrency: self.builder.concurrency.max(1),
             build_timeout: Duration::from_secs(self.builder.timeout_secs),
             proxy_timeout: Duration::from_secs(self.limits.proxy_timeout_secs),
+            proxy_pool: crate::upstream::PoolConfig {
+                max_idle_per_replica: self.limits.proxy_max_idle_per_replica,
+                idle_timeout: Duration::from_secs(self.limits.proxy_idle_timeout_secs),
+                connect_timeout: Duration::from_secs(self.limits.proxy_connect_timeout_secs),
+            },
             reconcile_interval: Duration::from_secs(self.reconcile_interval_secs.max(1)),
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),
             base_os: self.builder.base_os,

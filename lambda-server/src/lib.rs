@@ -20,11 +20,15 @@ pub mod metrics;
 #[cfg(feature = "server")]
 pub mod platform;
 #[cfg(feature = "server")]
+pub mod proxy;
+#[cfg(feature = "server")]
 pub mod replica_metrics;
 #[cfg(feature = "server")]
 mod task_api;
 #[cfg(feature = "server")]
 pub mod tasks;
+#[cfg(feature = "server")]
+pub mod upstream;
 
 #[cfg(feature = "server")]
 pub use config::{Config, ConfigError};
@@ -41,14 +45,16 @@ pub async fn serve(
     platform: Platform,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::ServiceExt as _;
     use axum::serve::ListenerExt;
-    let app = api::router(api::AppState::new(platform.clone()));
+    // The proxy is routed before the API's router and middleware (it is every invocation's path).
+    let app = proxy::Front::new(api::AppState::new(platform.clone()));
     // No Nagle delay: a proxied response's headers and body are written separately when the
     // body comes from the lambda a moment later, and the client delays its ACK (40 ms stalls).
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(shutdown)
         .await?;
     platform.shutdown().await;

@@ -39,6 +39,8 @@ pub struct PlatformConfig {
     pub build_timeout: Duration,
     /// The proxy gives a lambda this long to answer (default 60 s).
     pub proxy_timeout: Duration,
+    /// The proxy's keep-alive connections to replicas.
+    pub proxy_pool: crate::upstream::PoolConfig,
     /// How often the reconciler runs (default 30 s).
     pub reconcile_interval: Duration,
     /// Orphaned objects younger than this are left alone by recovery (default 10 min).
@@ -56,6 +58,7 @@ impl Default for PlatformConfig {
             build_concurrency: 2,
             build_timeout: Duration::from_secs(600),
             proxy_timeout: Duration::from_secs(60),
+            proxy_pool: crate::upstream::PoolConfig::default(),
             reconcile_interval: Duration::from_secs(30),
             orphan_grace: Duration::from_secs(600),
             base_os: lambda_core::docker_commands::BaseOs::Debian,

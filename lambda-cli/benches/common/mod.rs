@@ -1,0 +1,291 @@
+//! What the server benchmarks share: wrk runs and their parsing, a real `luna-lambda serve` child,
+//! the `hello` lambda created through the API, RSS readings.
+
+#![allow(dead_code)] // each bench target uses its own part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) const ACCOUNT: &str = "6f1c1a4e-8f0e-4f57-9d1b-2a8f3c9e0b11";
+
+pub(crate) fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One wrk run: throughput and latency percentiles (ms).
+pub(crate) struct Wrk {
+    pub(crate) rps: f64,
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+}
+
+fn to_ms(v: &str) -> f64 {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "s" => n * 1000.0,
+        _ => n,
+    }
+}
+
+/// The JSON body wrk POSTs: the small echo document, or one of about `bytes`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodySize {
+    Small,
+    Bytes(usize),
+}
+
+impl BodySize {
+    fn lua(self) -> String {
+        let body = match self {
+            BodySize::Small => {
+                "'{\"data\": {\"a\": 1, \"b\": [1, 2, 3], \"c\": \"hello\"}}'".to_owned()
+            }
+            BodySize::Bytes(n) => format!("'{{\"data\": \"' .. string.rep(\"x\", {n}) .. '\"}}'"),
+        };
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = {body}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        )
+    }
+
+    pub(crate) fn label(self) -> String {
+        match self {
+            BodySize::Small => "small JSON".to_owned(),
+            BodySize::Bytes(n) if n >= 1 << 20 => format!("{} MiB JSON", n >> 20),
+            BodySize::Bytes(n) => format!("{} KiB JSON", n >> 10),
+        }
+    }
+}
+
+/// wrk with 50 connections and the small body.
+pub(crate) fn wrk(url: &str, secs: u32) -> Wrk {
+    wrk_c(url, secs, 50)
+}
+
+/// wrk with `conns` connections and the small body.
+pub(crate) fn wrk_c(url: &str, secs: u32, conns: u32) -> Wrk {
+    wrk_body(url, secs, conns, BodySize::Small)
+}
+
+/// One wrk run (one thread) POSTing `body` to `url`; a non-2xx answer fails the benchmark.
+pub(crate) fn wrk_body(url: &str, secs: u32, conns: u32, body: BodySize) -> Wrk {
+    let lua = std::env::temp_dir().join(format!(
+        "luna-lambda-bench-post-{}-{}.lua",
+        std::process::id(),
+        match body {
+            BodySize::Small => 0,
+            BodySize::Bytes(n) => n,
+        }
+    ));
+    std::fs::write(&lua, body.lua()).unwrap();
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+        ])
+        .arg(&lua)
+        .arg(url)
+        .output()
+        .expect("wrk is installed (the bench scripts install it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "errors under load at {url}: {text}"
+    );
+    let find = |key: &str| -> String {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("nan")
+            .to_owned()
+    };
+    Wrk {
+        rps: find("Requests/sec:").parse().unwrap_or(f64::NAN),
+        p50: to_ms(&find("50%")),
+        p99: to_ms(&find("99%")),
+    }
+}
+
+/// The run of median throughput.
+pub(crate) fn median(mut v: Vec<Wrk>) -> Wrk {
+    v.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mid = v.len() / 2;
+    v.swap_remove(mid)
+}
+
+pub(crate) fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// A tiny blocking GET over a runtime of its own (the benches' main threads are sync).
+pub(crate) fn blocking_get(url: &str) -> reqwest::Result<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { reqwest::get(url).await?.error_for_status()?.text().await })
+}
+
+/// Polls `url` until it answers, for at most `secs`.
+pub(crate) fn wait_for(url: &str, secs: u64, what: &str) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while blocking_get(url).is_err() {
+        assert!(Instant::now() < end, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The real `luna-lambda serve` on the embedded default, as a child process.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+}
+
+impl Server {
+    pub(crate) fn start(data: &Path) -> Server {
+        let port = free_port();
+        let path = format!(
+            "{}:{}",
+            workspace().join(".venv/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_luna-lambda"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data)
+            .env("PATH", path)
+            .env("LUNA_LAMBDA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for(&format!("{url}/version"), 30, "the server");
+        Server { child, url }
+    }
+
+    pub(crate) fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Times of creating `examples/hello` through the API: to `running`, and to its first answer.
+pub(crate) struct Created {
+    pub(crate) id: String,
+    pub(crate) to_running: Duration,
+    pub(crate) to_answer: Duration,
+}
+
+/// Creates `examples/hello` on `server` and waits until it runs and answers.
+pub(crate) async fn create_hello(server: &str) -> Created {
+    let client = reqwest::Client::new();
+    let zip = lambda_core::pack::pack_dir(&workspace().join("examples/hello")).unwrap();
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "archive",
+            reqwest::multipart::Part::bytes(zip)
+                .file_name("hello.zip")
+                .mime_str("application/zip")
+                .unwrap(),
+        )
+        .text(
+            "credentials",
+            r#"{"lambda_name":"hello","lambda_type":"standalone"}"#,
+        );
+    let t = Instant::now();
+    let r: serde_json::Value = client
+        .post(format!("{server}/1/lambdas"))
+        .header("Luna-Account-Id", ACCOUNT)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["lambda_id"].as_str().unwrap().to_owned();
+    let (mut to_answer, mut to_running) = (None, None);
+    while to_answer.is_none() || to_running.is_none() {
+        if to_answer.is_none() {
+            let ok = client
+                .post(format!("{server}/1/lambdas/{id}/proxy/main"))
+                .body("{}")
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                to_answer = Some(t.elapsed());
+            }
+        }
+        if to_running.is_none() {
+            let rec: serde_json::Value = client
+                .get(format!("{server}/1/lambdas/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if rec["status"] == "running" {
+                to_running = Some(t.elapsed());
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "hello never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Created {
+        id,
+        to_running: to_running.unwrap(),
+        to_answer: to_answer.unwrap(),
+    }
+}
+
+/// The port of the first replica of a lambda the local orchestrator runs under `data`.
+pub(crate) fn replica_port(data: &Path, id: &str) -> u64 {
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("run").join(id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    state["replicas"][0]["port"].as_u64().unwrap()
+}
+
+/// Deletes a lambda (a graceful stop of the server leaves lambdas running by design).
+pub(crate) async fn delete_lambda(server: &str, id: &str) {
+    let _ = reqwest::Client::new()
+        .delete(format!("{server}/1/lambdas/{id}"))
+        .send()
+        .await;
+}
