@@ -4,8 +4,10 @@
 //! one worker). wrk POSTs JSON to three addresses in alternating rounds (direct to the replica,
 //! through our proxy, through Debian's nginx with a keep-alive upstream pool to the same replica),
 //! at 1 and 50 connections, with a small body and a 1 MiB body; the median round of each is
-//! printed with its throughput ratio to direct and the latency it adds. Server, nginx, lambda and
-//! wrk share the machine's cores, as they would on a small node.
+//! printed with its throughput ratio to direct and the latency it adds, and each proxy's CPU time
+//! per request over all its rounds (user + system of its processes: the server; nginx's master
+//! and workers), the measure least disturbed by the noise of a shared machine. Server, nginx,
+//! lambda and wrk share the machine's cores, as they would on a small node.
 //!
 //! Settings: `BENCH_SECONDS` per wrk run (default 5), `BENCH_ROUNDS` (default 3),
 //! `BENCH_NGINX_WORKERS` (default `auto`).
@@ -14,7 +16,20 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 mod common;
-use common::{BodySize, Server, Wrk, free_port, median, wait_for, wrk_body};
+use common::{BodySize, Server, Wrk, cpu_ticks, free_port, median, wait_for, wrk_body};
+
+/// A path under test, and the processes whose CPU time its requests cost (none for direct).
+struct Route<'a> {
+    name: &'static str,
+    url: &'a str,
+    pids: Vec<u32>,
+}
+
+/// A median round and the CPU time per request of the path's processes over all rounds.
+struct Measured {
+    wrk: Wrk,
+    cpu_us: f64,
+}
 
 /// nginx as a reverse proxy to one upstream with a keep-alive pool: the configuration an operator
 /// would put in front of a service (no access log, bodies kept in memory, HTTP/1.1 upstream).
@@ -81,36 +96,54 @@ impl Nginx {
     }
 }
 
-/// The median round of each path, in the order of `urls`.
-fn rounds(urls: &[&str], secs: u32, rounds: usize, conns: u32, body: BodySize) -> Vec<Wrk> {
-    let mut runs: Vec<Vec<Wrk>> = urls.iter().map(|_| Vec::new()).collect();
-    for url in urls {
-        wrk_body(url, 1, conns, body); // warm connections and pools
+/// Each path's median round and CPU per request, in the order of `paths`.
+fn rounds(paths: &[Route], secs: u32, rounds: usize, conns: u32, body: BodySize) -> Vec<Measured> {
+    let mut runs: Vec<(Vec<Wrk>, u64, u64)> = paths.iter().map(|_| (Vec::new(), 0, 0)).collect();
+    for p in paths {
+        wrk_body(p.url, 1, conns, body); // warm connections and pools
     }
     for _ in 0..rounds {
-        for (url, v) in urls.iter().zip(runs.iter_mut()) {
-            v.push(wrk_body(url, secs, conns, body));
+        for (p, (v, ticks, requests)) in paths.iter().zip(runs.iter_mut()) {
+            let before = cpu_ticks(&p.pids);
+            let w = wrk_body(p.url, secs, conns, body);
+            *ticks += cpu_ticks(&p.pids) - before;
+            *requests += w.requests;
+            v.push(w);
         }
     }
-    runs.into_iter().map(median).collect()
+    runs.into_iter()
+        .map(|(v, ticks, requests)| Measured {
+            wrk: median(v),
+            cpu_us: ticks as f64 * 10_000.0 / requests.max(1) as f64,
+        })
+        .collect()
 }
 
-/// One row group: each path's throughput, ratio to direct, p50/p99 and the p50 it adds.
-fn print_case(label: &str, names: &[&str], r: &[Wrk]) {
+/// One row group: each path's throughput, ratio to direct, p50/p99, the p50 it adds, and the CPU
+/// time the proxy's processes spent per request.
+fn print_case(label: &str, paths: &[Route], r: &[Measured]) {
     println!("{label}");
     println!(
-        "  {:<12} {:>9} {:>9} {:>9} {:>9} {:>11}",
-        "path", "req/s", "vs direct", "p50 ms", "p99 ms", "p50 added"
+        "  {:<12} {:>9} {:>9} {:>9} {:>9} {:>11} {:>14}",
+        "path", "req/s", "vs direct", "p50 ms", "p99 ms", "p50 added", "proxy CPU/req"
     );
-    for (name, w) in names.iter().zip(r) {
+    let d = &r[0].wrk;
+    for (p, m) in paths.iter().zip(r) {
+        let w = &m.wrk;
+        let cpu = if p.pids.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.1} us", m.cpu_us)
+        };
         println!(
-            "  {:<12} {:>9.0} {:>9.2} {:>9.3} {:>9.3} {:>+11.3}",
-            name,
+            "  {:<12} {:>9.0} {:>9.2} {:>9.3} {:>9.3} {:>+11.3} {:>14}",
+            p.name,
             w.rps,
-            w.rps / r[0].rps,
+            w.rps / d.rps,
             w.p50,
             w.p99,
-            w.p50 - r[0].p50
+            w.p50 - d.p50,
+            cpu
         );
     }
 }
@@ -137,13 +170,31 @@ fn main() {
     let direct = format!("http://127.0.0.1:{port}/main");
     let ours = format!("{}/1/lambdas/{id}/proxy/main", server.url);
     let theirs = format!("{}/main", nginx.url);
-    let urls = [direct.as_str(), ours.as_str(), theirs.as_str()];
-    let names = ["direct", "luna-lambda", "nginx"];
+    let nginx_pids: Vec<u32> = std::iter::once(nginx.child.id())
+        .chain(common::children(nginx.child.id()))
+        .collect();
+    let paths = [
+        Route {
+            name: "direct",
+            url: &direct,
+            pids: Vec::new(),
+        },
+        Route {
+            name: "luna-lambda",
+            url: &ours,
+            pids: vec![server.child.id()],
+        },
+        Route {
+            name: "nginx",
+            url: &theirs,
+            pids: nginx_pids,
+        },
+    ];
 
     let mut results = Vec::new();
     for body in [BodySize::Small, BodySize::Bytes(1 << 20)] {
         for conns in [50, 1] {
-            results.push((body, conns, rounds(&urls, secs, n_rounds, conns, body)));
+            results.push((body, conns, rounds(&paths, secs, n_rounds, conns, body)));
         }
     }
     rt.block_on(common::delete_lambda(&server.url, &id));
@@ -155,22 +206,29 @@ fn main() {
     );
     for (body, conns, r) in &results {
         print_case(
-            &format!("{} , {conns} connection(s)", body.label()),
-            &names,
+            &format!("{}, {conns} connection(s)", body.label()),
+            &paths,
             r,
         );
     }
     for (body, conns, r) in &results {
-        let (ours, theirs) = (&r[1], &r[2]);
+        let (ours, theirs) = (&r[1].wrk, &r[2].wrk);
+        println!(
+            "proxy CPU per request, {}, {conns} connection(s): ours {:.1} us, nginx {:.1} us (ratio {:.2})",
+            body.label(),
+            r[1].cpu_us,
+            r[2].cpu_us,
+            r[1].cpu_us / r[2].cpu_us
+        );
         if *conns == 50 {
-            let (a, b) = (ours.rps / r[0].rps, theirs.rps / r[0].rps);
+            let (a, b) = (ours.rps / r[0].wrk.rps, theirs.rps / r[0].wrk.rps);
             println!(
                 "target, {}, 50 connections: our req/s ratio >= nginx's ({a:.2} vs {b:.2}: {})",
                 body.label(),
                 if a >= b { "met" } else { "NOT met" }
             );
         } else {
-            let (a, b) = (ours.p50 - r[0].p50, theirs.p50 - r[0].p50);
+            let (a, b) = (ours.p50 - r[0].wrk.p50, theirs.p50 - r[0].wrk.p50);
             println!(
                 "target, {}, 1 connection: our added p50 <= nginx's ({a:+.3} ms vs {b:+.3} ms: {})",
                 body.label(),

@@ -24,6 +24,8 @@ pub mod proxy;
 #[cfg(feature = "server")]
 pub mod replica_metrics;
 #[cfg(feature = "server")]
+mod serve;
+#[cfg(feature = "server")]
 mod task_api;
 #[cfg(feature = "server")]
 pub mod tasks;
@@ -38,25 +40,4 @@ pub use error::{Error, Result};
 pub use platform::{Platform, PlatformConfig};
 
 #[cfg(feature = "server")]
-/// Serves the API on `listener` until `shutdown` resolves; then finishes in-flight requests,
-/// stops background work and leaves lambdas running.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    platform: Platform,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::ServiceExt as _;
-    use axum::serve::ListenerExt;
-    // The proxy is routed before the API's router and middleware (it is every invocation's path).
-    let app = proxy::Front::new(api::AppState::new(platform.clone()));
-    // No Nagle delay: a proxied response's headers and body are written separately when the
-    // body comes from the lambda a moment later, and the client delays its ACK (40 ms stalls).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    platform.shutdown().await;
-    Ok(())
-}
+pub use serve::serve;

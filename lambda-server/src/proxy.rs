@@ -78,20 +78,22 @@ pub(crate) fn new_request_id() -> String {
     format!("{secs},{id}")
 }
 
-/// The server's service: proxy paths go straight to [`proxied`], everything else to the API's
-/// router.
+/// The server's service: proxy paths go straight to [`proxied`] on the connection's own thread,
+/// everything else to the API's router on the platform's runtime.
 #[derive(Debug, Clone)]
 pub struct Front {
     router: axum::Router,
     state: AppState,
+    platform_runtime: tokio::runtime::Handle,
 }
 
 impl Front {
-    /// The API of `state` with the proxy in front.
-    pub fn new(state: AppState) -> Self {
+    /// The API of `state` with the proxy in front; API requests run on `platform_runtime`.
+    pub fn new(state: AppState, platform_runtime: tokio::runtime::Handle) -> Self {
         Self {
             router: crate::api::router(state.clone()),
             state,
+            platform_runtime,
         }
     }
 }
@@ -99,10 +101,7 @@ impl Front {
 impl tower_service::Service<Request> for Front {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures::future::Either<
-        Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>,
-        <axum::Router as tower_service::Service<Request>>::Future,
-    >;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -111,9 +110,18 @@ impl tower_service::Service<Request> for Front {
     fn call(&mut self, req: Request) -> Self::Future {
         if target(req.uri().path()).is_some() {
             let state = self.state.clone();
-            futures::future::Either::Left(Box::pin(async move { Ok(proxied(state, req).await) }))
+            Box::pin(async move { Ok(proxied(state, req).await) })
         } else {
-            futures::future::Either::Right(self.router.call(req))
+            let api = self
+                .platform_runtime
+                .spawn(tower_service::Service::call(&mut self.router.clone(), req));
+            Box::pin(async move {
+                Ok(match api.await {
+                    Ok(Ok(resp)) => resp,
+                    Err(e) => Error::Internal(format!("the request's handler failed: {e}"))
+                        .into_response(),
+                })
+            })
         }
     }
 }

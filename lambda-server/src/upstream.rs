@@ -116,10 +116,15 @@ impl Link {
 /// An idle connection and the time it went idle.
 type IdleSince = (Instant, Link);
 
+/// One thread's idle connections, per replica authority.
+type ThreadPool = HashMap<Box<str>, Vec<IdleSince>>;
+
 /// The connection pool of the proxy (one per server).
 pub struct Upstreams {
-    /// Idle connections per replica authority; newest last.
-    idle: Mutex<HashMap<Box<str>, Vec<IdleSince>>>,
+    /// Idle connections per thread and replica authority; newest last. Per thread, because a
+    /// connection belongs to the I/O driver of the runtime that opened it: used from another
+    /// thread, each of its events would cross threads.
+    idle: Mutex<HashMap<std::thread::ThreadId, ThreadPool>>,
     config: PoolConfig,
     opened: AtomicU64,
 }
@@ -187,7 +192,9 @@ impl Upstreams {
         loop {
             let mut link = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                let stack = idle.get_mut(authority)?;
+                let stack = idle
+                    .get_mut(&std::thread::current().id())?
+                    .get_mut(authority)?;
                 let (since, link) = stack.pop()?;
                 if since.elapsed() > self.config.idle_timeout {
                     // The newest is too old, so are all below it.
@@ -220,7 +227,11 @@ impl Upstreams {
             return; // closed, or still busy (e.g. a request body the replica did not read)
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let stack = idle.entry(authority).or_default();
+        let stack = idle
+            .entry(std::thread::current().id())
+            .or_default()
+            .entry(authority)
+            .or_default();
         if stack.len() < self.config.max_idle_per_replica {
             stack.push((Instant::now(), link));
         }
@@ -229,10 +240,14 @@ impl Upstreams {
     /// Closes every idle connection to `endpoint` (its replica is gone).
     pub fn forget(&self, endpoint: &str) {
         if let Some(authority) = authority(endpoint) {
-            self.idle
+            for per_thread in self
+                .idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(authority);
+                .values_mut()
+            {
+                per_thread.remove(authority);
+            }
         }
     }
 }

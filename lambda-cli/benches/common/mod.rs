@@ -26,6 +26,7 @@ pub(crate) fn free_port() -> u16 {
 
 /// One wrk run: throughput and latency percentiles (ms).
 pub(crate) struct Wrk {
+    pub(crate) requests: u64,
     pub(crate) rps: f64,
     pub(crate) p50: f64,
     pub(crate) p99: f64,
@@ -117,7 +118,14 @@ pub(crate) fn wrk_body(url: &str, secs: u32, conns: u32, body: BodySize) -> Wrk 
             .unwrap_or("nan")
             .to_owned()
     };
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     Wrk {
+        requests,
         rps: find("Requests/sec:").parse().unwrap_or(f64::NAN),
         p50: to_ms(&find("50%")),
         p99: to_ms(&find("99%")),
@@ -141,6 +149,41 @@ pub(crate) fn rss_mib(pid: u32) -> f64 {
                 .and_then(|v| v.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// CPU time (user + system, in clock ticks of 10 ms) that the processes `pids` used so far.
+pub(crate) fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+            let f: Vec<u64> = after
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+        })
+        .sum()
+}
+
+/// The processes whose parent is `pid` (e.g. nginx's workers).
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = stat[stat.rfind(')')? + 1..].to_owned();
+                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }
 
 /// A tiny blocking GET over a runtime of its own (the benches' main threads are sync).

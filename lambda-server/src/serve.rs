@@ -1,0 +1,157 @@
+//! The server's connections, one thread per core.
+//!
+//! Connections are accepted on the caller's runtime and each is served, for its whole life, on one
+//! of a few single-thread runtimes (one per core, round robin), as nginx's workers do: a proxied
+//! request, its connection to the replica and both bodies stay on one thread, with no work
+//! stealing and no wake-ups of other threads on the way. Requests that are not proxy requests
+//! (the API) run on the caller's runtime, where the platform's background work lives.
+
+use crate::api::AppState;
+use crate::platform::Platform;
+use crate::proxy::Front;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// An accepted connection and the token that counts it as open.
+type Handoff = (std::net::TcpStream, mpsc::Sender<()>);
+
+/// One single-thread runtime serving the connections handed to it.
+struct Worker {
+    connections: mpsc::UnboundedSender<Handoff>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    fn start(index: usize, front: Front, stop: watch::Receiver<bool>) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (connections, mut handed) = mpsc::unbounded_channel::<Handoff>();
+        let thread = std::thread::Builder::new()
+            .name(format!("luna-lambda-io-{index}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    while let Some((tcp, open)) = handed.recv().await {
+                        tokio::spawn(connection(tcp, front.clone(), stop.clone(), open));
+                    }
+                });
+            })?;
+        Ok(Self {
+            connections,
+            thread,
+        })
+    }
+}
+
+/// Serves one connection until it ends, or until `stop` (then it finishes the request in flight
+/// and closes).
+async fn connection(
+    tcp: std::net::TcpStream,
+    front: Front,
+    stop: watch::Receiver<bool>,
+    _open: mpsc::Sender<()>,
+) {
+    let Ok(tcp) = TcpStream::from_std(tcp) else {
+        return;
+    };
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        tower_service::Service::call(&mut front.clone(), req.map(Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(tcp), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stopping(stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Resolves when the server stops.
+async fn stopping(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// Serves the API and the proxy on `listener` until `shutdown` resolves; then stops accepting,
+/// finishes the requests in flight, stops background work and leaves lambdas running.
+pub async fn serve(
+    listener: TcpListener,
+    platform: Platform,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let front = Front::new(
+        AppState::new(platform.clone()),
+        tokio::runtime::Handle::current(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = (0..threads)
+        .map(|i| Worker::start(i, front.clone(), stop_rx.clone()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted.and_then(|(tcp, _)| {
+            // No Nagle delay: a proxied response's head and body are written separately when
+            // the body comes from the lambda a moment later, and the client delays its ACK.
+            let _ = tcp.set_nodelay(true);
+            tcp.into_std()
+        }) {
+            Ok(tcp) => {
+                let _ = workers[next % threads]
+                    .connections
+                    .send((tcp, open.clone()));
+                next = next.wrapping_add(1);
+            }
+            Err(e) if is_connection_error(&e) => {}
+            Err(e) => {
+                // Out of file descriptors or memory: give the process a moment to recover.
+                tracing::error!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    stop_tx.send_replace(true);
+    drop(open);
+    let _ = all_closed.recv().await; // every connection has ended
+    let threads: Vec<_> = workers
+        .into_iter()
+        .map(|w| {
+            drop(w.connections);
+            w.thread
+        })
+        .collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+    platform.shutdown().await;
+    Ok(())
+}
+
+/// An error of one connection (the peer), not of the listener.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::NotConnected
+    )
+}
