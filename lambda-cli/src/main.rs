@@ -6,6 +6,7 @@ mod commands;
 mod output;
 mod remote;
 mod task;
+mod versions;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -233,6 +234,26 @@ pub(crate) enum Command {
     Task {
         #[command(subcommand)]
         action: crate::task::TaskAction,
+    },
+    /// List a lambda's stored versions: archive, build outcome, whether the artifact is kept.
+    Versions {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+    },
+    /// Go back to an earlier version: a new version made of it, with no build while its
+    /// artifact is kept.
+    Rollback {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+        /// The version to go back to (default: the previous one).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Wait until the new version runs.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
     },
     /// Switch a lambda on or off.
     Switch {

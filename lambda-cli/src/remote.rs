@@ -50,6 +50,13 @@ pub(crate) async fn remote(ctx: Ctx, cmd: Command) -> anyhow::Result<ExitCode> {
         } => set_config(ctx, id, file).await,
         Command::Switch { id, state } => switch(ctx, id, state).await,
         Command::Task { action } => crate::task::task(ctx, action).await,
+        Command::Versions { id } => crate::versions::versions(ctx, id).await,
+        Command::Rollback {
+            id,
+            to,
+            wait,
+            timeout,
+        } => crate::versions::rollback(ctx, id, to, wait, timeout).await,
         Command::Invoke {
             id,
             data,
@@ -483,7 +490,7 @@ fn stage_of(rec: &lambda_core::api::LambdaRecord) -> &'static str {
 }
 
 /// Waits for `id` to run, with a progress line and the build log streamed under it.
-async fn wait(
+pub(crate) async fn wait(
     client: &Client,
     id: &LambdaId,
     version: u64,

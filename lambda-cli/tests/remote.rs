@@ -237,6 +237,32 @@ fn from_init_to_delete_through_every_command() {
     let out = ok(&cli(&url, w, &["invoke", &id], None));
     assert!(out.contains(r#""version":2"#), "{out}");
 
+    // Versions and a rollback to v1, whose environment is kept: no build.
+    let versions = json(&cli(&url, w, &["versions", &id, "--json"], None));
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
+    assert!(ok(&cli(&url, w, &["versions", &id], None)).starts_with("VERSION"));
+    let back = json(&cli(&url, w, &["rollback", &id, "--wait", "--json"], None));
+    assert_eq!(back["lambda_version"], 3, "{back}");
+    assert_eq!(back["rolled_back_from"], 1);
+    assert_eq!(back["rebuild"], false);
+    let out = ok(&cli(
+        &url,
+        w,
+        &["invoke", &id, "--data", r#"{"name": "ann"}"#],
+        None,
+    ));
+    assert!(out.contains("hello, ann"), "v1 answers again: {out}");
+    let none = cli(&url, w, &["rollback", &id, "--to", "7"], None);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("not an earlier version"),
+        "{none:?}"
+    );
+
     ok(&cli(&url, w, &["delete", &id], None));
     let gone = cli(&url, w, &["get", &id], None);
     assert_eq!(gone.status.code(), Some(1));

@@ -265,6 +265,77 @@ pub struct UpdateResponse {
     pub lambda_version: u64,
 }
 
+/// One version of a lambda as stored beside its archive (`lambdas/<id>/v<N>/version.json`):
+/// what it was made of, so that it can be listed and rolled back to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// The version number.
+    pub version: u64,
+    /// When it was made (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub create_time: time::OffsetDateTime,
+    /// Its archive.
+    pub archive: ArchiveInfo,
+    /// Its parameters.
+    pub parameters: Parameters,
+    /// Its archive has `docs/`.
+    pub has_docs: bool,
+    /// The version it is a rollback to, when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_from: Option<u64>,
+    /// How its build ended (`completed` or `error`); absent while it was not built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_status: Option<ImageStatus>,
+}
+
+/// One item of `GET /1/lambdas/{id}/versions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionEntry {
+    /// What the version is made of.
+    #[serde(flatten)]
+    pub record: VersionRecord,
+    /// What its build produced (an image reference and digest, or a local environment), when
+    /// it is still kept.
+    pub artifact: Option<crate::Artifact>,
+    /// Its artifact is still kept: a rollback to it needs no build.
+    pub artifact_exists: bool,
+    /// It is the lambda's current version.
+    pub current: bool,
+    /// It is the version that serves.
+    pub running: bool,
+}
+
+/// `GET /1/lambdas/{id}/versions` answer, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionList {
+    /// The lambda.
+    pub lambda_id: LambdaId,
+    /// Every version whose archive is still stored.
+    pub versions: Vec<VersionEntry>,
+}
+
+/// `POST /1/lambdas/{id}/rollback` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The version to go back to (default: the one before the current version).
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// `202` answer of a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackResponse {
+    /// The lambda's id.
+    pub lambda_id: LambdaId,
+    /// The new version, made of the old one's archive, parameters and artifact.
+    pub lambda_version: u64,
+    /// The version rolled back to.
+    pub rolled_back_from: u64,
+    /// Its artifact was gone, so the new version is built from its archive.
+    pub rebuild: bool,
+}
+
 /// `GET /1/lambdas` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaList {

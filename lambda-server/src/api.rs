@@ -176,6 +176,20 @@ pub const ROUTES: &[RouteDoc] = &[
         ok: 200,
     },
     RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/versions",
+        operation: "listLambdaVersions",
+        summary: "Every stored version: archive, parameters, build outcome, whether its artifact is kept",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/1/lambdas/{lambda_id}/rollback",
+        operation: "rollbackLambda",
+        summary: "A new version made of an earlier one ({\"version\": N}, default the previous): no build while its artifact is kept",
+        ok: 202,
+    },
+    RouteDoc {
         method: "PUT",
         path: "/1/lambdas/{lambda_id}/config",
         operation: "putLambdaConfig",
@@ -273,6 +287,7 @@ pub fn router(state: AppState) -> Router {
         .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
         .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
         .merge(crate::task_api::routes())
+        .merge(crate::version_api::routes())
         .route(crate::proxy::ROUTES[0], any(crate::proxy::route))
         .route(crate::proxy::ROUTES[1], any(crate::proxy::route))
         .fallback(not_found)

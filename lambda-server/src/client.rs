@@ -11,6 +11,7 @@ use lambda_core::{ImageStatus, LambdaId, LambdaStatus};
 use std::time::{Duration, Instant};
 
 mod tasks;
+mod versions;
 
 /// The account a client without an account id creates lambdas for (a single-user setup needs
 /// no account at all).
@@ -409,6 +410,7 @@ impl Client {
             if current
                 && rec.image_status == ImageStatus::Completed
                 && rec.status == LambdaStatus::Running
+                && rec.running_version == Some(rec.lambda_version)
                 && rec.reason.as_deref().is_none_or(|r| {
                     !r.contains(&format!("version {} did not start", rec.lambda_version))
                 })

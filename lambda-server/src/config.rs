@@ -48,6 +48,23 @@ pub struct Config {
     pub limits: LimitsSection,
     /// `[tasks]`
     pub tasks: TasksSection,
+    /// `[retention]`
+    pub retention: RetentionSection,
+}
+
+/// `[retention]`: what is kept of old versions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// Versions whose built artifacts (images, environments) are kept for an instant rollback
+    /// (default 5, at least 1); older versions keep their archives but lose their artifacts.
+    pub keep_versions: usize,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        Self { keep_versions: 5 }
+    }
 }
 
 /// `[tasks]`: how tasks of `tasks` lambdas run.
@@ -294,6 +311,7 @@ impl Default for Config {
             orchestrator: OrchestratorSection::default(),
             limits: LimitsSection::default(),
             tasks: TasksSection::default(),
+            retention: RetentionSection::default(),
         }
     }
 }
@@ -667,6 +685,7 @@ impl Config {
                 idle_timeout: Duration::from_secs(self.limits.proxy_idle_timeout_secs),
                 connect_timeout: Duration::from_secs(self.limits.proxy_connect_timeout_secs),
             },
+            keep_versions: self.retention.keep_versions.max(1),
             reconcile_interval: Duration::from_secs(self.reconcile_interval_secs.max(1)),
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),
             base_os: self.builder.base_os,

@@ -31,6 +31,8 @@ mod task_api;
 pub mod tasks;
 #[cfg(feature = "server")]
 pub mod upstream;
+#[cfg(feature = "server")]
+mod version_api;
 
 #[cfg(feature = "server")]
 pub use config::{Config, ConfigError};

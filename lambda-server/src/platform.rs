@@ -41,6 +41,8 @@ pub struct PlatformConfig {
     pub proxy_timeout: Duration,
     /// The proxy's keep-alive connections to replicas.
     pub proxy_pool: crate::upstream::PoolConfig,
+    /// Versions whose built artifacts are kept for an instant rollback (default 5).
+    pub keep_versions: usize,
     /// How often the reconciler runs (default 30 s).
     pub reconcile_interval: Duration,
     /// Orphaned objects younger than this are left alone by recovery (default 10 min).
@@ -59,6 +61,7 @@ impl Default for PlatformConfig {
             build_timeout: Duration::from_secs(600),
             proxy_timeout: Duration::from_secs(60),
             proxy_pool: crate::upstream::PoolConfig::default(),
+            keep_versions: 5,
             reconcile_interval: Duration::from_secs(30),
             orphan_grace: Duration::from_secs(600),
             base_os: lambda_core::docker_commands::BaseOs::Debian,
@@ -175,6 +178,8 @@ struct Inner {
     tasks: TaskTracker,
     task_runner: crate::tasks::TaskRunner,
 }
+
+mod versions;
 
 fn now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
@@ -454,7 +459,10 @@ impl Platform {
             has_docs: validated.has_docs,
         };
         match self.inner.repo.create(rec).await {
-            Ok(v) => self.cache(&v.value),
+            Ok(v) => {
+                self.cache(&v.value);
+                self.note_version(&id, &v.value).await;
+            }
             Err(lambda_storage::Error::Conflict { what }) => {
                 let _ = self.inner.artifacts.delete_lambda(&id).await;
                 return Err(Error::NameConflict(what));
@@ -568,6 +576,7 @@ impl Platform {
             })
             .await?;
         self.cache(&rec.value);
+        self.note_version(id, &rec.value).await;
         self.spawn_job(*id, version);
         Ok(version)
     }
@@ -990,6 +999,7 @@ impl Platform {
                     r.reason = None;
                 })
                 .await?;
+                self.retain_artifacts(&id, version).await;
             }
             Err(e) => {
                 let still_serving = self.inner.orchestrator.status(&id).await.is_ok_and(|s| {
@@ -1118,6 +1128,7 @@ impl Platform {
                     r.reason = None;
                 })
                 .await?;
+                self.record_build_outcome(id, version, true).await;
             }
             Err(lambda_build::Error::Cancelled) => {}
             Err(e) => self.fail_build(id, version, e.to_string()).await?,
@@ -1135,6 +1146,7 @@ impl Platform {
             r.reason = Some(reason.clone());
         })
         .await?;
+        self.record_build_outcome(id, version, false).await;
         Ok(())
     }
 

@@ -78,6 +78,39 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         .unwrap();
     assert!(log.contains("Using cache"), "{log}");
 
+    // Back to v1: its image is kept, so no build, and v1 answers again.
+    let r = reqwest::Client::new()
+        .post(format!("{}/1/lambdas/{id}/rollback", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (r["lambda_version"].as_u64(), r["rebuild"].as_bool()),
+        (Some(3), Some(false)),
+        "{r}"
+    );
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (st, b) = s.invoke(&id, serde_json::json!({})).await;
+        if st == 200 && b["six_version"] == "1.17.0" && b.get("v").is_none() {
+            break;
+        }
+        assert!(Instant::now() < end, "v1 never answered again: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = reqwest::get(format!("{}/1/lambdas/{id}/image/logs", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        log.contains("no build") && !log.contains("docker build"),
+        "{log}"
+    );
+
     let st: serde_json::Value = reqwest::get(format!("{}/1/lambdas/{id}/status", s.url))
         .await
         .unwrap()

@@ -5,10 +5,11 @@ use crate::error::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use lambda_core::LambdaId;
-use lambda_core::api::ArchiveInfo;
+use lambda_core::api::{ArchiveInfo, VersionRecord};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +32,19 @@ impl DocKind {
             Self::Yaml => "lambda.yml",
         }
     }
+}
+
+/// What is stored of one version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VersionFiles {
+    /// `archive.zip`
+    pub archive: bool,
+    /// `artifact.json` (what its build produced, still kept)
+    pub artifact: bool,
+    /// `version.json`
+    pub record: bool,
+    /// Bytes of all its objects.
+    pub bytes: u64,
 }
 
 /// Archives, build logs and docs of every lambda version (see the crate docs for the keys).
@@ -287,6 +301,86 @@ impl ArtifactStore {
             .await
             .map_err(|e| Error::backend(&key, e))?;
         got.bytes().await.map_err(|e| Error::backend(&key, e))
+    }
+
+    /// Records what a version is made of (`v<N>/version.json`).
+    pub async fn put_version(&self, id: &LambdaId, meta: &VersionRecord) -> Result<()> {
+        let key = self.version_key(id, meta.version, &["version.json"]);
+        let body = serde_json::to_vec(meta).map_err(|e| Error::Corrupt {
+            path: key.to_string(),
+            detail: e.to_string(),
+        })?;
+        self.put(&key, Bytes::from(body)).await
+    }
+
+    /// What a version is made of.
+    pub async fn get_version(&self, id: &LambdaId, version: u64) -> Result<VersionRecord> {
+        let key = self.version_key(id, version, &["version.json"]);
+        let bytes = self.get(key.clone()).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            path: key.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Every stored version of a lambda with what is stored of it, oldest first.
+    pub async fn versions(&self, id: &LambdaId) -> Result<BTreeMap<u64, VersionFiles>> {
+        let prefix = self.inner.key(&["lambdas", &id.to_string()]);
+        let depth = prefix.parts().count();
+        let mut out: BTreeMap<u64, VersionFiles> = BTreeMap::new();
+        for m in self.inner.list_all(&prefix).await? {
+            let mut parts = m.location.parts().skip(depth);
+            let Some(v) = parts
+                .next()
+                .and_then(|p| p.as_ref().strip_prefix('v')?.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let files = out.entry(v).or_default();
+            files.bytes += m.size;
+            match parts.next().as_ref().map(|p| p.as_ref()) {
+                Some("archive.zip") => files.archive = true,
+                Some("artifact.json") => files.artifact = true,
+                Some("version.json") => files.record = true,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies a version's archive and docs to a new version (a rollback's new version).
+    pub async fn copy_version(&self, id: &LambdaId, from: u64, to: u64) -> Result<()> {
+        let v = format!("v{from}");
+        let source = self.inner.key(&["lambdas", &id.to_string(), &v]);
+        let depth = source.parts().count();
+        for m in self.inner.list_all(&source).await? {
+            let rest: Vec<String> = m
+                .location
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_owned())
+                .collect();
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            if !matches!(rest.first(), Some(&"archive.zip") | Some(&"docs")) {
+                continue;
+            }
+            let target = self.version_key(id, to, &rest);
+            self.inner
+                .store
+                .copy(&m.location, &target)
+                .await
+                .map_err(|e| Error::backend(&target, e))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets what the build of a version produced (its artifact was removed).
+    pub async fn delete_artifact(&self, id: &LambdaId, version: u64) -> Result<()> {
+        let key = self.version_key(id, version, &["artifact.json"]);
+        match self.inner.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::backend(&key, e)),
+        }
     }
 
     /// Deletes every object of one version (archive, log, docs).

@@ -14,6 +14,8 @@
 //! | `P/lambdas/<id>/v<version>/archive.zip` | the uploaded archive |
 //! | `P/lambdas/<id>/v<version>/build.log` | the build log of that version |
 //! | `P/lambdas/<id>/v<version>/docs/lambda.html`, `.../lambda.yml` | the archive's docs |
+//! | `P/lambdas/<id>/v<version>/version.json` | what the version is made of (archive, parameters, build outcome) |
+//! | `P/lambdas/<id>/v<version>/artifact.json` | what its build produced, while it is kept |
 //! | `P/records/<id>.json` | the record: `{"revision": n, "record": {...}}` (the source of truth) |
 //! | `P/names/<account>/<name>` | the name claim (holds the lambda id): names are unique per account |
 //! | `P/index/lambdas.json` | the list index (id, account, name, namespace, create time) |
@@ -37,7 +39,7 @@ mod error;
 mod records;
 mod tasks;
 
-pub use artifacts::{ArtifactStore, DocKind};
+pub use artifacts::{ArtifactStore, DocKind, VersionFiles};
 pub use backend::{CasMode, S3Options, Storage, StorageConfig, open};
 pub use error::{Error, Result, UnavailableKind};
 pub use records::{LambdaRepository, ListQuery, RecoveryReport, Revision, Versioned};

@@ -1,0 +1,150 @@
+//! Versions, rollback and the retention of artifacts on the embedded default (a real server).
+
+mod common;
+
+use common::*;
+use lambda_server::PlatformConfig;
+use std::time::{Duration, Instant};
+
+fn returning(v: u32) -> Vec<u8> {
+    zip_of(&[(
+        "lambda_main.py",
+        &format!("async def main(request):\n    return {{'v': {v}}}\n"),
+    )])
+}
+
+/// Waits until `version` serves.
+async fn running(s: &Server, id: &str, version: u64) -> serde_json::Value {
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = s.record(id).await;
+        if r["running_version"] == version && r["status"] == "running" {
+            return r;
+        }
+        assert!(
+            r["image_status"] != "error",
+            "version {version} failed: {r}"
+        );
+        assert!(Instant::now() < end, "version {version} never ran: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn versions(s: &Server, id: &str) -> Vec<serde_json::Value> {
+    let (status, body) = get_json(&format!("{}/1/lambdas/{id}/versions", s.url)).await;
+    assert_eq!(status, 200, "{body}");
+    body["versions"].as_array().unwrap().clone()
+}
+
+async fn rollback(
+    s: &Server,
+    id: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut rb = reqwest::Client::new().post(format!("{}/1/lambdas/{id}/rollback", s.url));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn build_log(s: &Server, id: &str) -> String {
+    reqwest::get(format!("{}/1/lambdas/{id}/image/logs", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = PlatformConfig {
+        keep_versions: 2,
+        ..test_config()
+    };
+    let s = Server::start(platform(dir.path(), true, cfg).await).await;
+    let id = created_id(s.create("versions", &returning(1), None).await).await;
+    running(&s, &id, 1).await;
+    let (status, body) = rollback(&s, &id, None).await;
+    assert_eq!(status, 400, "nothing to roll back to yet: {body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no earlier version"),
+        "{body}"
+    );
+
+    assert_eq!(s.update(&id, &returning(2)).await.status(), 202);
+    running(&s, &id, 2).await;
+    let list = versions(&s, &id).await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["version"], 1);
+    assert_eq!(list[0]["image_status"], "completed");
+    assert_eq!(list[0]["artifact_exists"], true);
+    assert_eq!(list[0]["current"], false);
+    assert_eq!(list[1]["current"], true);
+    assert_eq!(list[1]["running"], true);
+    assert_eq!(list[1]["archive"]["sha256"].as_str().unwrap().len(), 64);
+    let v1_app = list[0]["artifact"]["app_dir"].as_str().unwrap().to_owned();
+    let v2_app = list[1]["artifact"]["app_dir"].as_str().unwrap().to_owned();
+
+    // Bad targets.
+    for (body, code) in [
+        (serde_json::json!({"version": 2}), 400),
+        (serde_json::json!({"version": 9}), 400),
+        (serde_json::json!({"version": "one"}), 400),
+    ] {
+        let (status, answer) = rollback(&s, &id, Some(body.clone())).await;
+        assert_eq!(status, code, "{body}: {answer}");
+    }
+
+    // Back to v1, whose artifact is kept: a new v3, no build.
+    let (status, r) = rollback(&s, &id, None).await;
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(r["lambda_version"], 3);
+    assert_eq!(r["rolled_back_from"], 1);
+    assert_eq!(r["rebuild"], false);
+    running(&s, &id, 3).await;
+    assert_eq!(s.invoke(&id, serde_json::json!({})).await.1["v"], 1);
+    let log = build_log(&s, &id).await;
+    assert!(log.contains("no build"), "{log}");
+    assert!(!log.contains("pip") && !log.contains("uv "), "{log}");
+
+    // keep_versions = 2: v1 is past retention; its artifact is shared with v3 so it stays on
+    // disk, but v1 no longer counts as kept.
+    let list = versions(&s, &id).await;
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["artifact_exists"], false, "{list:?}");
+    assert_eq!(list[2]["rolled_back_from"], 1);
+    assert_eq!(list[2]["artifact"]["app_dir"], v1_app.as_str());
+    assert!(
+        std::path::Path::new(&v1_app).exists(),
+        "v3 runs from {v1_app}"
+    );
+
+    // Back to v1 again: its artifact record is gone, so v4 is built from v1's archive.
+    let (status, r) = rollback(&s, &id, Some(serde_json::json!({"version": 1}))).await;
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(r["lambda_version"], 4);
+    assert_eq!(r["rebuild"], true);
+    running(&s, &id, 4).await;
+    assert_eq!(s.invoke(&id, serde_json::json!({})).await.1["v"], 1);
+    // Now v3 and v4 are kept; v2's environment is gone from disk.
+    let list = versions(&s, &id).await;
+    let kept: Vec<u64> = list
+        .iter()
+        .filter(|v| v["artifact_exists"] == true)
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, vec![3, 4], "{list:?}");
+    assert!(
+        !std::path::Path::new(&v2_app).exists(),
+        "{v2_app} is still there"
+    );
+    assert_eq!(s.delete(&id).await.status(), 204);
+    s.stop().await;
+}
