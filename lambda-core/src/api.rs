@@ -336,6 +336,30 @@ pub struct RollbackResponse {
     pub rebuild: bool,
 }
 
+/// `manifest.json` of an export (`GET /1/lambdas/{id}/export`): what `POST /1/lambdas/import`
+/// needs to make the lambda again, and the digest that proves `archive.zip` is the one exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportManifest {
+    /// Format of the export (1).
+    pub format: u32,
+    /// The lambda's name.
+    pub lambda_name: LambdaName,
+    /// The lambda's type.
+    pub lambda_type: LambdaType,
+    /// The exported version.
+    pub version: u64,
+    /// Its parameters.
+    pub parameters: Parameters,
+    /// Size and sha256 of `archive.zip`.
+    pub archive: ArchiveInfo,
+    /// The lambda it was exported from.
+    pub source_lambda_id: LambdaId,
+    /// When (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub exported_at: time::OffsetDateTime,
+}
+
 /// `GET /1/lambdas` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaList {

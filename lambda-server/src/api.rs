@@ -190,6 +190,20 @@ pub const ROUTES: &[RouteDoc] = &[
         ok: 202,
     },
     RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/export",
+        operation: "exportLambda",
+        summary: "The current version as a zip of archive.zip and manifest.json (410/42012 when the archive is gone)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/1/lambdas/import",
+        operation: "importLambda",
+        summary: "Make a lambda again from an export (multipart: export), validated like any upload",
+        ok: 201,
+    },
+    RouteDoc {
         method: "PUT",
         path: "/1/lambdas/{lambda_id}/config",
         operation: "putLambdaConfig",
@@ -287,7 +301,7 @@ pub fn router(state: AppState) -> Router {
         .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
         .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
         .merge(crate::task_api::routes())
-        .merge(crate::version_api::routes())
+        .merge(crate::version_api::routes(state.max_upload_bytes))
         .route(crate::proxy::ROUTES[0], any(crate::proxy::route))
         .route(crate::proxy::ROUTES[1], any(crate::proxy::route))
         .fallback(not_found)
@@ -390,6 +404,16 @@ pub(crate) fn method_name(m: &Method) -> &'static str {
 pub(crate) struct Account(pub(crate) Option<uuid::Uuid>);
 
 impl Account {
+    /// The account, or a 400 saying the header is needed to `what` (e.g. "create a lambda").
+    pub(crate) fn required(self, what: &str) -> Result<uuid::Uuid> {
+        self.0.ok_or_else(|| {
+            Error::BadRequest(
+                ErrorCode::BadRequest,
+                format!("header {ACCOUNT_ID_HEADER} (a UUID) is required to {what}"),
+            )
+        })
+    }
+
     /// The account a request names, or a 400 when the header is not a UUID.
     pub(crate) fn of(headers: &HeaderMap) -> Result<Self> {
         match headers.get(ACCOUNT_ID_HEADER) {
@@ -530,6 +554,21 @@ struct UploadParts {
     parameters: Option<Bytes>,
 }
 
+/// A multipart body that could not be read: too large (413), or malformed (400).
+pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> Error {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::BadRequest(
+            ErrorCode::BodyTooLarge,
+            format!("the request body is too large: {e}"),
+        )
+    } else {
+        Error::BadRequest(
+            ErrorCode::BadRequest,
+            format!("the multipart body is malformed: {e}"),
+        )
+    }
+}
+
 async fn read_parts(
     mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
     max_archive: u64,
@@ -541,19 +580,7 @@ async fn read_parts(
         )
     })?;
     let mut parts = UploadParts::default();
-    let field_err = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::BadRequest(
-                ErrorCode::BodyTooLarge,
-                format!("the request body is too large: {e}"),
-            )
-        } else {
-            Error::BadRequest(
-                ErrorCode::BadRequest,
-                format!("the multipart body is malformed: {e}"),
-            )
-        }
-    };
+    let field_err = multipart_error;
     while let Some(mut field) = mp.next_field().await.map_err(field_err)? {
         let name = field.name().unwrap_or("").to_owned();
         let slot = match name.as_str() {
@@ -666,12 +693,7 @@ async fn create(
     Account(account): Account,
     mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response> {
-    let account = account.ok_or_else(|| {
-        Error::BadRequest(
-            ErrorCode::BadRequest,
-            format!("header {ACCOUNT_ID_HEADER} (a UUID) is required to create a lambda"),
-        )
-    })?;
+    let account = Account(account).required("create a lambda")?;
     let parts = read_parts(mp, s.platform.config().limits.max_archive_bytes).await?;
     let archive = parts.archive.ok_or_else(|| {
         Error::BadRequest(

@@ -179,6 +179,7 @@ struct Inner {
     task_runner: crate::tasks::TaskRunner,
 }
 
+mod export;
 mod versions;
 
 fn now() -> time::OffsetDateTime {
@@ -523,16 +524,7 @@ impl Platform {
         }
         let bytes = match archive {
             Some(b) => b,
-            None => match self
-                .inner
-                .artifacts
-                .read_archive(id, current.lambda_version, &current.archive)
-                .await
-            {
-                Ok(b) => b,
-                Err(lambda_storage::Error::NotFound { .. }) => return Err(Error::ArchiveGone(*id)),
-                Err(e) => return Err(e.into()),
-            },
+            None => self.current_archive(&current).await?,
         };
         let params_json = match parameters {
             Some(p) => Some(p),
@@ -579,6 +571,21 @@ impl Platform {
         self.note_version(id, &rec.value).await;
         self.spawn_job(*id, version);
         Ok(version)
+    }
+
+    /// The stored archive of a lambda's current version (410/42012 when it is gone).
+    async fn current_archive(&self, rec: &LambdaRecord) -> Result<Bytes> {
+        let id = &rec.lambda_id;
+        match self
+            .inner
+            .artifacts
+            .read_archive(id, rec.lambda_version, &rec.archive)
+            .await
+        {
+            Ok(b) => Ok(b),
+            Err(lambda_storage::Error::NotFound { .. }) => Err(Error::ArchiveGone(*id)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Replaces the user config and restarts the lambda with it, without a rebuild.

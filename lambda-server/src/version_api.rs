@@ -1,21 +1,86 @@
-//! The version routes of the API: `GET /1/lambdas/{id}/versions` and
-//! `POST /1/lambdas/{id}/rollback`, over [`crate::Platform`]'s version methods.
+//! The version routes of the API: `GET /1/lambdas/{id}/versions`,
+//! `POST /1/lambdas/{id}/rollback`, `GET /1/lambdas/{id}/export` and `POST /1/lambdas/import`,
+//! over [`crate::Platform`]'s version and export methods.
 
-use crate::api::{Account, AppState, lambda_id};
+use crate::api::{Account, AppState, lambda_id, multipart_error};
 use crate::error::{Error, Result};
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use lambda_core::api::{ErrorCode, RollbackRequest};
+use lambda_core::api::{CreateResponse, ErrorCode, RollbackRequest};
 
-/// The version routes.
-pub(crate) fn routes() -> axum::Router<AppState> {
+/// The version routes; `import` takes an export as large as the archive limit allows.
+pub(crate) fn routes(max_upload_bytes: u64) -> axum::Router<AppState> {
+    let upload_limit =
+        DefaultBodyLimit::max(usize::try_from(max_upload_bytes).unwrap_or(usize::MAX));
     axum::Router::new()
         .route("/1/lambdas/{lambda_id}/versions", get(versions))
         .route("/1/lambdas/{lambda_id}/rollback", post(rollback))
+        .route("/1/lambdas/{lambda_id}/export", get(export))
+        .route("/1/lambdas/import", post(import).layer(upload_limit))
+}
+
+/// The lambda's current version as a zip of its archive and a manifest.
+async fn export(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+) -> Result<Response> {
+    let id = lambda_id(&raw)?;
+    let zip = s.platform.export(&id, account).await?;
+    let rec = s.platform.get(&id, account).await?;
+    let file = format!(
+        "attachment; filename=\"{}-v{}.zip\"",
+        rec.lambda_name.as_str(),
+        rec.lambda_version
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (header::CONTENT_DISPOSITION, file),
+        ],
+        zip,
+    )
+        .into_response())
+}
+
+/// Makes a lambda again from an export (multipart, part `export`), for the caller's account.
+async fn import(
+    State(s): State<AppState>,
+    Account(account): Account,
+    mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response> {
+    let account = Account(account).required("import a lambda")?;
+    let mut mp = mp.map_err(|e| {
+        Error::BadRequest(
+            ErrorCode::BadContentType,
+            format!("the body must be multipart/form-data with the part export ({e})"),
+        )
+    })?;
+    let mut export = None;
+    while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
+        if field.name() != Some("export") || export.is_some() {
+            return Err(Error::BadRequest(
+                ErrorCode::BadRequest,
+                format!(
+                    "expected one part named \"export\" (the zip of GET /1/lambdas/{{id}}/export), got {:?}",
+                    field.name().unwrap_or("")
+                ),
+            ));
+        }
+        export = Some(field.bytes().await.map_err(multipart_error)?);
+    }
+    let export = export.ok_or_else(|| {
+        Error::BadRequest(
+            ErrorCode::BadRequest,
+            "part \"export\" (the zip of GET /1/lambdas/{id}/export) is missing".into(),
+        )
+    })?;
+    let id = s.platform.import(account, export).await?;
+    Ok((StatusCode::CREATED, Json(CreateResponse { lambda_id: id })).into_response())
 }
 
 async fn versions(

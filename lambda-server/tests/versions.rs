@@ -148,3 +148,157 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
     assert_eq!(s.delete(&id).await.status(), 204);
     s.stop().await;
 }
+
+async fn import(s: &Server, export: Vec<u8>) -> (u16, serde_json::Value) {
+    let form = reqwest::multipart::Form::new().part(
+        "export",
+        reqwest::multipart::Part::bytes(export).file_name("export.zip"),
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/1/lambdas/import", s.url))
+        .header("Luna-Account-Id", ACCOUNT)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// The files of a zip.
+fn files_of(zip: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    (0..zip.len())
+        .map(|i| {
+            let mut f = zip.by_index(i).unwrap();
+            let mut data = Vec::new();
+            f.read_to_end(&mut data).unwrap();
+            (f.name().unwrap().into_owned(), data)
+        })
+        .collect()
+}
+
+/// An export with its files replaced by `edit`.
+fn edited(export: &[u8], edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) -> Vec<u8> {
+    let files = files_of(export)
+        .into_iter()
+        .map(|(name, data)| {
+            let data = edit(&name, data);
+            (name, data)
+        })
+        .collect();
+    lambda_core::pack::pack_files(files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_is_imported_on_another_server_and_a_tampered_one_refused() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Server::start(platform(dir_a.path(), true, test_config()).await).await;
+    let b = Server::start(platform(dir_b.path(), true, test_config()).await).await;
+    let id = created_id(
+        a.create(
+            "exported",
+            &returning(7),
+            Some(r#"{"user_config":{"k":2}}"#),
+        )
+        .await,
+    )
+    .await;
+    running(&a, &id, 1).await;
+    let r = reqwest::get(format!("{}/1/lambdas/{id}/export", a.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    let export = r.bytes().await.unwrap().to_vec();
+
+    let (status, body) = import(&b, export.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let copy = body["lambda_id"].as_str().unwrap().to_owned();
+    let rec = running(&b, &copy, 1).await;
+    assert_eq!(rec["lambda_name"], "exported");
+    assert_eq!(
+        rec["parameters"]["user_config"],
+        serde_json::json!({"k": 2})
+    );
+    assert_eq!(
+        b.invoke(&copy, serde_json::json!({})).await.1,
+        a.invoke(&id, serde_json::json!({})).await.1
+    );
+    // The same name again on the same server: the usual conflict.
+    let (status, body) = import(&b, export.clone()).await;
+    assert_eq!(
+        (status, body["error_code"].as_u64()),
+        (409, Some(42002)),
+        "{body}"
+    );
+
+    // Tampered: another archive, a manifest naming another digest, a stray file, not a zip.
+    let other_archive = edited(&export, |name, data| {
+        if name == "archive.zip" {
+            returning(8)
+        } else {
+            data
+        }
+    });
+    let other_digest = edited(&export, |name, data| {
+        if name == "manifest.json" {
+            let mut m: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            m["archive"]["sha256"] = "0".repeat(64).into();
+            serde_json::to_vec(&m).unwrap()
+        } else {
+            data
+        }
+    });
+    let mut files = files_of(&export);
+    files.push(("extra.txt".to_owned(), b"x".to_vec()));
+    let stray = lambda_core::pack::pack_files(files);
+    for (what, bytes, needle) in [
+        (
+            "another archive",
+            other_archive,
+            "is not the archive the manifest names",
+        ),
+        (
+            "another digest",
+            other_digest,
+            "is not the archive the manifest names",
+        ),
+        (
+            "a stray file",
+            stray,
+            "exactly manifest.json and archive.zip",
+        ),
+        ("not a zip", b"hello".to_vec(), "not a zip"),
+    ] {
+        let (status, body) = import(&a, bytes).await;
+        assert_eq!(
+            (status, body["error_code"].as_u64()),
+            (400, Some(42005)),
+            "{what}: {body}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains(needle),
+            "{what}: {body}"
+        );
+    }
+
+    // An export whose archive is gone: 410 / 42012.
+    let archive = dir_a
+        .path()
+        .join("store/lambdas")
+        .join(&id)
+        .join("v1/archive.zip");
+    std::fs::remove_file(&archive).unwrap();
+    let (status, body) = get_json(&format!("{}/1/lambdas/{id}/export", a.url)).await;
+    assert_eq!(
+        (status, body["error_code"].as_u64()),
+        (410, Some(42012)),
+        "{body}"
+    );
+
+    assert_eq!(a.delete(&id).await.status(), 204);
+    assert_eq!(b.delete(&copy).await.status(), 204);
+    a.stop().await;
+    b.stop().await;
+}

@@ -1,0 +1,129 @@
+//! Export and import of a lambda: a zip of its current archive and a manifest (name, type,
+//! parameters, version, sha256), made again on this or another platform by an import that
+//! validates it like any upload.
+
+use super::Platform;
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use lambda_core::api::{Credentials, ErrorCode, ExportManifest};
+use lambda_core::{LambdaId, pack};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+
+/// Names inside an export.
+const MANIFEST: &str = "manifest.json";
+const ARCHIVE: &str = "archive.zip";
+/// Largest manifest read from an export.
+const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+fn tampered(what: impl std::fmt::Display) -> Error {
+    Error::BadRequest(
+        ErrorCode::Validation,
+        format!("the export is not valid: {what}"),
+    )
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Platform {
+    /// The export of a lambda's current version (410/42012 when its archive is gone).
+    pub async fn export(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<Bytes> {
+        let rec = self.get(id, account).await?;
+        let archive = self.current_archive(&rec).await?;
+        let manifest = ExportManifest {
+            format: 1,
+            lambda_name: rec.lambda_name.clone(),
+            lambda_type: rec.lambda_type,
+            version: rec.lambda_version,
+            parameters: rec.parameters.clone(),
+            archive: rec.archive.clone(),
+            source_lambda_id: *id,
+            exported_at: super::now(),
+        };
+        let manifest =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        let zip = tokio::task::spawn_blocking(move || {
+            pack::pack_files(vec![
+                (MANIFEST.to_owned(), manifest),
+                (ARCHIVE.to_owned(), archive.to_vec()),
+            ])
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Bytes::from(zip))
+    }
+
+    /// Makes a lambda again from an export, for `account`: the manifest must match the archive
+    /// (size and sha256), and both are validated like any upload.
+    pub async fn import(&self, account: uuid::Uuid, export: Bytes) -> Result<LambdaId> {
+        let max = self.inner.cfg.limits.max_archive_bytes;
+        let (manifest, archive) = tokio::task::spawn_blocking(move || read_export(&export, max))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let credentials = Credentials {
+            lambda_name: manifest.lambda_name,
+            lambda_type: manifest.lambda_type,
+        };
+        let parameters =
+            serde_json::to_vec(&manifest.parameters).map_err(|e| Error::Internal(e.to_string()))?;
+        self.create(account, credentials, Some(Bytes::from(parameters)), archive)
+            .await
+    }
+}
+
+/// The manifest and the archive of an export, checked against each other.
+fn read_export(export: &[u8], max_archive: u64) -> Result<(ExportManifest, Bytes)> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(export))
+        .map_err(|e| tampered(format!("not a zip ({e})")))?;
+    let names: Vec<String> = zip
+        .file_names()
+        .map(|n| n.map(|n| n.into_owned()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| tampered(format!("unreadable names ({e})")))?;
+    let mut sorted = names.clone();
+    sorted.sort();
+    if sorted != [ARCHIVE, MANIFEST] {
+        return Err(tampered(format!(
+            "it must hold exactly {MANIFEST} and {ARCHIVE}, not {names:?}"
+        )));
+    }
+    let read = |zip: &mut zip::ZipArchive<_>, name: &str, limit: u64| -> Result<Vec<u8>> {
+        let entry = zip
+            .by_name(name)
+            .map_err(|e| tampered(format!("{name}: {e}")))?;
+        let mut out = Vec::new();
+        entry
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| tampered(format!("{name}: {e}")))?;
+        if out.len() as u64 > limit {
+            return Err(tampered(format!("{name} is larger than {limit} bytes")));
+        }
+        Ok(out)
+    };
+    let manifest: ExportManifest =
+        serde_json::from_slice(&read(&mut zip, MANIFEST, MAX_MANIFEST_BYTES)?)
+            .map_err(|e| tampered(format!("{MANIFEST}: {e}")))?;
+    if manifest.format != 1 {
+        return Err(tampered(format!(
+            "{MANIFEST}: format {} is not known (this server reads format 1)",
+            manifest.format
+        )));
+    }
+    let archive = read(&mut zip, ARCHIVE, max_archive)?;
+    let sha = sha256_hex(&archive);
+    if archive.len() as u64 != manifest.archive.size || sha != manifest.archive.sha256 {
+        return Err(tampered(format!(
+            "{ARCHIVE} ({} bytes, sha256 {sha}) is not the archive the manifest names ({} bytes, sha256 {})",
+            archive.len(),
+            manifest.archive.size,
+            manifest.archive.sha256
+        )));
+    }
+    Ok((manifest, Bytes::from(archive)))
+}
