@@ -43,6 +43,8 @@ pub enum ErrorCode {
     NotATasksLambda,
     /// 42023 / 409: the task is over (done, failed or cancelled) and cannot be cancelled.
     TaskFinished,
+    /// 42016 / 409: the lambda is not running from an image, so it has none to export.
+    NotExportable,
     /// 12001 / 400: the body is not valid JSON or has the wrong shape.
     BadJson,
     /// 12002 / 415: wrong content type (e.g. create without multipart).
@@ -77,6 +79,7 @@ impl ErrorCode {
             Self::TaskNotFound => 42021,
             Self::NotATasksLambda => 42022,
             Self::TaskFinished => 42023,
+            Self::NotExportable => 42016,
             Self::BadJson => 12001,
             Self::BadContentType => 12002,
             Self::BodyTooLarge => 12003,
@@ -95,7 +98,8 @@ impl ErrorCode {
             Self::NameConflict
             | Self::UpdateNotAllowed
             | Self::SwitchedOff
-            | Self::TaskFinished => 409,
+            | Self::TaskFinished
+            | Self::NotExportable => 409,
             Self::UserException | Self::Internal => 500,
             Self::Validation
             | Self::BadJson
@@ -126,6 +130,7 @@ impl ErrorCode {
             Self::TaskNotFound => "Task not found",
             Self::NotATasksLambda => "Lambda is not a tasks lambda",
             Self::TaskFinished => "Task is finished",
+            Self::NotExportable => "Lambda isn't running and cannot be exported",
             Self::BadJson => "Bad JSON",
             Self::BadContentType => "Bad content type",
             Self::BodyTooLarge => "Request body too large",
@@ -138,7 +143,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         Self::LambdaNotFound,
         Self::NameConflict,
         Self::UserException,
@@ -151,6 +156,7 @@ impl ErrorCode {
         Self::TaskNotFound,
         Self::NotATasksLambda,
         Self::TaskFinished,
+        Self::NotExportable,
         Self::BadJson,
         Self::BadContentType,
         Self::BodyTooLarge,
@@ -358,6 +364,19 @@ pub struct ExportManifest {
     /// When (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub exported_at: time::OffsetDateTime,
+}
+
+/// `GET /1/lambdas/{id}/image`: the image the lambda runs, for use elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageExport {
+    /// The lambda.
+    pub lambda_id: LambdaId,
+    /// The version that runs.
+    pub lambda_version: u64,
+    /// `<registry>/luna-lambda/<id>:v<version>`
+    pub reference: String,
+    /// The pushed digest (`sha256:...`), when known.
+    pub digest: Option<String>,
 }
 
 /// `GET /1/lambdas` answer.

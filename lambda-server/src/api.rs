@@ -197,6 +197,13 @@ pub const ROUTES: &[RouteDoc] = &[
         ok: 200,
     },
     RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/image",
+        operation: "getLambdaImage",
+        summary: "The image reference and digest of the running version (409/42016 when not running or not an image)",
+        ok: 200,
+    },
+    RouteDoc {
         method: "POST",
         path: "/1/lambdas/import",
         operation: "importLambda",

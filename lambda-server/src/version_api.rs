@@ -1,5 +1,6 @@
 //! The version routes of the API: `GET /1/lambdas/{id}/versions`,
-//! `POST /1/lambdas/{id}/rollback`, `GET /1/lambdas/{id}/export` and `POST /1/lambdas/import`,
+//! `POST /1/lambdas/{id}/rollback`, `GET /1/lambdas/{id}/export`, `GET /1/lambdas/{id}/image`
+//! and `POST /1/lambdas/import`,
 //! over [`crate::Platform`]'s version and export methods.
 
 use crate::api::{Account, AppState, lambda_id, multipart_error};
@@ -20,7 +21,18 @@ pub(crate) fn routes(max_upload_bytes: u64) -> axum::Router<AppState> {
         .route("/1/lambdas/{lambda_id}/versions", get(versions))
         .route("/1/lambdas/{lambda_id}/rollback", post(rollback))
         .route("/1/lambdas/{lambda_id}/export", get(export))
+        .route("/1/lambdas/{lambda_id}/image", get(image))
         .route("/1/lambdas/import", post(import).layer(upload_limit))
+}
+
+/// The image the lambda runs (42016 when there is none to give).
+async fn image(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+) -> Result<Response> {
+    let id = lambda_id(&raw)?;
+    Ok(Json(s.platform.image(&id, account).await?).into_response())
 }
 
 /// The lambda's current version as a zip of its archive and a manifest.

@@ -110,6 +110,18 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         log.contains("no build") && !log.contains("docker build"),
         "{log}"
     );
+    // The image it runs, for use elsewhere: v1's, by digest.
+    let (status, image) = get_json(&format!("{}/1/lambdas/{id}/image", s.url)).await;
+    assert_eq!(status, 200, "{image}");
+    assert_eq!(image["lambda_version"], 3);
+    assert!(
+        image["reference"].as_str().unwrap().ends_with(":v1"),
+        "{image}"
+    );
+    assert!(
+        image["digest"].as_str().unwrap().starts_with("sha256:"),
+        "{image}"
+    );
 
     let st: serde_json::Value = reqwest::get(format!("{}/1/lambdas/{id}/status", s.url))
         .await

@@ -1,12 +1,12 @@
 //! Export and import of a lambda: a zip of its current archive and a manifest (name, type,
 //! parameters, version, sha256), made again on this or another platform by an import that
-//! validates it like any upload.
+//! validates it like any upload; and the image a lambda runs, for use elsewhere.
 
 use super::Platform;
 use crate::error::{Error, Result};
 use bytes::Bytes;
-use lambda_core::api::{Credentials, ErrorCode, ExportManifest};
-use lambda_core::{LambdaId, pack};
+use lambda_core::api::{Credentials, ErrorCode, ExportManifest, ImageExport};
+use lambda_core::{Artifact, LambdaId, LambdaStatus, pack};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 
@@ -31,6 +31,37 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Platform {
+    /// The image the lambda runs, for use elsewhere (409/42016 when it is not running, or runs
+    /// from a local environment instead of an image).
+    pub async fn image(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<ImageExport> {
+        let rec = self.get(id, account).await?;
+        let not_exportable = |why: String| Error::BadRequest(ErrorCode::NotExportable, why);
+        let version = match rec.running_version {
+            Some(v) if rec.alive && rec.status == LambdaStatus::Running => v,
+            _ => {
+                return Err(not_exportable(format!(
+                    "lambda {id} isn't running and cannot be exported (status {})",
+                    rec.status
+                )));
+            }
+        };
+        match self.inner.artifacts.get_artifact(id, version).await {
+            Ok(Artifact::Image { reference, digest }) => Ok(ImageExport {
+                lambda_id: *id,
+                lambda_version: version,
+                reference,
+                digest,
+            }),
+            Ok(Artifact::Local { .. }) => Err(not_exportable(format!(
+                "lambda {id} runs from a local environment, not an image ([builder] kind = \"local\"); export its archive with GET /1/lambdas/{id}/export"
+            ))),
+            Err(lambda_storage::Error::NotFound { .. }) => Err(not_exportable(format!(
+                "the artifact of version {version} of lambda {id} is no longer kept"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The export of a lambda's current version (410/42012 when its archive is gone).
     pub async fn export(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<Bytes> {
         let rec = self.get(id, account).await?;
