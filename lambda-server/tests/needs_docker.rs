@@ -110,7 +110,13 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         log.contains("no build") && !log.contains("docker build"),
         "{log}"
     );
-    // The image it runs, for use elsewhere: v1's, by digest.
+    // The image it runs, for use elsewhere: v1's, by digest (once the record says v3 serves:
+    // the proxy reaches a new replica a moment before its deploy is recorded).
+    let end = Instant::now() + Duration::from_secs(60);
+    while s.record(&id).await["running_version"] != 3 {
+        assert!(Instant::now() < end, "v3 was never recorded as running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, image) = get_json(&format!("{}/1/lambdas/{id}/image", s.url)).await;
     assert_eq!(status, 200, "{image}");
     assert_eq!(image["lambda_version"], 3);
