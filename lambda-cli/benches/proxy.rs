@@ -90,8 +90,11 @@ impl Nginx {
         Nginx { child, url }
     }
 
+    /// SIGTERM: the master stops its workers (a SIGKILL would leave them running).
     fn stop(mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
