@@ -213,6 +213,24 @@ pub struct ArchiveInfo {
     pub sha256: String,
 }
 
+impl ArchiveInfo {
+    /// From the size and the SHA-256 digest of an archive hashed as it streamed.
+    pub fn from_digest(size: u64, sha256: &[u8]) -> Self {
+        use std::fmt::Write;
+        let mut hex = String::with_capacity(sha256.len() * 2);
+        for b in sha256 {
+            let _ = write!(hex, "{b:02x}");
+        }
+        Self { size, sha256: hex }
+    }
+
+    /// Of an archive in memory.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        Self::from_digest(bytes.len() as u64, &sha2::Sha256::digest(bytes))
+    }
+}
+
 /// A lambda as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaRecord {
@@ -608,6 +626,16 @@ pub struct TaskError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_info_is_size_and_lowercase_hex_sha256() {
+        let info = ArchiveInfo::of(b"abc");
+        assert_eq!(info.size, 3);
+        assert_eq!(
+            info.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn error_codes_are_unique_and_mapped() {

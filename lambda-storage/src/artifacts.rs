@@ -53,10 +53,6 @@ pub struct ArtifactStore {
     pub(crate) inner: Arc<Inner>,
 }
 
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl ArtifactStore {
     fn version_key(&self, id: &LambdaId, version: u64, file: &[&str]) -> Path {
         let id = id.to_string();
@@ -97,10 +93,7 @@ impl ArtifactStore {
                 Some(Err(source)) => return Err(Error::Input { source }),
                 None => {
                     self.put(&key, head.freeze()).await?;
-                    return Ok(ArchiveInfo {
-                        size,
-                        sha256: hex(&hasher.finalize()),
-                    });
+                    return Ok(ArchiveInfo::from_digest(size, &hasher.finalize()));
                 }
             }
         }
@@ -130,10 +123,7 @@ impl ArtifactStore {
             }
         }
         w.finish().await.map_err(|e| Error::backend(&key, e))?;
-        Ok(ArchiveInfo {
-            size,
-            sha256: hex(&hasher.finalize()),
-        })
+        Ok(ArchiveInfo::from_digest(size, &hasher.finalize()))
     }
 
     /// Stores an archive held in memory.
@@ -190,13 +180,13 @@ impl ArtifactStore {
                     }
                     Some(Err(e)) => Some((Err(e), (body, None))),
                     None => {
-                        let digest = hex(&hasher.finalize());
-                        if size != expected.size || digest != expected.sha256 {
+                        let got = ArchiveInfo::from_digest(size, &hasher.finalize());
+                        if got != expected {
                             let err = Error::Corrupt {
                                 path: key_s,
                                 detail: format!(
-                                    "{size} bytes with sha256 {digest}, but {} bytes with sha256 {} were recorded",
-                                    expected.size, expected.sha256
+                                    "{size} bytes with sha256 {}, but {} bytes with sha256 {} were recorded",
+                                    got.sha256, expected.size, expected.sha256
                                 ),
                             };
                             Some((Err(err), (body, None)))

@@ -5,9 +5,8 @@
 use super::Platform;
 use crate::error::{Error, Result};
 use bytes::Bytes;
-use lambda_core::api::{Credentials, ErrorCode, ExportManifest, ImageExport};
+use lambda_core::api::{ArchiveInfo, Credentials, ErrorCode, ExportManifest, ImageExport};
 use lambda_core::{Artifact, LambdaId, LambdaStatus, pack};
-use sha2::{Digest, Sha256};
 use std::io::Read;
 
 /// Names inside an export.
@@ -21,13 +20,6 @@ fn tampered(what: impl std::fmt::Display) -> Error {
         ErrorCode::Validation,
         format!("the export is not valid: {what}"),
     )
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Platform {
@@ -147,13 +139,11 @@ fn read_export(export: &[u8], max_archive: u64) -> Result<(ExportManifest, Bytes
         )));
     }
     let archive = read(&mut zip, ARCHIVE, max_archive)?;
-    let sha = sha256_hex(&archive);
-    if archive.len() as u64 != manifest.archive.size || sha != manifest.archive.sha256 {
+    let got = ArchiveInfo::of(&archive);
+    if got != manifest.archive {
         return Err(tampered(format!(
-            "{ARCHIVE} ({} bytes, sha256 {sha}) is not the archive the manifest names ({} bytes, sha256 {})",
-            archive.len(),
-            manifest.archive.size,
-            manifest.archive.sha256
+            "{ARCHIVE} ({} bytes, sha256 {}) is not the archive the manifest names ({} bytes, sha256 {})",
+            got.size, got.sha256, manifest.archive.size, manifest.archive.sha256
         )));
     }
     Ok((manifest, Bytes::from(archive)))
