@@ -462,7 +462,7 @@ impl Platform {
         match self.inner.repo.create(rec).await {
             Ok(v) => {
                 self.cache(&v.value);
-                self.note_version(&id, &v.value).await;
+                self.note_version(&v.value, None, false).await;
             }
             Err(lambda_storage::Error::Conflict { what }) => {
                 let _ = self.inner.artifacts.delete_lambda(&id).await;
@@ -542,35 +542,18 @@ impl Platform {
             .put_archive_bytes(id, version, bytes.clone())
             .await?;
         self.store_docs(id, version, &bytes, &validated).await?;
-        let lambda_type = credentials.map(|c| c.lambda_type);
-        let rec = self
-            .inner
-            .repo
-            .update_with::<_, Error>(id, |rec| {
-                if rec.lambda_version != current.lambda_version {
-                    return Err(Error::UpdateNotAllowed(format!(
-                        "lambda {id} was updated concurrently (now version {}); retry",
-                        rec.lambda_version
-                    )));
-                }
-                rec.lambda_version = version;
-                set_image(rec, ImageStatus::Pending);
-                rec.reason = None;
-                rec.description = params.description.clone();
-                rec.parameters = params.clone();
-                rec.archive = info.clone();
-                rec.has_docs = validated.has_docs;
-                rec.last_update_time = now();
-                if let Some(t) = lambda_type {
-                    rec.lambda_type = t;
-                }
-                Ok(())
-            })
-            .await?;
-        self.cache(&rec.value);
-        self.note_version(id, &rec.value).await;
-        self.spawn_job(*id, version);
-        Ok(version)
+        self.start_version(
+            &current,
+            versions::NextVersion {
+                parameters: params,
+                archive: info,
+                has_docs: validated.has_docs,
+                lambda_type: credentials.map(|c| c.lambda_type),
+                built: false,
+                rolled_back_from: None,
+            },
+        )
+        .await
     }
 
     /// The stored archive of a lambda's current version (410/42012 when it is gone).

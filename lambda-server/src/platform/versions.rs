@@ -4,26 +4,34 @@
 use super::{Platform, now};
 use crate::error::{Error, Result};
 use lambda_core::api::{
-    ErrorCode, RollbackRequest, RollbackResponse, VersionEntry, VersionList, VersionRecord,
+    ArchiveInfo, ErrorCode, LambdaRecord, RollbackRequest, RollbackResponse, VersionEntry,
+    VersionList, VersionRecord,
 };
-use lambda_core::{Artifact, ImageStatus, LambdaId};
+use lambda_core::{Artifact, ImageStatus, LambdaId, LambdaType, Parameters};
+
+/// What a new version is made of (see [`Platform::start_version`]).
+pub(super) struct NextVersion {
+    pub(super) parameters: Parameters,
+    pub(super) archive: ArchiveInfo,
+    pub(super) has_docs: bool,
+    /// A new type, when the update changes it.
+    pub(super) lambda_type: Option<LambdaType>,
+    /// Its artifact exists already (a rollback to a kept one): no build.
+    pub(super) built: bool,
+    /// The version it is a rollback to.
+    pub(super) rolled_back_from: Option<u64>,
+}
 
 impl Platform {
-    /// [`Platform::record_version`] for a created or updated version, best effort: the list
-    /// falls back on the record when it is missing.
-    pub(super) async fn note_version(&self, id: &LambdaId, rec: &lambda_core::api::LambdaRecord) {
-        if let Err(e) = self.record_version(id, rec, None).await {
-            tracing::warn!(lambda = %id, version = rec.lambda_version, error = %e, "recording the version failed");
-        }
-    }
-
-    /// Records what a new version is made of, beside its archive.
-    pub(super) async fn record_version(
+    /// Records what a new version is made of beside its archive (`version.json`), best effort:
+    /// the versions list falls back on the record when it is missing. `built`: its artifact
+    /// exists already (a rollback to a kept one).
+    pub(super) async fn note_version(
         &self,
-        id: &LambdaId,
-        rec: &lambda_core::api::LambdaRecord,
+        rec: &LambdaRecord,
         rolled_back_from: Option<u64>,
-    ) -> Result<()> {
+        built: bool,
+    ) {
         let meta = VersionRecord {
             version: rec.lambda_version,
             create_time: now(),
@@ -31,9 +39,63 @@ impl Platform {
             parameters: rec.parameters.clone(),
             has_docs: rec.has_docs,
             rolled_back_from,
-            image_status: None,
+            image_status: built.then_some(ImageStatus::Completed),
         };
-        Ok(self.inner.artifacts.put_version(id, &meta).await?)
+        if let Err(e) = self
+            .inner
+            .artifacts
+            .put_version(&rec.lambda_id, &meta)
+            .await
+        {
+            tracing::warn!(lambda = %rec.lambda_id, version = rec.lambda_version, error = %e, "recording the version failed");
+        }
+    }
+
+    /// Makes `current.lambda_version + 1` the lambda's version (refused when another update
+    /// moved the record meanwhile), records what it is made of and starts its build and deploy.
+    /// Update and rollback both come here: only what the new version is made of differs.
+    pub(super) async fn start_version(
+        &self,
+        current: &LambdaRecord,
+        next: NextVersion,
+    ) -> Result<u64> {
+        let id = current.lambda_id;
+        let version = current.lambda_version + 1;
+        let rec = self
+            .inner
+            .repo
+            .update_with::<_, Error>(&id, |rec| {
+                if rec.lambda_version != current.lambda_version {
+                    return Err(Error::UpdateNotAllowed(format!(
+                        "lambda {id} was updated concurrently (now version {}); retry",
+                        rec.lambda_version
+                    )));
+                }
+                rec.lambda_version = version;
+                // A new version starts its own image lifecycle: queued for a build, or built
+                // already when it reuses a kept artifact.
+                rec.image_status = if next.built {
+                    ImageStatus::Completed
+                } else {
+                    ImageStatus::Pending
+                };
+                rec.reason = None;
+                rec.description = next.parameters.description.clone();
+                rec.parameters = next.parameters.clone();
+                rec.archive = next.archive.clone();
+                rec.has_docs = next.has_docs;
+                rec.last_update_time = now();
+                if let Some(t) = next.lambda_type {
+                    rec.lambda_type = t;
+                }
+                Ok(())
+            })
+            .await?;
+        self.cache(&rec.value);
+        self.note_version(&rec.value, next.rolled_back_from, next.built)
+            .await;
+        self.spawn_job(id, version);
+        Ok(version)
     }
 
     /// Notes how a version's build ended in its `version.json` (best effort: the list falls
@@ -177,39 +239,18 @@ impl Platform {
                 .await?;
         }
         let rebuild = artifact.is_none();
-        let rec = self
-            .inner
-            .repo
-            .update_with::<_, Error>(id, |rec| {
-                if rec.lambda_version != current.lambda_version {
-                    return Err(Error::UpdateNotAllowed(format!(
-                        "lambda {id} was updated concurrently (now version {}); retry",
-                        rec.lambda_version
-                    )));
-                }
-                rec.lambda_version = version;
-                // A new version starts its own image lifecycle: built already when the old
-                // artifact is kept, else queued for a build.
-                rec.image_status = if rebuild {
-                    ImageStatus::Pending
-                } else {
-                    ImageStatus::Completed
-                };
-                rec.reason = None;
-                rec.description = meta.parameters.description.clone();
-                rec.parameters = meta.parameters.clone();
-                rec.archive = meta.archive.clone();
-                rec.has_docs = meta.has_docs;
-                rec.last_update_time = now();
-                Ok(())
-            })
-            .await?;
-        self.cache(&rec.value);
-        self.record_version(id, &rec.value, Some(target)).await?;
-        if !rebuild {
-            self.record_build_outcome(id, version, true).await;
-        }
-        self.spawn_job(*id, version);
+        self.start_version(
+            &current,
+            NextVersion {
+                parameters: meta.parameters,
+                archive: meta.archive,
+                has_docs: meta.has_docs,
+                lambda_type: None,
+                built: !rebuild,
+                rolled_back_from: Some(target),
+            },
+        )
+        .await?;
         Ok(RollbackResponse {
             lambda_id: *id,
             lambda_version: version,
