@@ -49,9 +49,10 @@ impl AppState {
     }
 }
 
-/// The request id of a request (`<unix seconds>,<uuid>`), set by the middleware.
+/// The request id of a request (the client's, or `<unix seconds>,<uuid>`), set on the way in
+/// (by the middleware, or the proxy's front) and sent back and on to the lambda as it is.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub HeaderValue);
 
 /// One route of the API, for the OpenAPI document and its test.
 #[derive(Debug, Clone, Copy)]
@@ -337,9 +338,8 @@ async fn method_not_allowed(req: Request) -> Error {
 /// Request id in and out, metrics, and one log line per 5xx.
 async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let rid = incoming_request_id(req.headers()).unwrap_or_else(crate::proxy::new_request_id);
-    let rid_value = HeaderValue::from_str(&rid).ok();
-    req.extensions_mut().insert(RequestId(rid));
+    let rid = request_id(req.headers());
+    req.extensions_mut().insert(RequestId(rid.clone()));
     let route = route_name(
         req.extensions()
             .get::<MatchedPath>()
@@ -347,23 +347,27 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
     );
     let method = method_name(req.method());
     let resp = next.run(req).await;
-    finish(&state, rid_value, route, method, started, resp)
+    finish(&state, rid, route, method, started, resp)
 }
 
-/// The client's request id, when it sent a usable one.
-pub(crate) fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
+/// The client's request id when it sent a usable one (visible ASCII, 1 to 256 bytes), else a
+/// new one.
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256)
-        .map(str::to_owned)
+        .filter(|v| v.to_str().is_ok_and(|s| !s.is_empty() && s.len() <= 256))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::try_from(crate::proxy::new_request_id())
+                .expect("a new request id is digits, a comma, hex digits and hyphens")
+        })
 }
 
 /// What every answer gets on its way out: the request id header, the request metric, and one
 /// log line (an error line for a 5xx, with its detail).
 pub(crate) fn finish(
     state: &AppState,
-    rid: Option<HeaderValue>,
+    rid: HeaderValue,
     route: &'static str,
     method: &'static str,
     started: Instant,
@@ -371,15 +375,13 @@ pub(crate) fn finish(
 ) -> Response {
     let status = resp.status().as_u16();
     state.platform.metrics().request(route, method, status);
-    let rid_text = rid.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+    let rid_text = rid.to_str().unwrap_or("");
     if let Some(InternalDetail(detail)) = resp.extensions().get::<InternalDetail>() {
         tracing::error!(request_id = %rid_text, %method, %route, status, error = %detail, "request failed");
     } else {
         tracing::debug!(request_id = %rid_text, %method, %route, status, ms = started.elapsed().as_millis() as u64, "request");
     }
-    if let Some(v) = rid {
-        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
-    }
+    resp.headers_mut().insert(REQUEST_ID_HEADER, rid);
     resp
 }
 

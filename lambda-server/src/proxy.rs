@@ -130,21 +130,17 @@ impl tower_service::Service<Request> for Front {
 /// the API's middleware does for its routes).
 async fn proxied(state: AppState, mut req: Request) -> Response {
     let started = Instant::now();
-    let rid = crate::api::incoming_request_id(req.headers()).unwrap_or_else(new_request_id);
+    let rid = crate::api::request_id(req.headers());
     let route = match target(req.uri().path()) {
         Some((_, "")) => ROUTES[0],
         _ => ROUTES[1],
     };
     let method = crate::api::method_name(req.method());
-    req.extensions_mut().insert(RequestId(rid));
-    let rid_value = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|r| HeaderValue::from_str(&r.0).ok());
+    req.extensions_mut().insert(RequestId(rid.clone()));
     let resp = forward(&state, req)
         .await
         .unwrap_or_else(|e| e.into_response());
-    crate::api::finish(&state, rid_value, route, method, started, resp)
+    crate::api::finish(&state, rid, route, method, started, resp)
 }
 
 /// The router's proxy routes (the same forwarding, for a router used without [`Front`]).
@@ -182,7 +178,7 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
         )
     })?;
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(v) = rid.and_then(|r| HeaderValue::from_str(&r).ok()) {
+    if let Some(v) = rid {
         parts.headers.insert(REQUEST_ID_HEADER, v);
     }
     let timeout = s.platform.config().proxy_timeout;

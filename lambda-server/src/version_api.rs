@@ -42,13 +42,8 @@ async fn export(
     Account(account): Account,
 ) -> Result<Response> {
     let id = lambda_id(&raw)?;
-    let zip = s.platform.export(&id, account).await?;
-    let rec = s.platform.get(&id, account).await?;
-    let file = format!(
-        "attachment; filename=\"{}-v{}.zip\"",
-        rec.lambda_name.as_str(),
-        rec.lambda_version
-    );
+    let (file_name, zip) = s.platform.export(&id, account).await?;
+    let file = format!("attachment; filename=\"{file_name}\"");
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),

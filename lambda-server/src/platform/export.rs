@@ -54,8 +54,13 @@ impl Platform {
         }
     }
 
-    /// The export of a lambda's current version (410/42012 when its archive is gone).
-    pub async fn export(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<Bytes> {
+    /// The export of a lambda's current version and a file name for it (`<name>-v<N>.zip`);
+    /// 410/42012 when its archive is gone.
+    pub async fn export(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+    ) -> Result<(String, Bytes)> {
         let rec = self.get(id, account).await?;
         let archive = self.current_archive(&rec).await?;
         let manifest = ExportManifest {
@@ -78,7 +83,8 @@ impl Platform {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Bytes::from(zip))
+        let file_name = format!("{}-v{}.zip", rec.lambda_name.as_str(), rec.lambda_version);
+        Ok((file_name, Bytes::from(zip)))
     }
 
     /// Makes a lambda again from an export, for `account`: the manifest must match the archive
