@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambdas_run_as_containers_behind_the_proxy() {
@@ -40,12 +39,7 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         (status, body["six_version"].as_str()),
         (200, Some("1.17.0"))
     );
-    let log = reqwest::get(format!("{}/1/lambdas/{id}/image/logs", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let log = s.build_log(&id).await;
     assert!(
         log.contains("docker build") && log.contains("sha256:"),
         "{log}"
@@ -61,21 +55,8 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
     ]);
     let r = s.update(&id, &v2).await;
     assert_eq!(r.status(), 202);
-    let end = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (st, b) = s.invoke(&id, serde_json::json!({})).await;
-        if st == 200 && b["v"] == 2 {
-            break;
-        }
-        assert!(Instant::now() < end, "v2 never answered: {b}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = reqwest::get(format!("{}/1/lambdas/{id}/image/logs", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    s.answers(&id, "v2", |b| b["v"] == 2).await;
+    let log = s.build_log(&id).await;
     assert!(log.contains("Using cache"), "{log}");
 
     // Back to v1: its image is kept, so no build, and v1 answers again.
@@ -91,32 +72,18 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         (Some(3), Some(false)),
         "{r}"
     );
-    let end = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (st, b) = s.invoke(&id, serde_json::json!({})).await;
-        if st == 200 && b["six_version"] == "1.17.0" && b.get("v").is_none() {
-            break;
-        }
-        assert!(Instant::now() < end, "v1 never answered again: {b}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = reqwest::get(format!("{}/1/lambdas/{id}/image/logs", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    s.answers(&id, "v1 again", |b| {
+        b["six_version"] == "1.17.0" && b.get("v").is_none()
+    })
+    .await;
+    let log = s.build_log(&id).await;
     assert!(
         log.contains("no build") && !log.contains("docker build"),
         "{log}"
     );
     // The image it runs, for use elsewhere: v1's, by digest (once the record says v3 serves:
     // the proxy reaches a new replica a moment before its deploy is recorded).
-    let end = Instant::now() + Duration::from_secs(60);
-    while s.record(&id).await["running_version"] != 3 {
-        assert!(Instant::now() < end, "v3 was never recorded as running");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.serving(&id, 3).await;
     let (status, image) = get_json(&format!("{}/1/lambdas/{id}/image", s.url)).await;
     assert_eq!(status, 200, "{image}");
     assert_eq!(image["lambda_version"], 3);

@@ -4,30 +4,12 @@ mod common;
 
 use common::*;
 use lambda_server::PlatformConfig;
-use std::time::{Duration, Instant};
 
 fn returning(v: u32) -> Vec<u8> {
     zip_of(&[(
         "lambda_main.py",
         &format!("async def main(request):\n    return {{'v': {v}}}\n"),
     )])
-}
-
-/// Waits until `version` serves.
-async fn running(s: &Server, id: &str, version: u64) -> serde_json::Value {
-    let end = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = s.record(id).await;
-        if r["running_version"] == version && r["status"] == "running" {
-            return r;
-        }
-        assert!(
-            r["image_status"] != "error",
-            "version {version} failed: {r}"
-        );
-        assert!(Instant::now() < end, "version {version} never ran: {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn versions(s: &Server, id: &str) -> Vec<serde_json::Value> {
@@ -49,15 +31,6 @@ async fn rollback(
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn build_log(s: &Server, id: &str) -> String {
-    reqwest::get(format!("{}/1/lambdas/{id}/image/logs", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +40,7 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
     };
     let s = Server::start(platform(dir.path(), true, cfg).await).await;
     let id = created_id(s.create("versions", &returning(1), None).await).await;
-    running(&s, &id, 1).await;
+    s.serving(&id, 1).await;
     let (status, body) = rollback(&s, &id, None).await;
     assert_eq!(status, 400, "nothing to roll back to yet: {body}");
     assert!(
@@ -79,7 +52,7 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
     );
 
     assert_eq!(s.update(&id, &returning(2)).await.status(), 202);
-    running(&s, &id, 2).await;
+    s.serving(&id, 2).await;
     let list = versions(&s, &id).await;
     assert_eq!(list.len(), 2, "{list:?}");
     assert_eq!(list[0]["version"], 1);
@@ -108,9 +81,9 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
     assert_eq!(r["lambda_version"], 3);
     assert_eq!(r["rolled_back_from"], 1);
     assert_eq!(r["rebuild"], false);
-    running(&s, &id, 3).await;
+    s.serving(&id, 3).await;
     assert_eq!(s.invoke(&id, serde_json::json!({})).await.1["v"], 1);
-    let log = build_log(&s, &id).await;
+    let log = s.build_log(&id).await;
     assert!(log.contains("no build"), "{log}");
     assert!(!log.contains("pip") && !log.contains("uv "), "{log}");
 
@@ -131,7 +104,7 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
     assert_eq!(status, 202, "{r}");
     assert_eq!(r["lambda_version"], 4);
     assert_eq!(r["rebuild"], true);
-    running(&s, &id, 4).await;
+    s.serving(&id, 4).await;
     assert_eq!(s.invoke(&id, serde_json::json!({})).await.1["v"], 1);
     // Now v3 and v4 are kept; v2's environment is gone from disk.
     let list = versions(&s, &id).await;
@@ -204,7 +177,7 @@ async fn an_export_is_imported_on_another_server_and_a_tampered_one_refused() {
         .await,
     )
     .await;
-    running(&a, &id, 1).await;
+    a.serving(&id, 1).await;
     let r = reqwest::get(format!("{}/1/lambdas/{id}/export", a.url))
         .await
         .unwrap();
@@ -215,7 +188,7 @@ async fn an_export_is_imported_on_another_server_and_a_tampered_one_refused() {
     let (status, body) = import(&b, export.clone()).await;
     assert_eq!(status, 201, "{body}");
     let copy = body["lambda_id"].as_str().unwrap().to_owned();
-    let rec = running(&b, &copy, 1).await;
+    let rec = b.serving(&copy, 1).await;
     assert_eq!(rec["lambda_name"], "exported");
     assert_eq!(
         rec["parameters"]["user_config"],

@@ -239,6 +239,46 @@ impl Server {
         }
     }
 
+    /// Waits until `version` is the one serving (fails at once when its build fails).
+    pub async fn serving(&self, id: &str, version: u64) -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = self.record(id).await;
+            if r["running_version"] == version && r["status"] == "running" {
+                return r;
+            }
+            assert!(
+                r["image_status"] != "error",
+                "version {version} failed: {r}"
+            );
+            assert!(Instant::now() < end, "version {version} never ran: {r}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Invokes `main` until a 200 answer satisfies `ok` (deadline 120 s; `what` names it).
+    pub async fn answers(&self, id: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
+        let end = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, body) = self.invoke(id, serde_json::json!({})).await;
+            if status == 200 && ok(&body) {
+                return;
+            }
+            assert!(Instant::now() < end, "{what} never answered: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The build log of the lambda's current version.
+    pub async fn build_log(&self, id: &str) -> String {
+        reqwest::get(format!("{}/1/lambdas/{id}/image/logs", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn delete(&self, id: &str) -> reqwest::Response {
         reqwest::Client::new()
             .delete(format!("{}/1/lambdas/{id}", self.url))
