@@ -124,7 +124,7 @@ impl Platform {
         let stored = self.inner.artifacts.versions(id).await?;
         let mut versions = Vec::with_capacity(stored.len());
         for (v, files) in stored.into_iter().filter(|(_, f)| f.archive) {
-            let record = match self.inner.artifacts.get_version(id, v).await {
+            let mut record = match self.inner.artifacts.get_version(id, v).await {
                 Ok(meta) => meta,
                 // Made before versions were recorded: what the record still says of it.
                 Err(lambda_storage::Error::NotFound { .. }) => VersionRecord {
@@ -133,7 +133,7 @@ impl Platform {
                     archive: if v == rec.lambda_version {
                         rec.archive.clone()
                     } else {
-                        lambda_core::api::ArchiveInfo {
+                        ArchiveInfo {
                             size: 0,
                             sha256: String::new(),
                         }
@@ -150,7 +150,6 @@ impl Platform {
             } else {
                 None
             };
-            let mut record = record;
             if v == rec.lambda_version {
                 record.image_status = Some(rec.image_status);
             }
