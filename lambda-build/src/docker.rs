@@ -5,6 +5,8 @@
 //! change rebuilds only the last layers. Failures reported inside the build or push stream (not
 //! only the HTTP status) fail the build with the engine's message.
 
+use crate::gc::{self, InUse};
+use crate::registry::Registry;
 use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, runtime};
 use async_trait::async_trait;
 use bollard::Docker;
@@ -12,12 +14,14 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder,
 };
 use futures::StreamExt;
+use lambda_core::api::GcItem;
 use lambda_core::render::{
     ContextSource, DockerfileSpec, build_context, lambda_image_ref, render_dockerfile,
 };
 use lambda_core::{Artifact, LambdaId};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the Docker builder.
@@ -49,6 +53,7 @@ pub struct DockerBuilderConfig {
 pub struct DockerBuilder {
     docker: Docker,
     cfg: DockerBuilderConfig,
+    registry: Option<Registry>,
 }
 
 fn failed(reason: impl Into<String>) -> Error {
@@ -75,7 +80,16 @@ impl DockerBuilder {
             )));
         }
         .map_err(|e| Error::Unavailable(format!("Docker engine at {host}: {e}")))?;
-        Ok(Self { docker, cfg })
+        let registry = cfg
+            .registry
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(|r| Registry::new(r, &cfg.insecure_registries, cfg.registry_auth.clone()));
+        Ok(Self {
+            docker,
+            cfg,
+            registry,
+        })
     }
 
     fn spec<'a>(&'a self, req: &'a BuildRequest) -> DockerfileSpec<'a> {
@@ -239,6 +253,117 @@ impl DockerBuilder {
     }
 }
 
+impl DockerBuilder {
+    /// Removes one tag from the engine (missing is fine).
+    async fn remove_image(&self, reference: &str) -> std::result::Result<(), String> {
+        match self
+            .docker
+            .remove_image(
+                reference,
+                Some(RemoveImageOptionsBuilder::default().force(true).build()),
+                None,
+            )
+            .await
+        {
+            Ok(_)
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(format!("removing image {reference}: {e}")),
+        }
+    }
+
+    /// Whether an image of lambda `id`'s version `version` stays: kept, run by a kept version,
+    /// or younger than the grace.
+    fn image_stays(&self, in_use: &InUse, reference: &str, created: SystemTime) -> bool {
+        let Some((id, version)) = gc::parse_image_ref(reference) else {
+            return true;
+        };
+        // Only the names this builder gives: another registry's images are not ours.
+        reference != lambda_image_ref(self.cfg.registry.as_deref(), &id, version)
+            || in_use.keeps(&id, version)
+            || in_use.uses_image(reference)
+            || in_use.young(created)
+    }
+
+    /// Engine images of versions nothing keeps.
+    async fn collect_images(&self, in_use: &InUse, dry_run: bool) -> Result<Vec<GcItem>> {
+        let images = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(|e| Error::Unavailable(format!("listing images: {e}")))?;
+        let mut out = Vec::new();
+        for image in images {
+            let created = UNIX_EPOCH + Duration::from_secs(image.created.max(0) as u64);
+            for tag in &image.repo_tags {
+                if self.image_stays(in_use, tag, created) {
+                    continue;
+                }
+                if !dry_run && let Err(e) = self.remove_image(tag).await {
+                    tracing::warn!(image = %tag, error = %e, "collecting an image failed");
+                    continue;
+                }
+                out.push(gc::item("image", tag.clone(), image.size.max(0) as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Registry manifests of versions nothing keeps (never one a kept tag shares).
+    async fn collect_manifests(
+        &self,
+        registry: &Registry,
+        in_use: &InUse,
+        dry_run: bool,
+    ) -> Result<Vec<GcItem>> {
+        let mut out = Vec::new();
+        for repo in registry.repositories().await? {
+            let mut kept_digests = Vec::new();
+            let mut candidates = Vec::new();
+            for tag in registry.tags(&repo).await? {
+                let Some(manifest) = registry.manifest(&repo, &tag).await? else {
+                    continue;
+                };
+                let reference = format!("{}/{repo}:{tag}", registry.host);
+                // The registry has no upload time: the image's own creation time stands in,
+                // read only for lambdas the collector does not know (those in flight).
+                let known = gc::parse_image_ref(&reference)
+                    .is_some_and(|(id, _)| in_use.lambdas.contains_key(&id));
+                let created = if known {
+                    UNIX_EPOCH
+                } else {
+                    registry
+                        .created(&repo, &manifest)
+                        .await?
+                        .unwrap_or_else(SystemTime::now)
+                };
+                if self.image_stays(in_use, &reference, created) {
+                    kept_digests.push(manifest.digest);
+                } else {
+                    candidates.push((reference, manifest));
+                }
+            }
+            for (reference, manifest) in candidates {
+                if kept_digests.contains(&manifest.digest) {
+                    continue;
+                }
+                if !dry_run && let Err(e) = registry.delete(&repo, &manifest.digest).await {
+                    tracing::warn!(manifest = %reference, error = %e, "collecting a manifest failed");
+                    continue;
+                }
+                kept_digests.push(manifest.digest.clone());
+                out.push(gc::item(
+                    "manifest",
+                    format!("{reference}@{}", manifest.digest),
+                    manifest.bytes,
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl ImageBuilder for DockerBuilder {
     fn kind(&self) -> &'static str {
@@ -259,42 +384,23 @@ impl ImageBuilder for DockerBuilder {
             return Ok(());
         };
         let mut problems = Vec::new();
-        match self
-            .docker
-            .remove_image(
-                reference,
-                Some(RemoveImageOptionsBuilder::default().force(true).build()),
-                None,
-            )
-            .await
-        {
-            Ok(_)
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(e) => problems.push(format!("removing image {reference}: {e}")),
+        if let Err(e) = self.remove_image(reference).await {
+            problems.push(e);
         }
-        if let (Some(registry), Some(digest)) = (&self.cfg.registry, digest) {
-            // DELETE /v2/<repository>/manifests/<digest> (the registry must allow deletes).
-            let repo = reference
-                .strip_prefix(&format!("{registry}/"))
-                .and_then(|r| r.rsplit_once(':').map(|(repo, _)| repo))
-                .unwrap_or_default();
-            let plain = registry.starts_with("127.")
-                || registry.starts_with("localhost")
-                || self.cfg.insecure_registries.contains(registry);
-            let url = format!(
-                "{}://{registry}/v2/{repo}/manifests/{digest}",
-                if plain { "http" } else { "https" }
-            );
-            let mut req = reqwest::Client::new().delete(&url);
-            if let Some((u, p)) = &self.cfg.registry_auth {
-                req = req.basic_auth(u, Some(p));
-            }
-            match req.send().await {
-                Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => {}
-                Ok(r) => problems.push(format!("deleting {url}: HTTP {}", r.status())),
-                Err(e) => problems.push(format!("deleting {url}: {e}")),
+        if let (Some(registry), Some(digest)) = (&self.registry, digest)
+            && let Some((repo, tag)) = reference
+                .strip_prefix(&format!("{}/", registry.host))
+                .and_then(|r| r.rsplit_once(':'))
+        {
+            // Identical builds share a digest: deleting it would take the other tags too.
+            match registry.digest_shared(repo, digest, tag).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Err(e) = registry.delete(repo, digest).await {
+                        problems.push(e.to_string());
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
             }
         }
         if problems.is_empty() {
@@ -302,6 +408,14 @@ impl ImageBuilder for DockerBuilder {
         } else {
             Err(failed(problems.join("; ")))
         }
+    }
+
+    async fn collect(&self, in_use: &InUse, dry_run: bool) -> Result<Vec<GcItem>> {
+        let mut out = self.collect_images(in_use, dry_run).await?;
+        if let Some(registry) = &self.registry {
+            out.extend(self.collect_manifests(registry, in_use, dry_run).await?);
+        }
+        Ok(out)
     }
 
     async fn health(&self) -> Result<()> {

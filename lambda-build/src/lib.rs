@@ -7,10 +7,13 @@
 //! binary so every build is self-contained.
 
 pub mod docker;
+pub mod gc;
 pub mod local;
+mod registry;
 pub mod runtime;
 
 pub use docker::{DockerBuilder, DockerBuilderConfig};
+pub use gc::{InUse, KeptVersions};
 pub use local::{LocalBuilder, LocalBuilderConfig};
 
 use async_trait::async_trait;
@@ -95,6 +98,19 @@ pub trait ImageBuilder: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes what a build produced (best effort: missing is fine).
     async fn remove(&self, lambda_id: &LambdaId, artifact: &Artifact) -> Result<()>;
+
+    /// The garbage collector's part in the builder: finds what this builder made that nothing
+    /// in `in_use` uses and is older than its grace (app folders, environments beyond the
+    /// cache's size, images, registry manifests) and, unless `dry_run`, removes it. Returns what
+    /// was (or would be) removed; what failed to go is left out and logged by the caller's next
+    /// run.
+    async fn collect(
+        &self,
+        _in_use: &InUse,
+        _dry_run: bool,
+    ) -> Result<Vec<lambda_core::api::GcItem>> {
+        Ok(Vec::new())
+    }
 
     /// Whether the builder can build now (its tools answer).
     async fn health(&self) -> Result<()>;

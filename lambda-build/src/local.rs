@@ -8,8 +8,10 @@
 //!   complete, so a crash or a cancel never leaves a half-made env in use.
 //! - `apps/<id>/v<version>/`: `run.py`, `luna_lambda_tools/` and the lambda's files.
 
+use crate::gc::{self, InUse};
 use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, runtime};
 use async_trait::async_trait;
+use lambda_core::api::GcItem;
 use lambda_core::archive::{REQUIREMENTS_FILE, for_each_user_file};
 use lambda_core::{Artifact, LambdaId};
 use sha2::{Digest, Sha256};
@@ -372,6 +374,9 @@ impl LocalBuilder {
         };
         let _held = lock.lock().await;
         if dir.join(ENV_OK).exists() {
+            // The marker's time is the env's last use: the cache's LRU order and the
+            // collector's grace both read it.
+            touch(&dir.join(ENV_OK));
             let _ = log.send(format!("==> environment {key}: cached, nothing to install"));
             return Ok(python);
         }
@@ -491,7 +496,158 @@ impl ImageBuilder for LocalBuilder {
         Ok(())
     }
 
+    async fn collect(&self, in_use: &InUse, dry_run: bool) -> Result<Vec<GcItem>> {
+        let data_dir = self.cfg.data_dir.clone();
+        let plan = {
+            let in_use = in_use.clone();
+            tokio::task::spawn_blocking(move || garbage(&data_dir, &in_use))
+                .await
+                .map_err(|e| Error::Unavailable(format!("garbage scan: {e}")))??
+        };
+        if dry_run {
+            return Ok(plan.into_iter().map(|(item, _)| item).collect());
+        }
+        let mut removed = Vec::with_capacity(plan.len());
+        for (item, path) in plan {
+            // An environment is removed under its lock, and only when no build used it since
+            // the scan (a build touches its marker).
+            let key = path.file_name().map(|k| k.to_string_lossy().into_owned());
+            let lock = (item.kind == "env").then(|| {
+                let mut locks = self.env_locks.lock().unwrap_or_else(|p| p.into_inner());
+                locks.entry(key.unwrap_or_default()).or_default().clone()
+            });
+            let _held = match &lock {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
+            if item.kind == "env" && in_use.young(last_use(&path)) {
+                continue;
+            }
+            let is_app = item.kind == "app";
+            match tokio::fs::remove_dir_all(&path).await {
+                Ok(()) => removed.push(item),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+            if is_app && let Some(parent) = path.parent() {
+                // The lambda's folder goes with its last version.
+                let _ = tokio::fs::remove_dir(parent).await;
+            }
+        }
+        Ok(removed)
+    }
+
     async fn health(&self) -> Result<()> {
         self.python_version().await.map(|_| ())
     }
+}
+
+/// Sets a file's modification time to now (best effort).
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().write(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// When an environment was last used: its marker's time (a half-made one: the folder's).
+fn last_use(env: &Path) -> std::time::SystemTime {
+    std::fs::metadata(env.join(ENV_OK))
+        .or_else(|_| std::fs::metadata(env))
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| std::time::SystemTime::now())
+}
+
+/// Bytes of the files under a folder (symlinks are not followed).
+fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| disk_usage(&e.path()))
+                .sum::<u64>()
+        })
+        .unwrap_or(0)
+}
+
+/// What the collector may remove under `data_dir`, with its folder: app folders of versions
+/// nothing keeps, half-made environments, and environments no kept artifact uses beyond the
+/// cache's size (least recently used first). Nothing younger than the grace.
+fn garbage(data_dir: &Path, in_use: &InUse) -> Result<Vec<(GcItem, PathBuf)>> {
+    let mut out = Vec::new();
+    let modified = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| std::time::SystemTime::now())
+    };
+    let apps = data_dir.join("apps");
+    for lambda in read_dir(&apps)? {
+        let Some(id) = file_name(&lambda).and_then(|n| n.parse::<LambdaId>().ok()) else {
+            continue;
+        };
+        for app in read_dir(&lambda)? {
+            let Some(version) =
+                file_name(&app).and_then(|n| n.strip_prefix('v')?.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if in_use.keeps(&id, version) || in_use.uses_app(&app) || in_use.young(modified(&app)) {
+                continue;
+            }
+            out.push((
+                gc::item("app", app.display().to_string(), disk_usage(&app)),
+                app,
+            ));
+        }
+    }
+    let envs = data_dir.join("envs");
+    let mut cached = Vec::new();
+    let mut total = 0u64;
+    for env in read_dir(&envs)? {
+        let Some(name) = file_name(&env) else {
+            continue;
+        };
+        let bytes = disk_usage(&env);
+        if name.contains(".partial-") || !env.join(ENV_OK).exists() {
+            // Left by a crash: a build in flight is younger than the grace.
+            if !in_use.young(modified(&env)) {
+                out.push((gc::item("env", env.display().to_string(), bytes), env));
+            }
+            continue;
+        }
+        total += bytes;
+        if !in_use.uses_env(&env) {
+            cached.push((last_use(&env), bytes, env));
+        }
+    }
+    cached.sort();
+    for (used, bytes, env) in cached {
+        if total <= in_use.env_cache_max_bytes {
+            break;
+        }
+        if in_use.young(used) {
+            continue;
+        }
+        total -= bytes;
+        out.push((gc::item("env", env.display().to_string(), bytes), env));
+    }
+    Ok(out)
+}
+
+/// The entries of a folder (none when it does not exist).
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.flatten().map(|e| e.path()).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
+fn file_name(p: &Path) -> Option<&str> {
+    p.file_name()?.to_str()
 }

@@ -255,6 +255,26 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
+    /// Collect garbage: archives, logs and artifacts of versions beyond retention and of deleted
+    /// lambdas, unused environments, images and registry manifests, orphaned objects.
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Save a lambda (its archive and a manifest) to a zip that `import` makes again.
+    Export {
+        /// Lambda id.
+        id: lambda_core::LambdaId,
+        /// Where to write the zip (default: ID.export.zip).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Make a lambda from a zip that `export` wrote (on this or another server).
+    Import {
+        /// The export zip.
+        file: PathBuf,
+    },
     /// Switch a lambda on or off.
     Switch {
         /// Lambda id.

@@ -57,6 +57,9 @@ pub(crate) async fn remote(ctx: Ctx, cmd: Command) -> anyhow::Result<ExitCode> {
             wait,
             timeout,
         } => crate::versions::rollback(ctx, id, to, wait, timeout).await,
+        Command::Gc { dry_run } => crate::versions::gc(ctx, dry_run).await,
+        Command::Export { id, output } => crate::versions::export(ctx, id, output).await,
+        Command::Import { file } => crate::versions::import(ctx, &file).await,
         Command::Invoke {
             id,
             data,

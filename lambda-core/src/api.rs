@@ -397,6 +397,32 @@ pub struct ImageExport {
     pub digest: Option<String>,
 }
 
+/// One thing the garbage collector removed (or, in a dry run, would remove).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GcItem {
+    /// What it is: `version` (a stored version's archive, build log, docs and records),
+    /// `lambda` (stored objects of a deleted lambda), `orphan` (an object no record explains),
+    /// `artifact` (a collected version's built artifact), `app` (a local app folder), `env` (a
+    /// local environment), `image` (an image in the Docker engine), `manifest` (a registry
+    /// manifest).
+    pub kind: String,
+    /// Which one: a storage key, a folder, an image reference.
+    pub what: String,
+    /// Bytes it held (for a registry manifest: the bytes of the layers it references).
+    pub bytes: u64,
+}
+
+/// `POST /1/gc` answer: the garbage collector's report.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Nothing was removed: this is what a real run would remove.
+    pub dry_run: bool,
+    /// Each thing removed (or that would be), in a stable order.
+    pub removed: Vec<GcItem>,
+    /// Their bytes in all.
+    pub bytes: u64,
+}
+
 /// `GET /1/lambdas` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaList {

@@ -50,6 +50,8 @@ pub struct Config {
     pub tasks: TasksSection,
     /// `[retention]`
     pub retention: RetentionSection,
+    /// `[gc]`
+    pub gc: GcSection,
 }
 
 /// `[retention]`: what is kept of old versions.
@@ -64,6 +66,24 @@ pub struct RetentionSection {
 impl Default for RetentionSection {
     fn default() -> Self {
         Self { keep_versions: 5 }
+    }
+}
+
+/// `[gc]`: the garbage collector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcSection {
+    /// Seconds between the server's own collections (default 3600; 0: only on demand, with
+    /// `luna-lambda gc` or `POST /1/gc`). What is younger than `orphan_grace_secs` is never
+    /// collected.
+    pub interval_secs: u64,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+        }
     }
 }
 
@@ -178,6 +198,10 @@ pub struct BuilderSection {
     pub registry_user: Option<String>,
     /// Registry password for pushes (redacted in logs).
     pub registry_password: Option<String>,
+    /// Local environments that no kept version uses stay as a cache for later builds up to
+    /// this many bytes of environments in all (default 1 GiB); the garbage collector removes
+    /// the least recently used beyond it.
+    pub env_cache_max_bytes: u64,
 }
 
 impl Default for BuilderSection {
@@ -197,6 +221,7 @@ impl Default for BuilderSection {
             pip_index_url: None,
             registry_user: None,
             registry_password: None,
+            env_cache_max_bytes: 1 << 30,
         }
     }
 }
@@ -312,6 +337,7 @@ impl Default for Config {
             limits: LimitsSection::default(),
             tasks: TasksSection::default(),
             retention: RetentionSection::default(),
+            gc: GcSection::default(),
         }
     }
 }
@@ -686,6 +712,9 @@ impl Config {
                 connect_timeout: Duration::from_secs(self.limits.proxy_connect_timeout_secs),
             },
             keep_versions: self.retention.keep_versions.max(1),
+            gc_interval: (self.gc.interval_secs > 0)
+                .then(|| Duration::from_secs(self.gc.interval_secs)),
+            env_cache_max_bytes: self.builder.env_cache_max_bytes,
             reconcile_interval: Duration::from_secs(self.reconcile_interval_secs.max(1)),
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),
             base_os: self.builder.base_os,

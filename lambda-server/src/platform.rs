@@ -43,6 +43,10 @@ pub struct PlatformConfig {
     pub proxy_pool: crate::upstream::PoolConfig,
     /// Versions whose built artifacts are kept for an instant rollback (default 5).
     pub keep_versions: usize,
+    /// How often the server collects garbage (`None`: only on demand).
+    pub gc_interval: Option<Duration>,
+    /// Bytes of local environments kept as a cache when no kept version uses them.
+    pub env_cache_max_bytes: u64,
     /// How often the reconciler runs (default 30 s).
     pub reconcile_interval: Duration,
     /// Orphaned objects younger than this are left alone by recovery (default 10 min).
@@ -62,6 +66,8 @@ impl Default for PlatformConfig {
             proxy_timeout: Duration::from_secs(60),
             proxy_pool: crate::upstream::PoolConfig::default(),
             keep_versions: 5,
+            gc_interval: None,
+            env_cache_max_bytes: 1 << 30,
             reconcile_interval: Duration::from_secs(30),
             orphan_grace: Duration::from_secs(600),
             base_os: lambda_core::docker_commands::BaseOs::Debian,
@@ -177,9 +183,12 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     task_runner: crate::tasks::TaskRunner,
+    /// One garbage collection at a time.
+    gc: tokio::sync::Mutex<()>,
 }
 
 mod export;
+mod gc;
 mod versions;
 
 fn now() -> time::OffsetDateTime {
@@ -229,6 +238,7 @@ impl Platform {
                 metrics: Metrics::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                gc: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -282,6 +292,9 @@ impl Platform {
                 }
             }
         });
+        if let Some(every) = self.inner.cfg.gc_interval {
+            self.spawn_gc(every);
+        }
         Ok(())
     }
 
@@ -1140,6 +1153,26 @@ impl Platform {
         Ok(())
     }
 
+    /// Every record, read a page at a time.
+    async fn all_records(&self) -> Result<Vec<LambdaRecord>> {
+        let mut records = Vec::new();
+        let mut page = 1;
+        loop {
+            let q = ListQuery {
+                page,
+                page_size: 1000,
+                ..ListQuery::default()
+            };
+            let (batch, count) = self.inner.repo.list(&q).await?;
+            let n = batch.len();
+            records.extend(batch);
+            if n == 0 || records.len() as u64 >= count {
+                return Ok(records);
+            }
+            page += 1;
+        }
+    }
+
     /// Drives every record to its desired state (see the module docs).
     pub async fn reconcile(&self) -> Result<()> {
         match self
@@ -1154,22 +1187,7 @@ impl Platform {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "storage recovery failed"),
         }
-        let mut records = Vec::new();
-        let mut page = 1;
-        loop {
-            let q = ListQuery {
-                page,
-                page_size: 1000,
-                ..ListQuery::default()
-            };
-            let (batch, count) = self.inner.repo.list(&q).await?;
-            let n = batch.len();
-            records.extend(batch);
-            if n == 0 || records.len() as u64 >= count {
-                break;
-            }
-            page += 1;
-        }
+        let records = self.all_records().await?;
         let deployed: HashMap<LambdaId, u64> = self
             .inner
             .orchestrator

@@ -1,12 +1,12 @@
 //! The version routes of the API: `GET /1/lambdas/{id}/versions`,
 //! `POST /1/lambdas/{id}/rollback`, `GET /1/lambdas/{id}/export`, `GET /1/lambdas/{id}/image`
-//! and `POST /1/lambdas/import`,
-//! over [`crate::Platform`]'s version and export methods.
+//! `POST /1/lambdas/import` and `POST /1/gc`,
+//! over [`crate::Platform`]'s version, export and garbage collection methods.
 
 use crate::api::{Account, AppState, lambda_id, multipart_error};
 use crate::error::{Error, Result};
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +23,7 @@ pub(crate) fn routes(max_upload_bytes: u64) -> axum::Router<AppState> {
         .route("/1/lambdas/{lambda_id}/export", get(export))
         .route("/1/lambdas/{lambda_id}/image", get(image))
         .route("/1/lambdas/import", post(import).layer(upload_limit))
+        .route("/1/gc", post(gc))
 }
 
 /// The image the lambda runs (42016 when there is none to give).
@@ -54,28 +55,27 @@ async fn export(
         .into_response())
 }
 
-/// Makes a lambda again from an export (multipart, part `export`), for the caller's account.
+/// Makes a lambda again from an export (multipart, part `archive`; `export` is taken too), for
+/// the caller's account.
 async fn import(
     State(s): State<AppState>,
     Account(account): Account,
     mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response> {
+    const WANTED: &str = "one part named \"archive\" (the zip of GET /1/lambdas/{id}/export)";
     let account = Account(account).required("import a lambda")?;
     let mut mp = mp.map_err(|e| {
         Error::BadRequest(
             ErrorCode::BadContentType,
-            format!("the body must be multipart/form-data with the part export ({e})"),
+            format!("the body must be multipart/form-data with {WANTED} ({e})"),
         )
     })?;
     let mut export = None;
     while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
-        if field.name() != Some("export") || export.is_some() {
+        if !matches!(field.name(), Some("archive" | "export")) || export.is_some() {
             return Err(Error::BadRequest(
                 ErrorCode::BadRequest,
-                format!(
-                    "expected one part named \"export\" (the zip of GET /1/lambdas/{{id}}/export), got {:?}",
-                    field.name().unwrap_or("")
-                ),
+                format!("expected {WANTED}, got {:?}", field.name().unwrap_or("")),
             ));
         }
         export = Some(field.bytes().await.map_err(multipart_error)?);
@@ -83,11 +83,31 @@ async fn import(
     let export = export.ok_or_else(|| {
         Error::BadRequest(
             ErrorCode::BadRequest,
-            "part \"export\" (the zip of GET /1/lambdas/{id}/export) is missing".into(),
+            format!("expected {WANTED}; it is missing"),
         )
     })?;
     let id = s.platform.import(account, export).await?;
     Ok((StatusCode::CREATED, Json(CreateResponse { lambda_id: id })).into_response())
+}
+
+/// `POST /1/gc[?dry_run=1]`: one garbage collection (or what it would remove).
+async fn gc(State(s): State<AppState>, Query(q): Query<GcQuery>) -> Result<Response> {
+    let dry_run = match q.dry_run.as_deref() {
+        None | Some("0" | "false") => false,
+        Some("1" | "true" | "") => true,
+        Some(other) => {
+            return Err(Error::BadRequest(
+                ErrorCode::BadRequest,
+                format!("dry_run must be 1, true, 0 or false, not {other:?}"),
+            ));
+        }
+    };
+    Ok(Json(s.platform.gc(dry_run).await?).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct GcQuery {
+    dry_run: Option<String>,
 }
 
 async fn versions(

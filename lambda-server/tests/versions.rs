@@ -124,7 +124,7 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
 
 async fn import(s: &Server, export: Vec<u8>) -> (u16, serde_json::Value) {
     let form = reqwest::multipart::Form::new().part(
-        "export",
+        "archive",
         reqwest::multipart::Part::bytes(export).file_name("export.zip"),
     );
     let r = reqwest::Client::new()

@@ -47,6 +47,61 @@ pub struct VersionFiles {
     pub bytes: u64,
 }
 
+impl VersionFiles {
+    /// Counts one object of the version (`file`: its first part after `v<N>/`).
+    fn note(&mut self, file: Option<&object_store::path::PathPart<'_>>, size: u64) {
+        self.bytes += size;
+        match file.map(|p| p.as_ref()) {
+            Some("archive.zip") => self.archive = true,
+            Some("artifact.json") => self.artifact = true,
+            Some("version.json") => self.record = true,
+            _ => {}
+        }
+    }
+}
+
+/// `v<N>` → `N`.
+fn version_part(part: &object_store::path::PathPart<'_>) -> Option<u64> {
+    part.as_ref().strip_prefix('v')?.parse().ok()
+}
+
+fn system_time(unix_secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix_secs.max(0) as u64)
+}
+
+/// What is stored under `lambdas/` ([`ArtifactStore::inventory`]).
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Each lambda with stored versions.
+    pub lambdas: BTreeMap<LambdaId, StoredLambda>,
+    /// Objects under `lambdas/` outside any `<id>/v<N>/` folder.
+    pub strays: Vec<StoredObject>,
+    /// Objects the listing returned.
+    pub listed: usize,
+}
+
+/// What is stored of one lambda.
+#[derive(Debug, Clone)]
+pub struct StoredLambda {
+    /// Its versions.
+    pub versions: BTreeMap<u64, VersionFiles>,
+    /// Bytes of all its objects.
+    pub bytes: u64,
+    /// When its newest object was written.
+    pub newest: SystemTime,
+}
+
+/// One stored object.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// Its full key.
+    pub key: String,
+    /// Its size.
+    pub bytes: u64,
+    /// When it was written.
+    pub modified: SystemTime,
+}
+
 /// Archives, build logs and docs of every lambda version (see the crate docs for the keys).
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
@@ -60,6 +115,18 @@ impl ArtifactStore {
         let mut parts = vec!["lambdas", id.as_str(), v.as_str()];
         parts.extend_from_slice(file);
         self.inner.key(&parts)
+    }
+
+    /// The key prefix of one version's objects (for reports).
+    pub fn version_prefix(&self, id: &LambdaId, version: u64) -> String {
+        self.inner
+            .key(&["lambdas", &id.to_string(), &format!("v{version}")])
+            .to_string()
+    }
+
+    /// The key prefix of a lambda's objects (for reports).
+    pub fn lambda_prefix(&self, id: &LambdaId) -> String {
+        self.inner.key(&["lambdas", &id.to_string()]).to_string()
     }
 
     /// The key of an archive (for logs and errors).
@@ -320,22 +387,67 @@ impl ArtifactStore {
         let mut out: BTreeMap<u64, VersionFiles> = BTreeMap::new();
         for m in self.inner.list_all(&prefix).await? {
             let mut parts = m.location.parts().skip(depth);
-            let Some(v) = parts
-                .next()
-                .and_then(|p| p.as_ref().strip_prefix('v')?.parse::<u64>().ok())
-            else {
+            let Some(v) = parts.next().as_ref().and_then(version_part) else {
                 continue;
             };
-            let files = out.entry(v).or_default();
-            files.bytes += m.size;
-            match parts.next().as_ref().map(|p| p.as_ref()) {
-                Some("archive.zip") => files.archive = true,
-                Some("artifact.json") => files.artifact = true,
-                Some("version.json") => files.record = true,
-                _ => {}
-            }
+            out.entry(v)
+                .or_default()
+                .note(parts.next().as_ref(), m.size);
         }
         Ok(out)
+    }
+
+    /// Everything stored under `lambdas/`, from one listing: each lambda's versions, and the
+    /// objects that are in no version folder of a lambda (the garbage collector's view).
+    pub async fn inventory(&self) -> Result<Inventory> {
+        let prefix = self.inner.key(&["lambdas"]);
+        let depth = prefix.parts().count();
+        let metas = self.inner.list_all(&prefix).await?;
+        let mut out = Inventory {
+            listed: metas.len(),
+            ..Inventory::default()
+        };
+        for m in metas {
+            let modified = system_time(m.last_modified.timestamp());
+            let mut parts = m.location.parts().skip(depth);
+            let id = parts
+                .next()
+                .and_then(|p| p.as_ref().parse::<LambdaId>().ok());
+            let version = parts.next().as_ref().and_then(version_part);
+            let (Some(id), Some(v)) = (id, version) else {
+                out.strays.push(StoredObject {
+                    key: m.location.to_string(),
+                    bytes: m.size,
+                    modified,
+                });
+                continue;
+            };
+            let lambda = out.lambdas.entry(id).or_insert_with(|| StoredLambda {
+                versions: BTreeMap::new(),
+                bytes: 0,
+                newest: modified,
+            });
+            lambda.bytes += m.size;
+            lambda.newest = lambda.newest.max(modified);
+            lambda
+                .versions
+                .entry(v)
+                .or_default()
+                .note(parts.next().as_ref(), m.size);
+        }
+        Ok(out)
+    }
+
+    /// Deletes one object by its full key (an orphan the collector found).
+    pub async fn delete_object(&self, key: &str) -> Result<()> {
+        let path = Path::parse(key).map_err(|e| Error::Corrupt {
+            path: key.to_owned(),
+            detail: e.to_string(),
+        })?;
+        match self.inner.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::backend(&path, e)),
+        }
     }
 
     /// Copies a version's archive and docs to a new version (a rollback's new version).
@@ -390,24 +502,12 @@ impl ArtifactStore {
 
     /// Every lambda id that has artifacts, with the time its newest object was written.
     pub async fn lambda_ids(&self) -> Result<Vec<(LambdaId, SystemTime)>> {
-        let prefix = self.inner.key(&["lambdas"]);
-        let metas = self.inner.list_all(&prefix).await?;
-        let mut newest: std::collections::BTreeMap<LambdaId, i64> = Default::default();
-        let depth = prefix.parts().count();
-        for m in metas {
-            let Some(part) = m.location.parts().nth(depth) else {
-                continue;
-            };
-            let Ok(id) = part.as_ref().parse::<LambdaId>() else {
-                continue;
-            };
-            let t = m.last_modified.timestamp();
-            let e = newest.entry(id).or_insert(t);
-            *e = (*e).max(t);
-        }
-        Ok(newest
+        Ok(self
+            .inventory()
+            .await?
+            .lambdas
             .into_iter()
-            .map(|(id, t)| (id, UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)))
+            .map(|(id, l)| (id, l.newest))
             .collect())
     }
 }

@@ -39,7 +39,7 @@ mod error;
 mod records;
 mod tasks;
 
-pub use artifacts::{ArtifactStore, DocKind, VersionFiles};
+pub use artifacts::{ArtifactStore, DocKind, Inventory, StoredLambda, StoredObject, VersionFiles};
 pub use backend::{CasMode, S3Options, Storage, StorageConfig, open};
 pub use error::{Error, Result, UnavailableKind};
 pub use records::{LambdaRepository, ListQuery, RecoveryReport, Revision, Versioned};

@@ -1,8 +1,10 @@
-//! The version calls of the client: the list of versions and rollback.
+//! The version calls of the client: the list of versions, rollback, export and import, and the
+//! garbage collector.
 
-use super::{Client, Result};
+use super::{ACCOUNT_ID_HEADER, Client, ClientError, DEFAULT_ACCOUNT, Result};
+use bytes::Bytes;
 use lambda_core::LambdaId;
-use lambda_core::api::{RollbackRequest, RollbackResponse, VersionList};
+use lambda_core::api::{CreateResponse, GcReport, RollbackRequest, RollbackResponse, VersionList};
 
 impl Client {
     /// `GET /1/lambdas/{id}/versions`
@@ -18,5 +20,36 @@ impl Client {
                 .json(&RollbackRequest { version }),
         )
         .await
+    }
+
+    /// `GET /1/lambdas/{id}/export`: the zip of the archive and its manifest.
+    pub async fn export(&self, id: &LambdaId) -> Result<Bytes> {
+        let r = self
+            .send(self.req(reqwest::Method::GET, &format!("/1/lambdas/{id}/export")))
+            .await?;
+        let url = r.url().to_string();
+        r.bytes().await.map_err(|e| ClientError::Protocol {
+            url,
+            detail: e.to_string(),
+        })
+    }
+
+    /// `POST /1/lambdas/import`: a lambda made again from an export, for this client's account
+    /// (or [`DEFAULT_ACCOUNT`]).
+    pub async fn import(&self, export: Vec<u8>) -> Result<CreateResponse> {
+        let part = reqwest::multipart::Part::bytes(export).file_name("export.zip");
+        let mut rb = self
+            .req(reqwest::Method::POST, "/1/lambdas/import")
+            .multipart(reqwest::multipart::Form::new().part("archive", part));
+        if self.account.is_none() {
+            rb = rb.header(ACCOUNT_ID_HEADER, DEFAULT_ACCOUNT);
+        }
+        self.json(rb).await
+    }
+
+    /// `POST /1/gc[?dry_run=1]`
+    pub async fn gc(&self, dry_run: bool) -> Result<GcReport> {
+        let path = if dry_run { "/1/gc?dry_run=1" } else { "/1/gc" };
+        self.json(self.req(reqwest::Method::POST, path)).await
     }
 }

@@ -1,0 +1,237 @@
+//! The garbage collector: removes what no lambda needs any more.
+//!
+//! One pass reads every record, then lists the store once. A version stays when it is one of the
+//! lambda's newest `keep_versions` (up to its current version), its current or its running one,
+//! or newer than its current one (an update in flight stores its archive before it moves the
+//! record). Everything else of a lambda with a record goes: archive, build log, docs, records.
+//! Lambdas without a record (deleted) lose all their objects, and objects under `lambdas/` that
+//! belong to no version are orphans; both only when older than the grace (`orphan_grace_secs`),
+//! since a create in flight stores its archive before its record exists. Then the builder
+//! removes what it made that no kept version uses ([`ImageBuilder::collect`]): app folders,
+//! environments beyond the cache's size, engine images, registry manifests.
+//!
+//! The records are read before the store is listed: whatever the listing shows that the records
+//! do not explain was either deleted or made after the records were read, and the grace tells
+//! the two apart. A dry run makes the same plan and removes nothing.
+
+use super::Platform;
+use crate::error::Result;
+use futures::{StreamExt, TryStreamExt};
+use lambda_build::{InUse, KeptVersions};
+use lambda_core::api::{GcItem, GcReport, LambdaRecord};
+use lambda_core::{Artifact, LambdaId};
+use lambda_storage::{Inventory, VersionFiles};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+/// Reads of `artifact.json` in flight at once.
+const ARTIFACT_READS: usize = 16;
+
+/// What the store part of a collection removes.
+enum Step {
+    /// One version of a lambda with a record.
+    Version(LambdaId, u64),
+    /// Every object of a lambda without a record.
+    Lambda(LambdaId),
+    /// One object no record explains.
+    Object(String),
+}
+
+/// Versions of one lambda that stay (see the module docs).
+fn kept_versions(
+    rec: &LambdaRecord,
+    stored: &BTreeMap<u64, VersionFiles>,
+    keep: usize,
+) -> BTreeSet<u64> {
+    let mut kept: BTreeSet<u64> = stored
+        .keys()
+        .rev()
+        .filter(|v| **v <= rec.lambda_version)
+        .take(keep)
+        .copied()
+        .collect();
+    kept.insert(rec.lambda_version);
+    kept.extend(rec.running_version);
+    kept
+}
+
+impl Platform {
+    /// Runs one collection (one at a time), or in a dry run says what it would remove.
+    pub async fn gc(&self, dry_run: bool) -> Result<GcReport> {
+        let _one = self.inner.gc.lock().await;
+        let started = std::time::Instant::now();
+        let records = self.all_records().await?;
+        let inventory = self.inner.artifacts.inventory().await?;
+        let grace = self.inner.cfg.orphan_grace;
+        let (in_use, plan) = self.plan(&records, &inventory, grace).await?;
+        let mut removed = Vec::new();
+        for (step, item) in plan {
+            if dry_run || self.remove(&step).await {
+                removed.push(item);
+            }
+        }
+        match self.inner.builder.collect(&in_use, dry_run).await {
+            Ok(items) => removed.extend(items),
+            Err(e) => {
+                self.inner.metrics.cleanup_failed();
+                tracing::warn!(error = %e, "collecting the builder's garbage failed");
+            }
+        }
+        removed.sort();
+        let bytes = removed.iter().map(|i| i.bytes).sum();
+        tracing::info!(
+            dry_run,
+            removed = removed.len(),
+            bytes,
+            listed = inventory.listed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "garbage collection"
+        );
+        Ok(GcReport {
+            dry_run,
+            removed,
+            bytes,
+        })
+    }
+
+    /// What stays (for the builder) and what of the store goes.
+    async fn plan(
+        &self,
+        records: &[LambdaRecord],
+        inventory: &Inventory,
+        grace: Duration,
+    ) -> Result<(InUse, Vec<(Step, GcItem)>)> {
+        let keep = self.inner.cfg.keep_versions.max(1);
+        let old = |t: SystemTime| {
+            SystemTime::now()
+                .duration_since(t)
+                .is_ok_and(|age| age >= grace)
+        };
+        let mut in_use = InUse {
+            grace,
+            env_cache_max_bytes: self.inner.cfg.env_cache_max_bytes,
+            ..InUse::default()
+        };
+        let mut plan = Vec::new();
+        let mut built = Vec::new();
+        let empty = BTreeMap::new();
+        let listed: BTreeSet<LambdaId> = records.iter().map(|r| r.lambda_id).collect();
+        let unlisted = self.unlisted_records(inventory, &listed).await?;
+        for rec in records.iter().chain(&unlisted) {
+            let id = rec.lambda_id;
+            let stored = inventory.lambdas.get(&id).map_or(&empty, |l| &l.versions);
+            let kept = kept_versions(rec, stored, keep);
+            for (v, files) in stored {
+                if kept.contains(v) || *v > rec.lambda_version {
+                    if files.artifact {
+                        built.push((id, *v));
+                    }
+                    continue;
+                }
+                let what = self.inner.artifacts.version_prefix(&id, *v);
+                plan.push((Step::Version(id, *v), item("version", &what, files.bytes)));
+            }
+            in_use.lambdas.insert(
+                id,
+                KeptVersions {
+                    versions: kept,
+                    current: rec.lambda_version,
+                },
+            );
+        }
+        for (id, stored) in &inventory.lambdas {
+            if !in_use.lambdas.contains_key(id) && old(stored.newest) {
+                plan.push((
+                    Step::Lambda(*id),
+                    item(
+                        "lambda",
+                        &self.inner.artifacts.lambda_prefix(id),
+                        stored.bytes,
+                    ),
+                ));
+            }
+        }
+        for object in inventory.strays.iter().filter(|o| old(o.modified)) {
+            plan.push((
+                Step::Object(object.key.clone()),
+                item("orphan", &object.key, object.bytes),
+            ));
+        }
+        in_use.artifacts = self.kept_artifacts(built).await?;
+        Ok((in_use, plan))
+    }
+
+    /// Records of stored lambdas the list did not show: it is read from the index, which a
+    /// crash can leave behind the records until the reconciler repairs it.
+    async fn unlisted_records(
+        &self,
+        inventory: &Inventory,
+        listed: &BTreeSet<LambdaId>,
+    ) -> Result<Vec<LambdaRecord>> {
+        let mut out = Vec::new();
+        for id in inventory.lambdas.keys().filter(|id| !listed.contains(id)) {
+            match self.inner.repo.get(id).await {
+                Ok(rec) => out.push(rec.value),
+                Err(lambda_storage::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The artifacts kept versions run from.
+    async fn kept_artifacts(&self, built: Vec<(LambdaId, u64)>) -> Result<Vec<Artifact>> {
+        let artifacts = &self.inner.artifacts;
+        let found: Vec<Option<Artifact>> = futures::stream::iter(built)
+            .map(|(id, v)| async move {
+                match artifacts.get_artifact(&id, v).await {
+                    Ok(a) => Ok(Some(a)),
+                    Err(lambda_storage::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(ARTIFACT_READS)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// Carries out one step; whether it went.
+    async fn remove(&self, step: &Step) -> bool {
+        let artifacts = &self.inner.artifacts;
+        let result = match step {
+            Step::Version(id, v) => artifacts.delete_version(id, *v).await.map(drop),
+            Step::Lambda(id) => artifacts.delete_lambda(id).await.map(drop),
+            Step::Object(key) => artifacts.delete_object(key).await,
+        };
+        if let Err(e) = &result {
+            self.inner.metrics.cleanup_failed();
+            tracing::warn!(error = %e, "garbage collection: removing failed");
+        }
+        result.is_ok()
+    }
+
+    /// Collects every `every`, until shutdown.
+    pub(super) fn spawn_gc(&self, every: Duration) {
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = this.inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = this.gc(false).await {
+                    tracing::warn!(error = %e, "garbage collection failed");
+                }
+            }
+        });
+    }
+}
+
+fn item(kind: &str, what: &str, bytes: u64) -> GcItem {
+    GcItem {
+        kind: kind.to_owned(),
+        what: what.to_owned(),
+        bytes,
+    }
+}

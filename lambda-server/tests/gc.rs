@@ -1,0 +1,282 @@
+//! The garbage collector on the embedded default (a real server, its own build folder): a dry run
+//! reports exactly what the real run then removes, the data folder shrinks, and collections
+//! racing creates, updates and rollbacks lose nothing.
+
+mod common;
+
+use common::*;
+use lambda_server::PlatformConfig;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+fn returning(v: u32) -> Vec<u8> {
+    zip_of(&[(
+        "lambda_main.py",
+        &format!("async def main(request):\n    return {{'v': {v}}}\n"),
+    )])
+}
+
+async fn gc(s: &Server, dry_run: bool) -> serde_json::Value {
+    let url = format!("{}/1/gc{}", s.url, if dry_run { "?dry_run=1" } else { "" });
+    let r = reqwest::Client::new().post(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let report: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(report["dry_run"], dry_run, "{report}");
+    let sum: u64 = items(&report).iter().map(|(_, _, b)| b).sum();
+    assert_eq!(report["bytes"], sum, "{report}");
+    report
+}
+
+fn items(report: &serde_json::Value) -> BTreeSet<(String, String, u64)> {
+    report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().to_owned(),
+                i["what"].as_str().unwrap().to_owned(),
+                i["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .unwrap()
+        .flatten()
+        .map(|e| disk_usage(&e.path()))
+        .sum()
+}
+
+fn write(path: &Path, bytes: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, vec![b'x'; bytes]).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reports_exactly_what_the_real_run_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = PlatformConfig {
+        keep_versions: 2,
+        orphan_grace: Duration::ZERO,
+        env_cache_max_bytes: 0,
+        ..test_config()
+    };
+    let s = Server::start(platform(dir.path(), false, cfg).await).await;
+    let id = created_id(s.create("gc", &returning(1), None).await).await;
+    s.serving(&id, 1).await;
+    for v in 2..=4 {
+        assert_eq!(s.update(&id, &returning(v)).await.status(), 202);
+        s.serving(&id, v.into()).await;
+    }
+    // What a crash leaves: a deleted lambda's objects and app folder, an object in no version
+    // folder, an environment nothing uses, a half-made environment.
+    let store = dir.path().join("store");
+    let builds = dir.path().join("builds");
+    let gone = lambda_core::LambdaId::new();
+    write(&store.join(format!("lambdas/{gone}/v1/archive.zip")), 1000);
+    write(&store.join(format!("lambdas/{id}/stray.bin")), 10);
+    write(&builds.join(format!("apps/{gone}/v1/run.py")), 100);
+    write(&builds.join("envs/unused/.luna-lambda-env-ok"), 0);
+    write(&builds.join("envs/unused/lib/big.so"), 5000);
+    write(&builds.join("envs/half.partial-1/bin/python"), 7);
+    let used_env = std::fs::read_dir(builds.join("envs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join(".luna-lambda-env-ok").exists() && !p.ends_with("unused"))
+        .expect("the lambda's environment");
+    // The artifacts of v1 and v2 go with retention once v4 runs (not the collector's business).
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while builds.join(format!("apps/{id}/v2")).exists() {
+        assert!(std::time::Instant::now() < end, "v2's app folder stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let usage = || disk_usage(&store) + disk_usage(&builds);
+    let before = usage();
+
+    let dry = gc(&s, true).await;
+    let expected: BTreeSet<(String, String)> = [
+        ("version", format!("lambdas/{id}/v1")),
+        ("version", format!("lambdas/{id}/v2")),
+        ("lambda", format!("lambdas/{gone}")),
+        ("orphan", format!("lambdas/{id}/stray.bin")),
+        (
+            "app",
+            builds.join(format!("apps/{gone}/v1")).display().to_string(),
+        ),
+        ("env", builds.join("envs/unused").display().to_string()),
+        (
+            "env",
+            builds.join("envs/half.partial-1").display().to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, w)| (k.to_owned(), w))
+    .collect();
+    let got: BTreeSet<(String, String)> = items(&dry).into_iter().map(|(k, w, _)| (k, w)).collect();
+    assert_eq!(got, expected, "{dry:#}");
+    assert!(items(&dry).contains(&(
+        "env".into(),
+        builds.join("envs/unused").display().to_string(),
+        5000
+    )));
+    assert_eq!(usage(), before, "a dry run removes nothing");
+    assert_eq!(s.invoke(&id, serde_json::json!({})).await.1["v"], 4);
+
+    let real = gc(&s, false).await;
+    assert_eq!(items(&real), items(&dry), "{real:#}");
+    assert_eq!(real["bytes"], dry["bytes"]);
+    let after = usage();
+    assert!(
+        before - after >= real["bytes"].as_u64().unwrap(),
+        "the data folder shrank by {} bytes; the report says {}",
+        before - after,
+        real["bytes"]
+    );
+    assert!(!builds.join("envs/unused").exists());
+    assert!(used_env.exists(), "the running version's environment stays");
+    assert!(!store.join(format!("lambdas/{gone}")).exists());
+
+    // The lambda is untouched: it answers, its kept versions are listed, the collected ones
+    // are gone for a rollback.
+    assert_eq!(s.invoke(&id, serde_json::json!({})).await.1["v"], 4);
+    let (_, list) = get_json(&format!("{}/1/lambdas/{id}/versions", s.url)).await;
+    let listed: Vec<u64> = list["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, vec![3, 4], "{list}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/1/lambdas/{id}/rollback", s.url))
+        .json(&serde_json::json!({"version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error_code"],
+        42012
+    );
+    // Back to the kept v3 works with no build.
+    let r = reqwest::Client::new()
+        .post(format!("{}/1/lambdas/{id}/rollback", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    s.serving(&id, 5).await;
+    assert_eq!(s.invoke(&id, serde_json::json!({})).await.1["v"], 3);
+
+    let bad = reqwest::Client::new()
+        .post(format!("{}/1/gc?dry_run=maybe", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    assert_eq!(s.delete(&id).await.status(), 204);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_racing_creates_updates_and_rollbacks_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = PlatformConfig {
+        keep_versions: 2,
+        // Creates in flight are protected by the grace alone; everything else by the records.
+        orphan_grace: Duration::from_secs(60),
+        env_cache_max_bytes: 0,
+        ..test_config()
+    };
+    let s = Server::start(platform(dir.path(), false, cfg).await).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let collector = {
+        let (url, stop) = (s.url.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut runs = 0u32;
+            let mut removed = 0usize;
+            while !stop.is_cancelled() {
+                let r = reqwest::Client::new()
+                    .post(format!("{url}/1/gc"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let report: serde_json::Value = r.json().await.unwrap();
+                removed += report["removed"].as_array().unwrap().len();
+                runs += 1;
+            }
+            (runs, removed)
+        })
+    };
+    let work = (0..3).map(|n| {
+        let s = &s;
+        async move {
+            let id = created_id(
+                s.create(&format!("race-{n}"), &returning(100 * n + 1), None)
+                    .await,
+            )
+            .await;
+            s.serving(&id, 1).await;
+            for v in 2..=4 {
+                assert_eq!(s.update(&id, &returning(100 * n + v)).await.status(), 202);
+                s.serving(&id, v.into()).await;
+                assert_eq!(
+                    s.invoke(&id, serde_json::json!({})).await.1["v"],
+                    100 * n + v
+                );
+            }
+            let r = reqwest::Client::new()
+                .post(format!("{}/1/lambdas/{id}/rollback", s.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+            s.serving(&id, 5).await;
+            assert_eq!(
+                s.invoke(&id, serde_json::json!({})).await.1["v"],
+                100 * n + 3
+            );
+            id
+        }
+    });
+    let ids = futures::future::join_all(work).await;
+    stop.cancel();
+    let (runs, removed) = collector.await.unwrap();
+    assert!(runs >= 3, "only {runs} collections ran during the work");
+    assert!(removed > 0, "the collections removed nothing");
+    // After the race, and after one more collection: every lambda answers, and its kept
+    // versions (v4, v5) are whole.
+    gc(&s, false).await;
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(
+            s.invoke(id, serde_json::json!({})).await.1["v"],
+            100 * n as u32 + 3
+        );
+        let (_, list) = get_json(&format!("{}/1/lambdas/{id}/versions", s.url)).await;
+        let kept: Vec<(u64, bool)> = list["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| (v["version"].as_u64().unwrap(), v["artifact_exists"] == true))
+            .collect();
+        assert_eq!(kept, vec![(4, true), (5, true)], "{list}");
+        let app = list["versions"][1]["artifact"]["app_dir"].as_str().unwrap();
+        assert!(Path::new(app).join("run.py").exists(), "{app}");
+        // A restart re-adopts the same lambda.
+        assert_eq!(s.delete(id).await.status(), 204);
+    }
+    s.stop().await;
+}
