@@ -371,7 +371,7 @@ pub enum ConfigError {
     Startup(String),
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 9] = [
     "local",
     "storage",
     "s3",
@@ -379,6 +379,8 @@ const SECTIONS: [&str; 7] = [
     "orchestrator",
     "limits",
     "tasks",
+    "retention",
+    "gc",
 ];
 const ENV_PREFIX: &str = "LUNA_LAMBDA_";
 /// Variables with the prefix that are not settings: the config file's path, the log filter and
@@ -787,6 +789,25 @@ mod tests {
         assert!(c.s3.allow_http);
         assert_eq!(c.lambda_insecure_registries, vec!["a:5000", "b:5000"]);
         assert_eq!(c.limits.max_ratio, 200, "defaults fill the rest");
+    }
+
+    #[test]
+    fn every_section_takes_environment_overrides() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("LUNA_LAMBDA_RETENTION_KEEP_VERSIONS", "2"),
+                ("LUNA_LAMBDA_GC_INTERVAL_SECS", "0"),
+                ("LUNA_LAMBDA_BUILDER_ENV_CACHE_MAX_BYTES", "1000"),
+                ("LUNA_LAMBDA_ORPHAN_GRACE_SECS", "60"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.retention.keep_versions, 2);
+        assert_eq!(c.gc.interval_secs, 0);
+        assert_eq!(c.builder.env_cache_max_bytes, 1000);
+        assert_eq!(c.orphan_grace_secs, 60);
+        assert_eq!(Config::default().gc.interval_secs, 3600);
     }
 
     #[test]

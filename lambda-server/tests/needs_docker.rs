@@ -112,3 +112,121 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
     tasks_sum_on_two_replicas(&s).await;
     s.stop().await;
 }
+
+/// The tags of a lambda's repository in the test registry.
+async fn registry_tags(id: &str) -> Vec<String> {
+    let registry = it_env("LAMBDA_IT_REGISTRY");
+    let r = reqwest::get(format!("http://{registry}/v2/luna-lambda/{id}/tags/list"))
+        .await
+        .unwrap();
+    if r.status() == 404 {
+        return Vec::new();
+    }
+    let body: serde_json::Value = r.json().await.unwrap();
+    let mut tags: Vec<String> = body["tags"]
+        .as_array()
+        .map(|t| t.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    tags.sort();
+    tags
+}
+
+/// Lowering `keep_versions` and collecting: the dry run names the old version's stored objects,
+/// engine image and registry manifest; the real run removes exactly those, and the registry
+/// shrinks, while the kept version keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_images_and_manifests_of_versions_beyond_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = format!("gc-{}", uuid::Uuid::new_v4());
+    let vars = |keep: &str| -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = docker_builder_vars().into_iter().collect();
+        vars.extend(
+            [
+                ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "docker"),
+                ("LUNA_LAMBDA_ORCHESTRATOR_INSTANCE", instance.as_str()),
+                ("LUNA_LAMBDA_RETENTION_KEEP_VERSIONS", keep),
+                ("LUNA_LAMBDA_GC_INTERVAL_SECS", "0"),
+                // Other suites' images on the shared engine and registry are young: left alone.
+                ("LUNA_LAMBDA_ORPHAN_GRACE_SECS", "3600"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        vars
+    };
+    let start = |keep: &'static str| {
+        let vars = vars(keep);
+        let dir = dir.path().to_path_buf();
+        async move {
+            let cfg = lambda_server::Config::load(None, &vars).unwrap();
+            Server::start(cfg.platform(&dir, &vars).await.unwrap()).await
+        }
+    };
+    let returning = |v: u32| {
+        zip_of(&[(
+            "lambda_main.py",
+            &format!("async def main(request):\n    return {{'v': {v}}}\n"),
+        )])
+    };
+    let s = start("5").await;
+    let id = created_id(s.create("gc-docker", &returning(1), None).await).await;
+    s.serving(&id, 1).await;
+    assert_eq!(s.update(&id, &returning(2)).await.status(), 202);
+    s.serving(&id, 2).await;
+    assert_eq!(registry_tags(&id).await, vec!["v1", "v2"]);
+    s.stop().await;
+
+    // The platform team lowers retention to one version.
+    let s = start("1").await;
+    s.answers(&id, "v2 after the restart", |b| b["v"] == 2)
+        .await;
+    let registry = it_env("LAMBDA_IT_REGISTRY");
+    let post = |dry: bool| {
+        let url = format!("{}/1/gc{}", s.url, if dry { "?dry_run=1" } else { "" });
+        async move {
+            let r = reqwest::Client::new().post(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let dry = post(true).await;
+    let ours = |report: &serde_json::Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = report["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["what"].as_str().unwrap().contains(&id))
+            .map(|i| {
+                let what = i["what"].as_str().unwrap();
+                // A manifest is named with its digest; the tag is what the test knows.
+                let what = what.split('@').next().unwrap().to_owned();
+                (i["kind"].as_str().unwrap().to_owned(), what)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let image = format!("{registry}/luna-lambda/{id}:v1");
+    assert_eq!(
+        ours(&dry),
+        vec![
+            ("image".to_owned(), image.clone()),
+            ("manifest".to_owned(), image.clone()),
+            ("version".to_owned(), format!("lambdas/{id}/v1")),
+        ],
+        "{dry:#}"
+    );
+    assert_eq!(
+        registry_tags(&id).await,
+        vec!["v1", "v2"],
+        "a dry run removes nothing"
+    );
+    let real = post(false).await;
+    assert_eq!(ours(&real), ours(&dry), "{real:#}");
+    assert_eq!(registry_tags(&id).await, vec!["v2"], "the registry shrank");
+    s.answers(&id, "v2 after the collection", |b| b["v"] == 2)
+        .await;
+    assert!(ours(&post(true).await).is_empty());
+    assert_eq!(s.delete(&id).await.status(), 204);
+    assert!(registry_tags(&id).await.is_empty());
+    s.stop().await;
+}
