@@ -379,10 +379,18 @@ impl ImageBuilder for DockerBuilder {
         crate::bounded(req.timeout, &cancel, &log, self.build_inner(&req, &log)).await
     }
 
-    async fn remove(&self, _lambda_id: &LambdaId, artifact: &Artifact) -> Result<()> {
+    async fn remove(&self, lambda_id: &LambdaId, artifact: &Artifact) -> Result<()> {
         let Artifact::Image { reference, digest } = artifact else {
             return Ok(());
         };
+        // Only images this builder made for this lambda: an imported image is its owner's.
+        let ours = gc::parse_image_ref(reference).is_some_and(|(owner, v)| {
+            owner == *lambda_id
+                && *reference == lambda_image_ref(self.cfg.registry.as_deref(), lambda_id, v)
+        });
+        if !ours {
+            return Ok(());
+        }
         let mut problems = Vec::new();
         if let Err(e) = self.remove_image(reference).await {
             problems.push(e);

@@ -102,6 +102,7 @@ fn record(i: usize, alive: bool) -> LambdaRecord {
             sha256: "0".repeat(64),
         },
         has_docs: false,
+        import_image: None,
     }
 }
 

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     Validation,
     /// 42006 / 409: update failed or not allowed now.
     UpdateNotAllowed,
+    /// 42011 / 409: the lambda runs an imported image and cannot be updated with an archive.
+    ImportedImage,
     /// 42012 / 410: the stored archive is gone.
     ArchiveGone,
     /// 42013 / 503: the lambda is not running.
@@ -80,6 +82,7 @@ impl ErrorCode {
             Self::NotATasksLambda => 42022,
             Self::TaskFinished => 42023,
             Self::NotExportable => 42016,
+            Self::ImportedImage => 42011,
             Self::BadJson => 12001,
             Self::BadContentType => 12002,
             Self::BodyTooLarge => 12003,
@@ -99,7 +102,8 @@ impl ErrorCode {
             | Self::UpdateNotAllowed
             | Self::SwitchedOff
             | Self::TaskFinished
-            | Self::NotExportable => 409,
+            | Self::NotExportable
+            | Self::ImportedImage => 409,
             Self::UserException | Self::Internal => 500,
             Self::Validation
             | Self::BadJson
@@ -131,6 +135,7 @@ impl ErrorCode {
             Self::NotATasksLambda => "Lambda is not a tasks lambda",
             Self::TaskFinished => "Task is finished",
             Self::NotExportable => "Lambda isn't running and cannot be exported",
+            Self::ImportedImage => "Lambda update conflict: it uses an imported image",
             Self::BadJson => "Bad JSON",
             Self::BadContentType => "Bad content type",
             Self::BodyTooLarge => "Request body too large",
@@ -143,12 +148,13 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         Self::LambdaNotFound,
         Self::NameConflict,
         Self::UserException,
         Self::Validation,
         Self::UpdateNotAllowed,
+        Self::ImportedImage,
         Self::ArchiveGone,
         Self::NotRunning,
         Self::SwitchedOff,
@@ -271,6 +277,25 @@ pub struct LambdaRecord {
     pub archive: ArchiveInfo,
     /// The archive has docs.
     pub has_docs: bool,
+    /// The image it was created from (`import_image`): no archive, no build; such a lambda
+    /// cannot be updated (42011).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_image: Option<String>,
+}
+
+/// `POST /1/lambdas` with `Content-Type: application/json`: a lambda from an image built
+/// elsewhere, with no archive and no build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportImageRequest {
+    /// `{"lambda_name", "lambda_type"}`, as in the multipart create.
+    pub credentials: serde_json::Value,
+    /// The parameters, as in the multipart create.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
+    /// The image: a reference in a registry the platform's engine or cluster can pull from;
+    /// it must serve the runtime contract (`/healthcheck`, `/main`, ...).
+    pub import_image: String,
 }
 
 /// `201` answer of create.
@@ -697,6 +722,7 @@ mod tests {
                 sha256: "ab".into(),
             },
             has_docs: false,
+            import_image: None,
         };
         let json = serde_json::to_value(&rec).unwrap();
         assert_eq!(json["create_time"], "2026-11-29T10:00:00Z");

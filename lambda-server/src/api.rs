@@ -697,12 +697,61 @@ fn parse_credentials(raw: &Bytes, report: &mut ValidationReport) -> Result<Optio
     }))
 }
 
+/// `POST /1/lambdas`: multipart (an archive), or JSON with `import_image` (an image built
+/// elsewhere).
 async fn create(
     State(s): State<AppState>,
     Account(account): Account,
-    mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    req: Request,
 ) -> Result<Response> {
     let account = Account(account).required("create a lambda")?;
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return create_from_image(s, account, req).await;
+    }
+    let mp = <Multipart as axum::extract::FromRequest<AppState>>::from_request(req, &s).await;
+    create_from_archive(s, account, mp).await
+}
+
+/// `POST /1/lambdas` with `{"credentials", "parameters", "import_image"}`: no archive, no build.
+async fn create_from_image(s: AppState, account: uuid::Uuid, req: Request) -> Result<Response> {
+    let body = axum::body::to_bytes(req.into_body(), 1024 * 1024)
+        .await
+        .map_err(|e| {
+            Error::BadRequest(ErrorCode::BodyTooLarge, format!("reading the body: {e}"))
+        })?;
+    let body: lambda_core::api::ImportImageRequest =
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::BadRequest(
+                ErrorCode::BadJson,
+                format!(
+                    "a JSON create is {{\"credentials\": {{\"lambda_name\", \"lambda_type\"}}, \"parameters\": {{...}}, \"import_image\": \"<image reference>\"}}: {e}"
+                ),
+            )
+        })?;
+    let raw_creds = Bytes::from(body.credentials.to_string());
+    let mut report = ValidationReport::default();
+    let Some(creds) = parse_credentials(&raw_creds, &mut report)? else {
+        return Err(Error::Invalid(report));
+    };
+    let params = body.parameters.map(|p| Bytes::from(p.to_string()));
+    let id = s
+        .platform
+        .create_from_image(account, creds, params, body.import_image)
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreateResponse { lambda_id: id })).into_response())
+}
+
+/// `POST /1/lambdas` with a multipart body: the archive, credentials and parameters.
+async fn create_from_archive(
+    s: AppState,
+    account: uuid::Uuid,
+    mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response> {
     let parts = read_parts(mp, s.platform.config().limits.max_archive_bytes).await?;
     let archive = parts.archive.ok_or_else(|| {
         Error::BadRequest(

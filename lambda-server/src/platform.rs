@@ -471,23 +471,32 @@ impl Platform {
             parameters: params,
             archive: info,
             has_docs: validated.has_docs,
+            import_image: None,
         };
+        self.insert_record(rec, false).await?;
+        self.spawn_job(id, 1);
+        Ok(id)
+    }
+
+    /// Writes a new lambda's record (its objects are stored already: they are removed when
+    /// the record cannot be written) and notes its first version; `built`: it needs no build.
+    async fn insert_record(&self, rec: LambdaRecord, built: bool) -> Result<()> {
+        let id = rec.lambda_id;
         match self.inner.repo.create(rec).await {
             Ok(v) => {
                 self.cache(&v.value);
-                self.note_version(&v.value, None, false).await;
+                self.note_version(&v.value, None, built).await;
+                Ok(())
             }
             Err(lambda_storage::Error::Conflict { what }) => {
                 let _ = self.inner.artifacts.delete_lambda(&id).await;
-                return Err(Error::NameConflict(what));
+                Err(Error::NameConflict(what))
             }
             Err(e) => {
                 let _ = self.inner.artifacts.delete_lambda(&id).await;
-                return Err(e.into());
+                Err(e.into())
             }
         }
-        self.spawn_job(id, 1);
-        Ok(id)
     }
 
     /// A record, checked against the caller's account when one is given.
@@ -527,6 +536,14 @@ impl Platform {
         archive: Option<Bytes>,
     ) -> Result<u64> {
         let current = self.get(id, account).await?;
+        if let Some(image) = &current.import_image {
+            return Err(Error::BadRequest(
+                lambda_core::api::ErrorCode::ImportedImage,
+                format!(
+                    "Lambda update conflict. Lambda '{id}' cannot be updated, since it uses imported image {image}; create a new lambda instead"
+                ),
+            ));
+        }
         if let Some(c) = &credentials
             && c.lambda_name != current.lambda_name
         {

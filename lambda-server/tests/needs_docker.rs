@@ -230,3 +230,106 @@ async fn gc_removes_images_and_manifests_of_versions_beyond_retention() {
     assert!(registry_tags(&id).await.is_empty());
     s.stop().await;
 }
+
+async fn create_json(s: &Server, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/1/lambdas", s.url))
+        .header("Luna-Account-Id", ACCOUNT)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// `import_image`: a lambda from an image built elsewhere (here: another lambda's, by the
+/// reference `GET /1/lambdas/{id}/image` gives) runs with no build and answers the same; an
+/// archive update of it is 409/42011; its deletion leaves the image to its owner; an image that
+/// does not serve the runtime contract ends terminated with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_image_runs_without_a_build_and_cannot_be_updated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars: HashMap<String, String> = docker_builder_vars().into_iter().collect();
+    vars.extend(
+        [
+            ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "docker".to_owned()),
+            (
+                "LUNA_LAMBDA_ORCHESTRATOR_INSTANCE",
+                format!("import-{}", uuid::Uuid::new_v4()),
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let cfg = lambda_server::Config::load(None, &vars).unwrap();
+    let s = Server::start(cfg.platform(dir.path(), &vars).await.unwrap()).await;
+    let code = "async def main(request):\n    return {'imported': True}\n";
+    let source = created_id(
+        s.create("image-source", &zip_of(&[("lambda_main.py", code)]), None)
+            .await,
+    )
+    .await;
+    s.serving(&source, 1).await;
+    let (_, image) = get_json(&format!("{}/1/lambdas/{source}/image", s.url)).await;
+    let reference = image["reference"].as_str().unwrap().to_owned();
+
+    let (status, created) = create_json(
+        &s,
+        serde_json::json!({
+            "credentials": {"lambda_name": "imported", "lambda_type": "standalone"},
+            "parameters": {"deploy_parameters": {"pod_count": 1}},
+            "import_image": reference,
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["lambda_id"].as_str().unwrap().to_owned();
+    let rec = s.serving(&id, 1).await;
+    assert_eq!(rec["import_image"], reference.as_str());
+    assert_eq!(
+        s.invoke(&id, serde_json::json!({})).await.1["imported"],
+        true
+    );
+    let log = s.build_log(&id).await;
+    assert!(
+        log.contains("imported image") && !log.contains("docker build"),
+        "{log}"
+    );
+
+    let r = s.update(&id, &zip_of(&[("lambda_main.py", code)])).await;
+    assert_eq!(r.status(), 409);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], 42011, "{body}");
+
+    // Deleting the imported lambda leaves the image to the lambda that made it.
+    assert_eq!(s.delete(&id).await.status(), 204);
+    assert!(registry_tags(&source).await.contains(&"v1".to_owned()));
+    assert_eq!(
+        s.invoke(&source, serde_json::json!({})).await.1["imported"],
+        true
+    );
+
+    // The base image does not serve the runtime contract: the deploy's probe says so.
+    let base = format!(
+        "{}/lpa-lambda-base:{}",
+        it_env("LAMBDA_IT_REGISTRY"),
+        it_env("LAMBDA_IT_BASE_TAG")
+    );
+    let (status, created) = create_json(
+        &s,
+        serde_json::json!({
+            "credentials": {"lambda_name": "not-a-lambda"},
+            "import_image": base,
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let bad = created["lambda_id"].as_str().unwrap().to_owned();
+    let rec = s.wait_for(&bad, "terminated", "completed").await;
+    assert!(
+        rec["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{rec}"
+    );
+    assert_eq!(s.delete(&bad).await.status(), 204);
+    assert_eq!(s.delete(&source).await.status(), 204);
+    s.stop().await;
+}

@@ -83,6 +83,7 @@ fn running_record() -> LambdaRecord {
             sha256: "0".repeat(64),
         },
         has_docs: false,
+        import_image: None,
     }
 }
 

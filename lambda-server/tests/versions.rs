@@ -290,3 +290,78 @@ async fn an_export_is_imported_on_another_server_and_a_tampered_one_refused() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `import_image` needs an orchestrator that runs images; bad bodies and references are refused
+/// with what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_image_is_refused_clearly_where_it_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(platform(dir.path(), true, test_config()).await).await;
+    let post = |body: String| {
+        let url = format!("{}/1/lambdas", s.url);
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("Luna-Account-Id", ACCOUNT)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let creds = r#"{"lambda_name": "img", "lambda_type": "standalone"}"#;
+    for (body, status, code, needle) in [
+        (
+            format!(r#"{{"credentials": {creds}, "import_image": "registry.example/team/app:1"}}"#),
+            400,
+            42005,
+            "local processes",
+        ),
+        (
+            format!(r#"{{"credentials": {creds}, "import_image": "no spaces please"}}"#),
+            400,
+            42005,
+            "character ' '",
+        ),
+        (
+            format!(r#"{{"credentials": {creds}, "import_image": ""}}"#),
+            400,
+            42005,
+            "empty",
+        ),
+        (
+            format!(r#"{{"credentials": {creds}}}"#),
+            400,
+            12001,
+            "import_image",
+        ),
+        (
+            format!(r#"{{"credentials": {creds}, "import_image": "a:1", "archive": 1}}"#),
+            400,
+            12001,
+            "unknown field",
+        ),
+        (
+            r#"{"credentials": {"lambda_name": "Bad Name"}, "import_image": "a:1"}"#.to_owned(),
+            400,
+            42005,
+            "lambda_name",
+        ),
+    ] {
+        let (got, answer) = post(body.clone()).await;
+        assert_eq!(
+            (got, answer["error_code"].as_u64()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+        assert!(answer.to_string().contains(needle), "{body}: {answer}");
+    }
+    let (_, list) = get_json(&format!("{}/1/lambdas", s.url)).await;
+    assert_eq!(list["count"], 0, "nothing was created: {list}");
+    s.stop().await;
+}

@@ -33,6 +33,7 @@ fn record(account: uuid::Uuid, i: usize) -> LambdaRecord {
             sha256: "0".repeat(64),
         },
         has_docs: false,
+        import_image: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Export and import of a lambda: a zip of its current archive and a manifest (name, type,
 //! parameters, version, sha256), made again on this or another platform by an import that
-//! validates it like any upload; and the image a lambda runs, for use elsewhere.
+//! validates it like any upload; the image a lambda runs, for use elsewhere; and a lambda made
+//! from an image built elsewhere (`import_image`: no archive, no build).
 
 use super::Platform;
 use crate::error::{Error, Result};
@@ -22,7 +23,106 @@ fn tampered(what: impl std::fmt::Display) -> Error {
     )
 }
 
+/// Longest image reference taken by `import_image`.
+const MAX_IMAGE_REF: usize = 512;
+
+/// Checks an image reference's shape (`[registry/]name[:tag][@digest]`): the engine or the
+/// cluster says at deploy whether it can be pulled.
+fn check_image_ref(reference: &str) -> std::result::Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+    if reference.is_empty() {
+        return Err("import_image is empty".into());
+    }
+    if reference.len() > MAX_IMAGE_REF {
+        return Err(format!(
+            "import_image is {} characters long; at most {MAX_IMAGE_REF}",
+            reference.len()
+        ));
+    }
+    if let Some(c) = reference.chars().find(|c| !ok_char(*c)) {
+        return Err(format!(
+            "import_image {reference:?} has the character {c:?}; an image reference is [registry/]name[:tag][@sha256:digest]"
+        ));
+    }
+    if reference.starts_with(['/', ':', '@', '.', '-']) || reference.ends_with(['/', ':', '@']) {
+        return Err(format!(
+            "import_image {reference:?} is not an image reference ([registry/]name[:tag][@sha256:digest])"
+        ));
+    }
+    Ok(())
+}
+
 impl Platform {
+    /// Makes a lambda from an image built elsewhere: no archive, no build. Its one version's
+    /// artifact is the image; the deploy pulls it and waits for its `/healthcheck`, so an
+    /// image that does not serve the runtime contract ends as a terminated lambda with the
+    /// reason. Needs an orchestrator that runs images.
+    pub async fn create_from_image(
+        &self,
+        account_id: uuid::Uuid,
+        credentials: Credentials,
+        parameters: Option<Bytes>,
+        image: String,
+    ) -> Result<LambdaId> {
+        let problem = |path: &str, msg: String| {
+            let mut report = lambda_core::ValidationReport::default();
+            report.push(lambda_core::Problem::error(path, path, msg));
+            Error::Invalid(report)
+        };
+        check_image_ref(&image).map_err(|m| problem("import_image", m))?;
+        if self.inner.orchestrator.kind() == "local" {
+            return Err(problem(
+                "import_image",
+                "this server runs lambdas as local processes ([orchestrator] kind = \"local\"), which cannot run an image; import_image needs kind = \"docker\" or \"kubernetes\"".into(),
+            ));
+        }
+        let params = match parameters {
+            Some(p) => lambda_core::Parameters::parse_for(&p, Some(self.inner.cfg.base_os))
+                .map_err(Error::Invalid)?,
+            None => lambda_core::Parameters::default(),
+        };
+        let id = LambdaId::new();
+        let artifact = Artifact::Image {
+            reference: image.clone(),
+            digest: None,
+        };
+        let log = format!("==> lambda {id} v1: made from the imported image {image}; no build\n");
+        let stored = async {
+            self.inner.artifacts.put_artifact(&id, 1, &artifact).await?;
+            self.inner.artifacts.put_build_log(&id, 1, log.into()).await
+        };
+        if let Err(e) = stored.await {
+            let _ = self.inner.artifacts.delete_lambda(&id).await;
+            return Err(e.into());
+        }
+        let t = super::now();
+        let rec = lambda_core::api::LambdaRecord {
+            lambda_id: id,
+            lambda_name: credentials.lambda_name,
+            lambda_type: credentials.lambda_type,
+            account_id,
+            description: params.description.clone(),
+            create_time: t,
+            last_update_time: t,
+            lambda_version: 1,
+            image_status: lambda_core::ImageStatus::Completed,
+            status: LambdaStatus::Waiting,
+            reason: None,
+            alive: true,
+            running_version: None,
+            parameters: params,
+            archive: ArchiveInfo {
+                size: 0,
+                sha256: String::new(),
+            },
+            has_docs: false,
+            import_image: Some(image),
+        };
+        self.insert_record(rec, true).await?;
+        self.spawn_job(id, 1);
+        Ok(id)
+    }
+
     /// The image the lambda runs, for use elsewhere (409/42016 when it is not running, or runs
     /// from a local environment instead of an image).
     pub async fn image(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<ImageExport> {

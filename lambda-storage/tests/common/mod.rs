@@ -30,6 +30,7 @@ pub fn record(account: uuid::Uuid, name: &str) -> LambdaRecord {
             sha256: String::new(),
         },
         has_docs: false,
+        import_image: None,
     }
 }
 
