@@ -365,3 +365,72 @@ async fn import_image_is_refused_clearly_where_it_cannot_run() {
     assert_eq!(list["count"], 0, "nothing was created: {list}");
     s.stop().await;
 }
+
+/// Requests keep flowing through a rollback: none fails, and the answers move from the new
+/// version to the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_under_load_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(platform(dir.path(), true, test_config()).await).await;
+    let id = created_id(s.create("rollback-load", &returning(1), None).await).await;
+    s.serving(&id, 1).await;
+    assert_eq!(s.update(&id, &returning(2)).await.status(), 202);
+    s.serving(&id, 2).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stop) = (format!("{}/1/lambdas/{id}/proxy/main", s.url), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let (mut answers, mut failures) = (Vec::new(), Vec::new());
+                while !stop.is_cancelled() {
+                    match http.post(&url).json(&serde_json::json!({})).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            let body: serde_json::Value = r.json().await.unwrap();
+                            answers.push(body["v"].as_u64().unwrap());
+                        }
+                        Ok(r) => {
+                            failures.push(format!("{}: {}", r.status(), r.text().await.unwrap()))
+                        }
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                (answers, failures)
+            })
+        })
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("{}/1/lambdas/{id}/rollback", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    s.serving(&id, 3).await;
+    s.answers(&id, "v1 after the rollback", |b| b["v"] == 1)
+        .await;
+    stop.cancel();
+    let (mut answers, mut failures) = (Vec::new(), Vec::new());
+    for task in load {
+        let (a, f) = task.await.unwrap();
+        answers.extend(a);
+        failures.extend(f);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        answers.contains(&2) && answers.contains(&1),
+        "{} answers",
+        answers.len()
+    );
+    println!(
+        "{} requests during the rollback, none failed",
+        answers.len()
+    );
+    assert_eq!(s.delete(&id).await.status(), 204);
+    s.stop().await;
+}
