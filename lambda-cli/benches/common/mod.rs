@@ -212,6 +212,11 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(data: &Path) -> Server {
+        Self::start_with(data, &[])
+    }
+
+    /// With extra environment settings (e.g. the Docker builder's).
+    pub(crate) fn start_with(data: &Path, env: &[(String, String)]) -> Server {
         let port = free_port();
         let path = format!(
             "{}:{}",
@@ -228,6 +233,7 @@ impl Server {
             .arg(data)
             .env("PATH", path)
             .env("LUNA_LAMBDA_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
