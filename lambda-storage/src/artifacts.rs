@@ -9,7 +9,7 @@ use lambda_core::api::{ArchiveInfo, VersionRecord};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,6 +85,8 @@ pub struct Inventory {
 pub struct StoredLambda {
     /// Its versions.
     pub versions: BTreeMap<u64, VersionFiles>,
+    /// The keys of each version's objects.
+    pub keys: BTreeMap<u64, Vec<String>>,
     /// Bytes of all its objects.
     pub bytes: u64,
     /// When its newest object was written.
@@ -424,6 +426,7 @@ impl ArtifactStore {
             };
             let lambda = out.lambdas.entry(id).or_insert_with(|| StoredLambda {
                 versions: BTreeMap::new(),
+                keys: BTreeMap::new(),
                 bytes: 0,
                 newest: modified,
             });
@@ -434,20 +437,33 @@ impl ArtifactStore {
                 .entry(v)
                 .or_default()
                 .note(parts.next().as_ref(), m.size);
+            lambda
+                .keys
+                .entry(v)
+                .or_default()
+                .push(m.location.to_string());
         }
         Ok(out)
     }
 
-    /// Deletes one object by its full key (an orphan the collector found).
-    pub async fn delete_object(&self, key: &str) -> Result<()> {
-        let path = Path::parse(key).map_err(|e| Error::Corrupt {
-            path: key.to_owned(),
-            detail: e.to_string(),
-        })?;
-        match self.inner.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::backend(&path, e)),
+    /// Deletes objects by their full keys, in bulk where the backend can (the collector's
+    /// removals, keys from [`ArtifactStore::inventory`]). Returns the keys that are gone (missing
+    /// ones count) and the failures.
+    pub async fn delete_keys(&self, keys: &[String]) -> (BTreeSet<String>, Vec<Error>) {
+        let mut paths = Vec::with_capacity(keys.len());
+        let mut failed = Vec::new();
+        for key in keys {
+            match Path::parse(key) {
+                Ok(p) => paths.push(p),
+                Err(e) => failed.push(Error::Corrupt {
+                    path: key.clone(),
+                    detail: e.to_string(),
+                }),
+            }
         }
+        let (deleted, errors) = self.inner.delete_many(paths).await;
+        failed.extend(errors);
+        (deleted.iter().map(|p| p.to_string()).collect(), failed)
     }
 
     /// Copies a version's archive and docs to a new version (a rollback's new version).

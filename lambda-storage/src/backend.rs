@@ -170,13 +170,36 @@ impl Inner {
     /// Deletes every object under `prefix`; returns how many there were.
     pub(crate) async fn delete_prefix(&self, prefix: Path) -> Result<usize> {
         let metas = self.list_all(&prefix).await?;
-        for m in &metas {
-            match self.store.delete(&m.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::backend(&m.location, e)),
+        let n = metas.len();
+        let (_, failed) = self
+            .delete_many(metas.into_iter().map(|m| m.location).collect())
+            .await;
+        match failed.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    /// Deletes many objects, in bulk where the backend can (S3 `DeleteObjects`, 1,000 keys a
+    /// request); missing objects count as deleted. Returns the deleted keys and the failures.
+    pub(crate) async fn delete_many(&self, paths: Vec<Path>) -> (Vec<Path>, Vec<Error>) {
+        use futures::StreamExt;
+        let wanted: std::collections::HashSet<Path> = paths.iter().cloned().collect();
+        let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let results: Vec<object_store::Result<Path>> =
+            self.store.delete_stream(input).collect().await;
+        let (mut deleted, mut failed) = (Vec::new(), Vec::new());
+        for r in results {
+            match r {
+                Ok(p) => deleted.push(p),
+                Err(object_store::Error::NotFound { path, .. }) => match Path::parse(&path) {
+                    Ok(p) if wanted.contains(&p) => deleted.push(p),
+                    _ => {}
+                },
+                Err(e) => failed.push(Error::backend(&self.prefix, e)),
             }
         }
-        Ok(metas.len())
+        (deleted, failed)
     }
 
     pub(crate) fn key(&self, parts: &[&str]) -> Path {

@@ -27,15 +27,8 @@ use std::time::{Duration, SystemTime};
 /// Reads of `artifact.json` in flight at once.
 const ARTIFACT_READS: usize = 16;
 
-/// What the store part of a collection removes.
-enum Step {
-    /// One version of a lambda with a record.
-    Version(LambdaId, u64),
-    /// Every object of a lambda without a record.
-    Lambda(LambdaId),
-    /// One object no record explains.
-    Object(String),
-}
+/// What the store part of a collection removes: the keys of one report item.
+type Step = Vec<String>;
 
 /// Versions of one lambda that stay (see the module docs).
 fn kept_versions(
@@ -64,12 +57,11 @@ impl Platform {
         let inventory = self.inner.artifacts.inventory().await?;
         let grace = self.inner.cfg.orphan_grace;
         let (in_use, plan) = self.plan(&records, &inventory, grace).await?;
-        let mut removed = Vec::new();
-        for (step, item) in plan {
-            if dry_run || self.remove(&step).await {
-                removed.push(item);
-            }
-        }
+        let mut removed = if dry_run {
+            plan.into_iter().map(|(_, item)| item).collect()
+        } else {
+            self.remove(plan).await
+        };
         match self.inner.builder.collect(&in_use, dry_run).await {
             Ok(items) => removed.extend(items),
             Err(e) => {
@@ -129,7 +121,8 @@ impl Platform {
                     continue;
                 }
                 let what = self.inner.artifacts.version_prefix(&id, *v);
-                plan.push((Step::Version(id, *v), item("version", &what, files.bytes)));
+                let keys = inventory.lambdas[&id].keys[v].clone();
+                plan.push((keys, item("version", &what, files.bytes)));
             }
             in_use.lambdas.insert(
                 id,
@@ -142,7 +135,7 @@ impl Platform {
         for (id, stored) in &inventory.lambdas {
             if !in_use.lambdas.contains_key(id) && old(stored.newest) {
                 plan.push((
-                    Step::Lambda(*id),
+                    stored.keys.values().flatten().cloned().collect(),
                     item(
                         "lambda",
                         &self.inner.artifacts.lambda_prefix(id),
@@ -153,7 +146,7 @@ impl Platform {
         }
         for object in inventory.strays.iter().filter(|o| old(o.modified)) {
             plan.push((
-                Step::Object(object.key.clone()),
+                vec![object.key.clone()],
                 item("orphan", &object.key, object.bytes),
             ));
         }
@@ -196,19 +189,18 @@ impl Platform {
         Ok(found.into_iter().flatten().collect())
     }
 
-    /// Carries out one step; whether it went.
-    async fn remove(&self, step: &Step) -> bool {
-        let artifacts = &self.inner.artifacts;
-        let result = match step {
-            Step::Version(id, v) => artifacts.delete_version(id, *v).await.map(drop),
-            Step::Lambda(id) => artifacts.delete_lambda(id).await.map(drop),
-            Step::Object(key) => artifacts.delete_object(key).await,
-        };
-        if let Err(e) = &result {
+    /// Deletes the planned objects in bulk; the items all of whose objects went.
+    async fn remove(&self, plan: Vec<(Step, GcItem)>) -> Vec<GcItem> {
+        let keys: Vec<String> = plan.iter().flat_map(|(k, _)| k.iter().cloned()).collect();
+        let (gone, failed) = self.inner.artifacts.delete_keys(&keys).await;
+        for e in &failed {
             self.inner.metrics.cleanup_failed();
             tracing::warn!(error = %e, "garbage collection: removing failed");
         }
-        result.is_ok()
+        plan.into_iter()
+            .filter(|(keys, _)| keys.iter().all(|k| gone.contains(k)))
+            .map(|(_, item)| item)
+            .collect()
     }
 
     /// Collects every `every`, until shutdown.
