@@ -336,9 +336,15 @@ async fn import_image_is_refused_clearly_where_it_cannot_run() {
         ),
         (
             format!(r#"{{"credentials": {creds}}}"#),
+            415,
+            12002,
+            "import_image",
+        ),
+        (
+            format!(r#"{{"import_image": "a:1"}}"#),
             400,
             12001,
-            "import_image",
+            "credentials",
         ),
         (
             format!(r#"{{"credentials": {creds}, "import_image": "a:1", "archive": 1}}"#),
