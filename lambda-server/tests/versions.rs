@@ -341,7 +341,7 @@ async fn import_image_is_refused_clearly_where_it_cannot_run() {
             "import_image",
         ),
         (
-            format!(r#"{{"import_image": "a:1"}}"#),
+            r#"{"import_image": "a:1"}"#.to_owned(),
             400,
             12001,
             "credentials",
