@@ -5,7 +5,7 @@
 //! change rebuilds only the last layers. Failures reported inside the build or push stream (not
 //! only the HTTP status) fail the build with the engine's message.
 
-use crate::gc::{self, InUse};
+use crate::gc::InUse;
 use crate::registry::Registry;
 use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, runtime};
 use async_trait::async_trait;
@@ -16,7 +16,8 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use lambda_core::api::GcItem;
 use lambda_core::render::{
-    ContextSource, DockerfileSpec, build_context, lambda_image_ref, render_dockerfile,
+    ContextSource, DockerfileSpec, build_context, lambda_image_ref, parse_lambda_image_ref,
+    render_dockerfile,
 };
 use lambda_core::{Artifact, LambdaId};
 use std::collections::HashMap;
@@ -273,17 +274,20 @@ impl DockerBuilder {
         }
     }
 
-    /// Whether an image of lambda `id`'s version `version` stays: kept, run by a kept version,
+    /// The lambda and version of an image this builder named (`None`: not one of its names,
+    /// e.g. an imported image or another registry's).
+    fn own_image(&self, reference: &str) -> Option<(LambdaId, u64)> {
+        parse_lambda_image_ref(reference)
+            .filter(|(id, v)| reference == lambda_image_ref(self.cfg.registry.as_deref(), id, *v))
+    }
+
+    /// Whether an image stays: not one of this builder's names, kept, run by a kept version,
     /// or younger than the grace.
     fn image_stays(&self, in_use: &InUse, reference: &str, created: SystemTime) -> bool {
-        let Some((id, version)) = gc::parse_image_ref(reference) else {
+        let Some((id, version)) = self.own_image(reference) else {
             return true;
         };
-        // Only the names this builder gives: another registry's images are not ours.
-        reference != lambda_image_ref(self.cfg.registry.as_deref(), &id, version)
-            || in_use.keeps(&id, version)
-            || in_use.uses_image(reference)
-            || in_use.young(created)
+        in_use.keeps(&id, version) || in_use.uses_image(reference) || in_use.young(created)
     }
 
     /// Engine images of versions nothing keeps.
@@ -304,7 +308,7 @@ impl DockerBuilder {
                     tracing::warn!(image = %tag, error = %e, "collecting an image failed");
                     continue;
                 }
-                out.push(gc::item("image", tag.clone(), image.size.max(0) as u64));
+                out.push(GcItem::new("image", tag.clone(), image.size.max(0) as u64));
             }
         }
         Ok(out)
@@ -328,7 +332,8 @@ impl DockerBuilder {
                 let reference = format!("{}/{repo}:{tag}", registry.host);
                 // The registry has no upload time: the image's own creation time stands in,
                 // read only for lambdas the collector does not know (those in flight).
-                let known = gc::parse_image_ref(&reference)
+                let known = self
+                    .own_image(&reference)
                     .is_some_and(|(id, _)| in_use.lambdas.contains_key(&id));
                 let created = if known {
                     UNIX_EPOCH
@@ -353,7 +358,7 @@ impl DockerBuilder {
                     continue;
                 }
                 kept_digests.push(manifest.digest.clone());
-                out.push(gc::item(
+                out.push(GcItem::new(
                     "manifest",
                     format!("{reference}@{}", manifest.digest),
                     manifest.bytes,
@@ -384,10 +389,9 @@ impl ImageBuilder for DockerBuilder {
             return Ok(());
         };
         // Only images this builder made for this lambda: an imported image is its owner's.
-        let ours = gc::parse_image_ref(reference).is_some_and(|(owner, v)| {
-            owner == *lambda_id
-                && *reference == lambda_image_ref(self.cfg.registry.as_deref(), lambda_id, v)
-        });
+        let ours = self
+            .own_image(reference)
+            .is_some_and(|(owner, _)| owner == *lambda_id);
         if !ours {
             return Ok(());
         }

@@ -1,9 +1,8 @@
-//! What a builder may collect: the garbage collector says what is in use ([`InUse`]), each
-//! builder finds what it made that nothing uses ([`ImageBuilder::garbage`](crate::ImageBuilder))
-//! and removes exactly that list ([`ImageBuilder::collect`](crate::ImageBuilder)), so a dry run
-//! and the real run that follows agree.
+//! What a builder may collect: the garbage collector says what is in use ([`InUse`]); each
+//! builder finds what it made that nothing uses and, unless it is a dry run, removes exactly
+//! that ([`ImageBuilder::collect`](crate::ImageBuilder::collect)), so a dry run lists what the
+//! real run that follows removes.
 
-use lambda_core::api::GcItem;
 use lambda_core::{Artifact, LambdaId};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -71,50 +70,9 @@ impl InUse {
     }
 }
 
-/// Splits `luna-lambda/<id>:v<N>` (after any registry) into the lambda and version, or `None`
-/// for a name the platform did not make.
-pub fn parse_image_ref(reference: &str) -> Option<(LambdaId, u64)> {
-    let (repo, tag) = reference.rsplit_once(':')?;
-    let id = repo.rsplit_once("luna-lambda/").map(|(_, id)| id)?;
-    if id.contains('/') {
-        return None;
-    }
-    Some((id.parse().ok()?, tag.strip_prefix('v')?.parse().ok()?))
-}
-
-/// One item of a builder's report.
-pub(crate) fn item(kind: &str, what: impl Into<String>, bytes: u64) -> GcItem {
-    GcItem {
-        kind: kind.to_owned(),
-        what: what.into(),
-        bytes,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_refs_of_the_platform_parse_and_others_do_not() {
-        let id = LambdaId::new();
-        assert_eq!(
-            parse_image_ref(&format!("127.0.0.1:5000/luna-lambda/{id}:v12")),
-            Some((id, 12))
-        );
-        assert_eq!(
-            parse_image_ref(&format!("luna-lambda/{id}:v3")),
-            Some((id, 3))
-        );
-        assert_eq!(parse_image_ref(&format!("luna-lambda/{id}:latest")), None);
-        assert_eq!(parse_image_ref("luna-lambda/not-an-id:v1"), None);
-        assert_eq!(parse_image_ref("lpa-lambda-base:v1"), None);
-        assert_eq!(
-            parse_image_ref(&format!("luna-lambda/x/{id}:v1")),
-            None,
-            "a nested name is not ours"
-        );
-    }
 
     #[test]
     fn newer_versions_than_the_current_one_are_kept_and_unknown_lambdas_are_not() {

@@ -8,7 +8,7 @@
 //!   complete, so a crash or a cancel never leaves a half-made env in use.
 //! - `apps/<id>/v<version>/`: `run.py`, `luna_lambda_tools/` and the lambda's files.
 
-use crate::gc::{self, InUse};
+use crate::gc::InUse;
 use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, runtime};
 use async_trait::async_trait;
 use lambda_core::api::GcItem;
@@ -600,7 +600,7 @@ fn garbage(data_dir: &Path, in_use: &InUse) -> Result<Vec<(GcItem, PathBuf)>> {
                 continue;
             }
             out.push((
-                gc::item("app", app.display().to_string(), disk_usage(&app)),
+                GcItem::new("app", app.display().to_string(), disk_usage(&app)),
                 app,
             ));
         }
@@ -616,7 +616,7 @@ fn garbage(data_dir: &Path, in_use: &InUse) -> Result<Vec<(GcItem, PathBuf)>> {
         if name.contains(".partial-") || !env.join(ENV_OK).exists() {
             // Left by a crash: a build in flight is younger than the grace.
             if !in_use.young(modified(&env)) {
-                out.push((gc::item("env", env.display().to_string(), bytes), env));
+                out.push((GcItem::new("env", env.display().to_string(), bytes), env));
             }
             continue;
         }
@@ -634,7 +634,7 @@ fn garbage(data_dir: &Path, in_use: &InUse) -> Result<Vec<(GcItem, PathBuf)>> {
             continue;
         }
         total -= bytes;
-        out.push((gc::item("env", env.display().to_string(), bytes), env));
+        out.push((GcItem::new("env", env.display().to_string(), bytes), env));
     }
     Ok(out)
 }

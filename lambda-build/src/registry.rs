@@ -81,19 +81,26 @@ impl Registry {
         }
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+    /// `GET /v2/<path>`: the answer, or `None` on 404; any other failure says the URL.
+    async fn get(&self, path: &str) -> Result<Option<reqwest::Response>> {
         let url = format!("{}/v2/{path}", self.base);
         let r = self
             .request(Method::GET, path)
             .send()
             .await
             .map_err(|e| unavailable(format!("GET {url}: {e}")))?;
-        if r.status() == StatusCode::NOT_FOUND {
+        match r.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(r)),
+            s => Err(unavailable(format!("GET {url}: HTTP {s}"))),
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        let Some(r) = self.get(path).await? else {
             return Ok(None);
-        }
-        if !r.status().is_success() {
-            return Err(unavailable(format!("GET {url}: HTTP {}", r.status())));
-        }
+        };
+        let url = r.url().to_string();
         r.json()
             .await
             .map(Some)
@@ -144,19 +151,10 @@ impl Registry {
 
     /// What a tag points at (`None` when the tag is gone).
     pub(crate) async fn manifest(&self, repo: &str, tag: &str) -> Result<Option<Manifest>> {
-        let path = format!("{repo}/manifests/{tag}");
-        let url = format!("{}/v2/{path}", self.base);
-        let r = self
-            .request(Method::GET, &path)
-            .send()
-            .await
-            .map_err(|e| unavailable(format!("GET {url}: {e}")))?;
-        if r.status() == StatusCode::NOT_FOUND {
+        let Some(r) = self.get(&format!("{repo}/manifests/{tag}")).await? else {
             return Ok(None);
-        }
-        if !r.status().is_success() {
-            return Err(unavailable(format!("GET {url}: HTTP {}", r.status())));
-        }
+        };
+        let url = r.url().to_string();
         let digest = r
             .headers()
             .get("docker-content-digest")

@@ -437,6 +437,17 @@ pub struct GcItem {
     pub bytes: u64,
 }
 
+impl GcItem {
+    /// One thing removed: its kind, what it is, and its bytes.
+    pub fn new(kind: &str, what: impl Into<String>, bytes: u64) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            what: what.into(),
+            bytes,
+        }
+    }
+}
+
 /// `POST /1/gc` answer: the garbage collector's report.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct GcReport {

@@ -79,6 +79,17 @@ pub fn lambda_image_ref(registry: Option<&str>, id: &LambdaId, version: u64) -> 
     }
 }
 
+/// The inverse of [`lambda_image_ref`]: `luna-lambda/<id>:v<N>` (after any registry) split into
+/// the lambda and version, or `None` for a name the platform does not give.
+pub fn parse_lambda_image_ref(reference: &str) -> Option<(LambdaId, u64)> {
+    let (repo, tag) = reference.rsplit_once(':')?;
+    let id = repo.rsplit_once("luna-lambda/").map(|(_, id)| id)?;
+    if id.contains('/') {
+        return None;
+    }
+    Some((id.parse().ok()?, tag.strip_prefix('v')?.parse().ok()?))
+}
+
 /// Renders the Dockerfile. Layer order: user commands (system packages), then requirements, then
 /// the runtime, then the code — so a code-only change reuses every layer but the last.
 pub fn render_dockerfile(spec: &DockerfileSpec<'_>) -> String {

@@ -5,8 +5,8 @@ mod support;
 
 use lambda_core::archive::{Limits, validate_bytes};
 use lambda_core::render::{
-    DeploySpec, DockerfileSpec, build_context, lambda_image_ref, render_config_map,
-    render_deployment, render_dockerfile, render_service,
+    DeploySpec, DockerfileSpec, build_context, lambda_image_ref, parse_lambda_image_ref,
+    render_config_map, render_deployment, render_dockerfile, render_service,
 };
 use lambda_core::{BaseImage, LambdaId, LambdaName, LambdaType, Parameters};
 use support::{MAIN_OK, golden, zip_of};
@@ -170,5 +170,27 @@ fn kubernetes_defaults_have_no_gpu_and_no_selector() {
     golden(
         "deployment_default.json",
         &serde_json::to_string_pretty(&dep).unwrap(),
+    );
+}
+
+#[test]
+fn image_refs_of_the_platform_parse_back_and_others_do_not() {
+    let id = LambdaId::new();
+    for registry in [Some("127.0.0.1:5000"), None] {
+        assert_eq!(
+            parse_lambda_image_ref(&lambda_image_ref(registry, &id, 12)),
+            Some((id, 12))
+        );
+    }
+    assert_eq!(
+        parse_lambda_image_ref(&format!("luna-lambda/{id}:latest")),
+        None
+    );
+    assert_eq!(parse_lambda_image_ref("luna-lambda/not-an-id:v1"), None);
+    assert_eq!(parse_lambda_image_ref("lpa-lambda-base:v1"), None);
+    assert_eq!(
+        parse_lambda_image_ref(&format!("luna-lambda/x/{id}:v1")),
+        None,
+        "a nested name is not the platform's"
     );
 }

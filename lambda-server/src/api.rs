@@ -725,16 +725,17 @@ async fn create_from_image(s: AppState, account: uuid::Uuid, req: Request) -> Re
             Error::BadRequest(ErrorCode::BodyTooLarge, format!("reading the body: {e}"))
         })?;
     // JSON without `import_image` is not a create this route knows: say what it takes.
-    let is_import = serde_json::from_slice::<serde_json::Value>(&body)
-        .is_ok_and(|v| v.get("import_image").is_some());
-    if !is_import {
-        return Err(Error::BadRequest(
-            ErrorCode::BadContentType,
-            "the body must be multipart/form-data (parts archive, credentials, parameters), or JSON with import_image to create from an image".into(),
-        ));
-    }
+    let value = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .filter(|v| v.get("import_image").is_some())
+        .ok_or_else(|| {
+            Error::BadRequest(
+                ErrorCode::BadContentType,
+                "the body must be multipart/form-data (parts archive, credentials, parameters), or JSON with import_image to create from an image".into(),
+            )
+        })?;
     let body: lambda_core::api::ImportImageRequest =
-        serde_json::from_slice(&body).map_err(|e| {
+        serde_json::from_value(value).map_err(|e| {
             Error::BadRequest(
                 ErrorCode::BadJson,
                 format!(

@@ -204,6 +204,43 @@ fn set_status(rec: &mut LambdaRecord, to: LambdaStatus) {
     }
 }
 
+/// The record of a new lambda at version 1: waiting for its build, or (made from an imported
+/// image) built already.
+fn first_record(
+    id: LambdaId,
+    account_id: uuid::Uuid,
+    credentials: Credentials,
+    parameters: Parameters,
+    archive: ArchiveInfo,
+    has_docs: bool,
+    import_image: Option<String>,
+) -> LambdaRecord {
+    let t = now();
+    LambdaRecord {
+        lambda_id: id,
+        lambda_name: credentials.lambda_name,
+        lambda_type: credentials.lambda_type,
+        account_id,
+        description: parameters.description.clone(),
+        create_time: t,
+        last_update_time: t,
+        lambda_version: 1,
+        image_status: if import_image.is_some() {
+            ImageStatus::Completed
+        } else {
+            ImageStatus::Pending
+        },
+        status: LambdaStatus::Waiting,
+        reason: None,
+        alive: true,
+        running_version: None,
+        parameters,
+        archive,
+        has_docs,
+        import_image,
+    }
+}
+
 fn set_image(rec: &mut LambdaRecord, to: ImageStatus) {
     if rec.image_status != to && rec.image_status.can_become(to) {
         rec.image_status = to;
@@ -453,35 +490,25 @@ impl Platform {
             let _ = self.inner.artifacts.delete_lambda(&id).await;
             return Err(e);
         }
-        let t = now();
-        let rec = LambdaRecord {
-            lambda_id: id,
-            lambda_name: credentials.lambda_name,
-            lambda_type: credentials.lambda_type,
+        let rec = first_record(
+            id,
             account_id,
-            description: params.description.clone(),
-            create_time: t,
-            last_update_time: t,
-            lambda_version: 1,
-            image_status: ImageStatus::Pending,
-            status: LambdaStatus::Waiting,
-            reason: None,
-            alive: true,
-            running_version: None,
-            parameters: params,
-            archive: info,
-            has_docs: validated.has_docs,
-            import_image: None,
-        };
-        self.insert_record(rec, false).await?;
+            credentials,
+            params,
+            info,
+            validated.has_docs,
+            None,
+        );
+        self.insert_record(rec).await?;
         self.spawn_job(id, 1);
         Ok(id)
     }
 
     /// Writes a new lambda's record (its objects are stored already: they are removed when
-    /// the record cannot be written) and notes its first version; `built`: it needs no build.
-    async fn insert_record(&self, rec: LambdaRecord, built: bool) -> Result<()> {
+    /// the record cannot be written) and notes its first version.
+    async fn insert_record(&self, rec: LambdaRecord) -> Result<()> {
         let id = rec.lambda_id;
+        let built = rec.image_status == ImageStatus::Completed;
         match self.inner.repo.create(rec).await {
             Ok(v) => {
                 self.cache(&v.value);

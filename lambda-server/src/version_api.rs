@@ -3,10 +3,10 @@
 //! `POST /1/lambdas/import` and `POST /1/gc`,
 //! over [`crate::Platform`]'s version, export and garbage collection methods.
 
-use crate::api::{Account, AppState, lambda_id, multipart_error};
+use crate::api::{Account, AppState, QueryResult, lambda_id, multipart_error, query, query_u64};
 use crate::error::{Error, Result};
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -91,23 +91,9 @@ async fn import(
 }
 
 /// `POST /1/gc[?dry_run=1]`: one garbage collection (or what it would remove).
-async fn gc(State(s): State<AppState>, Query(q): Query<GcQuery>) -> Result<Response> {
-    let dry_run = match q.dry_run.as_deref() {
-        None | Some("0" | "false") => false,
-        Some("1" | "true" | "") => true,
-        Some(other) => {
-            return Err(Error::BadRequest(
-                ErrorCode::BadRequest,
-                format!("dry_run must be 1, true, 0 or false, not {other:?}"),
-            ));
-        }
-    };
+async fn gc(State(s): State<AppState>, q: QueryResult) -> Result<Response> {
+    let dry_run = query_u64(&query(q)?, "dry_run", 0, 0, 1)? == 1;
     Ok(Json(s.platform.gc(dry_run).await?).into_response())
-}
-
-#[derive(serde::Deserialize)]
-struct GcQuery {
-    dry_run: Option<String>,
 }
 
 async fn versions(

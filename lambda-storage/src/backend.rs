@@ -184,7 +184,6 @@ impl Inner {
     /// request); missing objects count as deleted. Returns the deleted keys and the failures.
     pub(crate) async fn delete_many(&self, paths: Vec<Path>) -> (Vec<Path>, Vec<Error>) {
         use futures::StreamExt;
-        let wanted: std::collections::HashSet<Path> = paths.iter().cloned().collect();
         let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
         let results: Vec<object_store::Result<Path>> =
             self.store.delete_stream(input).collect().await;
@@ -192,10 +191,9 @@ impl Inner {
         for r in results {
             match r {
                 Ok(p) => deleted.push(p),
-                Err(object_store::Error::NotFound { path, .. }) => match Path::parse(&path) {
-                    Ok(p) if wanted.contains(&p) => deleted.push(p),
-                    _ => {}
-                },
+                Err(object_store::Error::NotFound { path, .. }) => {
+                    deleted.extend(Path::parse(&path).ok());
+                }
                 Err(e) => failed.push(Error::backend(&self.prefix, e)),
             }
         }

@@ -95,30 +95,20 @@ impl Platform {
             let _ = self.inner.artifacts.delete_lambda(&id).await;
             return Err(e.into());
         }
-        let t = super::now();
-        let rec = lambda_core::api::LambdaRecord {
-            lambda_id: id,
-            lambda_name: credentials.lambda_name,
-            lambda_type: credentials.lambda_type,
-            account_id,
-            description: params.description.clone(),
-            create_time: t,
-            last_update_time: t,
-            lambda_version: 1,
-            image_status: lambda_core::ImageStatus::Completed,
-            status: LambdaStatus::Waiting,
-            reason: None,
-            alive: true,
-            running_version: None,
-            parameters: params,
-            archive: ArchiveInfo {
-                size: 0,
-                sha256: String::new(),
-            },
-            has_docs: false,
-            import_image: Some(image),
+        let archive = ArchiveInfo {
+            size: 0,
+            sha256: String::new(),
         };
-        self.insert_record(rec, true).await?;
+        let rec = super::first_record(
+            id,
+            account_id,
+            credentials,
+            params,
+            archive,
+            false,
+            Some(image),
+        );
+        self.insert_record(rec).await?;
         self.spawn_job(id, 1);
         Ok(id)
     }

@@ -122,7 +122,7 @@ impl Platform {
                 }
                 let what = self.inner.artifacts.version_prefix(&id, *v);
                 let keys = inventory.lambdas[&id].keys[v].clone();
-                plan.push((keys, item("version", &what, files.bytes)));
+                plan.push((keys, GcItem::new("version", what, files.bytes)));
             }
             in_use.lambdas.insert(
                 id,
@@ -136,9 +136,9 @@ impl Platform {
             if !in_use.lambdas.contains_key(id) && old(stored.newest) {
                 plan.push((
                     stored.keys.values().flatten().cloned().collect(),
-                    item(
+                    GcItem::new(
                         "lambda",
-                        &self.inner.artifacts.lambda_prefix(id),
+                        self.inner.artifacts.lambda_prefix(id),
                         stored.bytes,
                     ),
                 ));
@@ -147,7 +147,7 @@ impl Platform {
         for object in inventory.strays.iter().filter(|o| old(o.modified)) {
             plan.push((
                 vec![object.key.clone()],
-                item("orphan", &object.key, object.bytes),
+                GcItem::new("orphan", object.key.clone(), object.bytes),
             ));
         }
         in_use.artifacts = self.kept_artifacts(built).await?;
@@ -217,13 +217,5 @@ impl Platform {
                 }
             }
         });
-    }
-}
-
-fn item(kind: &str, what: &str, bytes: u64) -> GcItem {
-    GcItem {
-        kind: kind.to_owned(),
-        what: what.to_owned(),
-        bytes,
     }
 }
