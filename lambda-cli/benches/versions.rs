@@ -44,23 +44,7 @@ async fn until_answers(server: &str, id: &str, marker: &str, t: Instant) -> Dura
 }
 
 async fn create(server: &str) -> String {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "archive",
-            reqwest::multipart::Part::bytes(code("a")).file_name("a.zip"),
-        )
-        .text("credentials", r#"{"lambda_name":"bench-rollback"}"#);
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!("{server}/1/lambdas"))
-        .header("Luna-Account-Id", ACCOUNT)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = r["lambda_id"].as_str().unwrap().to_owned();
+    let id = post_create(server, "bench-rollback", code("a")).await;
     until_answers(server, &id, "a", Instant::now()).await;
     id
 }

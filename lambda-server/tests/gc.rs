@@ -10,18 +10,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-fn returning(v: u32) -> Vec<u8> {
-    zip_of(&[(
-        "lambda_main.py",
-        &format!("async def main(request):\n    return {{'v': {v}}}\n"),
-    )])
-}
-
+/// A collection whose report is consistent: its kind and its bytes add up.
 async fn gc(s: &Server, dry_run: bool) -> serde_json::Value {
-    let url = format!("{}/1/gc{}", s.url, if dry_run { "?dry_run=1" } else { "" });
-    let r = reqwest::Client::new().post(url).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let report: serde_json::Value = r.json().await.unwrap();
+    let report = s.gc(dry_run).await;
     assert_eq!(report["dry_run"], dry_run, "{report}");
     let sum: u64 = items(&report).iter().map(|(_, _, b)| b).sum();
     assert_eq!(report["bytes"], sum, "{report}");
@@ -158,24 +149,13 @@ async fn a_dry_run_reports_exactly_what_the_real_run_removes() {
         .map(|v| v["version"].as_u64().unwrap())
         .collect();
     assert_eq!(listed, vec![3, 4], "{list}");
-    let r = reqwest::Client::new()
-        .post(format!("{}/1/lambdas/{id}/rollback", s.url))
-        .json(&serde_json::json!({"version": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 410);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["error_code"],
-        42012
-    );
+    let (status, r) = s
+        .rollback(&id, Some(serde_json::json!({"version": 1})))
+        .await;
+    assert_eq!(status, 410);
+    assert_eq!(r["error_code"], 42012);
     // Back to the kept v3 works with no build.
-    let r = reqwest::Client::new()
-        .post(format!("{}/1/lambdas/{id}/rollback", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(s.rollback(&id, None).await.0, 202);
     s.serving(&id, 5).await;
     assert_eq!(s.invoke(&id, serde_json::json!({})).await.1["v"], 3);
 
@@ -238,12 +218,8 @@ async fn collections_racing_creates_updates_and_rollbacks_lose_nothing() {
                     100 * n + v
                 );
             }
-            let r = reqwest::Client::new()
-                .post(format!("{}/1/lambdas/{id}/rollback", s.url))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+            let (status, r) = s.rollback(&id, None).await;
+            assert_eq!(status, 202, "{r}");
             s.serving(&id, 5).await;
             assert_eq!(
                 s.invoke(&id, serde_json::json!({})).await.1["v"],

@@ -60,13 +60,8 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
     assert!(log.contains("Using cache"), "{log}");
 
     // Back to v1: its image is kept, so no build, and v1 answers again.
-    let r = reqwest::Client::new()
-        .post(format!("{}/1/lambdas/{id}/rollback", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let r: serde_json::Value = r.json().await.unwrap();
+    let (status, r) = s.rollback(&id, None).await;
+    assert_eq!(status, 202);
     assert_eq!(
         (r["lambda_version"].as_u64(), r["rebuild"].as_bool()),
         (Some(3), Some(false)),
@@ -161,12 +156,6 @@ async fn gc_removes_images_and_manifests_of_versions_beyond_retention() {
             Server::start(cfg.platform(&dir, &vars).await.unwrap()).await
         }
     };
-    let returning = |v: u32| {
-        zip_of(&[(
-            "lambda_main.py",
-            &format!("async def main(request):\n    return {{'v': {v}}}\n"),
-        )])
-    };
     let s = start("5").await;
     let id = created_id(s.create("gc-docker", &returning(1), None).await).await;
     s.serving(&id, 1).await;
@@ -180,15 +169,7 @@ async fn gc_removes_images_and_manifests_of_versions_beyond_retention() {
     s.answers(&id, "v2 after the restart", |b| b["v"] == 2)
         .await;
     let registry = it_env("LAMBDA_IT_REGISTRY");
-    let post = |dry: bool| {
-        let url = format!("{}/1/gc{}", s.url, if dry { "?dry_run=1" } else { "" });
-        async move {
-            let r = reqwest::Client::new().post(url).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<serde_json::Value>().await.unwrap()
-        }
-    };
-    let dry = post(true).await;
+    let dry = s.gc(true).await;
     let ours = |report: &serde_json::Value| -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = report["removed"]
             .as_array()
@@ -220,12 +201,12 @@ async fn gc_removes_images_and_manifests_of_versions_beyond_retention() {
         vec!["v1", "v2"],
         "a dry run removes nothing"
     );
-    let real = post(false).await;
+    let real = s.gc(false).await;
     assert_eq!(ours(&real), ours(&dry), "{real:#}");
     assert_eq!(registry_tags(&id).await, vec!["v2"], "the registry shrank");
     s.answers(&id, "v2 after the collection", |b| b["v"] == 2)
         .await;
-    assert!(ours(&post(true).await).is_empty());
+    assert!(ours(&s.gc(true).await).is_empty());
     assert_eq!(s.delete(&id).await.status(), 204);
     assert!(registry_tags(&id).await.is_empty());
     s.stop().await;

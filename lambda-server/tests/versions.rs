@@ -5,30 +5,10 @@ mod common;
 use common::*;
 use lambda_server::PlatformConfig;
 
-fn returning(v: u32) -> Vec<u8> {
-    zip_of(&[(
-        "lambda_main.py",
-        &format!("async def main(request):\n    return {{'v': {v}}}\n"),
-    )])
-}
-
 async fn versions(s: &Server, id: &str) -> Vec<serde_json::Value> {
     let (status, body) = get_json(&format!("{}/1/lambdas/{id}/versions", s.url)).await;
     assert_eq!(status, 200, "{body}");
     body["versions"].as_array().unwrap().clone()
-}
-
-async fn rollback(
-    s: &Server,
-    id: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut rb = reqwest::Client::new().post(format!("{}/1/lambdas/{id}/rollback", s.url));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +21,7 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
     let s = Server::start(platform(dir.path(), true, cfg).await).await;
     let id = created_id(s.create("versions", &returning(1), None).await).await;
     s.serving(&id, 1).await;
-    let (status, body) = rollback(&s, &id, None).await;
+    let (status, body) = s.rollback(&id, None).await;
     assert_eq!(status, 400, "nothing to roll back to yet: {body}");
     assert!(
         body["detail"]
@@ -71,12 +51,12 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
         (serde_json::json!({"version": 9}), 400),
         (serde_json::json!({"version": "one"}), 400),
     ] {
-        let (status, answer) = rollback(&s, &id, Some(body.clone())).await;
+        let (status, answer) = s.rollback(&id, Some(body.clone())).await;
         assert_eq!(status, code, "{body}: {answer}");
     }
 
     // Back to v1, whose artifact is kept: a new v3, no build.
-    let (status, r) = rollback(&s, &id, None).await;
+    let (status, r) = s.rollback(&id, None).await;
     assert_eq!(status, 202, "{r}");
     assert_eq!(r["lambda_version"], 3);
     assert_eq!(r["rolled_back_from"], 1);
@@ -100,7 +80,9 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
     );
 
     // Back to v1 again: its artifact record is gone, so v4 is built from v1's archive.
-    let (status, r) = rollback(&s, &id, Some(serde_json::json!({"version": 1}))).await;
+    let (status, r) = s
+        .rollback(&id, Some(serde_json::json!({"version": 1})))
+        .await;
     assert_eq!(status, 202, "{r}");
     assert_eq!(r["lambda_version"], 4);
     assert_eq!(r["rebuild"], true);
@@ -406,12 +388,7 @@ async fn a_rollback_under_load_fails_no_request() {
             })
         })
         .collect();
-    let r = reqwest::Client::new()
-        .post(format!("{}/1/lambdas/{id}/rollback", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(s.rollback(&id, None).await.0, 202);
     s.serving(&id, 3).await;
     s.answers(&id, "v1 after the rollback", |b| b["v"] == 1)
         .await;

@@ -258,24 +258,21 @@ pub(crate) struct Created {
     pub(crate) to_answer: Duration,
 }
 
-/// Creates `examples/hello` on `server` and waits until it runs and answers.
-pub(crate) async fn create_hello(server: &str) -> Created {
-    let client = reqwest::Client::new();
-    let zip = lambda_core::pack::pack_dir(&workspace().join("examples/hello")).unwrap();
+/// `POST /1/lambdas` of a zip under `name`; the new lambda's id.
+pub(crate) async fn post_create(server: &str, name: &str, zip: Vec<u8>) -> String {
     let form = reqwest::multipart::Form::new()
         .part(
             "archive",
             reqwest::multipart::Part::bytes(zip)
-                .file_name("hello.zip")
+                .file_name("lambda.zip")
                 .mime_str("application/zip")
                 .unwrap(),
         )
         .text(
             "credentials",
-            r#"{"lambda_name":"hello","lambda_type":"standalone"}"#,
+            format!(r#"{{"lambda_name":"{name}","lambda_type":"standalone"}}"#),
         );
-    let t = Instant::now();
-    let r: serde_json::Value = client
+    let r: serde_json::Value = reqwest::Client::new()
         .post(format!("{server}/1/lambdas"))
         .header("Luna-Account-Id", ACCOUNT)
         .multipart(form)
@@ -285,7 +282,15 @@ pub(crate) async fn create_hello(server: &str) -> Created {
         .json()
         .await
         .unwrap();
-    let id = r["lambda_id"].as_str().unwrap().to_owned();
+    r["lambda_id"].as_str().unwrap().to_owned()
+}
+
+/// Creates `examples/hello` on `server` and waits until it runs and answers.
+pub(crate) async fn create_hello(server: &str) -> Created {
+    let client = reqwest::Client::new();
+    let zip = lambda_core::pack::pack_dir(&workspace().join("examples/hello")).unwrap();
+    let t = Instant::now();
+    let id = post_create(server, "hello", zip).await;
     let (mut to_answer, mut to_running) = (None, None);
     while to_answer.is_none() || to_running.is_none() {
         if to_answer.is_none() {

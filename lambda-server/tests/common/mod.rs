@@ -48,6 +48,14 @@ pub fn example_zip(name: &str) -> Vec<u8> {
     lambda_core::pack::pack_dir(&workspace().join("examples").join(name)).unwrap()
 }
 
+/// A lambda whose `main` answers `{"v": v}`.
+pub fn returning(v: u32) -> Vec<u8> {
+    zip_of(&[(
+        "lambda_main.py",
+        &format!("async def main(request):\n    return {{'v': {v}}}\n"),
+    )])
+}
+
 pub fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
     lambda_core::pack::pack_files(
         files
@@ -277,6 +285,32 @@ impl Server {
             .text()
             .await
             .unwrap()
+    }
+
+    /// `POST /1/lambdas/{id}/rollback` with `body` (none: the previous version).
+    pub async fn rollback(
+        &self,
+        id: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut rb = reqwest::Client::new().post(format!("{}/1/lambdas/{id}/rollback", self.url));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// `POST /1/gc[?dry_run=1]`: the report (asserted 200).
+    pub async fn gc(&self, dry_run: bool) -> serde_json::Value {
+        let url = format!(
+            "{}/1/gc{}",
+            self.url,
+            if dry_run { "?dry_run=1" } else { "" }
+        );
+        let r = reqwest::Client::new().post(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
     }
 
     pub async fn delete(&self, id: &str) -> reqwest::Response {
