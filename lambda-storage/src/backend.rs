@@ -184,15 +184,19 @@ impl Inner {
     /// request); missing objects count as deleted. Returns the deleted keys and the failures.
     pub(crate) async fn delete_many(&self, paths: Vec<Path>) -> (Vec<Path>, Vec<Error>) {
         use futures::StreamExt;
-        let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let input = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
         let results: Vec<object_store::Result<Path>> =
             self.store.delete_stream(input).collect().await;
+        // One result per path, in order, unless a whole batch failed with one error. A missing
+        // object counts as deleted; its error names a backend path (a file's, for a folder
+        // store), so the key is taken from the input when the results line up.
+        let aligned = results.len() == paths.len();
         let (mut deleted, mut failed) = (Vec::new(), Vec::new());
-        for r in results {
+        for (i, r) in results.into_iter().enumerate() {
             match r {
                 Ok(p) => deleted.push(p),
-                Err(object_store::Error::NotFound { path, .. }) => {
-                    deleted.extend(Path::parse(&path).ok());
+                Err(object_store::Error::NotFound { .. }) if aligned => {
+                    deleted.push(paths[i].clone())
                 }
                 Err(e) => failed.push(Error::backend(&self.prefix, e)),
             }

@@ -462,6 +462,40 @@ fn prefixed(s: &Storage, key: object_store::path::Path) -> object_store::path::P
     p
 }
 
+/// The collector's view: one listing gives each lambda's versions with their keys; deleting
+/// those keys in bulk reports every one gone, missing ones too, and the objects are gone.
+pub async fn inventory_and_bulk_delete(s: Storage) {
+    let art = s.artifacts();
+    let id = LambdaId::new();
+    for v in 1..=3 {
+        art.put_archive_bytes(&id, v, Bytes::from_static(b"PK pretend"))
+            .await
+            .unwrap();
+    }
+    art.put_build_log(&id, 2, Bytes::from_static(b"log"))
+        .await
+        .unwrap();
+    let inv = art.inventory().await.unwrap();
+    let mine = &inv.lambdas[&id];
+    assert_eq!(mine.versions.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(mine.versions[&1].archive);
+    assert_eq!(mine.keys[&2].len(), 2, "{:?}", mine.keys);
+    let mut keys: Vec<String> = mine.keys[&1]
+        .iter()
+        .chain(&mine.keys[&2])
+        .cloned()
+        .collect();
+    // Removed meanwhile (another collector, a crash repair): still counts as gone.
+    art.delete_version(&id, 1).await.unwrap();
+    keys.sort();
+    let (gone, failed) = art.delete_keys(&keys).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(gone.into_iter().collect::<Vec<_>>(), keys);
+    let after = art.inventory().await.unwrap();
+    let left: Vec<u64> = after.lambdas[&id].versions.keys().copied().collect();
+    assert_eq!(left, [3]);
+}
+
 /// Generates one test per case for a backend constructor.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -479,7 +513,8 @@ macro_rules! conformance_suite {
             a_create_that_crashed_before_its_index_entry_is_completed,
             build_logs_and_docs,
             healthcheck_passes,
-            tasks_round_trip
+            tasks_round_trip,
+            inventory_and_bulk_delete
         );
     };
     (@cases $backend:path; $($case:ident),*) => {
