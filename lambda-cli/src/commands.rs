@@ -311,6 +311,7 @@ fn serve(
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
+    let _lock = lambda_server::lock::lock_data_dir(&data_dir)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));

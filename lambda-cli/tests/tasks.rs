@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{ACCOUNT, json, ok, workspace};
+use common::{ACCOUNT, json, ok, serve};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const SQUARES: &str = r#"
@@ -22,56 +22,6 @@ class Squares(BaseLambdaTask):
         self.logger.info("ran subtask %d", c["x"])
         return {"x": c["x"], "square": c["x"] ** 2}
 "#;
-
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `luna-lambda serve` on a free port over `data`, ready when /healthcheck answers.
-fn serve(data: &Path) -> Serve {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let path = format!(
-        "{}:{}",
-        workspace().join(".venv/bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let child = Command::new(env!("CARGO_BIN_EXE_luna-lambda"))
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("PATH", path)
-        .env("LUNA_LAMBDA_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Owned by `Serve` from here on: its drop kills and reaps the process, also on a panic.
-    let server = Serve {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let end = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < end,
-            "the server did not listen within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
 
 fn cli(url: &str, cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_luna-lambda"))

@@ -1,0 +1,102 @@
+//! One control plane per data folder: `serve` holds an exclusive lock on `<data_dir>/serve.lock`
+//! for its whole life. The data folder holds the local builder's apps and environments and the
+//! local orchestrator's run folder (its replicas' PIDs and ports); two servers on one folder
+//! would each restart the other's replicas. The lock is an OS file lock (`flock`), so it goes
+//! with the process however it ends: a lock file left by a dead process is simply taken over.
+//! The file also names the holder's PID, for the refusal message.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The lock file's name inside the data folder.
+pub const LOCK_FILE: &str = "serve.lock";
+
+/// Why the data folder could not be locked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// Another live process holds it.
+    #[error(
+        "another luna-lambda server{} is using the data folder {}; stop it, or give this one its own folder with --data-dir",
+        .pid.map(|p| format!(" (PID {p})")).unwrap_or_default(),
+        .dir.display()
+    )]
+    Held {
+        /// The data folder.
+        dir: PathBuf,
+        /// The holder's PID, when its lock file says.
+        pid: Option<u32>,
+    },
+    /// The lock file could not be opened, locked or written.
+    #[error("cannot lock the data folder {}: {source}", .dir.display())]
+    Io {
+        /// The data folder.
+        dir: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+/// The held lock; released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Takes the data folder's lock for this process, or says who holds it.
+pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, LockError> {
+    let io = |source| LockError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(LockError::Held {
+                dir: dir.to_path_buf(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(DataDirLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_with_the_holders_pid_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_data_dir(dir.path()).unwrap();
+        match lock_data_dir(dir.path()) {
+            Err(LockError::Held { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected Held, got {other:?}"),
+        }
+        drop(held);
+        lock_data_dir(dir.path()).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn a_stale_lock_file_of_a_dead_process_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LOCK_FILE), "4194304999\n").unwrap();
+        let _held = lock_data_dir(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(text.trim(), std::process::id().to_string());
+    }
+}
