@@ -316,6 +316,7 @@ fn serve(
     rt.block_on(async move {
         tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));
         let platform = cfg.platform(&data_dir, &env).await?;
+        warn_how_open(&cfg, &platform);
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -325,6 +326,25 @@ fn serve(
         tracing::info!("stopped; lambdas keep running and are re-adopted at the next start");
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// Says at start what a server reachable from the network should not do quietly.
+fn warn_how_open(cfg: &lambda_server::Config, platform: &lambda_server::Platform) {
+    let auth = &platform.config().auth;
+    if let Some(w) = &auth.open_warning {
+        tracing::warn!("{w}");
+    }
+    if auth.enabled && auth.admin_token.is_none() {
+        tracing::warn!(
+            "tokens are required and no bootstrap admin token is set ({}): tokens can only be made with an admin token",
+            lambda_server::config::ADMIN_TOKEN_ENV
+        );
+    }
+    if !cfg.on_loopback() && cfg.orchestrator.kind == "local" {
+        tracing::warn!(
+            "the local orchestrator runs every lambda as a process of this user with no isolation between them: it is for development, not for a server others reach"
+        );
+    }
 }
 
 async fn shutdown_signal() {

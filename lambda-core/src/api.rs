@@ -61,6 +61,16 @@ pub enum ErrorCode {
     RouteNotFound,
     /// 12007 / 405: method not allowed on this route.
     MethodNotAllowed,
+    /// 12008 / 401: no token, or one that is malformed, unknown, expired or revoked.
+    Unauthorized,
+    /// 12009 / 403: a known token outside its scope or account.
+    Forbidden,
+    /// 12010 / 429: the token's request rate is exceeded.
+    TooManyRequests,
+    /// 12011 / 404: token not found.
+    TokenNotFound,
+    /// 12012 / 409: a token with this name exists.
+    TokenNameConflict,
     /// 10000 / 500: internal error (details are logged, not returned).
     Internal,
 }
@@ -90,6 +100,11 @@ impl ErrorCode {
             Self::BadRequest => 12005,
             Self::RouteNotFound => 12006,
             Self::MethodNotAllowed => 12007,
+            Self::Unauthorized => 12008,
+            Self::Forbidden => 12009,
+            Self::TooManyRequests => 12010,
+            Self::TokenNotFound => 12011,
+            Self::TokenNameConflict => 12012,
             Self::Internal => 10000,
         }
     }
@@ -97,8 +112,15 @@ impl ErrorCode {
     /// The HTTP status that goes with it.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::LambdaNotFound | Self::RouteNotFound | Self::TaskNotFound => 404,
+            Self::LambdaNotFound
+            | Self::RouteNotFound
+            | Self::TaskNotFound
+            | Self::TokenNotFound => 404,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::TooManyRequests => 429,
             Self::NameConflict
+            | Self::TokenNameConflict
             | Self::UpdateNotAllowed
             | Self::SwitchedOff
             | Self::TaskFinished
@@ -143,12 +165,17 @@ impl ErrorCode {
             Self::BadRequest => "Bad request",
             Self::RouteNotFound => "Resource not found",
             Self::MethodNotAllowed => "Method not allowed",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::TooManyRequests => "Too many requests",
+            Self::TokenNotFound => "Token not found",
+            Self::TokenNameConflict => "Token name already exists",
             Self::Internal => "Internal server error",
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::LambdaNotFound,
         Self::NameConflict,
         Self::UserException,
@@ -170,6 +197,11 @@ impl ErrorCode {
         Self::BadRequest,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::TooManyRequests,
+        Self::TokenNotFound,
+        Self::TokenNameConflict,
         Self::Internal,
     ];
 }

@@ -18,6 +18,7 @@
 pub mod api;
 pub mod archive;
 pub mod artifact;
+pub mod auth;
 pub mod docker_commands;
 pub mod names;
 pub mod pack;

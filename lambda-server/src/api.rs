@@ -34,6 +34,8 @@ pub struct AppState {
     pub upstreams: Arc<Upstreams>,
     /// Largest create/update request body (the archive limit plus room for the JSON parts).
     pub max_upload_bytes: u64,
+    /// Who may call (`[auth]`).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 impl AppState {
@@ -41,10 +43,12 @@ impl AppState {
     pub fn new(platform: Platform) -> Self {
         let max_upload_bytes = platform.config().limits.max_archive_bytes + 1024 * 1024;
         let upstreams = Upstreams::new(platform.config().proxy_pool);
+        let auth = crate::auth::Auth::new(platform.config().auth.clone(), platform.tokens());
         Self {
             platform,
             upstreams,
             max_upload_bytes,
+            auth,
         }
     }
 }
@@ -275,6 +279,34 @@ pub const ROUTES: &[RouteDoc] = &[
         ok: 200,
     },
     RouteDoc {
+        method: "POST",
+        path: "/1/gc",
+        operation: "collectGarbage",
+        summary: "Admin: one garbage collection (?dry_run=1: what it would remove), with bytes",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/1/tokens",
+        operation: "createToken",
+        summary: "Admin: make an API token (its secret is shown this once)",
+        ok: 201,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/1/tokens",
+        operation: "listTokens",
+        summary: "Admin: every API token (no secrets)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "DELETE",
+        path: "/1/tokens/{token_id}",
+        operation: "revokeToken",
+        summary: "Admin: revoke an API token (every server stops taking it within a second)",
+        ok: 204,
+    },
+    RouteDoc {
         method: "ANY",
         path: "/1/lambdas/{lambda_id}/proxy/{path}",
         operation: "proxyLambda",
@@ -309,6 +341,7 @@ pub fn router(state: AppState) -> Router {
         .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
         .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
         .merge(crate::task_api::routes())
+        .merge(crate::token_api::routes())
         .merge(crate::version_api::routes(state.max_upload_bytes))
         .route(crate::proxy::ROUTES[0], any(crate::proxy::route))
         .route(crate::proxy::ROUTES[1], any(crate::proxy::route))
@@ -335,19 +368,39 @@ async fn method_not_allowed(req: Request) -> Error {
     )
 }
 
-/// Request id in and out, metrics, and one log line per 5xx.
+/// Request id in and out, the caller's token, metrics, and one log line per 5xx.
 async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let rid = request_id(req.headers());
     req.extensions_mut().insert(RequestId(rid.clone()));
-    let route = route_name(
-        req.extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str),
-    );
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let access = crate::auth::Access::of(matched);
+    let route = route_name(matched);
     let method = method_name(req.method());
-    let resp = next.run(req).await;
+    let resp = match authorize(&state, &mut req, access).await {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
     finish(&state, rid, route, method, started, resp)
+}
+
+/// Checks the request's token for `access` and keeps who it is for the handlers.
+pub(crate) async fn authorize(
+    state: &AppState,
+    req: &mut Request,
+    access: crate::auth::Access,
+) -> Result<()> {
+    if let Some(who) = state
+        .auth
+        .check(req.headers(), req.method(), access)
+        .await?
+    {
+        req.extensions_mut().insert(who);
+    }
+    Ok(())
 }
 
 /// The client's request id when it sent a usable one (visible ASCII, 1 to 256 bytes), else a
@@ -409,7 +462,8 @@ pub(crate) fn method_name(m: &Method) -> &'static str {
     }
 }
 
-/// `Luna-Account-Id`, when sent.
+/// The account a request acts for: its token's (a non-admin token), else `Luna-Account-Id`
+/// when sent (none: every account).
 pub(crate) struct Account(pub(crate) Option<uuid::Uuid>);
 
 impl Account {
@@ -440,12 +494,25 @@ impl Account {
                 }),
         }
     }
+
+    /// The account of a request whose token (if any) was checked: a non-admin token's own
+    /// (the check refused a header naming another), else the header's.
+    pub(crate) fn resolve(
+        headers: &HeaderMap,
+        who: Option<&Arc<crate::auth::Principal>>,
+    ) -> Result<Self> {
+        let named = Self::of(headers)?;
+        Ok(match who {
+            Some(p) if !p.admin => Account(p.account),
+            _ => named,
+        })
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Account {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self> {
-        Self::of(&parts.headers)
+        Self::resolve(&parts.headers, parts.extensions.get())
     }
 }
 
@@ -473,7 +540,8 @@ async fn version() -> Json<VersionResponse> {
 }
 
 async fn healthcheck(State(s): State<AppState>) -> Response {
-    let h = s.platform.health().await;
+    let mut h = s.platform.health().await;
+    h.detail = s.auth.open_warning().map(str::to_owned);
     let status = if h.ok() {
         StatusCode::OK
     } else {
@@ -494,19 +562,32 @@ pub fn openapi() -> serde_json::Value {
         let entry = paths
             .entry(r.path.to_owned())
             .or_insert_with(|| serde_json::json!({}));
-        let mut params = Vec::new();
-        if r.path.contains("{lambda_id}") {
-            params.push(serde_json::json!({"name": "lambda_id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}));
-        }
-        if r.path.contains("{path}") {
-            params.push(serde_json::json!({"name": "path", "in": "path", "required": true, "schema": {"type": "string"}}));
-        }
+        let mut params: Vec<serde_json::Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| {
+                let schema = if name == "path" {
+                    serde_json::json!({"type": "string"})
+                } else {
+                    serde_json::json!({"type": "string", "format": "uuid"})
+                };
+                serde_json::json!({"name": name, "in": "path", "required": true, "schema": schema})
+            })
+            .collect();
         params.push(serde_json::json!({"name": ACCOUNT_ID_HEADER, "in": "header", "required": r.operation == "createLambda", "schema": {"type": "string", "format": "uuid"}}));
         params.push(serde_json::json!({"name": REQUEST_ID_HEADER, "in": "header", "required": false, "schema": {"type": "string"}}));
+        let public = crate::auth::Access::of(Some(r.path)) == crate::auth::Access::Public;
+        let security = if public {
+            serde_json::json!([{}])
+        } else {
+            serde_json::json!([{"bearer": []}, {}])
+        };
         let op = serde_json::json!({
             "operationId": r.operation,
             "summary": r.summary,
             "parameters": params,
+            "security": security,
             "responses": {
                 r.ok.to_string(): {"description": "success"},
                 "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -535,7 +616,9 @@ pub fn openapi() -> serde_json::Value {
         "openapi": "3.0.3",
         "info": {"title": "luna-lambda-rs", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
-        "components": {"schemas": {"Error": {
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token (llt_...), when the server runs with [auth] mode = \"token\""}},
+            "schemas": {"Error": {
             "type": "object",
             "required": ["error_code", "desc", "detail"],
             "properties": {

@@ -52,6 +52,34 @@ pub struct Config {
     pub retention: RetentionSection,
     /// `[gc]`
     pub gc: GcSection,
+    /// `[auth]`
+    pub auth: AuthSection,
+}
+
+/// `[auth]`: who may call the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// `"token"` (every route but `/healthcheck` and `/version` needs `Authorization: Bearer`)
+    /// or `"none"`. Unset: `"none"` when the server listens on loopback, else the server refuses
+    /// to start.
+    pub mode: Option<String>,
+    /// A file holding the bootstrap admin token (`LUNA_LAMBDA_ADMIN_TOKEN` wins), at least 32
+    /// characters: it makes the first tokens.
+    pub admin_token_file: Option<PathBuf>,
+    /// Management API requests per second per token, as a burst and a refill rate (default 100;
+    /// 0: no limit). The proxy is not limited.
+    pub rate_per_second: u32,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            admin_token_file: None,
+            rate_per_second: 100,
+        }
+    }
 }
 
 /// `[retention]`: what is kept of old versions.
@@ -338,6 +366,7 @@ impl Default for Config {
             tasks: TasksSection::default(),
             retention: RetentionSection::default(),
             gc: GcSection::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -371,7 +400,7 @@ pub enum ConfigError {
     Startup(String),
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "local",
     "storage",
     "s3",
@@ -381,11 +410,21 @@ const SECTIONS: [&str; 9] = [
     "tasks",
     "retention",
     "gc",
+    "auth",
 ];
 const ENV_PREFIX: &str = "LUNA_LAMBDA_";
-/// Variables with the prefix that are not settings: the config file's path, the log filter and
-/// the CLI's server URL.
-const NOT_SETTINGS: [&str; 3] = ["LUNA_LAMBDA_CONFIG", "LUNA_LAMBDA_LOG", "LUNA_LAMBDA_URL"];
+/// Variables with the prefix that are not settings: the config file's path, the log filter,
+/// the bootstrap admin token, and the CLI's server URL, token and CA.
+const NOT_SETTINGS: [&str; 6] = [
+    "LUNA_LAMBDA_CONFIG",
+    "LUNA_LAMBDA_LOG",
+    "LUNA_LAMBDA_URL",
+    "LUNA_LAMBDA_ADMIN_TOKEN",
+    "LUNA_LAMBDA_TOKEN",
+    "LUNA_LAMBDA_CA",
+];
+/// The bootstrap admin token's variable.
+pub const ADMIN_TOKEN_ENV: &str = "LUNA_LAMBDA_ADMIN_TOKEN";
 
 fn env_value(raw: &str) -> toml::Value {
     // Numbers, booleans and arrays as TOML; anything else is a string.
@@ -466,6 +505,14 @@ impl Config {
                     "listen = {:?} is not an address like 127.0.0.1:5210",
                     self.listen
                 ),
+            });
+        }
+        if let Some(mode) = &self.auth.mode
+            && !matches!(mode.as_str(), "none" | "token")
+        {
+            return Err(ConfigError::Invalid {
+                origin: String::new(),
+                message: format!("[auth] mode = {mode:?} is not \"none\" or \"token\""),
             });
         }
         if !matches!(self.builder.kind.as_str(), "local" | "docker") {
@@ -563,6 +610,72 @@ impl Config {
         )
     }
 
+    /// Whether the server listens on loopback only.
+    pub fn on_loopback(&self) -> bool {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+    }
+
+    /// The `[auth]` the server runs with: tokens on or off (off only on loopback, unless set
+    /// explicitly), and the bootstrap admin token from `env` or its file.
+    pub fn auth_settings(
+        &self,
+        env: &HashMap<String, String>,
+    ) -> Result<crate::auth::AuthSettings, ConfigError> {
+        let loopback = self.on_loopback();
+        let enabled = match self.auth.mode.as_deref() {
+            Some("token") => true,
+            Some(_) => false,
+            None if loopback => false,
+            None => {
+                return Err(ConfigError::Unsupported(format!(
+                    "the server would listen on {} (not loopback) with no authentication: anyone who reaches it could deploy and run code. Set [auth] mode = \"token\" (LUNA_LAMBDA_AUTH_MODE=token) with a bootstrap admin token in {ADMIN_TOKEN_ENV}, or [auth] mode = \"none\" to run it open on purpose",
+                    self.listen
+                )));
+            }
+        };
+        let admin_token = match (env.get(ADMIN_TOKEN_ENV), &self.auth.admin_token_file) {
+            (Some(t), _) => Some(t.trim().to_owned()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        ConfigError::Startup(format!(
+                            "[auth] admin_token_file {}: {e}",
+                            path.display()
+                        ))
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if let Some(t) = &admin_token
+            && t.len() < crate::auth::MIN_ADMIN_TOKEN_LEN
+        {
+            return Err(ConfigError::Invalid {
+                origin: String::new(),
+                message: format!(
+                    "the bootstrap admin token must be at least {} characters (it has {})",
+                    crate::auth::MIN_ADMIN_TOKEN_LEN,
+                    t.len()
+                ),
+            });
+        }
+        let open_warning = (!enabled && !loopback).then(|| {
+            format!(
+                "authentication is off ([auth] mode = \"none\") and the server listens on {}: anyone who reaches it can deploy and run code",
+                self.listen
+            )
+        });
+        Ok(crate::auth::AuthSettings {
+            enabled,
+            admin_token,
+            rate_per_second: self.auth.rate_per_second,
+            open_warning,
+        })
+    }
+
     /// Builds the platform with its adapters. `env` is the binary's environment: it locates
     /// `uv` on `PATH` (`[builder] uv = "auto"`) and gives replicas their base environment.
     pub async fn platform(
@@ -570,6 +683,7 @@ impl Config {
         data_dir: &Path,
         env: &HashMap<String, String>,
     ) -> Result<Platform, ConfigError> {
+        let auth = self.auth_settings(env)?;
         let mut storage_cfg = StorageConfig::new(self.storage_url(data_dir));
         storage_cfg.prefix = self.s3.prefix.clone();
         storage_cfg.s3 = S3Options {
@@ -725,6 +839,7 @@ impl Config {
                 subtask_timeout: Duration::from_secs(self.tasks.subtask_timeout_secs.max(1)),
                 max_attempts: self.tasks.max_attempts.max(1),
             },
+            auth,
         };
         Ok(Platform::new(pcfg, storage, builder, orchestrator))
     }

@@ -54,6 +54,17 @@ pub enum Error {
     /// The task is over and cannot be cancelled.
     #[error("task {0} is {status} already", status = .1.as_str())]
     TaskFinished(uuid::Uuid, lambda_core::api::TaskStatus),
+    /// No usable token (401, with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A token's request rate is exceeded (429, with `Retry-After`).
+    #[error("{detail}")]
+    TooManyRequests {
+        /// What was exceeded.
+        detail: String,
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// Anything else; details are logged, not returned.
     #[error("{0}")]
     Internal(String),
@@ -78,6 +89,8 @@ impl Error {
             Self::TaskNotFound(_) => ErrorCode::TaskNotFound,
             Self::NotATasksLambda(..) => ErrorCode::NotATasksLambda,
             Self::TaskFinished(..) => ErrorCode::TaskFinished,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             Self::Storage(lambda_storage::Error::Conflict { .. }) | Self::Superseded(_) => {
                 ErrorCode::UpdateNotAllowed
             }
@@ -113,6 +126,23 @@ impl IntoResponse for Error {
         let status = StatusCode::from_u16(self.code().http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(self.body())).into_response();
+        match &self {
+            Self::Unauthorized(_) => {
+                resp.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => {
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(*retry_after_secs),
+                );
+            }
+            _ => {}
+        }
         if status.is_server_error() {
             // Logged once, by the access-log middleware, which reads this.
             resp.extensions_mut()

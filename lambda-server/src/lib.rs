@@ -9,6 +9,8 @@
 
 #[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "server")]
+pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "server")]
@@ -31,6 +33,8 @@ mod serve;
 mod task_api;
 #[cfg(feature = "server")]
 pub mod tasks;
+#[cfg(feature = "server")]
+mod token_api;
 #[cfg(feature = "server")]
 pub mod upstream;
 #[cfg(feature = "server")]

@@ -55,6 +55,8 @@ pub struct PlatformConfig {
     pub base_os: lambda_core::docker_commands::BaseOs,
     /// How tasks of `tasks` lambdas run (`[tasks]`).
     pub tasks: crate::tasks::TaskSettings,
+    /// Who may call the API (`[auth]`; read by the HTTP edge).
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl Default for PlatformConfig {
@@ -72,6 +74,7 @@ impl Default for PlatformConfig {
             orphan_grace: Duration::from_secs(600),
             base_os: lambda_core::docker_commands::BaseOs::Debian,
             tasks: crate::tasks::TaskSettings::default(),
+            auth: crate::auth::AuthSettings::default(),
         }
     }
 }
@@ -151,6 +154,9 @@ pub struct Health {
     pub builder: String,
     /// `ok` or the error.
     pub orchestrator: String,
+    /// A warning about how the server runs (e.g. open to the network without tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Health {
@@ -353,6 +359,11 @@ impl Platform {
         self.inner.orchestrator.shutdown().await;
     }
 
+    /// The API tokens in the store.
+    pub fn tokens(&self) -> lambda_storage::TokenStore {
+        self.inner.storage.tokens()
+    }
+
     /// Health of the store, the builder and the orchestrator.
     pub async fn health(&self) -> Health {
         let show = |r: std::result::Result<(), String>| r.err().unwrap_or_else(|| "ok".into());
@@ -365,6 +376,7 @@ impl Platform {
             store: show(store.map_err(|e| e.to_string())),
             builder: show(builder.map_err(|e| e.to_string())),
             orchestrator: show(orch.map_err(|e| e.to_string())),
+            detail: None,
         }
     }
 

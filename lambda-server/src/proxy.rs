@@ -137,9 +137,11 @@ async fn proxied(state: AppState, mut req: Request) -> Response {
     };
     let method = crate::api::method_name(req.method());
     req.extensions_mut().insert(RequestId(rid.clone()));
-    let resp = forward(&state, req)
-        .await
-        .unwrap_or_else(|e| e.into_response());
+    let resp = match crate::api::authorize(&state, &mut req, crate::auth::Access::Proxy).await {
+        Ok(()) => forward(&state, req).await,
+        Err(e) => Err(e),
+    }
+    .unwrap_or_else(|e| e.into_response());
     crate::api::finish(&state, rid, route, method, started, resp)
 }
 
@@ -154,7 +156,7 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
         Error::BadRequest(ErrorCode::RouteNotFound, "not a proxy path".to_owned())
     })?;
     let id = crate::api::lambda_id(raw)?;
-    let account = Account::of(req.headers())?.0;
+    let account = Account::resolve(req.headers(), req.extensions().get())?.0;
     let (route, endpoint) = s.platform.route(&id, account).await?;
     if route.lambda_type == lambda_core::LambdaType::Tasks && suffix.starts_with("/tasks/") {
         // The platform's own calls into a tasks lambda; tasks start with POST /1/tasks.
@@ -178,6 +180,10 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
         )
     })?;
     strip_hop_by_hop(&mut parts.headers);
+    if s.auth.enabled() {
+        // The platform's token is the platform's: the lambda never sees it.
+        parts.headers.remove(header::AUTHORIZATION);
+    }
     if let Some(v) = rid {
         parts.headers.insert(REQUEST_ID_HEADER, v);
     }

@@ -346,6 +346,13 @@ impl Storage {
         }
     }
 
+    /// The API tokens.
+    pub fn tokens(&self) -> crate::TokenStore {
+        crate::TokenStore {
+            inner: self.inner.clone(),
+        }
+    }
+
     /// The lambda record repository.
     pub fn records(&self) -> LambdaRepository {
         LambdaRepository {

@@ -22,6 +22,8 @@
 //! | `P/tasks/<task>/task.json` | a task's record `{"revision": n, "record": {...}}` (compare-and-swap) |
 //! | `P/tasks/<task>/subtasks.json` | the task's split: each subtask's content |
 //! | `P/tasks/<task>/results/<n / 1000>/<n>.json` | subtask `n`'s outcome, `{"result": ...}` or `{"error": "..."}` |
+//! | `P/tokens/<token id>.json` | an API token's record and the sha256 of its secret (never the secret) |
+//! | `P/token-names/<name>` | the token name claim (holds the token id) |
 //! | `P/.healthcheck/<uuid>` | short-lived probe of [`Storage::healthcheck`] |
 //!
 //! ## Concurrency
@@ -38,9 +40,11 @@ mod backend;
 mod error;
 mod records;
 mod tasks;
+mod tokens;
 
 pub use artifacts::{ArtifactStore, DocKind, Inventory, StoredLambda, StoredObject, VersionFiles};
 pub use backend::{CasMode, S3Options, Storage, StorageConfig, open};
 pub use error::{Error, Result, UnavailableKind};
 pub use records::{LambdaRepository, ListQuery, RecoveryReport, Revision, Versioned};
 pub use tasks::{SubtaskOutcome, TaskStore};
+pub use tokens::{StoredToken, TokenStore};

@@ -135,12 +135,30 @@ pub fn creds(name: &str) -> String {
 pub struct Server {
     pub url: String,
     pub platform: Platform,
+    /// Its client (with the server's token, when it has one).
+    pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
     pub async fn start(platform: Platform) -> Server {
+        Self::start_as(platform, None).await
+    }
+
+    /// A server whose helpers send `Authorization: Bearer <token>`.
+    pub async fn start_as(platform: Platform, token: Option<&str>) -> Server {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
         platform.start().await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -156,6 +174,7 @@ impl Server {
         Server {
             url,
             platform,
+            http,
             stop: Some(tx),
             task: Some(task),
         }
@@ -190,7 +209,7 @@ impl Server {
             parts.push(("parameters", "application/json", p.as_bytes()));
         }
         let (ctype, body) = multipart(&parts);
-        reqwest::Client::new()
+        self.http
             .post(format!("{}/1/lambdas", self.url))
             .header("Luna-Account-Id", ACCOUNT)
             .header("content-type", ctype)
@@ -201,7 +220,9 @@ impl Server {
     }
 
     pub async fn record(&self, id: &str) -> serde_json::Value {
-        reqwest::get(format!("{}/1/lambdas/{id}", self.url))
+        self.http
+            .get(format!("{}/1/lambdas/{id}", self.url))
+            .send()
             .await
             .unwrap()
             .json()
@@ -213,7 +234,7 @@ impl Server {
     /// `PUT /1/lambdas/{id}` with a new archive.
     pub async fn update(&self, id: &str, zip: &[u8]) -> reqwest::Response {
         let (ctype, body) = multipart(&[("archive", "application/zip", zip)]);
-        reqwest::Client::new()
+        self.http
             .put(format!("{}/1/lambdas/{id}", self.url))
             .header("content-type", ctype)
             .body(body)
@@ -224,7 +245,7 @@ impl Server {
 
     /// `PATCH /1/lambdas/{id}` switching the lambda on or off.
     pub async fn set_alive(&self, id: &str, alive: bool) -> reqwest::Response {
-        reqwest::Client::new()
+        self.http
             .patch(format!("{}/1/lambdas/{id}", self.url))
             .json(&serde_json::json!({ "alive": alive }))
             .send()
@@ -279,7 +300,9 @@ impl Server {
 
     /// The build log of the lambda's current version.
     pub async fn build_log(&self, id: &str) -> String {
-        reqwest::get(format!("{}/1/lambdas/{id}/image/logs", self.url))
+        self.http
+            .get(format!("{}/1/lambdas/{id}/image/logs", self.url))
+            .send()
             .await
             .unwrap()
             .text()
@@ -293,7 +316,9 @@ impl Server {
         id: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let mut rb = reqwest::Client::new().post(format!("{}/1/lambdas/{id}/rollback", self.url));
+        let mut rb = self
+            .http
+            .post(format!("{}/1/lambdas/{id}/rollback", self.url));
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -308,13 +333,13 @@ impl Server {
             self.url,
             if dry_run { "?dry_run=1" } else { "" }
         );
-        let r = reqwest::Client::new().post(url).send().await.unwrap();
+        let r = self.http.post(url).send().await.unwrap();
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
     }
 
     pub async fn delete(&self, id: &str) -> reqwest::Response {
-        reqwest::Client::new()
+        self.http
             .delete(format!("{}/1/lambdas/{id}", self.url))
             .send()
             .await
@@ -322,7 +347,8 @@ impl Server {
     }
 
     pub async fn invoke(&self, id: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let r = reqwest::Client::new()
+        let r = self
+            .http
             .post(format!("{}/1/lambdas/{id}/proxy/main", self.url))
             .json(&body)
             .send()
@@ -543,7 +569,8 @@ impl Server {
     ) -> (u16, serde_json::Value) {
         let mut content = content;
         content["lambda_id"] = lambda.into();
-        let r = reqwest::Client::new()
+        let r = self
+            .http
             .post(format!("{}/1/tasks", self.url))
             .header("Luna-Account-Id", ACCOUNT)
             .json(&serde_json::json!({"description": "test", "content": content}))

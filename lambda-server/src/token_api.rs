@@ -1,0 +1,48 @@
+//! The token routes of the API (`/1/tokens...`, admin only when tokens are on), over
+//! [`crate::auth::Auth`].
+
+use crate::api::{AppState, json_error};
+use crate::error::{Error, Result};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use lambda_core::api::ErrorCode;
+use lambda_core::auth::{CreateTokenRequest, TokenList};
+
+/// `/1/tokens`, `/1/tokens/{token_id}`.
+pub(crate) fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/1/tokens", get(list).post(create))
+        .route("/1/tokens/{token_id}", delete(revoke))
+}
+
+async fn create(
+    State(s): State<AppState>,
+    body: std::result::Result<Json<CreateTokenRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body.map_err(json_error)?;
+    let created = s.auth.create(req).await?;
+    tracing::info!(token = %created.record.name, id = %created.record.token_id, admin = created.record.admin, scope = created.record.scope.as_str(), "token created");
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn list(State(s): State<AppState>) -> Result<Response> {
+    Ok(Json(TokenList {
+        tokens: s.auth.list().await?,
+    })
+    .into_response())
+}
+
+async fn revoke(State(s): State<AppState>, Path(raw): Path<String>) -> Result<StatusCode> {
+    let id = uuid::Uuid::parse_str(&raw).map_err(|_| {
+        Error::BadRequest(
+            ErrorCode::TokenNotFound,
+            format!("token {raw:?} not found: token ids are UUIDs"),
+        )
+    })?;
+    s.auth.revoke(&id).await?;
+    tracing::info!(%id, "token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
