@@ -39,7 +39,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lambda_type,
         } => run_local(&path, port, lambda_type),
         other => {
-            let client = Client::new(&cli.server, cli.account_id)?;
+            let client = Client::new(&cli.server, cli.account_id)?.with_token(cli.token.clone());
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

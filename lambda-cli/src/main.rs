@@ -6,6 +6,7 @@ mod commands;
 mod output;
 mod remote;
 mod task;
+mod token;
 mod versions;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -38,6 +39,10 @@ pub(crate) struct Cli {
     /// for it (without one, reads see every lambda and creates use 00000000-0000-4000-8000-000000000000).
     #[arg(long, global = true, env = "LUNA_ACCOUNT_ID")]
     pub(crate) account_id: Option<uuid::Uuid>,
+    /// API token for a server that requires one (`[auth] mode = "token"`); its account is the
+    /// one acted for.
+    #[arg(long, global = true, env = "LUNA_LAMBDA_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
     /// Print JSON for scripts instead of human output.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -234,6 +239,11 @@ pub(crate) enum Command {
     Task {
         #[command(subcommand)]
         action: crate::task::TaskAction,
+    },
+    /// API tokens: create, list, revoke (with an admin token when the server requires tokens).
+    Token {
+        #[command(subcommand)]
+        action: crate::token::TokenAction,
     },
     /// List a lambda's stored versions: archive, build outcome, whether the artifact is kept.
     Versions {

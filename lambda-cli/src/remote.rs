@@ -50,6 +50,7 @@ pub(crate) async fn remote(ctx: Ctx, cmd: Command) -> anyhow::Result<ExitCode> {
         } => set_config(ctx, id, file).await,
         Command::Switch { id, state } => switch(ctx, id, state).await,
         Command::Task { action } => crate::task::task(ctx, action).await,
+        Command::Token { action } => crate::token::token(ctx, action).await,
         Command::Versions { id } => crate::versions::versions(ctx, id).await,
         Command::Rollback {
             id,

@@ -97,3 +97,84 @@ fn http_get(port: u16, path: &str) -> std::io::Result<String> {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default())
 }
+
+#[test]
+fn tokens_from_the_command_line() {
+    const ADMIN: &str = "cli-test-bootstrap-admin-token-0123456789";
+    let data = tempfile::tempdir().unwrap();
+    let server = common::serve_with(
+        data.path(),
+        &[
+            ("LUNA_LAMBDA_AUTH_MODE", "token"),
+            ("LUNA_LAMBDA_ADMIN_TOKEN", ADMIN),
+        ],
+    );
+    let cli = |token: Option<&str>, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_luna-lambda"));
+        c.args(args).env("LUNA_LAMBDA_URL", &server.url);
+        c.env_remove("LUNA_LAMBDA_TOKEN")
+            .env_remove("LUNA_ACCOUNT_ID");
+        if let Some(t) = token {
+            c.env("LUNA_LAMBDA_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let denied = cli(None, &["list"]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("12008"));
+
+    let made = cli(
+        Some(ADMIN),
+        &[
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--account",
+            common::ACCOUNT,
+            "--scope",
+            "read",
+            "--expires",
+            "12h",
+            "--json",
+        ],
+    );
+    let made = common::json(&made);
+    assert_eq!(made["scope"], "read");
+    assert_eq!(made["account_id"], common::ACCOUNT);
+    let token = made["token"].as_str().unwrap().to_owned();
+    ok(&cli(Some(&token), &["list", "--json"]));
+    // Read scope: a change is refused.
+    let gc = cli(Some(&token), &["gc", "--dry-run"]);
+    assert_eq!(gc.status.code(), Some(1));
+    // --token wins over the environment.
+    ok(&cli(Some("llt_nonsense"), &["list", "--token", &token]));
+
+    let listed = common::json(&cli(Some(ADMIN), &["token", "list", "--json"]));
+    assert_eq!(listed["tokens"][0]["name"], "ci");
+    assert!(!listed.to_string().contains(&token));
+    let bad = cli(
+        Some(ADMIN),
+        &[
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--admin",
+            "--expires",
+            "5w",
+        ],
+    );
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    ok(&cli(Some(ADMIN), &["token", "revoke", "ci"]));
+    let revoked = cli(Some(&token), &["list"]);
+    assert_eq!(revoked.status.code(), Some(1));
+    let missing = cli(Some(ADMIN), &["token", "revoke", "ci"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no token named"));
+}

@@ -290,8 +290,9 @@ impl Response {
     }
 }
 
-/// A client of a luna-lambda-rs server. Every method blocks with the GIL released.
-#[pyclass(frozen, module = "luna_lambda_rs")]
+/// A client of a luna-lambda-rs server. Every method blocks with the GIL released. The Python
+/// `Client` subclasses it to default `token` to `LUNA_LAMBDA_TOKEN`.
+#[pyclass(frozen, subclass, module = "luna_lambda_rs")]
 struct Client {
     inner: HttpClient,
 }
@@ -315,14 +316,15 @@ impl Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (url, account_id=None))]
-    fn new(url: &str, account_id: Option<&str>) -> PyResult<Self> {
+    #[pyo3(signature = (url, account_id=None, token=None))]
+    fn new(url: &str, account_id: Option<&str>, token: Option<String>) -> PyResult<Self> {
         let account = account_id
             .map(uuid::Uuid::parse_str)
             .transpose()
             .map_err(|e| PyValueError::new_err(format!("account_id: {e}")))?;
-        let inner =
-            HttpClient::new(url, account).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let inner = HttpClient::new(url, account)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?
+            .with_token(token);
         Ok(Self { inner })
     }
 

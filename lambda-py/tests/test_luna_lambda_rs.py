@@ -196,3 +196,23 @@ def test_tasks_from_python(platform):
         client.get_task(task_id)
     assert e.value.error_code == 42021
     client.delete(lambda_id)
+
+
+def test_tokens_from_python(tmp_path, monkeypatch):
+    admin = "python-test-bootstrap-admin-token-0123456789"
+    monkeypatch.setenv("LUNA_LAMBDA_AUTH_MODE", "token")
+    monkeypatch.setenv("LUNA_LAMBDA_ADMIN_TOKEN", admin)
+    monkeypatch.delenv("LUNA_LAMBDA_TOKEN", raising=False)
+    with ll.Platform.embedded(tmp_path / "secured") as p:
+        with pytest.raises(ll.LambdaError) as e:
+            ll.Client(p.url).list()
+        assert e.value.error_code == 12008
+        assert ll.Client(p.url, token=admin).list()["count"] == 0
+        monkeypatch.setenv("LUNA_LAMBDA_TOKEN", admin)
+        assert p.client().list()["count"] == 0
+        assert isinstance(p.client(), ll.Client)
+
+        async def listing():
+            return await ll.AsyncClient(p.url, token=admin).list()
+
+        assert asyncio.run(listing())["count"] == 0

@@ -11,6 +11,7 @@ use lambda_core::{ImageStatus, LambdaId, LambdaStatus};
 use std::time::{Duration, Instant};
 
 mod tasks;
+mod tokens;
 mod versions;
 
 /// The account a client without an account id creates lambdas for (a single-user setup needs
@@ -75,6 +76,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     account: Option<uuid::Uuid>,
+    token: Option<String>,
 }
 
 impl Client {
@@ -94,7 +96,20 @@ impl Client {
             http,
             base,
             account,
+            token: None,
         })
+    }
+
+    /// The same client sending `Authorization: Bearer <token>` (a server with `[auth] mode =
+    /// "token"`); the account then comes from the token unless one is given.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.trim().is_empty());
+        self
+    }
+
+    /// Whether it sends a token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
     }
 
     /// The server URL.
@@ -111,7 +126,20 @@ impl Client {
         if let Some(a) = self.account {
             r = r.header(ACCOUNT_ID_HEADER, a.to_string());
         }
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t.trim());
+        }
         r
+    }
+
+    /// A create-like request: with no account and no token, for [`DEFAULT_ACCOUNT`] (a token
+    /// says its own account).
+    fn for_creating(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.account.is_none() && self.token.is_none() {
+            rb.header(ACCOUNT_ID_HEADER, DEFAULT_ACCOUNT)
+        } else {
+            rb
+        }
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
@@ -183,13 +211,10 @@ impl Client {
         parameters: Option<&serde_json::Value>,
     ) -> Result<CreateResponse> {
         let form = Self::form(Some(archive), Some(credentials), parameters);
-        let mut rb = self
+        let rb = self
             .req(reqwest::Method::POST, "/1/lambdas")
             .multipart(form);
-        if self.account.is_none() {
-            rb = rb.header(ACCOUNT_ID_HEADER, DEFAULT_ACCOUNT);
-        }
-        self.json(rb).await
+        self.json(self.for_creating(rb)).await
     }
 
     /// `PUT /1/lambdas/{id}`: a new version from a new archive and/or parameters.

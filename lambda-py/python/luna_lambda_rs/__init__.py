@@ -19,7 +19,6 @@ import functools
 import os
 
 from ._native import (
-    Client,
     Conflict,
     LambdaError,
     NotFound,
@@ -32,6 +31,7 @@ from ._native import (
     render_dockerfile,
     validate,
 )
+from ._native import Client as _NativeClient
 from ._native import EmbeddedPlatform as _EmbeddedPlatform
 
 __all__ = [
@@ -52,6 +52,18 @@ __all__ = [
 ]
 
 
+class Client(_NativeClient):
+    """A client of a luna-lambda-rs server; every method blocks with the GIL released.
+
+    `token` is the API token of a server that requires one (default: `LUNA_LAMBDA_TOKEN`);
+    its account is the one acted for unless `account_id` is given."""
+
+    def __new__(cls, url: str, account_id: str | None = None, token: str | None = None):
+        if token is None:
+            token = os.environ.get("LUNA_LAMBDA_TOKEN")
+        return super().__new__(cls, url, account_id, token)
+
+
 class Platform:
     """The whole platform embedded in this process (local storage, virtualenv builds, local
     processes). Use as a context manager, or call `close()`."""
@@ -67,8 +79,8 @@ class Platform:
     def url(self) -> str:
         return self._native.url
 
-    def client(self, account_id: str | None = None) -> Client:
-        return Client(self.url, account_id)
+    def client(self, account_id: str | None = None, token: str | None = None) -> Client:
+        return Client(self.url, account_id, token)
 
     def close(self) -> None:
         self._native.close()
@@ -84,8 +96,8 @@ class AsyncClient:
     """`Client` for asyncio: every method is a coroutine run in a worker thread (the native
     calls release the GIL, so the event loop keeps running)."""
 
-    def __init__(self, url: str, account_id: str | None = None):
-        self._client = Client(url, account_id)
+    def __init__(self, url: str, account_id: str | None = None, token: str | None = None):
+        self._client = Client(url, account_id, token)
 
     @property
     def url(self) -> str:

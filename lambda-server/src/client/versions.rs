@@ -1,7 +1,7 @@
 //! The version calls of the client: the list of versions, rollback, export and import, and the
 //! garbage collector.
 
-use super::{ACCOUNT_ID_HEADER, Client, ClientError, DEFAULT_ACCOUNT, Result};
+use super::{Client, ClientError, Result};
 use bytes::Bytes;
 use lambda_core::LambdaId;
 use lambda_core::api::{CreateResponse, GcReport, RollbackRequest, RollbackResponse, VersionList};
@@ -35,16 +35,13 @@ impl Client {
     }
 
     /// `POST /1/lambdas/import`: a lambda made again from an export, for this client's account
-    /// (or [`DEFAULT_ACCOUNT`]).
+    /// (or its token's, or [`super::DEFAULT_ACCOUNT`]).
     pub async fn import(&self, export: Vec<u8>) -> Result<CreateResponse> {
         let part = reqwest::multipart::Part::bytes(export).file_name("export.zip");
-        let mut rb = self
+        let rb = self
             .req(reqwest::Method::POST, "/1/lambdas/import")
             .multipart(reqwest::multipart::Form::new().part("archive", part));
-        if self.account.is_none() {
-            rb = rb.header(ACCOUNT_ID_HEADER, DEFAULT_ACCOUNT);
-        }
-        self.json(rb).await
+        self.json(self.for_creating(rb)).await
     }
 
     /// `POST /1/gc[?dry_run=1]`
