@@ -258,10 +258,16 @@ pub fn runtime_env(
     ]
 }
 
+/// The uid (and gid) lambdas run as: the base images' `luna` user. Pods run as it whatever the
+/// image's last `USER` says.
+pub const LAMBDA_UID: u32 = 1000;
+
 /// The Deployment: `pod_count` replicas, rolling update with no unavailable replica, probes on
 /// `/healthcheck`, nodeSelector, resources, GPU, user config mounted from a ConfigMap. A container
 /// that fails reports its last output lines in its status (`FallbackToLogsOnError`), so the reason
-/// of a crash loop is known without reading logs.
+/// of a crash loop is known without reading logs. Hardened: non-root ([`LAMBDA_UID`]), no
+/// privilege escalation, every capability dropped, the runtime's default seccomp profile, no
+/// service account token.
 pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
     let p = spec.parameters;
     let dp = &p.deploy_parameters;
@@ -324,8 +330,19 @@ pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
             "livenessProbe": probe(10, 10, 3),
             "volumeMounts": [{"name": "user-config", "mountPath": USER_CONFIG_DIR, "readOnly": true}],
             "terminationMessagePolicy": "FallbackToLogsOnError",
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]},
+            },
         }],
         "terminationGracePeriodSeconds": 30,
+        "automountServiceAccountToken": false,
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": LAMBDA_UID,
+            "runAsGroup": LAMBDA_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "volumes": [{"name": "user-config", "configMap": {"name": name}}],
     });
     if !spec.image_pull_secrets.is_empty() {

@@ -424,6 +424,9 @@ impl DockerOrchestrator {
                     }),
                     memory: memory.map(|m| m as i64),
                     nano_cpus: cpus.map(|c| (c * 1e9) as i64),
+                    // Hardened like the Kubernetes pods: no capabilities, no privilege gain.
+                    cap_drop: Some(vec!["ALL".into()]),
+                    security_opt: Some(vec!["no-new-privileges".into()]),
                     ..Default::default()
                 }),
                 ..Default::default()

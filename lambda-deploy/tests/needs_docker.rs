@@ -148,6 +148,22 @@ async fn a_restarted_control_plane_readopts_its_containers() {
             )
             .await
             .unwrap();
+        // Hardened: no capabilities, no privilege gain, the image's non-root user.
+        let host = i.host_config.clone().unwrap();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_owned()])
+        );
+        let user = i
+            .config
+            .as_ref()
+            .and_then(|c| c.user.clone())
+            .unwrap_or_default();
+        assert!(
+            !user.is_empty() && user != "root" && user != "0",
+            "user {user:?}"
+        );
         i.config.and_then(|c| c.labels).unwrap_or_default()
     };
     let mut cfg = DockerOrchestratorConfig::new(env("DOCKER_HOST"));

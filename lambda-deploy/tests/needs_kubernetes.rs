@@ -187,6 +187,30 @@ async fn every_deploy_parameter_reaches_the_objects_and_delete_leaves_nothing() 
         "json",
     ]);
     assert_eq!(pods["items"].as_array().unwrap().len(), 2);
+    // Every pod, as the API server stored it, is hardened.
+    for p in pods["items"].as_array().unwrap() {
+        let spec = &p["spec"];
+        assert_eq!(spec["automountServiceAccountToken"], false, "{spec}");
+        let sc = &spec["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true, "{sc}");
+        assert_eq!(sc["runAsUser"], 1000, "{sc}");
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{sc}");
+        let csc = &spec["containers"][0]["securityContext"];
+        assert_eq!(csc["allowPrivilegeEscalation"], false, "{csc}");
+        assert_eq!(
+            csc["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{csc}"
+        );
+        assert!(
+            p["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["projected"].is_null()),
+            "no service account token volume"
+        );
+    }
     let (status, body) = post(&h.orch.endpoint(&id).unwrap(), serde_json::json!({}))
         .await
         .unwrap();
@@ -413,6 +437,32 @@ async fn the_documented_role_is_all_the_platform_needs() {
         .unwrap();
     std::io::Write::write_all(&mut apply.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
     assert!(apply.wait().unwrap().success());
+    // The NetworkPolicy of deploy/kubernetes applies, and selects what the platform labels.
+    let policy = std::fs::read_to_string(workspace().join("deploy/kubernetes/networkpolicy.yaml"))
+        .unwrap()
+        .replace("namespace: default", &format!("namespace: {ns}"));
+    let mut apply = std::process::Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut apply.stdin.take().unwrap(), policy.as_bytes()).unwrap();
+    assert!(apply.wait().unwrap().success());
+    let np = json_of(&[
+        "-n",
+        ns,
+        "get",
+        "networkpolicy",
+        "luna-lambda-pods",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"][lambda_core::render::labels::MANAGED_BY],
+        lambda_core::render::MANAGED_BY
+    );
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 8000);
     // The account's token, from the Secret the token controller makes for it.
     let admin = kube::Client::try_from(kube_sim::kubeconfig_client_config().await).unwrap();
     let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(admin.clone(), ns);
