@@ -614,6 +614,8 @@ struct EmbeddedPlatform {
     url: String,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The data folder's lock (one control plane per folder), released by `close`.
+    lock: Mutex<Option<lambda_server::lock::DataDirLock>>,
 }
 
 #[pymethods]
@@ -634,6 +636,7 @@ impl EmbeddedPlatform {
                 String,
                 tokio::sync::oneshot::Sender<()>,
                 tokio::task::JoinHandle<()>,
+                lambda_server::lock::DataDirLock,
             ),
             String,
         > = py.detach(|| {
@@ -642,6 +645,8 @@ impl EmbeddedPlatform {
                 cfg.listen = listen.clone();
                 std::fs::create_dir_all(&data_dir)
                     .map_err(|e| format!("{}: {e}", data_dir.display()))?;
+                let lock =
+                    lambda_server::lock::lock_data_dir(&data_dir).map_err(|e| e.to_string())?;
                 let platform = cfg
                     .platform(&data_dir, &env)
                     .await
@@ -661,14 +666,15 @@ impl EmbeddedPlatform {
                     })
                     .await;
                 });
-                Ok((url, tx, task))
+                Ok((url, tx, task, lock))
             })
         });
-        let (url, tx, task) = started.map_err(LambdaError::new_err)?;
+        let (url, tx, task, lock) = started.map_err(LambdaError::new_err)?;
         Ok(Self {
             url,
             stop: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -689,6 +695,7 @@ impl EmbeddedPlatform {
                 let _ = runtime().block_on(t);
             });
         }
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 

@@ -216,3 +216,13 @@ def test_tokens_from_python(tmp_path, monkeypatch):
             return await ll.AsyncClient(p.url, token=admin).list()
 
         assert asyncio.run(listing())["count"] == 0
+
+
+def test_one_platform_per_data_folder(tmp_path):
+    with ll.Platform.embedded(tmp_path / "one"):
+        with pytest.raises(ll.LambdaError) as e:
+            ll.Platform.embedded(tmp_path / "one")
+        assert "another luna-lambda server" in str(e.value) and "--data-dir" in str(e.value)
+    # Closed: the folder is free again.
+    with ll.Platform.embedded(tmp_path / "one") as again:
+        assert again.client().list()["count"] == 0
