@@ -173,11 +173,7 @@ impl LocalBuilder {
         h.update(runtime::REQUIREMENTS.as_bytes());
         h.update(b"\0");
         h.update(requirements.replace("\r\n", "\n").trim().as_bytes());
-        h.finalize()
-            .iter()
-            .take(12)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        lambda_core::hex(&h.finalize()[..12])
     }
 
     /// Writes the runtime and the lambda's files into a fresh app folder.

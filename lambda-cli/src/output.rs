@@ -46,6 +46,12 @@ pub(crate) fn error(e: &anyhow::Error, json: bool) {
     }
 }
 
+/// A time as RFC 3339.
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// Prints a value as pretty JSON.
 pub(crate) fn json(v: &impl serde::Serialize) {
     outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());

@@ -104,7 +104,7 @@ pub(crate) async fn token(ctx: &Ctx, action: TokenAction) -> anyhow::Result<Exit
                             t.name.clone(),
                             who(t),
                             t.scope.as_str().to_owned(),
-                            t.expire_time.map_or("never".into(), rfc3339),
+                            t.expire_time.map_or("never".into(), output::rfc3339),
                         ]
                     })
                     .collect();
@@ -140,9 +140,4 @@ fn who(t: &TokenRecord) -> String {
         (false, Some(a)) => a.to_string(),
         (false, None) => "-".into(),
     }
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -31,10 +31,7 @@ pub(crate) async fn versions(ctx: &Ctx, id: LambdaId) -> anyhow::Result<ExitCode
             }
             vec![
                 format!("v{}", v.record.version),
-                v.record
-                    .create_time
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
+                output::rfc3339(v.record.create_time),
                 v.record.image_status.map_or("-".into(), |s| s.to_string()),
                 if v.artifact_exists { "kept" } else { "gone" }.to_owned(),
                 v.record.archive.sha256.chars().take(12).collect(),

@@ -254,12 +254,10 @@ pub struct ArchiveInfo {
 impl ArchiveInfo {
     /// From the size and the SHA-256 digest of an archive hashed as it streamed.
     pub fn from_digest(size: u64, sha256: &[u8]) -> Self {
-        use std::fmt::Write;
-        let mut hex = String::with_capacity(sha256.len() * 2);
-        for b in sha256 {
-            let _ = write!(hex, "{b:02x}");
+        Self {
+            size,
+            sha256: crate::hex(sha256),
         }
-        Self { size, sha256: hex }
     }
 
     /// Of an archive in memory.

@@ -190,9 +190,9 @@ pub fn parse_token(token: &str) -> Option<(uuid::Uuid, &str)> {
     Some((uuid::Uuid::try_parse(id).ok()?, secret))
 }
 
-/// The stored hash of a secret (its sha256).
-pub fn secret_hash(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
+/// The stored form of a secret: its sha256, lowercase hex.
+pub fn secret_hash(secret: &str) -> String {
+    crate::hex(&Sha256::digest(secret.as_bytes()))
 }
 
 /// A lifetime such as `90s`, `15m`, `12h` or `30d`.

@@ -37,6 +37,16 @@ pub use params::{BaseImage, DeployParameters, Parameters};
 pub use problem::{Problem, Severity, ValidationReport};
 pub use status::{ImageStatus, LambdaStatus};
 
+/// Lowercase hex of bytes (digests, ids and keys derived from them).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// Errors of lambda-core.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -363,7 +363,7 @@ pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
         "spec": pod_spec,
     });
     let digest = sha2::Sha256::digest(template.to_string().as_bytes());
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hash = crate::hex(&digest[..8]);
     template["metadata"]["annotations"][labels::TEMPLATE_HASH] = json!(hash);
     json!({
         "apiVersion": "apps/v1",

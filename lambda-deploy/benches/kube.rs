@@ -129,18 +129,7 @@ fn main() {
                 lambda_core::render::render_service(&r),
             ]});
             let t = Instant::now();
-            let mut apply = std::process::Command::new("kubectl")
-                .args(["apply", "-f", "-"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            std::io::Write::write_all(
-                &mut apply.stdin.take().unwrap(),
-                list.to_string().as_bytes(),
-            )
-            .unwrap();
-            assert!(apply.wait().unwrap().success());
+            kube_sim::kubectl_apply(&list.to_string());
             let rollout = std::process::Command::new("kubectl")
                 .args(["rollout", "status", "--timeout=60s"])
                 .arg(format!("deployment/{}", id.object_name()))

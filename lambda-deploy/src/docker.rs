@@ -358,11 +358,7 @@ impl DockerOrchestrator {
             h.update(p.workers.to_le_bytes());
             h.update(serde_json::to_vec(&p.env).unwrap_or_default());
             h.update(serde_json::to_vec(&p.deploy_parameters.resources).unwrap_or_default());
-            h.finalize()
-                .iter()
-                .take(8)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            lambda_core::hex(&h.finalize()[..8])
         };
         let wanted = p.deploy_parameters.pod_count.max(1) as usize;
         let current = self.deployment(&id).ok();

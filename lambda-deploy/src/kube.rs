@@ -156,7 +156,7 @@ fn image_of(artifact: &Artifact) -> Result<String> {
 fn config_hash(user_config: Option<&serde_json::Value>) -> String {
     let text = user_config.map(|v| v.to_string()).unwrap_or_default();
     let d = sha2::Sha256::digest(text.as_bytes());
-    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+    lambda_core::hex(&d[..8])
 }
 
 fn label<'a, K: kube::Resource>(o: &'a K, key: &str) -> Option<&'a str> {

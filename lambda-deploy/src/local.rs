@@ -549,12 +549,7 @@ impl LocalOrchestrator {
             h.update(v.as_bytes());
             h.update(b"\0");
         }
-        let config_hash: String = h
-            .finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let config_hash = lambda_core::hex(&h.finalize()[..8]);
         let config_file = self
             .run_dir(&spec.lambda_id)
             .join(format!("{config_hash}-{USER_CONFIG_FILE}"));

@@ -8,7 +8,7 @@ mod conformance;
 mod kube_sim;
 
 use conformance::*;
-use kube_sim::{kubectl, sim};
+use kube_sim::{kubectl, kubectl_apply, sim};
 use lambda_core::{Artifact, LambdaId, Parameters};
 use lambda_deploy::{
     Error, KubeCredentials, KubeOrchestrator, KubeOrchestratorConfig, Orchestrator, ReplicaPhase,
@@ -426,29 +426,13 @@ async fn the_documented_role_is_all_the_platform_needs() {
             .args(["create", "namespace", ns])
             .output();
     }
-    let manifest = std::fs::read_to_string(workspace().join("deploy/kubernetes/rbac.yaml"))
-        .unwrap()
-        .replace("namespace: default", &format!("namespace: {ns}"));
-    let mut apply = std::process::Command::new("kubectl")
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut apply.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
-    assert!(apply.wait().unwrap().success());
-    // The NetworkPolicy of deploy/kubernetes applies, and selects what the platform labels.
-    let policy = std::fs::read_to_string(workspace().join("deploy/kubernetes/networkpolicy.yaml"))
-        .unwrap()
-        .replace("namespace: default", &format!("namespace: {ns}"));
-    let mut apply = std::process::Command::new("kubectl")
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut apply.stdin.take().unwrap(), policy.as_bytes()).unwrap();
-    assert!(apply.wait().unwrap().success());
+    // The Role, and the NetworkPolicy (which must select what the platform labels).
+    for file in ["rbac.yaml", "networkpolicy.yaml"] {
+        let manifest = std::fs::read_to_string(workspace().join("deploy/kubernetes").join(file))
+            .unwrap()
+            .replace("namespace: default", &format!("namespace: {ns}"));
+        kubectl_apply(&manifest);
+    }
     let np = json_of(&[
         "-n",
         ns,

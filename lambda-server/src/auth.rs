@@ -46,7 +46,7 @@ pub struct AuthSettings {
 pub struct Principal {
     /// The token's id (none for the bootstrap admin token).
     pub token_id: Option<uuid::Uuid>,
-    /// The token's name (for logs and the audit).
+    /// The token's name (for logs).
     pub name: String,
     /// Its account; `None` for an admin token.
     pub account: Option<uuid::Uuid>,
@@ -61,7 +61,7 @@ pub struct Principal {
 pub enum Access {
     /// Anyone (`/healthcheck`, `/version`).
     Public,
-    /// An admin token (tokens, gc, audit, the server's metrics).
+    /// An admin token (tokens, gc, the server's metrics).
     Admin,
     /// A lambda's proxy (`invoke` or `write`).
     Proxy,
@@ -74,9 +74,7 @@ impl Access {
     pub fn of(route: Option<&str>) -> Self {
         match route {
             Some("/healthcheck" | "/version") => Self::Public,
-            Some("/metrics" | "/1/gc" | "/1/audit" | "/1/tokens" | "/1/tokens/{token_id}") => {
-                Self::Admin
-            }
+            Some("/metrics" | "/1/gc" | "/1/tokens" | "/1/tokens/{token_id}") => Self::Admin,
             Some(r) if crate::proxy::ROUTES.contains(&r) => Self::Proxy,
             _ => Self::Api,
         }
@@ -85,7 +83,7 @@ impl Access {
 
 #[derive(Debug)]
 struct Cached {
-    token: Option<StoredToken>,
+    token: Option<Arc<StoredToken>>,
     read: Instant,
 }
 
@@ -99,10 +97,11 @@ struct Bucket {
 #[derive(Debug)]
 pub struct Auth {
     settings: AuthSettings,
-    admin_hash: Option<[u8; 32]>,
+    admin_hash: Option<String>,
     store: TokenStore,
     cache: Mutex<HashMap<uuid::Uuid, Cached>>,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    /// Per token id (`None`: the bootstrap admin token).
+    buckets: Mutex<HashMap<Option<uuid::Uuid>, Bucket>>,
 }
 
 fn unauthorized(detail: impl Into<String>) -> Error {
@@ -202,7 +201,7 @@ impl Auth {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         if let Some(admin) = &self.admin_hash
-            && bool::from(secret_hash(token).ct_eq(admin))
+            && bool::from(secret_hash(token).as_bytes().ct_eq(admin.as_bytes()))
         {
             return Ok(Principal {
                 token_id: None,
@@ -215,17 +214,16 @@ impl Auth {
         let unknown = || unauthorized("unknown or revoked token");
         let (id, secret) = parse_token(token).ok_or_else(unknown)?;
         let stored = self.lookup(&id).await?.ok_or_else(unknown)?;
-        let given = hex_digest(secret);
-        if !bool::from(given.as_bytes().ct_eq(stored.hash.as_bytes())) {
+        if !bool::from(secret_hash(secret).as_bytes().ct_eq(stored.hash.as_bytes())) {
             return Err(unknown());
         }
-        let r = stored.record;
+        let r = &stored.record;
         if r.expired(time::OffsetDateTime::now_utc()) {
             return Err(unauthorized(format!("token {:?} has expired", r.name)));
         }
         Ok(Principal {
             token_id: Some(r.token_id),
-            name: r.name,
+            name: r.name.clone(),
             account: r.account_id,
             admin: r.admin,
             scope: r.scope,
@@ -233,13 +231,13 @@ impl Auth {
     }
 
     /// A token by id: from the cache when read less than [`CACHE_TTL`] ago, else the store.
-    async fn lookup(&self, id: &uuid::Uuid) -> Result<Option<StoredToken>> {
+    async fn lookup(&self, id: &uuid::Uuid) -> Result<Option<Arc<StoredToken>>> {
         if let Some(c) = self.cache.lock().expect("token cache").get(id)
             && c.read.elapsed() < CACHE_TTL
         {
             return Ok(c.token.clone());
         }
-        let token = self.store.get(id).await?;
+        let token = self.store.get(id).await?.map(Arc::new);
         let mut cache = self.cache.lock().expect("token cache");
         if cache.len() >= CACHE_MAX {
             cache.clear();
@@ -260,15 +258,12 @@ impl Auth {
         if rate <= 0.0 {
             return Ok(());
         }
-        let key = who
-            .token_id
-            .map_or_else(|| who.name.clone(), |id| id.to_string());
         let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("rate buckets");
         if buckets.len() >= CACHE_MAX {
             buckets.clear();
         }
-        let b = buckets.entry(key).or_insert(Bucket {
+        let b = buckets.entry(who.token_id).or_insert(Bucket {
             tokens: rate,
             at: now,
         });
@@ -295,7 +290,7 @@ impl Auth {
         let mut secret = [0u8; SECRET_HEX_LEN / 2];
         getrandom::fill(&mut secret)
             .map_err(|e| Error::Internal(format!("no randomness for a token: {e}")))?;
-        let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let secret = lambda_core::hex(&secret);
         let now = time::OffsetDateTime::now_utc();
         let record = TokenRecord {
             token_id: uuid::Uuid::new_v4(),
@@ -308,7 +303,7 @@ impl Auth {
         };
         let stored = StoredToken {
             record: record.clone(),
-            hash: hex_digest(&secret),
+            hash: secret_hash(&secret),
         };
         self.store.create(&stored).await.map_err(|e| match e {
             lambda_storage::Error::Conflict { what } => {
@@ -342,14 +337,6 @@ impl Auth {
     }
 }
 
-/// The stored form of a secret: its sha256 in lowercase hex.
-fn hex_digest(secret: &str) -> String {
-    secret_hash(secret)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,24 +360,31 @@ mod tests {
         h
     }
 
+    fn memory() -> lambda_storage::Storage {
+        lambda_storage::open(&lambda_storage::StorageConfig::new("memory://")).unwrap()
+    }
+
+    /// A token of a new account, made through `auth`.
+    async fn account_token(auth: &Auth, name: &str, scope: TokenScope) -> CreatedToken {
+        auth.create(CreateTokenRequest {
+            name: name.into(),
+            account_id: Some(uuid::Uuid::new_v4()),
+            admin: false,
+            scope,
+            expires_in_secs: None,
+        })
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn a_revocation_on_one_server_reaches_another_within_the_cache_time() {
-        let storage =
-            lambda_storage::open(&lambda_storage::StorageConfig::new("memory://")).unwrap();
+        let storage = memory();
         let (one, two) = (
             Auth::new(settings(), storage.tokens()),
             Auth::new(settings(), storage.tokens()),
         );
-        let made = one
-            .create(CreateTokenRequest {
-                name: "shared".into(),
-                account_id: Some(uuid::Uuid::new_v4()),
-                admin: false,
-                scope: TokenScope::Read,
-                expires_in_secs: None,
-            })
-            .await
-            .unwrap();
+        let made = account_token(&one, "shared", TokenScope::Read).await;
         let h = bearer(&made.token);
         let check = |a: &Arc<Auth>| {
             let (a, h) = (a.clone(), h.clone());
@@ -416,9 +410,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_bootstrap_token_is_admin_and_others_are_compared_whole() {
-        let storage =
-            lambda_storage::open(&lambda_storage::StorageConfig::new("memory://")).unwrap();
-        let auth = Auth::new(settings(), storage.tokens());
+        let auth = Auth::new(settings(), memory().tokens());
         let admin = auth
             .check(
                 &bearer("a-bootstrap-admin-token-of-32-chars!"),
@@ -429,16 +421,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(admin.admin && admin.account.is_none());
-        let made = auth
-            .create(CreateTokenRequest {
-                name: "t".into(),
-                account_id: Some(uuid::Uuid::new_v4()),
-                admin: false,
-                scope: TokenScope::Write,
-                expires_in_secs: None,
-            })
-            .await
-            .unwrap();
+        let made = account_token(&auth, "t", TokenScope::Write).await;
         // The same id with another secret of the right form is unknown.
         let mut forged = made.token.clone();
         let last = forged.pop().unwrap();

@@ -107,10 +107,6 @@ impl Client {
         self
     }
 
-    /// Whether it sends a token.
-    pub fn has_token(&self) -> bool {
-        self.token.is_some()
-    }
 
     /// The server URL.
     pub fn base(&self) -> &str {

@@ -137,10 +137,11 @@ async fn proxied(state: AppState, mut req: Request) -> Response {
     };
     let method = crate::api::method_name(req.method());
     req.extensions_mut().insert(RequestId(rid.clone()));
-    let resp = match crate::api::authorize(&state, &mut req, crate::auth::Access::Proxy).await {
-        Ok(()) => forward(&state, req).await,
-        Err(e) => Err(e),
+    let resp = async {
+        crate::api::authorize(&state, &mut req, crate::auth::Access::Proxy).await?;
+        forward(&state, req).await
     }
+    .await
     .unwrap_or_else(|e| e.into_response());
     crate::api::finish(&state, rid, route, method, started, resp)
 }

@@ -60,16 +60,21 @@ async fn call(
     }
 }
 
-async fn token(s: &Server, body: serde_json::Value) -> String {
+/// `POST /1/tokens` as the server's (admin) client: status and body.
+async fn post_token(s: &Server, body: &serde_json::Value) -> (u16, serde_json::Value) {
     let r = s
         .http
         .post(format!("{}/1/tokens", s.url))
-        .json(&body)
+        .json(body)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
-    let created: serde_json::Value = r.json().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn token(s: &Server, body: serde_json::Value) -> String {
+    let (status, created) = post_token(s, &body).await;
+    assert_eq!(status, 201, "{created}");
     assert_eq!(created["name"], body["name"]);
     created["token"].as_str().unwrap().to_owned()
 }
@@ -259,28 +264,25 @@ async fn every_route_with_every_kind_of_token() {
     }
 
     // Token requests are checked; names are unique.
-    let bad = |body: serde_json::Value| {
-        let s = &s;
-        async move {
-            let r = s
-                .http
-                .post(format!("{}/1/tokens", s.url))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<serde_json::Value>().await.unwrap())
-        }
-    };
-    let (st, b) = bad(serde_json::json!({"name": "x y", "admin": true})).await;
+    let (st, b) = post_token(&s, &serde_json::json!({"name": "x y", "admin": true})).await;
     assert_eq!((st, b["error_code"].as_u64()), (400, Some(12001)), "{b}");
-    let (st, b) =
-        bad(serde_json::json!({"name": "both", "admin": true, "account_id": ACCOUNT})).await;
+    let (st, b) = post_token(
+        &s,
+        &serde_json::json!({"name": "both", "admin": true, "account_id": ACCOUNT}),
+    )
+    .await;
     assert_eq!(st, 400, "{b}");
-    let (st, b) = bad(serde_json::json!({"name": "scope", "admin": true, "scope": "all"})).await;
+    let (st, b) = post_token(
+        &s,
+        &serde_json::json!({"name": "scope", "admin": true, "scope": "all"}),
+    )
+    .await;
     assert_eq!(st, 400, "{b}");
-    let (st, b) = bad(serde_json::json!({"name": "a-read", "account_id": ACCOUNT})).await;
+    let (st, b) = post_token(
+        &s,
+        &serde_json::json!({"name": "a-read", "account_id": ACCOUNT}),
+    )
+    .await;
     assert_eq!((st, b["error_code"].as_u64()), (409, Some(12012)), "{b}");
 
     // A header naming another account is refused for an account's token; lists are the

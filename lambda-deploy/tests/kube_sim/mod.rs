@@ -857,6 +857,18 @@ fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
 }
 
 /// Runs a kubectl command against the test cluster and returns its stdout (panics on failure).
+/// `kubectl apply -f -` of a manifest (YAML or JSON), asserted to succeed.
+pub fn kubectl_apply(manifest: &str) {
+    let mut apply = std::process::Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    std::io::Write::write_all(&mut apply.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
+    assert!(apply.wait().unwrap().success(), "kubectl apply failed");
+}
+
 pub fn kubectl(args: &[&str]) -> String {
     let out = std::process::Command::new("kubectl")
         .args(args)
