@@ -107,7 +107,6 @@ impl Client {
         self
     }
 
-
     /// The server URL.
     pub fn base(&self) -> &str {
         &self.base
