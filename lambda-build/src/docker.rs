@@ -290,6 +290,15 @@ impl DockerBuilder {
         in_use.keeps(&id, version) || in_use.uses_image(reference) || in_use.young(created)
     }
 
+    /// Whether an image is of a lambda the collector knows: its versions are kept by retention
+    /// alone, with no grace (the grace is for lambdas in flight, e.g. on another server; an
+    /// engine image's creation time says nothing of when it was tagged: an image rebuilt from
+    /// cached layers is as old as the first build).
+    fn of_known_lambda(&self, in_use: &InUse, reference: &str) -> bool {
+        self.own_image(reference)
+            .is_some_and(|(id, _)| in_use.lambdas.contains_key(&id))
+    }
+
     /// Engine images of versions nothing keeps.
     async fn collect_images(&self, in_use: &InUse, dry_run: bool) -> Result<Vec<GcItem>> {
         let images = self
@@ -299,8 +308,13 @@ impl DockerBuilder {
             .map_err(|e| Error::Unavailable(format!("listing images: {e}")))?;
         let mut out = Vec::new();
         for image in images {
-            let created = UNIX_EPOCH + Duration::from_secs(image.created.max(0) as u64);
+            let built = UNIX_EPOCH + Duration::from_secs(image.created.max(0) as u64);
             for tag in &image.repo_tags {
+                let created = if self.of_known_lambda(in_use, tag) {
+                    UNIX_EPOCH
+                } else {
+                    built
+                };
                 if self.image_stays(in_use, tag, created) {
                     continue;
                 }
@@ -332,10 +346,7 @@ impl DockerBuilder {
                 let reference = format!("{}/{repo}:{tag}", registry.host);
                 // The registry has no upload time: the image's own creation time stands in,
                 // read only for lambdas the collector does not know (those in flight).
-                let known = self
-                    .own_image(&reference)
-                    .is_some_and(|(id, _)| in_use.lambdas.contains_key(&id));
-                let created = if known {
+                let created = if self.of_known_lambda(in_use, &reference) {
                     UNIX_EPOCH
                 } else {
                     registry
