@@ -9,6 +9,12 @@
 //! and workers), the measure least disturbed by the noise of a shared machine. Server, nginx,
 //! lambda and wrk share the machine's cores, as they would on a small node.
 //!
+//! Then the same server is restarted on the same data folder with `[auth] mode = "token"` (the
+//! lambda keeps running, so the replica is the same) and the small-body cases run again with an
+//! `invoke` token, to show what token checking adds to p50 and p99 end to end; next to it, the
+//! token check alone (`Auth::check` on a cached token) timed in process, where its microseconds
+//! are not lost in the noise of a loopback round trip.
+//!
 //! Settings: `BENCH_SECONDS` per wrk run (default 5), `BENCH_ROUNDS` (default 3),
 //! `BENCH_NGINX_WORKERS` (default `auto`).
 
@@ -16,13 +22,15 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 mod common;
-use common::{BodySize, Server, Wrk, cpu_ticks, free_port, median, wait_for, wrk_body};
+use common::{BodySize, Server, Wrk, cpu_ticks, free_port, median, wait_for, wrk_as};
 
-/// A path under test, and the processes whose CPU time its requests cost (none for direct).
+/// A path under test, the processes whose CPU time its requests cost (none for direct), and
+/// the token its requests carry.
 struct Route<'a> {
     name: &'static str,
     url: &'a str,
     pids: Vec<u32>,
+    token: Option<&'a str>,
 }
 
 /// A median round and the CPU time per request of the path's processes over all rounds.
@@ -103,12 +111,12 @@ impl Nginx {
 fn rounds(paths: &[Route], secs: u32, rounds: usize, conns: u32, body: BodySize) -> Vec<Measured> {
     let mut runs: Vec<(Vec<Wrk>, u64, u64)> = paths.iter().map(|_| (Vec::new(), 0, 0)).collect();
     for p in paths {
-        wrk_body(p.url, 1, conns, body); // warm connections and pools
+        wrk_as(p.url, 1, conns, body, p.token); // warm connections and pools
     }
     for _ in 0..rounds {
         for (p, (v, ticks, requests)) in paths.iter().zip(runs.iter_mut()) {
             let before = cpu_ticks(&p.pids);
-            let w = wrk_body(p.url, secs, conns, body);
+            let w = wrk_as(p.url, secs, conns, body, p.token);
             *ticks += cpu_ticks(&p.pids) - before;
             *requests += w.requests;
             v.push(w);
@@ -181,16 +189,19 @@ fn main() {
             name: "direct",
             url: &direct,
             pids: Vec::new(),
+            token: None,
         },
         Route {
             name: "luna-lambda",
             url: &ours,
             pids: vec![server.child.id()],
+            token: None,
         },
         Route {
             name: "nginx",
             url: &theirs,
             pids: nginx_pids,
+            token: None,
         },
     ];
 
@@ -200,9 +211,48 @@ fn main() {
             results.push((body, conns, rounds(&paths, secs, n_rounds, conns, body)));
         }
     }
-    rt.block_on(common::delete_lambda(&server.url, &id));
-    server.stop();
     nginx.stop();
+
+    // The same replica, through the same server restarted with tokens required.
+    server.stop();
+    let server = Server::start_with(
+        data.path(),
+        &[
+            ("LUNA_LAMBDA_AUTH_MODE".into(), "token".into()),
+            ("LUNA_LAMBDA_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+        ],
+    );
+    let token = rt.block_on(invoke_token(&server.url));
+    let ours_auth = format!("{}/1/lambdas/{id}/proxy/main", server.url);
+    let auth_paths = [
+        Route {
+            name: "direct",
+            url: &direct,
+            pids: Vec::new(),
+            token: None,
+        },
+        Route {
+            name: "luna+token",
+            url: &ours_auth,
+            pids: vec![server.child.id()],
+            token: Some(&token),
+        },
+    ];
+    let mut auth_results = Vec::new();
+    for conns in [50, 1] {
+        let r = rounds(&auth_paths, secs, n_rounds, conns, BodySize::Small);
+        auth_results.push((conns, r));
+    }
+    let in_process = rt.block_on(token_check_in_process());
+    rt.block_on(async {
+        reqwest::Client::new()
+            .delete(format!("{}/1/lambdas/{id}", server.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+    })
+    .unwrap();
+    server.stop();
 
     println!(
         "== proxy benchmark: `hello` (one replica, one worker) on the embedded default; wrk -t1 -d{secs}s POST, median of {n_rounds} alternating rounds; nginx worker_processes {workers}"
@@ -214,6 +264,7 @@ fn main() {
             r,
         );
     }
+    print_token_cost(&results, &auth_paths, &auth_results, &in_process);
     for (body, conns, r) in &results {
         let (ours, theirs) = (&r[1].wrk, &r[2].wrk);
         println!(
@@ -239,4 +290,158 @@ fn main() {
             );
         }
     }
+}
+
+/// The bootstrap admin token of the auth-on server.
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
+
+/// An `invoke` token of the benchmark's account, made with the admin token.
+async fn invoke_token(server: &str) -> String {
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{server}/1/tokens"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &serde_json::json!({"name": "bench", "account_id": common::ACCOUNT, "scope": "invoke"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token made: {r}"))
+        .to_owned()
+}
+
+/// Per-call times (µs) of `Auth::check` for a proxy request: with a cached token, and with
+/// auth off (the floor), in process.
+struct CheckTimes {
+    on: (f64, f64, f64),
+    off: (f64, f64, f64),
+    calls: usize,
+}
+
+async fn token_check_in_process() -> CheckTimes {
+    use lambda_server::auth::{Access, Auth, AuthSettings};
+    const CALLS: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = lambda_storage::open(&lambda_storage::StorageConfig::new(format!(
+        "file://{}",
+        dir.path().display()
+    )))
+    .unwrap()
+    .tokens();
+    let on = Auth::new(
+        AuthSettings {
+            enabled: true,
+            ..AuthSettings::default()
+        },
+        store.clone(),
+    );
+    let off = Auth::new(AuthSettings::default(), store);
+    let made = on
+        .create(lambda_core::auth::CreateTokenRequest {
+            name: "bench".into(),
+            account_id: Some(common::ACCOUNT.parse().unwrap()),
+            admin: false,
+            scope: lambda_core::auth::TokenScope::Invoke,
+            expires_in_secs: None,
+        })
+        .await
+        .unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", made.token).parse().unwrap(),
+    );
+    headers.insert("Luna-Account-Id", common::ACCOUNT.parse().unwrap());
+    let time = |auth: std::sync::Arc<Auth>| {
+        let headers = headers.clone();
+        async move {
+            let mut v = Vec::with_capacity(CALLS);
+            for _ in 0..CALLS {
+                let t = std::time::Instant::now();
+                let who = auth
+                    .check(&headers, &reqwest::Method::POST, Access::Proxy)
+                    .await
+                    .unwrap();
+                v.push(t.elapsed().as_secs_f64() * 1e6);
+                std::hint::black_box(who);
+            }
+            v.sort_by(f64::total_cmp);
+            (v[CALLS / 2], v[CALLS * 99 / 100], v[CALLS - 1])
+        }
+    };
+    CheckTimes {
+        on: time(on).await,
+        off: time(off).await,
+        calls: CALLS,
+    }
+}
+
+/// What token checking costs: end to end (the same cases with auth off and on, each against
+/// direct in its own rounds) and in process.
+fn print_token_cost(
+    off: &[(BodySize, u32, Vec<Measured>)],
+    paths: &[Route],
+    on: &[(u32, Vec<Measured>)],
+    in_process: &CheckTimes,
+) {
+    println!(
+        "== token checking: the same replica through the server restarted with [auth] mode = \"token\" (an invoke token)"
+    );
+    for (conns, r) in on {
+        print_case(
+            &format!("small JSON, {conns} connection(s), auth on"),
+            paths,
+            r,
+        );
+    }
+    println!(
+        "  {:<24} {:>14} {:>14} {:>14} {:>14} {:>16}",
+        "small JSON",
+        "p50 added off",
+        "p50 added on",
+        "p99 added off",
+        "p99 added on",
+        "CPU/req off/on"
+    );
+    for (conns, r_on) in on {
+        let Some((_, _, r_off)) = off
+            .iter()
+            .find(|(b, c, _)| *b == BodySize::Small && c == conns)
+        else {
+            continue;
+        };
+        let added = |r: &[Measured]| (r[1].wrk.p50 - r[0].wrk.p50, r[1].wrk.p99 - r[0].wrk.p99);
+        let (p50_off, p99_off) = added(r_off);
+        let (p50_on, p99_on) = added(r_on);
+        println!(
+            "  {:<24} {:>+11.3} ms {:>+11.3} ms {:>+11.3} ms {:>+11.3} ms {:>7.1}/{:.1} us",
+            format!("{conns} connection(s)"),
+            p50_off,
+            p50_on,
+            p99_off,
+            p99_on,
+            r_off[1].cpu_us,
+            r_on[1].cpu_us
+        );
+    }
+    let CheckTimes { on, off, calls } = in_process;
+    println!(
+        "token check in process ({calls} calls, cached token): p50 {:.2} us, p99 {:.2} us, max {:.1} us; auth off: p50 {:.2} us, p99 {:.2} us",
+        on.0, on.1, on.2, off.0, off.1
+    );
+    println!(
+        "target: token check <= 20 us at p50 and p99 ({:.2} / {:.2} us: {})",
+        on.0,
+        on.1,
+        if on.0 <= 20.0 && on.1 <= 20.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
 }

@@ -50,15 +50,18 @@ pub(crate) enum BodySize {
 }
 
 impl BodySize {
-    fn lua(self) -> String {
+    fn lua(self, token: Option<&str>) -> String {
         let body = match self {
             BodySize::Small => {
                 "'{\"data\": {\"a\": 1, \"b\": [1, 2, 3], \"c\": \"hello\"}}'".to_owned()
             }
             BodySize::Bytes(n) => format!("'{{\"data\": \"' .. string.rep(\"x\", {n}) .. '\"}}'"),
         };
+        let auth = token.map_or(String::new(), |t| {
+            format!("wrk.headers[\"Authorization\"] = \"Bearer {t}\"\n")
+        });
         format!(
-            "wrk.method = \"POST\"\nwrk.body = {body}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+            "wrk.method = \"POST\"\nwrk.body = {body}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n{auth}"
         )
     }
 
@@ -83,15 +86,21 @@ pub(crate) fn wrk_c(url: &str, secs: u32, conns: u32) -> Wrk {
 
 /// One wrk run (one thread) POSTing `body` to `url`; a non-2xx answer fails the benchmark.
 pub(crate) fn wrk_body(url: &str, secs: u32, conns: u32, body: BodySize) -> Wrk {
+    wrk_as(url, secs, conns, body, None)
+}
+
+/// [`wrk_body`] sending `Authorization: Bearer <token>` when one is given.
+pub(crate) fn wrk_as(url: &str, secs: u32, conns: u32, body: BodySize, token: Option<&str>) -> Wrk {
     let lua = std::env::temp_dir().join(format!(
-        "luna-lambda-bench-post-{}-{}.lua",
+        "luna-lambda-bench-post-{}-{}-{}.lua",
         std::process::id(),
         match body {
             BodySize::Small => 0,
             BodySize::Bytes(n) => n,
-        }
+        },
+        u8::from(token.is_some())
     ));
-    std::fs::write(&lua, body.lua()).unwrap();
+    std::fs::write(&lua, body.lua(token)).unwrap();
     let out = Command::new("wrk")
         .args([
             "-t1",
