@@ -47,6 +47,8 @@ pub enum ErrorCode {
     TaskFinished,
     /// 42016 / 409: the lambda is not running from an image, so it has none to export.
     NotExportable,
+    /// 42017 / 409: the account has as many lambdas as `[limits] max_lambdas_per_account` allows.
+    LambdaLimit,
     /// 12001 / 400: the body is not valid JSON or has the wrong shape.
     BadJson,
     /// 12002 / 415: wrong content type (e.g. create without multipart).
@@ -92,6 +94,7 @@ impl ErrorCode {
             Self::NotATasksLambda => 42022,
             Self::TaskFinished => 42023,
             Self::NotExportable => 42016,
+            Self::LambdaLimit => 42017,
             Self::ImportedImage => 42011,
             Self::BadJson => 12001,
             Self::BadContentType => 12002,
@@ -125,6 +128,7 @@ impl ErrorCode {
             | Self::SwitchedOff
             | Self::TaskFinished
             | Self::NotExportable
+            | Self::LambdaLimit
             | Self::ImportedImage => 409,
             Self::UserException | Self::Internal => 500,
             Self::Validation
@@ -158,6 +162,7 @@ impl ErrorCode {
             Self::TaskFinished => "Task is finished",
             Self::NotExportable => "Lambda isn't running and cannot be exported",
             Self::ImportedImage => "Lambda update conflict: it uses an imported image",
+            Self::LambdaLimit => "Lambda limit reached for this account",
             Self::BadJson => "Bad JSON",
             Self::BadContentType => "Bad content type",
             Self::BodyTooLarge => "Request body too large",
@@ -175,7 +180,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::LambdaNotFound,
         Self::NameConflict,
         Self::UserException,
@@ -190,6 +195,7 @@ impl ErrorCode {
         Self::NotATasksLambda,
         Self::TaskFinished,
         Self::NotExportable,
+        Self::LambdaLimit,
         Self::BadJson,
         Self::BadContentType,
         Self::BodyTooLarge,
@@ -498,6 +504,42 @@ pub struct LambdaList {
     pub count: u64,
 }
 
+/// One write the API received (`GET /1/audit`): who, what, on what, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When the answer was sent.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: time::OffsetDateTime,
+    /// The operation (`createLambda`, `deleteLambda`, `createToken`, ...; the OpenAPI operation id).
+    pub action: String,
+    /// HTTP method and path as requested.
+    pub method: String,
+    /// The path (no query).
+    pub path: String,
+    /// The token's name (`None` when the server runs without tokens, or none was usable).
+    pub token: Option<String>,
+    /// The account acted for (the token's, else `Luna-Account-Id`), when there is one.
+    pub account_id: Option<uuid::Uuid>,
+    /// The request id (`Luna-Request-Id`).
+    pub request_id: String,
+    /// The lambda acted on (for a create: the lambda made).
+    pub lambda_id: Option<LambdaId>,
+    /// The task or token acted on, when the route names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// The error code when it failed.
+    pub error_code: Option<u32>,
+}
+
+/// `GET /1/audit` answer, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLog {
+    /// The entries since the asked time (at most `limit`).
+    pub entries: Vec<AuditEntry>,
+}
+
 /// `PATCH /1/lambdas/{id}` body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -739,6 +781,18 @@ mod tests {
         assert_eq!(ErrorCode::Validation.code(), 42005);
         assert_eq!(ErrorCode::Validation.http_status(), 400);
         assert_eq!(ErrorCode::ArchiveGone.http_status(), 410);
+    }
+
+    #[test]
+    fn the_error_code_table_lists_every_code() {
+        let doc = include_str!("../../docs/error-codes.md");
+        for c in ErrorCode::ALL {
+            let row = format!("| {} | {} |", c.code(), c.http_status());
+            assert!(
+                doc.contains(&row),
+                "docs/error-codes.md lacks {row} ({c:?})"
+            );
+        }
     }
 
     #[test]

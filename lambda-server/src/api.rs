@@ -36,6 +36,10 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// Who may call (`[auth]`).
     pub auth: Arc<crate::auth::Auth>,
+    /// Uploads being received (`[limits] max_concurrent_uploads`).
+    uploads: Arc<tokio::sync::Semaphore>,
+    /// The audit log of writes.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 impl AppState {
@@ -44,12 +48,31 @@ impl AppState {
         let max_upload_bytes = platform.config().limits.max_archive_bytes + 1024 * 1024;
         let upstreams = Upstreams::new(platform.config().proxy_pool);
         let auth = crate::auth::Auth::new(platform.config().auth.clone(), platform.tokens());
+        let uploads = Arc::new(tokio::sync::Semaphore::new(
+            platform.config().max_concurrent_uploads.max(1),
+        ));
+        let audit = crate::audit::Audit::new(platform.audit_store());
         Self {
             platform,
             upstreams,
             max_upload_bytes,
             auth,
+            uploads,
+            audit,
         }
+    }
+
+    /// A place to receive one upload, or 429 when `max_concurrent_uploads` are being received.
+    pub(crate) fn upload_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.uploads.clone().try_acquire_owned().map_err(|_| {
+            let max = self.platform.config().max_concurrent_uploads;
+            Error::TooManyRequests {
+                detail: format!(
+                    "the server is receiving {max} uploads already ([limits] max_concurrent_uploads); retry shortly"
+                ),
+                retry_after_secs: 1,
+            }
+        })
     }
 }
 
@@ -307,6 +330,13 @@ pub const ROUTES: &[RouteDoc] = &[
         ok: 204,
     },
     RouteDoc {
+        method: "GET",
+        path: "/1/audit",
+        operation: "getAudit",
+        summary: "Admin: the audit log of writes (?since=RFC 3339 or unix seconds, default an hour ago; ?limit=, default 1000)",
+        ok: 200,
+    },
+    RouteDoc {
         method: "ANY",
         path: "/1/lambdas/{lambda_id}/proxy/{path}",
         operation: "proxyLambda",
@@ -342,6 +372,7 @@ pub fn router(state: AppState) -> Router {
         .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
         .merge(crate::task_api::routes())
         .merge(crate::token_api::routes())
+        .merge(crate::audit::routes())
         .merge(crate::version_api::routes(state.max_upload_bytes))
         .route(crate::proxy::ROUTES[0], any(crate::proxy::route))
         .route(crate::proxy::ROUTES[1], any(crate::proxy::route))
@@ -380,10 +411,16 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
     let access = crate::auth::Access::of(matched);
     let route = route_name(matched);
     let method = method_name(req.method());
-    let resp = match authorize(&state, &mut req, access).await {
+    let audited = crate::audit::audited(req.method(), matched);
+    let authorized = authorize(&state, &mut req, access).await;
+    let pending = audited.then(|| crate::audit::Pending::of(&req, route, &rid));
+    let resp = match authorized {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     };
+    if let Some(p) = pending {
+        state.audit.record(p.finish(&resp));
+    }
     finish(&state, rid, route, method, started, resp)
 }
 
@@ -638,6 +675,16 @@ async fn spec() -> Json<serde_json::Value> {
     Json(openapi())
 }
 
+/// 201 `{"lambda_id"}`, with the lambda made for the audit log.
+pub(crate) fn created_lambda(id: LambdaId) -> Response {
+    (
+        StatusCode::CREATED,
+        axum::Extension(crate::audit::Made::Lambda(id)),
+        Json(CreateResponse { lambda_id: id }),
+    )
+        .into_response()
+}
+
 /// The parts of a create/update request.
 #[derive(Debug, Default)]
 struct UploadParts {
@@ -788,6 +835,7 @@ async fn create(
     req: Request,
 ) -> Result<Response> {
     let account = Account(account).required("create a lambda")?;
+    let _upload = s.upload_permit()?;
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -836,7 +884,7 @@ async fn create_from_image(s: AppState, account: uuid::Uuid, req: Request) -> Re
         .platform
         .create_from_image(account, creds, params, body.import_image)
         .await?;
-    Ok((StatusCode::CREATED, Json(CreateResponse { lambda_id: id })).into_response())
+    Ok(created_lambda(id))
 }
 
 /// `POST /1/lambdas` with a multipart body: the archive, credentials and parameters.
@@ -875,7 +923,7 @@ async fn create_from_archive(
         .platform
         .create(account, creds, parts.parameters, archive)
         .await?;
-    Ok((StatusCode::CREATED, Json(CreateResponse { lambda_id: id })).into_response())
+    Ok(created_lambda(id))
 }
 
 async fn update(
@@ -885,6 +933,7 @@ async fn update(
     mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response> {
     let id = lambda_id(&raw)?;
+    let _upload = s.upload_permit()?;
     let parts = read_parts(mp, s.platform.config().limits.max_archive_bytes).await?;
     let mut report = ValidationReport::default();
     let creds = match &parts.credentials {

@@ -74,7 +74,9 @@ impl Access {
     pub fn of(route: Option<&str>) -> Self {
         match route {
             Some("/healthcheck" | "/version") => Self::Public,
-            Some("/metrics" | "/1/gc" | "/1/tokens" | "/1/tokens/{token_id}") => Self::Admin,
+            Some("/metrics" | "/1/gc" | "/1/audit" | "/1/tokens" | "/1/tokens/{token_id}") => {
+                Self::Admin
+            }
             Some(r) if crate::proxy::ROUTES.contains(&r) => Self::Proxy,
             _ => Self::Api,
         }

@@ -329,6 +329,10 @@ pub struct LimitsSection {
     pub proxy_idle_timeout_secs: u64,
     /// Seconds the proxy waits to connect to a replica.
     pub proxy_connect_timeout_secs: u64,
+    /// Most lambdas one account may have (0: no limit).
+    pub max_lambdas_per_account: usize,
+    /// Uploads (create, update, import) received at once; more get 429 with `Retry-After`.
+    pub max_concurrent_uploads: usize,
 }
 
 impl Default for LimitsSection {
@@ -345,6 +349,8 @@ impl Default for LimitsSection {
             proxy_max_idle_per_replica: 256,
             proxy_idle_timeout_secs: 90,
             proxy_connect_timeout_secs: 5,
+            max_lambdas_per_account: 1000,
+            max_concurrent_uploads: 8,
         }
     }
 }
@@ -840,6 +846,8 @@ impl Config {
                 max_attempts: self.tasks.max_attempts.max(1),
             },
             auth,
+            max_lambdas_per_account: self.limits.max_lambdas_per_account,
+            max_concurrent_uploads: self.limits.max_concurrent_uploads.max(1),
         };
         Ok(Platform::new(pcfg, storage, builder, orchestrator))
     }

@@ -54,6 +54,11 @@ pub enum Error {
     /// The task is over and cannot be cancelled.
     #[error("task {0} is {status} already", status = .1.as_str())]
     TaskFinished(uuid::Uuid, lambda_core::api::TaskStatus),
+    /// The account has as many lambdas as it may (`[limits] max_lambdas_per_account`).
+    #[error(
+        "the account has {0} lambdas, as many as it may ([limits] max_lambdas_per_account); delete one first"
+    )]
+    LambdaLimit(usize),
     /// No usable token (401, with `WWW-Authenticate: Bearer`).
     #[error("{0}")]
     Unauthorized(String),
@@ -90,6 +95,7 @@ impl Error {
             Self::NotATasksLambda(..) => ErrorCode::NotATasksLambda,
             Self::TaskFinished(..) => ErrorCode::TaskFinished,
             Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::LambdaLimit(_) => ErrorCode::LambdaLimit,
             Self::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             Self::Storage(lambda_storage::Error::Conflict { .. }) | Self::Superseded(_) => {
                 ErrorCode::UpdateNotAllowed
@@ -126,6 +132,8 @@ impl IntoResponse for Error {
         let status = StatusCode::from_u16(self.code().http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(self.body())).into_response();
+        // For the audit log.
+        resp.extensions_mut().insert(self.code());
         match &self {
             Self::Unauthorized(_) => {
                 resp.headers_mut().insert(

@@ -57,6 +57,10 @@ pub struct PlatformConfig {
     pub tasks: crate::tasks::TaskSettings,
     /// Who may call the API (`[auth]`; read by the HTTP edge).
     pub auth: crate::auth::AuthSettings,
+    /// Most lambdas one account may have (0: no limit; default 1000).
+    pub max_lambdas_per_account: usize,
+    /// Uploads received at once (read by the HTTP edge; default 8).
+    pub max_concurrent_uploads: usize,
 }
 
 impl Default for PlatformConfig {
@@ -75,6 +79,8 @@ impl Default for PlatformConfig {
             base_os: lambda_core::docker_commands::BaseOs::Debian,
             tasks: crate::tasks::TaskSettings::default(),
             auth: crate::auth::AuthSettings::default(),
+            max_lambdas_per_account: 1000,
+            max_concurrent_uploads: 8,
         }
     }
 }
@@ -191,6 +197,8 @@ struct Inner {
     task_runner: crate::tasks::TaskRunner,
     /// One garbage collection at a time.
     gc: tokio::sync::Mutex<()>,
+    /// New lambdas are counted and written one at a time (the per-account limit).
+    create_gate: tokio::sync::Mutex<()>,
 }
 
 mod export;
@@ -282,6 +290,7 @@ impl Platform {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 gc: tokio::sync::Mutex::new(()),
+                create_gate: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -362,6 +371,11 @@ impl Platform {
     /// The API tokens in the store.
     pub fn tokens(&self) -> lambda_storage::TokenStore {
         self.inner.storage.tokens()
+    }
+
+    /// The store's audit log.
+    pub fn audit_store(&self) -> lambda_storage::AuditStore {
+        self.inner.storage.audit()
     }
 
     /// Health of the store, the builder and the orchestrator.
@@ -521,6 +535,13 @@ impl Platform {
     async fn insert_record(&self, rec: LambdaRecord) -> Result<()> {
         let id = rec.lambda_id;
         let built = rec.image_status == ImageStatus::Completed;
+        // Counting and writing under one lock: creates racing on this server cannot both take
+        // the account's last place.
+        let _gate = self.inner.create_gate.lock().await;
+        if let Err(e) = self.check_lambda_limit(rec.account_id).await {
+            let _ = self.inner.artifacts.delete_lambda(&id).await;
+            return Err(e);
+        }
         match self.inner.repo.create(rec).await {
             Ok(v) => {
                 self.cache(&v.value);
@@ -536,6 +557,24 @@ impl Platform {
                 Err(e.into())
             }
         }
+    }
+
+    /// 409/42017 when the account has `max_lambdas_per_account` lambdas already.
+    async fn check_lambda_limit(&self, account: uuid::Uuid) -> Result<()> {
+        let max = self.inner.cfg.max_lambdas_per_account;
+        if max == 0 {
+            return Ok(());
+        }
+        let query = ListQuery {
+            account_id: Some(account),
+            page_size: 1,
+            ..ListQuery::default()
+        };
+        let (_, total) = self.inner.repo.list(&query).await?;
+        if total >= max as u64 {
+            return Err(Error::LambdaLimit(max));
+        }
+        Ok(())
     }
 
     /// A record, checked against the caller's account when one is given.

@@ -87,10 +87,9 @@ pub async fn serve(
     platform: Platform,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let front = Front::new(
-        AppState::new(platform.clone()),
-        tokio::runtime::Handle::current(),
-    );
+    let state = AppState::new(platform.clone());
+    let audit = state.audit.clone();
+    let front = Front::new(state, tokio::runtime::Handle::current());
     let (stop_tx, stop_rx) = watch::channel(false);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = (0..threads)
@@ -141,6 +140,7 @@ pub async fn serve(
         }
     })
     .await;
+    audit.flushed().await;
     platform.shutdown().await;
     Ok(())
 }

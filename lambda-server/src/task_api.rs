@@ -37,7 +37,8 @@ async fn create(
 ) -> Result<Response> {
     let Json(req) = body.map_err(json_error)?;
     let task_id = s.platform.create_task(account, req).await?;
-    Ok((StatusCode::CREATED, Json(TaskCreated { task_id })).into_response())
+    let made = axum::Extension(crate::audit::Made::Other(task_id.to_string()));
+    Ok((StatusCode::CREATED, made, Json(TaskCreated { task_id })).into_response())
 }
 
 async fn list(

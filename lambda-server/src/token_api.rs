@@ -25,7 +25,10 @@ async fn create(
     let Json(req) = body.map_err(json_error)?;
     let created = s.auth.create(req).await?;
     tracing::info!(token = %created.record.name, id = %created.record.token_id, admin = created.record.admin, scope = created.record.scope.as_str(), "token created");
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    let made = axum::Extension(crate::audit::Made::Other(
+        created.record.token_id.to_string(),
+    ));
+    Ok((StatusCode::CREATED, made, Json(created)).into_response())
 }
 
 async fn list(State(s): State<AppState>) -> Result<Response> {

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use lambda_core::api::{CreateResponse, ErrorCode, RollbackRequest};
+use lambda_core::api::{ErrorCode, RollbackRequest};
 
 /// The version routes; `import` takes an export as large as the archive limit allows.
 pub(crate) fn routes(max_upload_bytes: u64) -> axum::Router<AppState> {
@@ -64,6 +64,7 @@ async fn import(
 ) -> Result<Response> {
     const WANTED: &str = "one part named \"archive\" (the zip of GET /1/lambdas/{id}/export)";
     let account = Account(account).required("import a lambda")?;
+    let _upload = s.upload_permit()?;
     let mut mp = mp.map_err(|e| {
         Error::BadRequest(
             ErrorCode::BadContentType,
@@ -87,7 +88,7 @@ async fn import(
         )
     })?;
     let id = s.platform.import(account, export).await?;
-    Ok((StatusCode::CREATED, Json(CreateResponse { lambda_id: id })).into_response())
+    Ok(crate::api::created_lambda(id))
 }
 
 /// `POST /1/gc[?dry_run=1]`: one garbage collection (or what it would remove).

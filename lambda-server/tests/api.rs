@@ -582,3 +582,123 @@ async fn proxy_not_running_and_timeout() {
     }
     platform.shutdown().await;
 }
+
+/// `[limits] max_lambdas_per_account` (409/42017, nothing left behind, other accounts unaffected,
+/// a place freed by a delete) and `max_concurrent_uploads` (429/12010 with `Retry-After` while
+/// an upload is being received, then a place again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_and_upload_limits() {
+    const OTHER: &str = "0b5a2f4e-3c1d-4e8f-9a7b-6c5d4e3f2a1b";
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config();
+    cfg.max_lambdas_per_account = 2;
+    cfg.max_concurrent_uploads = 1;
+    let p = platform(dir.path(), true, cfg).await;
+    let app = router(AppState::new(p.clone()));
+    let zip = returning(1);
+    let create = |name: &'static str, account: &'static str| {
+        let c = creds(name);
+        create_req(
+            &[
+                ("archive", "application/zip", &zip),
+                ("credentials", "application/json", c.as_bytes()),
+            ],
+            Some(account),
+        )
+    };
+    let mut ids = Vec::new();
+    for name in ["one", "two"] {
+        let r = call(&app, create(name, ACCOUNT)).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        ids.push(r.json()["lambda_id"].as_str().unwrap().to_owned());
+    }
+    let r = call(&app, create("three", ACCOUNT)).await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, 42017), "{:?}", r.body);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_lambdas_per_account"),
+        "{:?}",
+        r.body
+    );
+    let listed = call(
+        &app,
+        Request::get("/1/lambdas")
+            .header("Luna-Account-Id", ACCOUNT)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .json();
+    assert_eq!(listed["count"], 2, "{listed}");
+    let stored = std::fs::read_dir(dir.path().join("store/lambdas"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 2, "the refused lambda's objects were left behind");
+    // Another account has its own places.
+    let r = call(&app, create("three", OTHER)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // A delete frees a place.
+    let r = call(
+        &app,
+        Request::delete(format!("/1/lambdas/{}", ids[0]))
+            .header("Luna-Account-Id", ACCOUNT)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let r = call(&app, create("three", ACCOUNT)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
+    // One upload at a time: a body still arriving holds the only place.
+    use futures::SinkExt;
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(0);
+    let (ctype, body) = multipart(&[("archive", "application/zip", &zip)]);
+    let half = body.len() / 2;
+    let slow = Request::put(format!("/1/lambdas/{}", ids[1]))
+        .header("content-type", &ctype)
+        .header("Luna-Account-Id", ACCOUNT)
+        .body(Body::from_stream(rx))
+        .unwrap();
+    let slow = tokio::spawn({
+        let app = app.clone();
+        async move { call(&app, slow).await }
+    });
+    // With no buffer, the second send returns once the handler has taken the first chunk: it
+    // is reading the body, so it holds its place.
+    tx.send(Ok(bytes::Bytes::from(body[..half].to_vec())))
+        .await
+        .unwrap();
+    tx.send(Ok(bytes::Bytes::from(body[half..half + 1].to_vec())))
+        .await
+        .unwrap();
+    let update = || {
+        Request::put(format!("/1/lambdas/{}", ids[1]))
+            .header("content-type", &ctype)
+            .header("Luna-Account-Id", ACCOUNT)
+            .body(Body::from(body.clone()))
+            .unwrap()
+    };
+    let busy = call(&app, update()).await;
+    assert_eq!(busy.status, 429, "{:?}", busy.body);
+    assert_eq!(busy.code(), 12010);
+    assert_eq!(busy.headers["retry-after"], "1");
+    assert!(
+        busy.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_concurrent_uploads")
+    );
+    // The slow upload completes; the place is free again.
+    tx.send(Ok(bytes::Bytes::from(body[half + 1..].to_vec())))
+        .await
+        .unwrap();
+    drop(tx);
+    let r = slow.await.unwrap();
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let r = call(&app, update()).await;
+    assert_ne!(r.status, 429, "{:?}", r.body);
+    p.shutdown().await;
+}

@@ -375,3 +375,119 @@ async fn the_request_rate_per_token_is_limited() {
     assert_eq!(retry_after.as_deref(), Some("1"));
     s.stop().await;
 }
+
+/// Every write is in the audit log with who, what, on what and how it ended (refused ones too),
+/// stored: a restarted server reads it back; only an admin token reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_audited_and_only_admins_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let s = Server::start_as(platform(dir.path(), true, config(0)).await, Some(ADMIN)).await;
+    let a_write = token(
+        &s,
+        serde_json::json!({"name": "a-write", "account_id": ACCOUNT}),
+    )
+    .await;
+    let b_write = token(
+        &s,
+        serde_json::json!({"name": "b-write", "account_id": B_ACCOUNT}),
+    )
+    .await;
+    let la = lambda_of(&s, &a_write, "audited").await;
+    let r = call(
+        &s,
+        "DELETE",
+        &format!("/1/lambdas/{la}"),
+        Some(&b_write),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = call(
+        &s,
+        "DELETE",
+        &format!("/1/lambdas/{la}"),
+        Some("nope"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    // Reads are not audited.
+    assert_eq!(
+        call(&s, "GET", "/1/lambdas", Some(&a_write), None)
+            .await
+            .status,
+        200
+    );
+    let r = call(&s, "GET", "/1/audit", Some(&a_write), None).await;
+    assert_eq!(
+        (r.status, r.body["error_code"].clone()),
+        (403, 12009.into())
+    );
+    let r = call(&s, "GET", "/1/audit?since=yesterday", Some(ADMIN), None).await;
+    assert_eq!(
+        (r.status, r.body["error_code"].clone()),
+        (400, 12004.into())
+    );
+
+    let audit_url = format!(
+        "/1/audit?since={}",
+        since
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    let r = call(&s, "GET", &audit_url, Some(ADMIN), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let entries = r.body["entries"].as_array().unwrap().clone();
+    let summary: Vec<(String, Option<String>, u64, Option<u64>)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["token"].as_str().map(str::to_owned),
+                e["status"].as_u64().unwrap(),
+                e["error_code"].as_u64(),
+            )
+        })
+        .collect();
+    let admin = Some("admin (bootstrap)".to_owned());
+    assert_eq!(
+        summary,
+        vec![
+            ("createToken".into(), admin.clone(), 201, None),
+            ("createToken".into(), admin, 201, None),
+            ("createLambda".into(), Some("a-write".into()), 201, None),
+            (
+                "deleteLambda".into(),
+                Some("b-write".into()),
+                404,
+                Some(42001)
+            ),
+            ("deleteLambda".into(), None, 401, Some(12008)),
+        ],
+        "{entries:#?}"
+    );
+    let create = &entries[2];
+    assert_eq!(create["lambda_id"], la.as_str());
+    assert_eq!(create["account_id"], ACCOUNT);
+    assert_eq!(create["path"], "/1/lambdas");
+    assert!(!create["request_id"].as_str().unwrap().is_empty());
+    assert_eq!(entries[3]["lambda_id"], la.as_str());
+    assert_eq!(entries[3]["account_id"], B_ACCOUNT);
+    assert!(
+        entries[0]["target_id"]
+            .as_str()
+            .is_some_and(|t| t.len() == 36)
+    );
+    // A time after them all gives none.
+    let later = call(&s, "GET", "/1/audit?since=4102444800", Some(ADMIN), None).await;
+    assert_eq!(later.body["entries"], serde_json::json!([]));
+
+    // Stored: the next server on the folder reads the same log.
+    s.stop().await;
+    let s = Server::start_as(platform(dir.path(), true, config(0)).await, Some(ADMIN)).await;
+    let again = call(&s, "GET", &audit_url, Some(ADMIN), None).await;
+    assert_eq!(again.body["entries"], serde_json::Value::Array(entries));
+    let _ = call(&s, "DELETE", &format!("/1/lambdas/{la}"), Some(ADMIN), None).await;
+    s.stop().await;
+}

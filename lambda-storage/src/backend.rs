@@ -346,6 +346,13 @@ impl Storage {
         }
     }
 
+    /// The audit log.
+    pub fn audit(&self) -> crate::AuditStore {
+        crate::AuditStore {
+            inner: self.inner.clone(),
+        }
+    }
+
     /// The API tokens.
     pub fn tokens(&self) -> crate::TokenStore {
         crate::TokenStore {

@@ -24,6 +24,7 @@
 //! | `P/tasks/<task>/results/<n / 1000>/<n>.json` | subtask `n`'s outcome, `{"result": ...}` or `{"error": "..."}` |
 //! | `P/tokens/<token id>.json` | an API token's record and the sha256 of its secret (never the secret) |
 //! | `P/token-names/<name>` | the token name claim (holds the token id) |
+//! | `P/audit/<YYYY-MM-DD>/<HH>.json` | the audit log of one hour (UTC): `{"entries": [...]}`, appended to by compare-and-swap |
 //! | `P/.healthcheck/<uuid>` | short-lived probe of [`Storage::healthcheck`] |
 //!
 //! ## Concurrency
@@ -36,6 +37,7 @@
 //! name cannot both win.
 
 mod artifacts;
+mod audit;
 mod backend;
 mod error;
 mod records;
@@ -43,6 +45,7 @@ mod tasks;
 mod tokens;
 
 pub use artifacts::{ArtifactStore, DocKind, Inventory, StoredLambda, StoredObject, VersionFiles};
+pub use audit::AuditStore;
 pub use backend::{CasMode, S3Options, Storage, StorageConfig, open};
 pub use error::{Error, Result, UnavailableKind};
 pub use records::{LambdaRepository, ListQuery, RecoveryReport, Revision, Versioned};

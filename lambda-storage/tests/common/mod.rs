@@ -546,6 +546,70 @@ pub async fn tokens_round_trip(s: Storage) {
     store.create(&token("deploy")).await.unwrap();
 }
 
+fn audit_entry(i: usize, time: time::OffsetDateTime) -> lambda_core::api::AuditEntry {
+    lambda_core::api::AuditEntry {
+        time,
+        action: "createLambda".into(),
+        method: "POST".into(),
+        path: "/1/lambdas".into(),
+        token: Some(format!("t{i}")),
+        account_id: Some(uuid::Uuid::new_v4()),
+        request_id: format!("r{i}"),
+        lambda_id: None,
+        target_id: None,
+        status: 201,
+        error_code: None,
+    }
+}
+
+/// The audit log: appends racing on one hour lose nothing, entries go to their hour, and a
+/// read from a time gives what came at or after it, oldest first, up to a limit.
+pub async fn audit_appends_lose_nothing(s: Storage) {
+    let audit = s.audit();
+    let hour = time::macros::datetime!(2026-12-02 08:00 UTC);
+    let appends = (0..16).map(|i| {
+        let audit = audit.clone();
+        async move {
+            let at = hour + time::Duration::seconds(i as i64);
+            audit.append(&[audit_entry(i, at)]).await
+        }
+    });
+    for r in futures::future::join_all(appends).await {
+        r.unwrap();
+    }
+    let next = hour + time::Duration::hours(1);
+    audit
+        .append(&[
+            audit_entry(100, next),
+            audit_entry(101, next + time::Duration::minutes(5)),
+        ])
+        .await
+        .unwrap();
+    let all = audit.since(hour, 1000).await.unwrap();
+    assert_eq!(all.len(), 18);
+    assert!(all.windows(2).all(|w| w[0].time <= w[1].time));
+    let mut ids: Vec<String> = all.iter().map(|e| e.request_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 18, "an append was lost or doubled");
+    let later = audit.since(next, 1000).await.unwrap();
+    assert_eq!(
+        later
+            .iter()
+            .map(|e| e.request_id.as_str())
+            .collect::<Vec<_>>(),
+        ["r100", "r101"]
+    );
+    assert_eq!(audit.since(hour, 5).await.unwrap().len(), 5);
+    assert!(
+        audit
+            .since(next + time::Duration::hours(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Generates one test per case for a backend constructor.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -565,7 +629,8 @@ macro_rules! conformance_suite {
             healthcheck_passes,
             tasks_round_trip,
             inventory_and_bulk_delete,
-            tokens_round_trip
+            tokens_round_trip,
+            audit_appends_lose_nothing
         );
     };
     (@cases $backend:path; $($case:ident),*) => {
