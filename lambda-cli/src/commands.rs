@@ -39,7 +39,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lambda_type,
         } => run_local(&path, port, lambda_type),
         other => {
-            let client = Client::new(&cli.server, cli.account_id)?.with_token(cli.token.clone());
+            let mut client =
+                Client::new(&cli.server, cli.account_id)?.with_token(cli.token.clone());
+            if let Some(ca) = &cli.ca {
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("cannot read the CA file {}", ca.display()))?;
+                client = client.with_ca(&pem)?;
+            }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -315,14 +321,16 @@ fn serve(
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));
+        let tls = cfg.tls_files().map(lambda_server::tls::Tls::load).transpose()?;
         let platform = cfg.platform(&data_dir, &env).await?;
         warn_how_open(&cfg, &platform);
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         platform.start().await?;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
-        lambda_server::serve(listener, platform, shutdown_signal()).await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
+        lambda_server::serve_tls(listener, platform, shutdown_signal(), tls).await?;
         tracing::info!("stopped; lambdas keep running and are re-adopted at the next start");
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })

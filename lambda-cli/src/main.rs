@@ -43,6 +43,10 @@ pub(crate) struct Cli {
     /// one acted for.
     #[arg(long, global = true, env = "LUNA_LAMBDA_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// CA certificate(s), PEM, to trust for an https:// server besides the system's (e.g. the
+    /// CA of the server's `[tls] cert`).
+    #[arg(long, global = true, env = "LUNA_LAMBDA_CA")]
+    pub(crate) ca: Option<std::path::PathBuf>,
     /// Print JSON for scripts instead of human output.
     #[arg(long, global = true)]
     pub(crate) json: bool,

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{exited, free_port, ok, serve, spawn_serve};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -177,4 +178,70 @@ fn tokens_from_the_command_line() {
     assert_eq!(revoked.status.code(), Some(1));
     let missing = cli(Some(ADMIN), &["token", "revoke", "ci"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no token named"));
+}
+
+/// `[tls]` from the environment: the CLI talks to the https:// server with `--ca` (or
+/// `LUNA_LAMBDA_CA`), and without it says the certificate is not trusted; a half-set `[tls]`
+/// stops the start.
+#[test]
+fn https_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let (ca_pem, cert, key_pem) = (
+        certs.path().join("ca.pem"),
+        certs.path().join("cert.pem"),
+        certs.path().join("key.pem"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key_pem.to_str().unwrap());
+    let server = common::serve_with(
+        data.path(),
+        &[
+            ("LUNA_LAMBDA_TLS_CERT", cert_s),
+            ("LUNA_LAMBDA_TLS_KEY", key_s),
+        ],
+    );
+    let https = server.url.replace("http://", "https://");
+    let cli = |args: &[&str], ca: Option<&Path>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_luna-lambda"));
+        c.args(args)
+            .env("LUNA_LAMBDA_URL", &https)
+            .env_remove("LUNA_LAMBDA_CA");
+        if let Some(ca) = ca {
+            c.env("LUNA_LAMBDA_CA", ca);
+        }
+        c.output().unwrap()
+    };
+    ok(&cli(&["list"], Some(&ca_pem)));
+    ok(&cli(&["list", "--ca", ca_pem.to_str().unwrap()], None));
+    let untrusted = cli(&["list"], None);
+    assert_eq!(untrusted.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&untrusted.stderr).to_lowercase();
+    assert!(err.contains("certificate"), "{err}");
+    let no_ca_file = cli(&["list", "--ca", "/nonexistent/ca.pem"], None);
+    assert!(
+        String::from_utf8_lossy(&no_ca_file.stderr).contains("/nonexistent/ca.pem"),
+        "{}",
+        String::from_utf8_lossy(&no_ca_file.stderr)
+    );
+    drop(server);
+
+    let half = tempfile::tempdir().unwrap();
+    let (status, err) = common::exited(common::spawn_serve(
+        half.path(),
+        &format!("127.0.0.1:{}", common::free_port()),
+        &[("LUNA_LAMBDA_TLS_CERT", cert_s)],
+    ));
+    assert!(!status.success());
+    assert!(err.contains("[tls] needs both cert and key"), "{err}");
 }

@@ -316,15 +316,28 @@ impl Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (url, account_id=None, token=None))]
-    fn new(url: &str, account_id: Option<&str>, token: Option<String>) -> PyResult<Self> {
+    #[pyo3(signature = (url, account_id=None, token=None, ca=None))]
+    fn new(
+        url: &str,
+        account_id: Option<&str>,
+        token: Option<String>,
+        ca: Option<std::path::PathBuf>,
+    ) -> PyResult<Self> {
         let account = account_id
             .map(uuid::Uuid::parse_str)
             .transpose()
             .map_err(|e| PyValueError::new_err(format!("account_id: {e}")))?;
-        let inner = HttpClient::new(url, account)
+        let mut inner = HttpClient::new(url, account)
             .map_err(|e| PyValueError::new_err(e.to_string()))?
             .with_token(token);
+        if let Some(ca) = ca {
+            let pem = std::fs::read(&ca).map_err(|e| {
+                PyValueError::new_err(format!("ca: cannot read {}: {e}", ca.display()))
+            })?;
+            inner = inner
+                .with_ca(&pem)
+                .map_err(|e| PyValueError::new_err(format!("ca {}: {e}", ca.display())))?;
+        }
         Ok(Self { inner })
     }
 
@@ -647,6 +660,11 @@ impl EmbeddedPlatform {
                     .map_err(|e| format!("{}: {e}", data_dir.display()))?;
                 let lock =
                     lambda_server::lock::lock_data_dir(&data_dir).map_err(|e| e.to_string())?;
+                let tls = cfg
+                    .tls_files()
+                    .map(lambda_server::tls::Tls::load)
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
                 let platform = cfg
                     .platform(&data_dir, &env)
                     .await
@@ -655,16 +673,17 @@ impl EmbeddedPlatform {
                     .await
                     .map_err(|e| format!("{listen}: {e}"))?;
                 let url = format!(
-                    "http://{}",
+                    "{}://{}",
+                    if tls.is_some() { "https" } else { "http" },
                     listener.local_addr().map_err(|e| e.to_string())?
                 );
                 platform.start().await.map_err(|e| e.to_string())?;
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
                 let task = tokio::spawn(async move {
-                    let _ = lambda_server::serve(listener, platform, async move {
+                    let stopped = async move {
                         let _ = rx.await;
-                    })
-                    .await;
+                    };
+                    let _ = lambda_server::serve_tls(listener, platform, stopped, tls).await;
                 });
                 Ok((url, tx, task, lock))
             })

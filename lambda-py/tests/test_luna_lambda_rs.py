@@ -226,3 +226,28 @@ def test_one_platform_per_data_folder(tmp_path):
     # Closed: the folder is free again.
     with ll.Platform.embedded(tmp_path / "one") as again:
         assert again.client().list()["count"] == 0
+
+
+def test_https_with_a_private_ca(tmp_path, monkeypatch):
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key, ca_pem = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    monkeypatch.setenv("LUNA_LAMBDA_TLS_CERT", str(cert))
+    monkeypatch.setenv("LUNA_LAMBDA_TLS_KEY", str(key))
+    monkeypatch.delenv("LUNA_LAMBDA_CA", raising=False)
+    with ll.Platform.embedded(tmp_path / "tls") as p:
+        assert p.url.startswith("https://127.0.0.1:")
+        assert ll.Client(p.url, ca=ca_pem).list()["count"] == 0
+        with pytest.raises(ll.LambdaError) as e:
+            ll.Client(p.url).list()
+        assert "certificate" in str(e.value).lower()
+        monkeypatch.setenv("LUNA_LAMBDA_CA", str(ca_pem))
+        assert ll.Client(p.url).list()["count"] == 0
+        with pytest.raises(ValueError) as e:
+            ll.Client(p.url, ca=tmp_path / "missing.pem")
+        assert "missing.pem" in str(e.value)

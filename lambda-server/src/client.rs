@@ -79,6 +79,16 @@ pub struct Client {
     token: Option<String>,
 }
 
+/// The HTTP client: rustls with the system's roots plus `extra_roots`.
+fn http_client(extra_roots: Vec<reqwest::Certificate>) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    if !extra_roots.is_empty() {
+        b = b.tls_certs_merge(extra_roots);
+    }
+    b.build()
+        .map_err(|e| ClientError::Usage(format!("cannot make the HTTP client: {e}")))
+}
+
 impl Client {
     /// A client of `base` (e.g. `http://127.0.0.1:5210`).
     pub fn new(base: &str, account: Option<uuid::Uuid>) -> Result<Self> {
@@ -88,10 +98,7 @@ impl Client {
                 "server URL {base:?} must start with http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let http = http_client(Vec::new())?;
         Ok(Self {
             http,
             base,
@@ -105,6 +112,20 @@ impl Client {
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|t| !t.trim().is_empty());
         self
+    }
+
+    /// Trusts the CA certificate(s) in `pem` (one or more PEM blocks) for an `https://` server,
+    /// besides the system's roots.
+    pub fn with_ca(mut self, pem: &[u8]) -> Result<Self> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Usage(format!("the CA file is not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(ClientError::Usage(
+                "the CA file holds no PEM certificate".into(),
+            ));
+        }
+        self.http = http_client(certs)?;
+        Ok(self)
     }
 
     /// The server URL.
@@ -137,11 +158,26 @@ impl Client {
         }
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = rb.send().await.map_err(|e| ClientError::Connect {
+    /// A request that got no answer, with every cause (e.g. the TLS verifier's).
+    fn connect_error(&self, e: reqwest::Error) -> ClientError {
+        let e = e.without_url();
+        let mut detail = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !detail.contains(&text) {
+                detail = format!("{detail}: {text}");
+            }
+            cause = c.source();
+        }
+        ClientError::Connect {
             url: self.base.clone(),
-            detail: e.without_url().to_string(),
-        })?;
+            detail,
+        }
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = rb.send().await.map_err(|e| self.connect_error(e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -372,10 +408,7 @@ impl Client {
         if let Some(b) = body {
             rb = rb.body(b);
         }
-        let resp = rb.send().await.map_err(|e| ClientError::Connect {
-            url: self.base.clone(),
-            detail: e.without_url().to_string(),
-        })?;
+        let resp = rb.send().await.map_err(|e| self.connect_error(e))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()

@@ -54,6 +54,18 @@ pub struct Config {
     pub gc: GcSection,
     /// `[auth]`
     pub auth: AuthSection,
+    /// `[tls]`
+    pub tls: TlsSection,
+}
+
+/// `[tls]`: HTTPS for the API and the proxy (both files, or neither for plain HTTP).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// The certificate chain, PEM (the server's certificate first). Reloaded when it changes.
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1). Reloaded when it changes.
+    pub key: Option<PathBuf>,
 }
 
 /// `[auth]`: who may call the API.
@@ -373,6 +385,7 @@ impl Default for Config {
             retention: RetentionSection::default(),
             gc: GcSection::default(),
             auth: AuthSection::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -406,7 +419,7 @@ pub enum ConfigError {
     Startup(String),
 }
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "local",
     "storage",
     "s3",
@@ -417,6 +430,7 @@ const SECTIONS: [&str; 10] = [
     "retention",
     "gc",
     "auth",
+    "tls",
 ];
 const ENV_PREFIX: &str = "LUNA_LAMBDA_";
 /// Variables with the prefix that are not settings: the config file's path, the log filter,
@@ -521,6 +535,12 @@ impl Config {
                 message: format!("[auth] mode = {mode:?} is not \"none\" or \"token\""),
             });
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid {
+                origin: String::new(),
+                message: "[tls] needs both cert and key (PEM files), or neither".into(),
+            });
+        }
         if !matches!(self.builder.kind.as_str(), "local" | "docker") {
             return Err(ConfigError::Unsupported(format!(
                 "[builder] kind = {:?} is not available; use \"local\" or \"docker\"",
@@ -554,6 +574,14 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The TLS files, when `[tls]` is set.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls.cert.clone()?,
+            key: self.tls.key.clone()?,
+        })
     }
 
     /// The data folder: `[local] data_dir`, else `default`.

@@ -36,6 +36,8 @@ mod task_api;
 #[cfg(feature = "server")]
 pub mod tasks;
 #[cfg(feature = "server")]
+pub mod tls;
+#[cfg(feature = "server")]
 mod token_api;
 #[cfg(feature = "server")]
 pub mod upstream;
@@ -50,4 +52,4 @@ pub use error::{Error, Result};
 pub use platform::{Platform, PlatformConfig};
 
 #[cfg(feature = "server")]
-pub use serve::serve;
+pub use serve::{serve, serve_tls};

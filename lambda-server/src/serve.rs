@@ -9,10 +9,12 @@
 use crate::api::AppState;
 use crate::platform::Platform;
 use crate::proxy::Front;
+use crate::tls::Tls;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -27,7 +29,12 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(index: usize, front: Front, stop: watch::Receiver<bool>) -> std::io::Result<Self> {
+    fn start(
+        index: usize,
+        front: Front,
+        tls: Option<Arc<Tls>>,
+        stop: watch::Receiver<bool>,
+    ) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -37,7 +44,13 @@ impl Worker {
             .spawn(move || {
                 rt.block_on(async move {
                     while let Some((tcp, open)) = handed.recv().await {
-                        tokio::spawn(connection(tcp, front.clone(), stop.clone(), open));
+                        tokio::spawn(connection(
+                            tcp,
+                            front.clone(),
+                            tls.clone(),
+                            stop.clone(),
+                            open,
+                        ));
                     }
                 });
             })?;
@@ -50,21 +63,45 @@ impl Worker {
 
 /// Serves one connection until it ends, or until `stop` (then it finishes the request in flight
 /// and closes).
+/// A TLS handshake that takes longer than this is dropped (a client that opens connections and
+/// sends nothing holds no more than this).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn connection(
     tcp: std::net::TcpStream,
     front: Front,
+    tls: Option<Arc<Tls>>,
     stop: watch::Receiver<bool>,
-    _open: mpsc::Sender<()>,
+    open: mpsc::Sender<()>,
 ) {
     let Ok(tcp) = TcpStream::from_std(tcp) else {
         return;
     };
+    match tls {
+        None => serve_connection(tcp, front, stop, open).await,
+        Some(tls) => {
+            let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp));
+            if let Ok(Ok(stream)) = accepted.await {
+                serve_connection(stream, front, stop, open).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    front: Front,
+    stop: watch::Receiver<bool>,
+    _open: mpsc::Sender<()>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         tower_service::Service::call(&mut front.clone(), req.map(Body::new))
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(tcp), service);
+        .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -87,13 +124,23 @@ pub async fn serve(
     platform: Platform,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_tls(listener, platform, shutdown, None).await
+}
+
+/// [`serve`], over TLS when `tls` is given (`[tls] cert`, `key`).
+pub async fn serve_tls(
+    listener: TcpListener,
+    platform: Platform,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: Option<Arc<Tls>>,
+) -> std::io::Result<()> {
     let state = AppState::new(platform.clone());
     let audit = state.audit.clone();
     let front = Front::new(state, tokio::runtime::Handle::current());
     let (stop_tx, stop_rx) = watch::channel(false);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = (0..threads)
-        .map(|i| Worker::start(i, front.clone(), stop_rx.clone()))
+        .map(|i| Worker::start(i, front.clone(), tls.clone(), stop_rx.clone()))
         .collect::<std::io::Result<Vec<_>>>()?;
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);

@@ -56,12 +56,22 @@ class Client(_NativeClient):
     """A client of a luna-lambda-rs server; every method blocks with the GIL released.
 
     `token` is the API token of a server that requires one (default: `LUNA_LAMBDA_TOKEN`);
-    its account is the one acted for unless `account_id` is given."""
+    its account is the one acted for unless `account_id` is given. `ca` is a PEM file of CA
+    certificates to trust for an https:// server besides the system's (default:
+    `LUNA_LAMBDA_CA`)."""
 
-    def __new__(cls, url: str, account_id: str | None = None, token: str | None = None):
+    def __new__(
+        cls,
+        url: str,
+        account_id: str | None = None,
+        token: str | None = None,
+        ca: str | os.PathLike | None = None,
+    ):
         if token is None:
             token = os.environ.get("LUNA_LAMBDA_TOKEN")
-        return super().__new__(cls, url, account_id, token)
+        if ca is None:
+            ca = os.environ.get("LUNA_LAMBDA_CA") or None
+        return super().__new__(cls, url, account_id, token, None if ca is None else os.fspath(ca))
 
 
 class Platform:
@@ -96,8 +106,14 @@ class AsyncClient:
     """`Client` for asyncio: every method is a coroutine run in a worker thread (the native
     calls release the GIL, so the event loop keeps running)."""
 
-    def __init__(self, url: str, account_id: str | None = None, token: str | None = None):
-        self._client = Client(url, account_id, token)
+    def __init__(
+        self,
+        url: str,
+        account_id: str | None = None,
+        token: str | None = None,
+        ca: str | os.PathLike | None = None,
+    ):
+        self._client = Client(url, account_id, token, ca)
 
     @property
     def url(self) -> str:
