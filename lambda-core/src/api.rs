@@ -73,6 +73,8 @@ pub enum ErrorCode {
     TokenNotFound,
     /// 12012 / 409: a token with this name exists.
     TokenNameConflict,
+    /// 12013 / 408: an upload's body did not arrive in time.
+    RequestTimeout,
     /// 10000 / 500: internal error (details are logged, not returned).
     Internal,
 }
@@ -108,6 +110,7 @@ impl ErrorCode {
             Self::TooManyRequests => 12010,
             Self::TokenNotFound => 12011,
             Self::TokenNameConflict => 12012,
+            Self::RequestTimeout => 12013,
             Self::Internal => 10000,
         }
     }
@@ -122,6 +125,7 @@ impl ErrorCode {
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
             Self::TooManyRequests => 429,
+            Self::RequestTimeout => 408,
             Self::NameConflict
             | Self::TokenNameConflict
             | Self::UpdateNotAllowed
@@ -175,12 +179,13 @@ impl ErrorCode {
             Self::TooManyRequests => "Too many requests",
             Self::TokenNotFound => "Token not found",
             Self::TokenNameConflict => "Token name already exists",
+            Self::RequestTimeout => "Request body timeout",
             Self::Internal => "Internal server error",
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::LambdaNotFound,
         Self::NameConflict,
         Self::UserException,
@@ -208,11 +213,13 @@ impl ErrorCode {
         Self::TooManyRequests,
         Self::TokenNotFound,
         Self::TokenNameConflict,
+        Self::RequestTimeout,
         Self::Internal,
     ];
 }
 
 /// An error body: `{"error_code", "desc", "detail"}` plus `problems` on validation failures.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Numeric code (see [`ErrorCode`]).
@@ -239,6 +246,7 @@ impl ErrorBody {
 }
 
 /// `credentials` part of a create request.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
@@ -249,6 +257,7 @@ pub struct Credentials {
 }
 
 /// Size and digest of a stored archive.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveInfo {
     /// Bytes.
@@ -274,6 +283,7 @@ impl ArchiveInfo {
 }
 
 /// A lambda as the API shows it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaRecord {
     /// Id.
@@ -288,9 +298,11 @@ pub struct LambdaRecord {
     pub description: String,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String", extend("format" = "date-time")))]
     pub create_time: time::OffsetDateTime,
     /// When it last changed.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String", extend("format" = "date-time")))]
     pub last_update_time: time::OffsetDateTime,
     /// Version, starting at 1, incremented by every update.
     pub lambda_version: u64,
@@ -321,6 +333,7 @@ pub struct LambdaRecord {
 
 /// `POST /1/lambdas` with `Content-Type: application/json`: a lambda from an image built
 /// elsewhere, with no archive and no build.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportImageRequest {
@@ -335,6 +348,7 @@ pub struct ImportImageRequest {
 }
 
 /// `201` answer of create.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateResponse {
     /// The new lambda's id.
@@ -342,6 +356,7 @@ pub struct CreateResponse {
 }
 
 /// `202` answer of update.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateResponse {
     /// The lambda's id.
@@ -352,12 +367,14 @@ pub struct UpdateResponse {
 
 /// One version of a lambda as stored beside its archive (`lambdas/<id>/v<N>/version.json`):
 /// what it was made of, so that it can be listed and rolled back to.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRecord {
     /// The version number.
     pub version: u64,
     /// When it was made (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String", extend("format" = "date-time")))]
     pub create_time: time::OffsetDateTime,
     /// Its archive.
     pub archive: ArchiveInfo,
@@ -374,6 +391,7 @@ pub struct VersionRecord {
 }
 
 /// One item of `GET /1/lambdas/{id}/versions`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionEntry {
     /// What the version is made of.
@@ -391,6 +409,7 @@ pub struct VersionEntry {
 }
 
 /// `GET /1/lambdas/{id}/versions` answer, oldest first.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionList {
     /// The lambda.
@@ -400,6 +419,7 @@ pub struct VersionList {
 }
 
 /// `POST /1/lambdas/{id}/rollback` body.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
@@ -409,6 +429,7 @@ pub struct RollbackRequest {
 }
 
 /// `202` answer of a rollback.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollbackResponse {
     /// The lambda's id.
@@ -423,6 +444,7 @@ pub struct RollbackResponse {
 
 /// `manifest.json` of an export (`GET /1/lambdas/{id}/export`): what `POST /1/lambdas/import`
 /// needs to make the lambda again, and the digest that proves `archive.zip` is the one exported.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportManifest {
@@ -442,10 +464,12 @@ pub struct ExportManifest {
     pub source_lambda_id: LambdaId,
     /// When (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String", extend("format" = "date-time")))]
     pub exported_at: time::OffsetDateTime,
 }
 
 /// `GET /1/lambdas/{id}/image`: the image the lambda runs, for use elsewhere.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageExport {
     /// The lambda.
@@ -459,6 +483,7 @@ pub struct ImageExport {
 }
 
 /// One thing the garbage collector removed (or, in a dry run, would remove).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct GcItem {
     /// What it is: `version` (a stored version's archive, build log, docs and records),
@@ -485,6 +510,7 @@ impl GcItem {
 }
 
 /// `POST /1/gc` answer: the garbage collector's report.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct GcReport {
     /// Nothing was removed: this is what a real run would remove.
@@ -496,6 +522,7 @@ pub struct GcReport {
 }
 
 /// `GET /1/lambdas` answer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaList {
     /// The page.
@@ -505,10 +532,12 @@ pub struct LambdaList {
 }
 
 /// One write the API received (`GET /1/audit`): who, what, on what, and how it ended.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// When the answer was sent.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String", extend("format" = "date-time")))]
     pub time: time::OffsetDateTime,
     /// The operation (`createLambda`, `deleteLambda`, `createToken`, ...; the OpenAPI operation id).
     pub action: String,
@@ -534,6 +563,7 @@ pub struct AuditEntry {
 }
 
 /// `GET /1/audit` answer, oldest first.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditLog {
     /// The entries since the asked time (at most `limit`).
@@ -541,6 +571,7 @@ pub struct AuditLog {
 }
 
 /// `PATCH /1/lambdas/{id}` body.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchRequest {
@@ -549,6 +580,7 @@ pub struct SwitchRequest {
 }
 
 /// One replica in a status answer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaStatus {
     /// Replica (pod, container or process) name.
@@ -563,6 +595,7 @@ pub struct ReplicaStatus {
 }
 
 /// `GET /1/lambdas/{id}/status` answer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusResponse {
     /// Deploy status.
@@ -575,6 +608,7 @@ pub struct StatusResponse {
 }
 
 /// `GET /1/lambdas/{id}/image/status` answer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageStatusResponse {
     /// Build status.
@@ -585,6 +619,7 @@ pub struct ImageStatusResponse {
 }
 
 /// `GET /1/lambdas/{id}/logs` answer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogsResponse {
     /// Log text per replica.
@@ -592,6 +627,7 @@ pub struct LogsResponse {
 }
 
 /// `GET /version` answer: `{"Version": {...}}`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionResponse {
     /// The version.
@@ -600,6 +636,7 @@ pub struct VersionResponse {
 }
 
 /// API and release version numbers.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {
     /// API version (1).
@@ -613,6 +650,7 @@ pub struct VersionInfo {
 }
 
 /// `POST /1/tasks`: a task for a `tasks` lambda.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
@@ -624,6 +662,7 @@ pub struct CreateTask {
 }
 
 /// `201` answer of `POST /1/tasks`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCreated {
     /// The new task.
@@ -631,6 +670,7 @@ pub struct TaskCreated {
 }
 
 /// Where a task is.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
@@ -687,6 +727,7 @@ impl std::str::FromStr for TaskStatus {
 }
 
 /// Subtask counts of a task.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCounts {
     /// Subtasks the split made.
@@ -700,6 +741,7 @@ pub struct TaskCounts {
 }
 
 /// A task as the API shows it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// Id.
@@ -721,16 +763,20 @@ pub struct TaskRecord {
     pub subtasks: TaskCounts,
     /// Created (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String", extend("format" = "date-time")))]
     pub create_time: time::OffsetDateTime,
     /// Split started.
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>", extend("format" = "date-time")))]
     pub start_time: Option<time::OffsetDateTime>,
     /// Ended (done, failed or cancelled).
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>", extend("format" = "date-time")))]
     pub end_time: Option<time::OffsetDateTime>,
 }
 
 /// `GET /1/tasks`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskList {
     /// This page.
@@ -741,6 +787,7 @@ pub struct TaskList {
 
 /// `GET /1/tasks/{id}/result`: one entry per subtask, in order; `null` for a failed or
 /// unfinished one.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskResults {
     /// The results.
@@ -748,6 +795,7 @@ pub struct TaskResults {
 }
 
 /// One failed subtask (`GET /1/tasks/{id}/errors` is a list of them).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskError {
     /// The subtask's index (from 0), or absent for the split.

@@ -17,6 +17,7 @@ pub const MAX_TOKEN_NAME: usize = 64;
 pub const MAX_EXPIRY: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
 /// What a token may do, on its account's lambdas (or every account's, for an admin token).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenScope {
@@ -64,6 +65,7 @@ impl std::str::FromStr for TokenScope {
 }
 
 /// A token as the API shows it (never its secret).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// Id (the middle part of the token).
@@ -79,9 +81,11 @@ pub struct TokenRecord {
     pub scope: TokenScope,
     /// Created (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "String", extend("format" = "date-time")))]
     pub create_time: time::OffsetDateTime,
     /// When it stops working (RFC 3339); absent: never.
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>", extend("format" = "date-time")))]
     pub expire_time: Option<time::OffsetDateTime>,
 }
 
@@ -93,10 +97,12 @@ impl TokenRecord {
 }
 
 /// `POST /1/tokens`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// Unique name (1 to 64 of `A-Z a-z 0-9 . _ -`).
+    #[cfg_attr(feature = "schema", schemars(pattern(r"^[A-Za-z0-9._-]{1,64}$")))]
     pub name: String,
     /// The account it acts for (or `admin`).
     #[serde(default)]
@@ -156,6 +162,7 @@ pub fn check_token_name(name: &str) -> Result<(), String> {
 }
 
 /// `POST /1/tokens` → 201: the token, shown this once, and its record.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatedToken {
     /// The token (`llt_...`): keep it, it is not stored.
@@ -166,6 +173,7 @@ pub struct CreatedToken {
 }
 
 /// `GET /1/tokens`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenList {
     /// Every token, oldest first.

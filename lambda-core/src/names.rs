@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A lambda's id: a UUID, shown in its hyphenated lowercase form.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct LambdaId(uuid::Uuid);
@@ -56,6 +57,11 @@ impl FromStr for LambdaId {
 
 /// A lambda's name: 1–63 characters of lowercase letters, digits and `-`, starting with a letter
 /// and not ending with `-` (so it can be used in DNS and Kubernetes names).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(extend("pattern" = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"))
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct LambdaName(String);
@@ -114,6 +120,7 @@ impl fmt::Display for LambdaName {
 }
 
 /// The kind of lambda, which decides the request object `main` receives.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", try_from = "String", into = "&'static str")]
 pub enum LambdaType {

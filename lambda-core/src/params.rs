@@ -14,6 +14,7 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 pub const MAX_WORKERS: u32 = 64;
 
 /// The base image a lambda is built from.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum BaseImage {
     /// `lpa-lambda-base`: Python and the runtime.
@@ -36,6 +37,7 @@ impl BaseImage {
 }
 
 /// Everything a user can set about a lambda besides its code.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Parameters {
@@ -85,6 +87,7 @@ fn default_namespace() -> String {
 }
 
 /// Deployment parameters (`deploy_parameters`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployParameters {
@@ -118,6 +121,7 @@ impl Default for DeployParameters {
 }
 
 /// CPU and memory requests and limits, in Kubernetes quantity syntax (`500m`, `2`, `256Mi`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// How serious a [`Problem`] is. Errors make the input invalid; warnings do not.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -18,6 +19,7 @@ pub enum Severity {
 /// `code` is stable and documented (see `docs/validation-codes.md`); `path` is the entry inside the
 /// archive (`lambda_main.py`, `docs/lambda.yml`) or the parameter (`deploy_parameters.namespace`);
 /// `line`/`column` are 1-based and present where a position inside a file is known.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// Stable machine-readable code, e.g. `main.not_async`.
@@ -92,6 +94,7 @@ impl fmt::Display for Problem {
 }
 
 /// Every problem found in one input, errors and warnings alike.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationReport {
     /// All problems, in the order they were found.

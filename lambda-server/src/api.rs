@@ -62,8 +62,26 @@ impl AppState {
         }
     }
 
-    /// A place to receive one upload, or 429 when `max_concurrent_uploads` are being received.
-    pub(crate) fn upload_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    /// Starts receiving an upload: 413 when its declared length is beyond the limit (before a
+    /// byte of it is read), 429 when `max_concurrent_uploads` are being received. The permit is
+    /// held while the handler runs.
+    pub(crate) fn begin_upload(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = declared.filter(|n| *n > self.max_upload_bytes) {
+            return Err(Error::BadRequest(
+                ErrorCode::BodyTooLarge,
+                format!(
+                    "the request body is {n} bytes; at most {} are taken ([limits] max_archive_bytes plus 1 MiB for the other parts)",
+                    self.max_upload_bytes
+                ),
+            ));
+        }
         self.uploads.clone().try_acquire_owned().map_err(|_| {
             let max = self.platform.config().max_concurrent_uploads;
             Error::TooManyRequests {
@@ -74,6 +92,23 @@ impl AppState {
             }
         })
     }
+
+    /// Reads an upload's body within `[limits] upload_timeout_secs` (408/12013 after it).
+    pub(crate) async fn within_upload_time<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let limit = self.platform.config().upload_timeout;
+        tokio::time::timeout(limit, read).await.map_err(|_| {
+            Error::BadRequest(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the upload did not arrive within {} s ([limits] upload_timeout_secs)",
+                    limit.as_secs()
+                ),
+            )
+        })?
+    }
 }
 
 /// The request id of a request (the client's, or `<unix seconds>,<uuid>`), set on the way in
@@ -81,269 +116,7 @@ impl AppState {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
 
-/// One route of the API, for the OpenAPI document and its test.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteDoc {
-    /// HTTP method (`ANY` for the proxy).
-    pub method: &'static str,
-    /// Path template.
-    pub path: &'static str,
-    /// Operation id.
-    pub operation: &'static str,
-    /// What it does.
-    pub summary: &'static str,
-    /// Success status.
-    pub ok: u16,
-}
-
-/// Every route the router serves.
-pub const ROUTES: &[RouteDoc] = &[
-    RouteDoc {
-        method: "GET",
-        path: "/version",
-        operation: "getVersion",
-        summary: "API and release version",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/healthcheck",
-        operation: "healthcheck",
-        summary: "200 when the store, the builder and the orchestrator answer",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/metrics",
-        operation: "getMetrics",
-        summary: "Prometheus text metrics",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/docs/spec",
-        operation: "getSpec",
-        summary: "This OpenAPI document",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/1/lambdas",
-        operation: "createLambda",
-        summary: "Create a lambda (multipart: archive, credentials, parameters)",
-        ok: 201,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas",
-        operation: "listLambdas",
-        summary: "List lambdas (page, page_size, lambda_name, namespace)",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}",
-        operation: "getLambda",
-        summary: "A lambda's record",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "PUT",
-        path: "/1/lambdas/{lambda_id}",
-        operation: "updateLambda",
-        summary: "Update a lambda (multipart; archive optional): a new version",
-        ok: 202,
-    },
-    RouteDoc {
-        method: "PATCH",
-        path: "/1/lambdas/{lambda_id}",
-        operation: "switchLambda",
-        summary: "Switch a lambda off or on ({\"alive\": bool})",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "DELETE",
-        path: "/1/lambdas/{lambda_id}",
-        operation: "deleteLambda",
-        summary: "Delete a lambda, its deployment, archives and artifacts",
-        ok: 204,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}/status",
-        operation: "getLambdaStatus",
-        summary: "Deploy status with each replica",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}/image/status",
-        operation: "getImageStatus",
-        summary: "Build status",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}/image/logs",
-        operation: "getImageLogs",
-        summary: "Build log (text); follow=1 streams until the build ends",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}/logs",
-        operation: "getLambdaLogs",
-        summary: "Runtime logs per replica; tail=N",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}/docs",
-        operation: "getLambdaDocs",
-        summary: "The archive's docs by Accept (text/html or application/x-yaml)",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}/versions",
-        operation: "listLambdaVersions",
-        summary: "Every stored version: archive, parameters, build outcome, whether its artifact is kept",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/1/lambdas/{lambda_id}/rollback",
-        operation: "rollbackLambda",
-        summary: "A new version made of an earlier one ({\"version\": N}, default the previous): no build while its artifact is kept",
-        ok: 202,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}/export",
-        operation: "exportLambda",
-        summary: "The current version as a zip of archive.zip and manifest.json (410/42012 when the archive is gone)",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}/image",
-        operation: "getLambdaImage",
-        summary: "The image reference and digest of the running version (409/42016 when not running or not an image)",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/1/lambdas/import",
-        operation: "importLambda",
-        summary: "Make a lambda again from an export (multipart: export), validated like any upload",
-        ok: 201,
-    },
-    RouteDoc {
-        method: "PUT",
-        path: "/1/lambdas/{lambda_id}/config",
-        operation: "putLambdaConfig",
-        summary: "Replace the user config and restart without a rebuild",
-        ok: 202,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/lambdas/{lambda_id}/metrics",
-        operation: "getLambdaMetrics",
-        summary: "Every replica's Prometheus metrics merged, with a replica label",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/1/tasks",
-        operation: "createTask",
-        summary: "Start a task of a tasks lambda ({\"description\", \"content\": {\"lambda_id\", ...}})",
-        ok: 201,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/tasks",
-        operation: "listTasks",
-        summary: "List tasks (lambda_id, status, page, page_size)",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/tasks/{task_id}",
-        operation: "getTask",
-        summary: "A task's record with its subtask counts and times",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "PATCH",
-        path: "/1/tasks/{task_id}",
-        operation: "cancelTask",
-        summary: "Cancel a task ({\"status\": \"cancelled\"})",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "DELETE",
-        path: "/1/tasks/{task_id}",
-        operation: "deleteTask",
-        summary: "Delete a task and its results",
-        ok: 204,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/tasks/{task_id}/result",
-        operation: "getTaskResult",
-        summary: "Each subtask's result in order (null when it failed)",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/tasks/{task_id}/errors",
-        operation: "getTaskErrors",
-        summary: "The failed subtasks ([{\"subtask\", \"error\"}])",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/1/gc",
-        operation: "collectGarbage",
-        summary: "Admin: one garbage collection (?dry_run=1: what it would remove), with bytes",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/1/tokens",
-        operation: "createToken",
-        summary: "Admin: make an API token (its secret is shown this once)",
-        ok: 201,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/tokens",
-        operation: "listTokens",
-        summary: "Admin: every API token (no secrets)",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "DELETE",
-        path: "/1/tokens/{token_id}",
-        operation: "revokeToken",
-        summary: "Admin: revoke an API token (every server stops taking it within a second)",
-        ok: 204,
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/1/audit",
-        operation: "getAudit",
-        summary: "Admin: the audit log of writes (?since=RFC 3339 or unix seconds, default an hour ago; ?limit=, default 1000)",
-        ok: 200,
-    },
-    RouteDoc {
-        method: "ANY",
-        path: "/1/lambdas/{lambda_id}/proxy/{path}",
-        operation: "proxyLambda",
-        summary: "Forwarded to the lambda, streamed both ways",
-        ok: 200,
-    },
-];
+pub use crate::openapi::{ROUTES, RouteDoc, openapi};
 
 /// The router of the whole API.
 pub fn router(state: AppState) -> Router {
@@ -592,85 +365,6 @@ async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// The OpenAPI 3 document of [`ROUTES`].
-pub fn openapi() -> serde_json::Value {
-    let mut paths = serde_json::Map::new();
-    for r in ROUTES {
-        let entry = paths
-            .entry(r.path.to_owned())
-            .or_insert_with(|| serde_json::json!({}));
-        let mut params: Vec<serde_json::Value> = r
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| {
-                let schema = if name == "path" {
-                    serde_json::json!({"type": "string"})
-                } else {
-                    serde_json::json!({"type": "string", "format": "uuid"})
-                };
-                serde_json::json!({"name": name, "in": "path", "required": true, "schema": schema})
-            })
-            .collect();
-        params.push(serde_json::json!({"name": ACCOUNT_ID_HEADER, "in": "header", "required": r.operation == "createLambda", "schema": {"type": "string", "format": "uuid"}}));
-        params.push(serde_json::json!({"name": REQUEST_ID_HEADER, "in": "header", "required": false, "schema": {"type": "string"}}));
-        let public = crate::auth::Access::of(Some(r.path)) == crate::auth::Access::Public;
-        let security = if public {
-            serde_json::json!([{}])
-        } else {
-            serde_json::json!([{"bearer": []}, {}])
-        };
-        let op = serde_json::json!({
-            "operationId": r.operation,
-            "summary": r.summary,
-            "parameters": params,
-            "security": security,
-            "responses": {
-                r.ok.to_string(): {"description": "success"},
-                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            },
-        });
-        let methods: Vec<&str> = if r.method == "ANY" {
-            vec!["get", "post", "put", "patch", "delete"]
-        } else {
-            vec![match r.method {
-                "GET" => "get",
-                "POST" => "post",
-                "PUT" => "put",
-                "PATCH" => "patch",
-                _ => "delete",
-            }]
-        };
-        for m in methods {
-            entry[m] = op.clone();
-        }
-    }
-    let codes: Vec<serde_json::Value> = ErrorCode::ALL
-        .iter()
-        .map(|c| serde_json::json!({"error_code": c.code(), "http": c.http_status(), "desc": c.desc()}))
-        .collect();
-    serde_json::json!({
-        "openapi": "3.0.3",
-        "info": {"title": "luna-lambda-rs", "version": env!("CARGO_PKG_VERSION")},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token (llt_...), when the server runs with [auth] mode = \"token\""}},
-            "schemas": {"Error": {
-            "type": "object",
-            "required": ["error_code", "desc", "detail"],
-            "properties": {
-                "error_code": {"type": "integer"},
-                "desc": {"type": "string"},
-                "detail": {"type": "string"},
-                "problems": {"type": "array", "items": {"type": "object", "properties": {
-                    "code": {"type": "string"}, "path": {"type": "string"}, "message": {"type": "string"},
-                    "severity": {"type": "string"}, "line": {"type": "integer"}, "column": {"type": "integer"}}}},
-            },
-        }}},
-        "x-error-codes": codes,
-    })
-}
-
 async fn spec() -> Json<serde_json::Value> {
     Json(openapi())
 }
@@ -835,7 +529,7 @@ async fn create(
     req: Request,
 ) -> Result<Response> {
     let account = Account(account).required("create a lambda")?;
-    let _upload = s.upload_permit()?;
+    let _upload = s.begin_upload(req.headers())?;
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -893,7 +587,8 @@ async fn create_from_archive(
     account: uuid::Uuid,
     mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response> {
-    let parts = read_parts(mp, s.platform.config().limits.max_archive_bytes).await?;
+    let max = s.platform.config().limits.max_archive_bytes;
+    let parts = s.within_upload_time(read_parts(mp, max)).await?;
     let archive = parts.archive.ok_or_else(|| {
         Error::BadRequest(
             ErrorCode::BadRequest,
@@ -930,11 +625,13 @@ async fn update(
     State(s): State<AppState>,
     Path(raw): Path<String>,
     Account(account): Account,
+    headers: HeaderMap,
     mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response> {
     let id = lambda_id(&raw)?;
-    let _upload = s.upload_permit()?;
-    let parts = read_parts(mp, s.platform.config().limits.max_archive_bytes).await?;
+    let _upload = s.begin_upload(&headers)?;
+    let max = s.platform.config().limits.max_archive_bytes;
+    let parts = s.within_upload_time(read_parts(mp, max)).await?;
     let mut report = ValidationReport::default();
     let creds = match &parts.credentials {
         Some(raw) => match parse_credentials(raw, &mut report)? {
@@ -984,8 +681,22 @@ pub(crate) type QueryResult =
     std::result::Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
 
 pub(crate) fn query(q: QueryResult) -> Result<HashMap<String, String>> {
-    q.map(|Query(q)| q)
-        .map_err(|e| Error::BadRequest(ErrorCode::BadQuery, format!("bad query string: {e}")))
+    let q = q
+        .map(|Query(q)| q)
+        .map_err(|e| Error::BadRequest(ErrorCode::BadQuery, format!("bad query string: {e}")))?;
+    // The decoder replaces bytes that are not UTF-8 with U+FFFD: such a query is refused, not
+    // read as something else.
+    if let Some(key) = q
+        .iter()
+        .find(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}'))
+        .map(|(k, _)| k)
+    {
+        return Err(Error::BadRequest(
+            ErrorCode::BadQuery,
+            format!("query parameter {key:?} is not valid UTF-8 once percent-decoded"),
+        ));
+    }
+    Ok(q)
 }
 
 async fn list(

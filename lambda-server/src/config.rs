@@ -345,6 +345,8 @@ pub struct LimitsSection {
     pub max_lambdas_per_account: usize,
     /// Uploads (create, update, import) received at once; more get 429 with `Retry-After`.
     pub max_concurrent_uploads: usize,
+    /// Seconds an upload's body may take to arrive (a stalled one gets 408 and frees its place).
+    pub upload_timeout_secs: u64,
 }
 
 impl Default for LimitsSection {
@@ -363,6 +365,7 @@ impl Default for LimitsSection {
             proxy_connect_timeout_secs: 5,
             max_lambdas_per_account: 1000,
             max_concurrent_uploads: 8,
+            upload_timeout_secs: 300,
         }
     }
 }
@@ -876,6 +879,7 @@ impl Config {
             auth,
             max_lambdas_per_account: self.limits.max_lambdas_per_account,
             max_concurrent_uploads: self.limits.max_concurrent_uploads.max(1),
+            upload_timeout: Duration::from_secs(self.limits.upload_timeout_secs.max(1)),
         };
         Ok(Platform::new(pcfg, storage, builder, orchestrator))
     }

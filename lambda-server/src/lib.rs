@@ -24,6 +24,8 @@ pub mod lock;
 #[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
+pub mod openapi;
+#[cfg(feature = "server")]
 pub mod platform;
 #[cfg(feature = "server")]
 pub mod proxy;

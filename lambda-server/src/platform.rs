@@ -61,6 +61,8 @@ pub struct PlatformConfig {
     pub max_lambdas_per_account: usize,
     /// Uploads received at once (read by the HTTP edge; default 8).
     pub max_concurrent_uploads: usize,
+    /// An upload's body must arrive within this (read by the HTTP edge; default 5 min).
+    pub upload_timeout: Duration,
 }
 
 impl Default for PlatformConfig {
@@ -81,6 +83,7 @@ impl Default for PlatformConfig {
             auth: crate::auth::AuthSettings::default(),
             max_lambdas_per_account: 1000,
             max_concurrent_uploads: 8,
+            upload_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -152,7 +155,7 @@ struct Job {
 }
 
 /// Health of each port.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Health {
     /// `ok` or the error.
     pub store: String,

@@ -57,14 +57,26 @@ async fn export(
 
 /// Makes a lambda again from an export (multipart, part `archive`; `export` is taken too), for
 /// the caller's account.
+/// What an import takes.
+const WANTED: &str = "one part named \"archive\" (the zip of GET /1/lambdas/{id}/export)";
+
 async fn import(
     State(s): State<AppState>,
     Account(account): Account,
+    headers: axum::http::HeaderMap,
     mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response> {
-    const WANTED: &str = "one part named \"archive\" (the zip of GET /1/lambdas/{id}/export)";
     let account = Account(account).required("import a lambda")?;
-    let _upload = s.upload_permit()?;
+    let _upload = s.begin_upload(&headers)?;
+    let export = s.within_upload_time(read_export_part(mp)).await?;
+    let id = s.platform.import(account, export).await?;
+    Ok(crate::api::created_lambda(id))
+}
+
+/// The one part of an import.
+async fn read_export_part(
+    mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<bytes::Bytes> {
     let mut mp = mp.map_err(|e| {
         Error::BadRequest(
             ErrorCode::BadContentType,
@@ -81,14 +93,12 @@ async fn import(
         }
         export = Some(field.bytes().await.map_err(multipart_error)?);
     }
-    let export = export.ok_or_else(|| {
+    export.ok_or_else(|| {
         Error::BadRequest(
             ErrorCode::BadRequest,
             format!("expected {WANTED}; it is missing"),
         )
-    })?;
-    let id = s.platform.import(account, export).await?;
-    Ok(crate::api::created_lambda(id))
+    })
 }
 
 /// `POST /1/gc[?dry_run=1]`: one garbage collection (or what it would remove).

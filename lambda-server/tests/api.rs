@@ -108,7 +108,19 @@ async fn every_route_is_documented_and_served() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _) = app(dir.path()).await;
     let spec = call(&app, get("/docs/spec")).await.json();
-    assert_eq!(spec["openapi"], "3.0.3");
+    assert_eq!(spec["openapi"], "3.1.0");
+    // The wire types' schemas are in the document, with serde's field names.
+    let schemas = &spec["components"]["schemas"];
+    assert!(
+        schemas["LambdaRecord"]["properties"]["lambda_name"].is_object(),
+        "{schemas:#}"
+    );
+    assert!(
+        schemas["ErrorBody"]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("error_code"))
+    );
     let id = uuid::Uuid::new_v4().to_string();
     for r in ROUTES {
         let path = r.path.replace("{lambda_id}", &id).replace("{path}", "main");
@@ -123,6 +135,20 @@ async fn every_route_is_documented_and_served() {
             "{} {} is in the OpenAPI document",
             r.method, r.path
         );
+        // Every answer with a body says what it is; a JSON one refers to a generated schema.
+        let ok = &doc["responses"][r.ok.to_string()];
+        if r.response.is_some() {
+            let content = ok["content"].as_object().unwrap();
+            if let Some(json) = content.get("application/json") {
+                let schema = &json["schema"];
+                assert!(
+                    schema.get("$ref").is_some() || schema.get("type").is_some(),
+                    "{} {}: {schema}",
+                    r.method,
+                    r.path
+                );
+            }
+        }
         for m in methods {
             let resp = call(
                 &app,
@@ -700,5 +726,38 @@ async fn lambda_and_upload_limits() {
     assert_eq!(r.status, 202, "{:?}", r.body);
     let r = call(&app, update()).await;
     assert_ne!(r.status, 429, "{:?}", r.body);
+    p.shutdown().await;
+}
+
+/// An upload whose body stalls gets 408/12013 after `upload_timeout` and frees its place; one
+/// whose declared length is beyond the limit gets 413 before a byte of it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_and_oversized_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config();
+    cfg.max_concurrent_uploads = 1;
+    cfg.upload_timeout = Duration::from_secs(1);
+    cfg.limits.max_archive_bytes = 1000;
+    let p = platform(dir.path(), true, cfg).await;
+    let app = router(AppState::new(p.clone()));
+    let (tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let stalled = Request::post("/1/lambdas")
+        .header("content-type", "multipart/form-data; boundary=b")
+        .header("Luna-Account-Id", ACCOUNT)
+        .body(Body::from_stream(rx))
+        .unwrap();
+    let r = call(&app, stalled).await;
+    assert_eq!((r.status.as_u16(), r.code()), (408, 12013), "{:?}", r.body);
+    drop(tx);
+    // Its place is free again: the next upload is read (and refused for what it is).
+    let big = Request::post("/1/lambdas")
+        .header("content-type", "multipart/form-data; boundary=b")
+        .header("content-length", "10737418240")
+        .header("Luna-Account-Id", ACCOUNT)
+        .body(Body::empty())
+        .unwrap();
+    let r = call(&app, big).await;
+    assert_eq!((r.status.as_u16(), r.code()), (413, 12003), "{:?}", r.body);
+    assert!(r.json()["detail"].as_str().unwrap().contains("10737418240"));
     p.shutdown().await;
 }
