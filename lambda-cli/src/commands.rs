@@ -318,6 +318,10 @@ fn serve(
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
     let _lock = lambda_server::lock::lock_data_dir(&data_dir)?;
+    let _instance_lock = cfg
+        .instance_lock_path(&env)
+        .map(|p| lambda_server::lock::lock_instance(&p, &cfg.orchestrator.instance))
+        .transpose()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));

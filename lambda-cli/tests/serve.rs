@@ -245,3 +245,38 @@ fn https_with_a_private_ca() {
     assert!(!status.success());
     assert!(err.contains("[tls] needs both cert and key"), "{err}");
 }
+
+/// Two servers of one host cannot run one Docker orchestrator instance, even with different
+/// data folders: the second says which instance and who holds it.
+#[test]
+fn one_server_per_docker_instance() {
+    let runtime = tempfile::tempdir().unwrap();
+    let rt = runtime.path().to_str().unwrap();
+    let env: std::collections::HashMap<String, String> = [
+        ("LUNA_LAMBDA_BUILDER_KIND", "docker"),
+        ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "docker"),
+        ("LUNA_LAMBDA_ORCHESTRATOR_INSTANCE", "shared"),
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ("XDG_RUNTIME_DIR", rt),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let cfg = lambda_server::Config::load(None, &env).unwrap();
+    let path = cfg.instance_lock_path(&env).unwrap();
+    assert!(path.starts_with(runtime.path()), "{}", path.display());
+    // The first server (this process) holds the instance.
+    let _held = lambda_server::lock::lock_instance(&path, "shared").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, err) = exited(spawn_serve(
+        data.path(),
+        &format!("127.0.0.1:{}", free_port()),
+        &envs,
+    ));
+    assert!(!status.success());
+    assert!(
+        err.contains("instance \"shared\"") && err.contains(&std::process::id().to_string()),
+        "{err}"
+    );
+}

@@ -621,6 +621,12 @@ fn task_id(s: &str) -> PyResult<uuid::Uuid> {
         .map_err(|_| PyValueError::new_err(format!("{s:?} is not a task id (a UUID)")))
 }
 
+/// The data folder's lock, and the Docker instance's when it runs Docker.
+type Locks = (
+    lambda_server::lock::DataDirLock,
+    Option<lambda_server::lock::DataDirLock>,
+);
+
 /// The whole platform, embedded: the server on the embedded default, in this process.
 #[pyclass(frozen, module = "luna_lambda_rs")]
 struct EmbeddedPlatform {
@@ -628,7 +634,7 @@ struct EmbeddedPlatform {
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The data folder's lock (one control plane per folder), released by `close`.
-    lock: Mutex<Option<lambda_server::lock::DataDirLock>>,
+    lock: Mutex<Option<Locks>>,
 }
 
 #[pymethods]
@@ -649,7 +655,7 @@ impl EmbeddedPlatform {
                 String,
                 tokio::sync::oneshot::Sender<()>,
                 tokio::task::JoinHandle<()>,
-                lambda_server::lock::DataDirLock,
+                Locks,
             ),
             String,
         > = py.detach(|| {
@@ -660,6 +666,11 @@ impl EmbeddedPlatform {
                     .map_err(|e| format!("{}: {e}", data_dir.display()))?;
                 let lock =
                     lambda_server::lock::lock_data_dir(&data_dir).map_err(|e| e.to_string())?;
+                let instance_lock = cfg
+                    .instance_lock_path(&env)
+                    .map(|p| lambda_server::lock::lock_instance(&p, &cfg.orchestrator.instance))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
                 let tls = cfg
                     .tls_files()
                     .map(lambda_server::tls::Tls::load)
@@ -685,7 +696,7 @@ impl EmbeddedPlatform {
                     };
                     let _ = lambda_server::serve_tls(listener, platform, stopped, tls).await;
                 });
-                Ok((url, tx, task, lock))
+                Ok((url, tx, task, (lock, instance_lock)))
             })
         });
         let (url, tx, task, lock) = started.map_err(LambdaError::new_err)?;

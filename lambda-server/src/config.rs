@@ -579,6 +579,41 @@ impl Config {
         Ok(())
     }
 
+    /// The lock file of the Docker orchestrator's instance on its engine, when it runs Docker:
+    /// under `$XDG_RUNTIME_DIR` (else `$TMPDIR`, else `/tmp`), named by the engine
+    /// (`[builder] docker_host`, else `DOCKER_HOST`, else the default socket) and the instance.
+    pub fn instance_lock_path(&self, env: &HashMap<String, String>) -> Option<PathBuf> {
+        if self.orchestrator.kind != "docker" {
+            return None;
+        }
+        let engine = self
+            .builder
+            .docker_host
+            .clone()
+            .or_else(|| env.get("DOCKER_HOST").cloned())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let safe = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        let dir = env
+            .get("XDG_RUNTIME_DIR")
+            .or_else(|| env.get("TMPDIR"))
+            .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+        Some(dir.join("luna-lambda").join(format!(
+            "docker-{}-{}.lock",
+            safe(&engine),
+            safe(&self.orchestrator.instance)
+        )))
+    }
+
     /// The TLS files, when `[tls]` is set.
     pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
         Some(crate::tls::TlsFiles {

@@ -4,6 +4,12 @@
 //! would each restart the other's replicas. The lock is an OS file lock (`flock`), so it goes
 //! with the process however it ends: a lock file left by a dead process is simply taken over.
 //! The file also names the holder's PID, for the refusal message.
+//!
+//! The Docker orchestrator's containers live outside the data folder, in the engine, under their
+//! `[orchestrator] instance` label: `serve` also locks `<runtime dir>/luna-lambda/docker-<engine>-
+//! <instance>.lock` (see [`crate::Config::instance_lock_path`]), so two servers of one host
+//! cannot run one instance with different data folders. (Servers on different hosts sharing one
+//! remote engine are not detected: give each its own instance.)
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -25,6 +31,20 @@ pub enum LockError {
     Held {
         /// The data folder.
         dir: PathBuf,
+        /// The holder's PID, when its lock file says.
+        pid: Option<u32>,
+    },
+    /// Another live process runs the same Docker orchestrator instance.
+    #[error(
+        "another luna-lambda server{} runs the Docker orchestrator's instance {instance:?} on this engine (lock {}); stop it, or give this one its own [orchestrator] instance",
+        .pid.map(|p| format!(" (PID {p})")).unwrap_or_default(),
+        .path.display()
+    )]
+    InstanceHeld {
+        /// The instance.
+        instance: String,
+        /// The lock file.
+        path: PathBuf,
         /// The holder's PID, when its lock file says.
         pid: Option<u32>,
     },
@@ -50,29 +70,55 @@ pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, LockError> {
         dir: dir.to_path_buf(),
         source,
     };
+    match flock(&dir.join(LOCK_FILE)).map_err(io)? {
+        Ok(file) => Ok(DataDirLock { _file: file }),
+        Err(pid) => Err(LockError::Held {
+            dir: dir.to_path_buf(),
+            pid,
+        }),
+    }
+}
+
+/// Takes the lock of a Docker orchestrator instance (`path`, its folder made when missing).
+pub fn lock_instance(path: &Path, instance: &str) -> Result<DataDirLock, LockError> {
+    let io = |source| LockError::Io {
+        dir: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    match flock(path).map_err(io)? {
+        Ok(file) => Ok(DataDirLock { _file: file }),
+        Err(pid) => Err(LockError::InstanceHeld {
+            instance: instance.to_owned(),
+            path: path.to_path_buf(),
+            pid,
+        }),
+    }
+}
+
+/// The locked file with this process's PID in it, or the PID its live holder wrote.
+fn flock(path: &Path) -> std::io::Result<Result<File, Option<u32>>> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(dir.join(LOCK_FILE))
-        .map_err(io)?;
+        .open(path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
-            return Err(LockError::Held {
-                dir: dir.to_path_buf(),
-                pid: text.trim().parse().ok(),
-            });
+            return Ok(Err(text.trim().parse().ok()));
         }
-        Err(TryLockError::Error(e)) => return Err(io(e)),
+        Err(TryLockError::Error(e)) => return Err(e),
     }
-    file.set_len(0).map_err(io)?;
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    writeln!(file, "{}", std::process::id()).map_err(io)?;
-    Ok(DataDirLock { _file: file })
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(Ok(file))
 }
 
 #[cfg(test)]
@@ -89,6 +135,21 @@ mod tests {
         }
         drop(held);
         lock_data_dir(dir.path()).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn one_holder_per_docker_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("luna-lambda/docker-x-default.lock");
+        let held = lock_instance(&path, "default").unwrap();
+        let e = lock_instance(&path, "default").unwrap_err();
+        assert!(
+            e.to_string().contains("instance \"default\"")
+                && e.to_string().contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(held);
+        lock_instance(&path, "default").expect("free again once the holder is gone");
     }
 
     #[test]
