@@ -362,7 +362,7 @@ async fn healthcheck(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let text = s.platform.metrics().render(&s.platform.status_counts());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn spec() -> Json<serde_json::Value> {

@@ -1,140 +1,170 @@
-//! Prometheus text metrics of the server: requests by route and status, build and deploy
-//! durations, lambdas by status, failed clean-ups.
+//! The server's metrics, on the Prometheus project's `prometheus-client` (OpenMetrics text):
+//! requests by route, method and status, build and deploy durations, lambdas by status, failed
+//! clean-ups. Counting a request takes a read lock and an atomic add once its labels exist.
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Buckets (seconds) of the build and deploy durations.
 const BUCKETS: [f64; 11] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The statuses `luna_lambda_lambdas` reports (each, even at 0).
+const STATUSES: [&str; 4] = ["waiting", "running", "terminated", "not_found"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: &'static str,
+    status: u16,
 }
 
-impl Histogram {
-    fn observe(&mut self, d: Duration) {
-        let s = d.as_secs_f64();
-        let i = BUCKETS
-            .iter()
-            .position(|b| s <= *b)
-            .unwrap_or(BUCKETS.len());
-        self.counts[i] += 1;
-        self.sum += s;
-        self.count += 1;
-    }
-
-    fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cum = 0;
-        for (b, n) in BUCKETS.iter().zip(self.counts.iter()) {
-            cum += n;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(
-            out,
-            "{name}_sum {:.6}\n{name}_count {}",
-            self.sum, self.count
-        );
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
 }
 
 /// The server's metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
-    build: Mutex<Histogram>,
-    deploy: Mutex<Histogram>,
-    cleanup_failures: AtomicU64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    build: Histogram,
+    deploy: Histogram,
+    lambdas: Family<StatusLabel, Gauge>,
+    cleanup_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let build = Histogram::new(BUCKETS);
+        let deploy = Histogram::new(BUCKETS);
+        let lambdas = Family::<StatusLabel, Gauge>::default();
+        let cleanup_failures = Counter::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "luna_lambda_http_requests",
+            "API and proxy requests answered",
+            requests.clone(),
+        );
+        registry.register(
+            "luna_lambda_build_duration_seconds",
+            "Time to build a lambda version",
+            build.clone(),
+        );
+        registry.register(
+            "luna_lambda_deploy_duration_seconds",
+            "Time to deploy a lambda version",
+            deploy.clone(),
+        );
+        registry.register("luna_lambda_lambdas", "Lambdas by status", lambdas.clone());
+        registry.register(
+            "luna_lambda_cleanup_failures",
+            "Best-effort clean-ups that failed",
+            cleanup_failures.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            build,
+            deploy,
+            lambdas,
+            cleanup_failures,
+        }
+    }
 }
 
 impl Metrics {
     /// Counts one answered request (route and method are interned: no allocation per request).
     pub fn request(&self, route: &'static str, method: &'static str, status: u16) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((route, method, status))
-            .or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method,
+                status,
+            })
+            .inc();
     }
 
     /// Records a build's duration.
     pub fn observe_build(&self, d: Duration) {
-        self.build
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(d);
+        self.build.observe(d.as_secs_f64());
     }
 
     /// Records a deploy's duration.
     pub fn observe_deploy(&self, d: Duration) {
-        self.deploy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(d);
+        self.deploy.observe(d.as_secs_f64());
     }
 
     /// Counts a failed best-effort clean-up (image or artifact removal).
     pub fn cleanup_failed(&self) {
-        self.cleanup_failures.fetch_add(1, Ordering::Relaxed);
+        self.cleanup_failures.inc();
     }
 
-    /// The Prometheus text, with `lambdas` counted by status.
+    /// The OpenMetrics text ([`CONTENT_TYPE`]), with `lambdas` counted by status.
     pub fn render(&self, lambdas: &BTreeMap<&'static str, u64>) -> String {
+        for status in STATUSES {
+            let n = lambdas.get(status).copied().unwrap_or(0);
+            self.lambdas
+                .get_or_create(&StatusLabel { status })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
-        out.push_str("# HELP luna_lambda_http_requests_total API and proxy requests answered.\n");
-        out.push_str("# TYPE luna_lambda_http_requests_total counter\n");
-        for ((route, method, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "luna_lambda_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
-            );
-        }
-        self.build.lock().unwrap_or_else(|p| p.into_inner()).render(
-            "luna_lambda_build_duration_seconds",
-            "Time to build a lambda version.",
-            &mut out,
-        );
-        self.deploy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .render(
-                "luna_lambda_deploy_duration_seconds",
-                "Time to deploy a lambda version.",
-                &mut out,
-            );
-        out.push_str(
-            "# HELP luna_lambda_lambdas Lambdas by status.\n# TYPE luna_lambda_lambdas gauge\n",
-        );
-        for status in ["waiting", "running", "terminated", "not_found"] {
-            let _ = writeln!(
-                out,
-                "luna_lambda_lambdas{{status=\"{status}\"}} {}",
-                lambdas.get(status).copied().unwrap_or(0)
-            );
-        }
-        out.push_str(
-            "# HELP luna_lambda_cleanup_failures_total Best-effort clean-ups that failed.\n",
-        );
-        out.push_str("# TYPE luna_lambda_cleanup_failures_total counter\n");
-        let _ = writeln!(
-            out,
-            "luna_lambda_cleanup_failures_total {}",
-            self.cleanup_failures.load(Ordering::Relaxed)
-        );
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String does not fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_has_every_metric_with_its_labels() {
+        let m = Metrics::default();
+        m.request("/version", "GET", 200);
+        m.request("/version", "GET", 200);
+        m.observe_build(Duration::from_millis(300));
+        m.cleanup_failed();
+        let text = m.render(&BTreeMap::from([("running", 2)]));
+        assert!(
+            text.contains(
+                "luna_lambda_http_requests_total{route=\"/version\",method=\"GET\",status=\"200\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("luna_lambda_build_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("luna_lambda_build_duration_seconds_bucket{le=\"0.5\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("luna_lambda_lambdas{status=\"running\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("luna_lambda_lambdas{status=\"waiting\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("luna_lambda_cleanup_failures_total 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
     }
 }

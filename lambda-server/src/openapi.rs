@@ -65,7 +65,7 @@ pub const ROUTES: &[RouteDoc] = &[
         operation: "getMetrics",
         query: &[],
         request: None,
-        response: Some(text),
+        response: Some(openmetrics),
         summary: "Prometheus text metrics",
         ok: 200,
     },
@@ -431,6 +431,10 @@ fn json_object(_: &mut SchemaGenerator) -> Value {
 
 fn text(_: &mut SchemaGenerator) -> Value {
     json!({"text/plain": {"schema": {"type": "string"}}})
+}
+
+fn openmetrics(_: &mut SchemaGenerator) -> Value {
+    json!({"application/openmetrics-text": {"schema": {"type": "string"}}})
 }
 
 fn docs(_: &mut SchemaGenerator) -> Value {
