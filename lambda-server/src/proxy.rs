@@ -189,8 +189,9 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
         parts.headers.insert(REQUEST_ID_HEADER, v);
     }
     let timeout = s.platform.config().proxy_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     let request = Request::from_parts(parts, body);
-    let answer = tokio::time::timeout(timeout, async {
+    let answer = tokio::time::timeout_at(deadline, async {
         match s.upstreams.send(&endpoint, request).await {
             Err((_, Some(request))) => {
                 // Nothing reached the replica: it went away (e.g. an update just switched
@@ -219,7 +220,39 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
     if !h.contains_key(LAMBDA_VERSION_HEADER) {
         h.insert(LAMBDA_VERSION_HEADER, HeaderValue::from(route.version));
     }
-    Ok(resp)
+    whole_if_small(resp, deadline).await.map_err(|e| match e {
+        Some(e) => Error::Internal(format!("the answer of lambda {id} broke off: {e}")),
+        None => Error::LambdaTimeout(id, timeout),
+    })
+}
+
+/// Answers whose declared length is at most this are read whole before they are sent on, so
+/// that the client gets head and body in one write (as nginx's buffering does); larger or
+/// unsized ones stream.
+const WHOLE_BODY_MAX: u64 = 16 * 1024;
+
+/// A small answer, read whole (its head and body then leave in one write), or the answer as it
+/// is; `Err(None)` when the deadline passes first.
+async fn whole_if_small(
+    resp: Response,
+    deadline: tokio::time::Instant,
+) -> std::result::Result<Response, Option<axum::Error>> {
+    let small = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= WHOLE_BODY_MAX);
+    if !small {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let read = axum::body::to_bytes(body, WHOLE_BODY_MAX as usize);
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(bytes)) => Ok(Response::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(Err(e)) => Err(Some(e)),
+        Err(_) => Err(None),
+    }
 }
 
 /// Removes hop-by-hop headers, and those the `Connection` header names, and `Content-Length`

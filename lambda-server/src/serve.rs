@@ -43,6 +43,7 @@ impl Worker {
             .name(format!("luna-lambda-io-{index}"))
             .spawn(move || {
                 rt.block_on(async move {
+                    tokio::spawn(keep_the_timer_armed());
                     while let Some((tcp, open)) = handed.recv().await {
                         tokio::spawn(connection(
                             tcp,
@@ -63,6 +64,18 @@ impl Worker {
 
 /// Serves one connection until it ends, or until `stop` (then it finishes the request in flight
 /// and closes).
+/// Keeps a timer of the thread's runtime always due within a second. Each request arms timers
+/// (hyper's header read timeout, the proxy's deadline), and tokio wakes its own driver through
+/// an eventfd (a write, and one more pass of epoll) whenever a new timer is due sooner than
+/// anything armed; with this one always sooner, requests arm theirs without that syscall.
+async fn keep_the_timer_armed() {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
 /// A TLS handshake that takes longer than this is dropped (a client that opens connections and
 /// sends nothing holds no more than this).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
