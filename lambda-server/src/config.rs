@@ -101,11 +101,16 @@ pub struct RetentionSection {
     /// Versions whose built artifacts (images, environments) are kept for an instant rollback
     /// (default 5, at least 1); older versions keep their archives but lose their artifacts.
     pub keep_versions: usize,
+    /// Days the audit log is kept (default 90; 0: for ever); older hours go with the garbage.
+    pub audit_days: u64,
 }
 
 impl Default for RetentionSection {
     fn default() -> Self {
-        Self { keep_versions: 5 }
+        Self {
+            keep_versions: 5,
+            audit_days: 90,
+        }
     }
 }
 
@@ -900,6 +905,8 @@ impl Config {
                 connect_timeout: Duration::from_secs(self.limits.proxy_connect_timeout_secs),
             },
             keep_versions: self.retention.keep_versions.max(1),
+            audit_retention: (self.retention.audit_days > 0)
+                .then(|| Duration::from_secs(self.retention.audit_days * 86_400)),
             gc_interval: (self.gc.interval_secs > 0)
                 .then(|| Duration::from_secs(self.gc.interval_secs)),
             env_cache_max_bytes: self.builder.env_cache_max_bytes,

@@ -43,6 +43,8 @@ pub struct PlatformConfig {
     pub proxy_pool: crate::upstream::PoolConfig,
     /// Versions whose built artifacts are kept for an instant rollback (default 5).
     pub keep_versions: usize,
+    /// How long the audit log is kept (`None`: for ever; default 90 days).
+    pub audit_retention: Option<Duration>,
     /// How often the server collects garbage (`None`: only on demand).
     pub gc_interval: Option<Duration>,
     /// Bytes of local environments kept as a cache when no kept version uses them.
@@ -74,6 +76,7 @@ impl Default for PlatformConfig {
             proxy_timeout: Duration::from_secs(60),
             proxy_pool: crate::upstream::PoolConfig::default(),
             keep_versions: 5,
+            audit_retention: Some(Duration::from_secs(90 * 86_400)),
             gc_interval: None,
             env_cache_max_bytes: 1 << 30,
             reconcile_interval: Duration::from_secs(30),

@@ -73,6 +73,21 @@ impl AuditStore {
         })
     }
 
+    /// The hour objects whose hour ended before `before`: their full keys and sizes (for the
+    /// garbage collector, which removes them with the rest).
+    pub async fn expired(&self, before: OffsetDateTime) -> Result<Vec<(String, u64)>> {
+        // An hour's object sorts below the name of the hour `before` is in once its hour ended.
+        let first_kept = self.key(&hour_name(before)).to_string();
+        Ok(self
+            .inner
+            .list_all(&self.inner.key(&["audit"]))
+            .await?
+            .into_iter()
+            .filter(|m| m.location.as_ref() < first_kept.as_str())
+            .map(|m| (m.location.to_string(), m.size))
+            .collect())
+    }
+
     /// Entries at or after `since`, oldest first, at most `limit`.
     pub async fn since(&self, since: OffsetDateTime, limit: usize) -> Result<Vec<AuditEntry>> {
         let first = self.key(&hour_name(since)).to_string();

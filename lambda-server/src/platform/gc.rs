@@ -56,7 +56,8 @@ impl Platform {
         let records = self.all_records().await?;
         let inventory = self.inner.artifacts.inventory().await?;
         let grace = self.inner.cfg.orphan_grace;
-        let (in_use, plan) = self.plan(&records, &inventory, grace).await?;
+        let (in_use, mut plan) = self.plan(&records, &inventory, grace).await?;
+        plan.extend(self.expired_audit().await?);
         let mut removed = if dry_run {
             plan.into_iter().map(|(_, item)| item).collect()
         } else {
@@ -84,6 +85,23 @@ impl Platform {
             removed,
             bytes,
         })
+    }
+
+    /// The audit log's hours older than `audit_retention`.
+    async fn expired_audit(&self) -> Result<Vec<(Step, GcItem)>> {
+        let Some(keep) = self.inner.cfg.audit_retention else {
+            return Ok(Vec::new());
+        };
+        let before = time::OffsetDateTime::now_utc() - keep;
+        Ok(self
+            .inner
+            .storage
+            .audit()
+            .expired(before)
+            .await?
+            .into_iter()
+            .map(|(key, bytes)| (vec![key.clone()], GcItem::new("audit", key, bytes)))
+            .collect())
     }
 
     /// What stays (for the builder) and what of the store goes.

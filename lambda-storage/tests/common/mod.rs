@@ -601,6 +601,11 @@ pub async fn audit_appends_lose_nothing(s: Storage) {
         ["r100", "r101"]
     );
     assert_eq!(audit.since(hour, 5).await.unwrap().len(), 5);
+    // Retention: the first hour is over before `next`; the second is not.
+    let expired = audit.expired(next).await.unwrap();
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert!(expired[0].0.ends_with("audit/2026-12-02/08.json") && expired[0].1 > 0);
+    assert!(audit.expired(hour).await.unwrap().is_empty());
     assert!(
         audit
             .since(next + time::Duration::hours(1), 10)
