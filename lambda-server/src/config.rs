@@ -591,12 +591,7 @@ impl Config {
         if self.orchestrator.kind != "docker" {
             return None;
         }
-        let engine = self
-            .builder
-            .docker_host
-            .clone()
-            .or_else(|| env.get("DOCKER_HOST").cloned())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let engine = self.docker_host(env);
         let safe = |s: &str| -> String {
             s.chars()
                 .map(|c| {
@@ -761,6 +756,29 @@ impl Config {
         env: &HashMap<String, String>,
     ) -> Result<Platform, ConfigError> {
         let auth = self.auth_settings(env)?;
+        let storage = self.storage(data_dir).await?;
+        let builder = self.image_builder(data_dir, env)?;
+        let orchestrator = self.orchestrator(data_dir, env).await?;
+        Ok(Platform::new(
+            self.platform_config(auth),
+            storage,
+            builder,
+            orchestrator,
+        ))
+    }
+
+    /// The engine the Docker builder and orchestrator use: `[builder] docker_host`, else
+    /// `DOCKER_HOST`, else the default socket.
+    fn docker_host(&self, env: &HashMap<String, String>) -> String {
+        self.builder
+            .docker_host
+            .clone()
+            .or_else(|| env.get("DOCKER_HOST").cloned())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    }
+
+    /// The store, opened and answering.
+    async fn storage(&self, data_dir: &Path) -> Result<lambda_storage::Storage, ConfigError> {
         let mut storage_cfg = StorageConfig::new(self.storage_url(data_dir));
         storage_cfg.prefix = self.s3.prefix.clone();
         storage_cfg.s3 = S3Options {
@@ -784,13 +802,17 @@ impl Config {
             .healthcheck()
             .await
             .map_err(|e| ConfigError::Startup(e.to_string()))?;
-        let docker_host = self
-            .builder
-            .docker_host
-            .clone()
-            .or_else(|| env.get("DOCKER_HOST").cloned())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
-        let builder: Arc<dyn lambda_build::ImageBuilder> = match self.builder.kind.as_str() {
+        Ok(storage)
+    }
+
+    /// The image builder of `[builder] kind`.
+    fn image_builder(
+        &self,
+        data_dir: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Arc<dyn lambda_build::ImageBuilder>, ConfigError> {
+        let docker_host = self.docker_host(env);
+        Ok(match self.builder.kind.as_str() {
             "docker" => Arc::new(
                 lambda_build::DockerBuilder::connect(lambda_build::DockerBuilderConfig {
                     docker_host: docker_host.clone(),
@@ -824,70 +846,82 @@ impl Config {
                     provision_uv,
                 }))
             }
-        };
-        let orchestrator: Arc<dyn lambda_deploy::Orchestrator> =
-            match self.orchestrator.kind.as_str() {
-                "docker" => {
-                    let mut dcfg = lambda_deploy::DockerOrchestratorConfig::new(docker_host);
-                    dcfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
-                    dcfg.stop_grace = Duration::from_secs(self.orchestrator.stop_grace_secs);
-                    dcfg.instance = self.orchestrator.instance.clone();
-                    Arc::new(
-                        lambda_deploy::DockerOrchestrator::open(dcfg)
-                            .await
-                            .map_err(|e| ConfigError::Startup(e.to_string()))?,
-                    )
-                }
-                "kubernetes" => {
-                    let o = &self.orchestrator;
-                    let credentials = if o.in_cluster {
-                        lambda_deploy::KubeCredentials::InCluster
-                    } else if o.kubeconfig.is_some() || o.context.is_some() {
-                        lambda_deploy::KubeCredentials::Kubeconfig {
-                            path: o.kubeconfig.clone(),
-                            context: o.context.clone(),
-                        }
-                    } else {
-                        lambda_deploy::KubeCredentials::Infer
-                    };
-                    let kcfg = lambda_deploy::KubeOrchestratorConfig {
-                        credentials,
-                        namespaces: vec![o.namespace.clone()],
-                        instance: o.instance.clone(),
-                        endpoint: o.endpoint.clone(),
-                        image_pull_secrets: o.image_pull_secrets.clone(),
-                        start_timeout: Duration::from_secs(o.start_timeout_secs),
-                        stop_timeout: Duration::from_secs(o.stop_grace_secs + 30),
-                    };
-                    lambda_deploy::KubeOrchestrator::open(kcfg)
+        })
+    }
+
+    /// The orchestrator of `[orchestrator] kind`, opened.
+    async fn orchestrator(
+        &self,
+        data_dir: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Arc<dyn lambda_deploy::Orchestrator>, ConfigError> {
+        let docker_host = self.docker_host(env);
+        Ok(match self.orchestrator.kind.as_str() {
+            "docker" => {
+                let mut dcfg = lambda_deploy::DockerOrchestratorConfig::new(docker_host);
+                dcfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
+                dcfg.stop_grace = Duration::from_secs(self.orchestrator.stop_grace_secs);
+                dcfg.instance = self.orchestrator.instance.clone();
+                Arc::new(
+                    lambda_deploy::DockerOrchestrator::open(dcfg)
                         .await
-                        .map_err(|e| ConfigError::Startup(e.to_string()))?
-                }
-                _ => {
-                    let mut ocfg = LocalOrchestratorConfig::new(data_dir.to_path_buf());
-                    ocfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
-                    ocfg.stop_grace = Duration::from_secs(self.orchestrator.stop_grace_secs);
-                    ocfg.base_env = [
-                        "PATH",
-                        "HOME",
-                        "LANG",
-                        "LC_ALL",
-                        "TZ",
-                        "SSL_CERT_FILE",
-                        "SSL_CERT_DIR",
-                        "TMPDIR",
-                    ]
-                    .iter()
-                    .filter_map(|k| env.get(*k).map(|v| (k.to_string(), v.clone())))
-                    .collect();
-                    Arc::new(
-                        LocalOrchestrator::open(ocfg)
-                            .await
-                            .map_err(|e| ConfigError::Startup(e.to_string()))?,
-                    )
-                }
-            };
-        let pcfg = PlatformConfig {
+                        .map_err(|e| ConfigError::Startup(e.to_string()))?,
+                )
+            }
+            "kubernetes" => {
+                let o = &self.orchestrator;
+                let credentials = if o.in_cluster {
+                    lambda_deploy::KubeCredentials::InCluster
+                } else if o.kubeconfig.is_some() || o.context.is_some() {
+                    lambda_deploy::KubeCredentials::Kubeconfig {
+                        path: o.kubeconfig.clone(),
+                        context: o.context.clone(),
+                    }
+                } else {
+                    lambda_deploy::KubeCredentials::Infer
+                };
+                let kcfg = lambda_deploy::KubeOrchestratorConfig {
+                    credentials,
+                    namespaces: vec![o.namespace.clone()],
+                    instance: o.instance.clone(),
+                    endpoint: o.endpoint.clone(),
+                    image_pull_secrets: o.image_pull_secrets.clone(),
+                    start_timeout: Duration::from_secs(o.start_timeout_secs),
+                    stop_timeout: Duration::from_secs(o.stop_grace_secs + 30),
+                };
+                lambda_deploy::KubeOrchestrator::open(kcfg)
+                    .await
+                    .map_err(|e| ConfigError::Startup(e.to_string()))?
+            }
+            _ => {
+                let mut ocfg = LocalOrchestratorConfig::new(data_dir.to_path_buf());
+                ocfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
+                ocfg.stop_grace = Duration::from_secs(self.orchestrator.stop_grace_secs);
+                ocfg.base_env = [
+                    "PATH",
+                    "HOME",
+                    "LANG",
+                    "LC_ALL",
+                    "TZ",
+                    "SSL_CERT_FILE",
+                    "SSL_CERT_DIR",
+                    "TMPDIR",
+                ]
+                .iter()
+                .filter_map(|k| env.get(*k).map(|v| (k.to_string(), v.clone())))
+                .collect();
+                Arc::new(
+                    LocalOrchestrator::open(ocfg)
+                        .await
+                        .map_err(|e| ConfigError::Startup(e.to_string()))?,
+                )
+            }
+        })
+    }
+
+    /// The platform's settings.
+    fn platform_config(&self, auth: crate::auth::AuthSettings) -> PlatformConfig {
+        PlatformConfig {
             limits: Limits {
                 max_archive_bytes: self.limits.max_archive_bytes,
                 max_uncompressed_bytes: self.limits.max_uncompressed_bytes,
@@ -922,8 +956,7 @@ impl Config {
             max_lambdas_per_account: self.limits.max_lambdas_per_account,
             max_concurrent_uploads: self.limits.max_concurrent_uploads.max(1),
             upload_timeout: Duration::from_secs(self.limits.upload_timeout_secs.max(1)),
-        };
-        Ok(Platform::new(pcfg, storage, builder, orchestrator))
+        }
     }
 }
 
