@@ -95,16 +95,47 @@ fn peak_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-#[test]
-fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
-    let data = tempfile::tempdir().unwrap();
-    let server = common::serve(data.path());
-    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
-    let zip = lambda_core::pack::pack_dir(&common::workspace().join("examples/hello")).unwrap();
-    let creds = br#"{"lambda_name": "hello", "lambda_type": "standalone"}"#;
+/// A server for one test: its port, the `hello` zip and credentials to upload.
+struct Target {
+    server: common::Serve,
+    port: u16,
+    zip: Vec<u8>,
+    _data: tempfile::TempDir,
+}
 
+impl Target {
+    fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let server = common::serve(data.path());
+        let port = server.url.rsplit(':').next().unwrap().parse().unwrap();
+        let zip = lambda_core::pack::pack_dir(&common::workspace().join("examples/hello")).unwrap();
+        Self {
+            server,
+            port,
+            zip,
+            _data: data,
+        }
+    }
+
+    /// The server's peak memory stays bounded.
+    fn assert_bounded_memory(&self) {
+        let peak = peak_mib(self.server.child.id());
+        println!("server peak RSS: {peak:.0} MiB");
+        assert!(
+            peak < 512.0,
+            "the server's peak memory grew to {peak:.0} MiB"
+        );
+    }
+}
+
+const CREDS: &[u8] = br#"{"lambda_name": "hello", "lambda_type": "standalone"}"#;
+
+#[test]
+fn malformed_multipart_and_oversized_bodies() {
+    let t = Target::start();
+    let (port, zip, creds) = (t.port, &t.zip, CREDS);
     // Malformed multipart: no closing boundary, a part with no headers, a wrong boundary.
-    let (ctype, mut body) = multipart(&[("archive", &zip), ("credentials", creds)]);
+    let (ctype, mut body) = multipart(&[("archive", zip), ("credentials", creds)]);
     body.truncate(body.len() - 20);
     refused(
         port,
@@ -121,7 +152,7 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
         junk,
         None,
     );
-    let (_, body) = multipart(&[("archive", &zip)]);
+    let (_, body) = multipart(&[("archive", zip)]);
     let other = "multipart/form-data; boundary=other";
     refused(
         port,
@@ -140,6 +171,13 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
         Some(12003),
     );
 
+    t.assert_bounded_memory();
+}
+
+#[test]
+fn deep_json_and_invalid_utf8_in_every_text_field() {
+    let t = Target::start();
+    let (port, zip, creds) = (t.port, &t.zip, CREDS);
     // 50,000-deep JSON, in a JSON body and in a multipart JSON part.
     let deep = format!(
         "{{\"description\": \"x\", \"content\": {}{}}}",
@@ -155,7 +193,7 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
     );
     let deep_params = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
     let (ctype, body) = multipart(&[
-        ("archive", &zip),
+        ("archive", zip),
         ("credentials", creds),
         ("parameters", deep_params.as_bytes()),
     ]);
@@ -169,7 +207,7 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
 
     // Invalid UTF-8 in every text field.
     let bad_name = b"{\"lambda_name\": \"hel\xfflo\", \"lambda_type\": \"standalone\"}";
-    let (ctype, body) = multipart(&[("archive", &zip), ("credentials", bad_name)]);
+    let (ctype, body) = multipart(&[("archive", zip), ("credentials", bad_name)]);
     refused(
         port,
         "invalid UTF-8 in credentials",
@@ -179,7 +217,7 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
     );
     let bad_params = b"{\"env\": {\"A\": \"\xc3\x28\"}}";
     let (ctype, body) = multipart(&[
-        ("archive", &zip),
+        ("archive", zip),
         ("credentials", creds),
         ("parameters", bad_params),
     ]);
@@ -231,6 +269,14 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
         Some(12004),
     );
 
+    t.assert_bounded_memory();
+}
+
+#[test]
+fn huge_headers_and_trickling_connections() {
+    let t = Target::start();
+    let port = t.port;
+    let ctype = "multipart/form-data; boundary=b0undary";
     // A huge header: hyper refuses it itself (431, no body of ours).
     let (status, _) = raw(
         port,
@@ -252,7 +298,7 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
         } else {
             format!(
                 "{}\r\n",
-                post("/1/lambdas", &ctype, 50 << 20).replace('\n', "\r\n")
+                post("/1/lambdas", ctype, 50 << 20).replace('\n', "\r\n")
             )
         };
         s.write_all(head.as_bytes()).unwrap();
@@ -265,10 +311,5 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
     drop(slow);
     serving(port, "the trickling connections closed");
 
-    let peak = peak_mib(server.child.id());
-    println!("server peak RSS after the hostile requests: {peak:.0} MiB");
-    assert!(
-        peak < 512.0,
-        "the server's peak memory grew to {peak:.0} MiB"
-    );
+    t.assert_bounded_memory();
 }
