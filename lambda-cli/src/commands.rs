@@ -317,15 +317,11 @@ fn serve(
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
-    let _lock = lambda_server::lock::lock_data_dir(&data_dir)?;
-    let _instance_lock = cfg
-        .instance_lock_path(&env)
-        .map(|p| lambda_server::lock::lock_instance(&p, &cfg.orchestrator.instance))
-        .transpose()?;
+    let _lock = cfg.lock(&data_dir, &env)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));
-        let tls = cfg.tls_files().map(lambda_server::tls::Tls::load).transpose()?;
+        let tls = cfg.tls()?;
         let platform = cfg.platform(&data_dir, &env).await?;
         warn_how_open(&cfg, &platform);
         let listener = tokio::net::TcpListener::bind(&cfg.listen)

@@ -621,12 +621,6 @@ fn task_id(s: &str) -> PyResult<uuid::Uuid> {
         .map_err(|_| PyValueError::new_err(format!("{s:?} is not a task id (a UUID)")))
 }
 
-/// The data folder's lock, and the Docker instance's when it runs Docker.
-type Locks = (
-    lambda_server::lock::DataDirLock,
-    Option<lambda_server::lock::DataDirLock>,
-);
-
 /// The whole platform, embedded: the server on the embedded default, in this process.
 #[pyclass(frozen, module = "luna_lambda_rs")]
 struct EmbeddedPlatform {
@@ -634,7 +628,7 @@ struct EmbeddedPlatform {
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The data folder's lock (one control plane per folder), released by `close`.
-    lock: Mutex<Option<Locks>>,
+    lock: Mutex<Option<lambda_server::lock::ServerLock>>,
 }
 
 #[pymethods]
@@ -655,7 +649,7 @@ impl EmbeddedPlatform {
                 String,
                 tokio::sync::oneshot::Sender<()>,
                 tokio::task::JoinHandle<()>,
-                Locks,
+                lambda_server::lock::ServerLock,
             ),
             String,
         > = py.detach(|| {
@@ -664,18 +658,8 @@ impl EmbeddedPlatform {
                 cfg.listen = listen.clone();
                 std::fs::create_dir_all(&data_dir)
                     .map_err(|e| format!("{}: {e}", data_dir.display()))?;
-                let lock =
-                    lambda_server::lock::lock_data_dir(&data_dir).map_err(|e| e.to_string())?;
-                let instance_lock = cfg
-                    .instance_lock_path(&env)
-                    .map(|p| lambda_server::lock::lock_instance(&p, &cfg.orchestrator.instance))
-                    .transpose()
-                    .map_err(|e| e.to_string())?;
-                let tls = cfg
-                    .tls_files()
-                    .map(lambda_server::tls::Tls::load)
-                    .transpose()
-                    .map_err(|e| e.to_string())?;
+                let lock = cfg.lock(&data_dir, &env).map_err(|e| e.to_string())?;
+                let tls = cfg.tls().map_err(|e| e.to_string())?;
                 let platform = cfg
                     .platform(&data_dir, &env)
                     .await
@@ -696,7 +680,7 @@ impl EmbeddedPlatform {
                     };
                     let _ = lambda_server::serve_tls(listener, platform, stopped, tls).await;
                 });
-                Ok((url, tx, task, (lock, instance_lock)))
+                Ok((url, tx, task, lock))
             })
         });
         let (url, tx, task, lock) = started.map_err(LambdaError::new_err)?;

@@ -614,12 +614,31 @@ impl Config {
         )))
     }
 
-    /// The TLS files, when `[tls]` is set.
-    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
-        Some(crate::tls::TlsFiles {
-            cert: self.tls.cert.clone()?,
-            key: self.tls.key.clone()?,
-        })
+    /// Takes what a server on `data_dir` holds for its whole life: the folder's lock, and the
+    /// Docker instance's ([`Self::instance_lock_path`]) when it runs Docker.
+    pub fn lock(
+        &self,
+        data_dir: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<crate::lock::ServerLock, crate::lock::LockError> {
+        let instance = self.instance_lock_path(env);
+        crate::lock::lock_server(
+            data_dir,
+            instance
+                .as_deref()
+                .map(|p| (p, self.orchestrator.instance.as_str())),
+        )
+    }
+
+    /// The server's TLS, its files read, when `[tls]` is set.
+    pub fn tls(&self) -> Result<Option<std::sync::Arc<crate::tls::Tls>>, ConfigError> {
+        let files = self
+            .tls
+            .cert
+            .clone()
+            .zip(self.tls.key.clone())
+            .map(|(cert, key)| crate::tls::TlsFiles { cert, key });
+        files.map(crate::tls::Tls::load).transpose()
     }
 
     /// The data folder: `[local] data_dir`, else `default`.

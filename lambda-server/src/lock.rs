@@ -48,11 +48,11 @@ pub enum LockError {
         /// The holder's PID, when its lock file says.
         pid: Option<u32>,
     },
-    /// The lock file could not be opened, locked or written.
-    #[error("cannot lock the data folder {}: {source}", .dir.display())]
+    /// The lock file could not be made, opened, locked or written.
+    #[error("cannot take the lock {}: {source}", .path.display())]
     Io {
-        /// The data folder.
-        dir: PathBuf,
+        /// The lock file.
+        path: PathBuf,
         /// What failed.
         source: std::io::Error,
     },
@@ -64,13 +64,37 @@ pub struct DataDirLock {
     _file: File,
 }
 
+/// What a server holds for its whole life: its data folder's lock, and its Docker instance's
+/// when it runs Docker (see [`crate::Config::lock`]).
+#[derive(Debug)]
+pub struct ServerLock {
+    _data_dir: DataDirLock,
+    _instance: Option<DataDirLock>,
+}
+
+/// Takes the data folder's lock, then the instance's when there is one (`path`, `instance`).
+pub fn lock_server(
+    data_dir: &Path,
+    instance: Option<(&Path, &str)>,
+) -> Result<ServerLock, LockError> {
+    let data = lock_data_dir(data_dir)?;
+    let instance = instance
+        .map(|(path, name)| lock_instance(path, name))
+        .transpose()?;
+    Ok(ServerLock {
+        _data_dir: data,
+        _instance: instance,
+    })
+}
+
 /// Takes the data folder's lock for this process, or says who holds it.
 pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, LockError> {
+    let path = dir.join(LOCK_FILE);
     let io = |source| LockError::Io {
-        dir: dir.to_path_buf(),
+        path: path.clone(),
         source,
     };
-    match flock(&dir.join(LOCK_FILE)).map_err(io)? {
+    match flock(&path).map_err(io)? {
         Ok(file) => Ok(DataDirLock { _file: file }),
         Err(pid) => Err(LockError::Held {
             dir: dir.to_path_buf(),
@@ -82,7 +106,7 @@ pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, LockError> {
 /// Takes the lock of a Docker orchestrator instance (`path`, its folder made when missing).
 pub fn lock_instance(path: &Path, instance: &str) -> Result<DataDirLock, LockError> {
     let io = |source| LockError::Io {
-        dir: path.to_path_buf(),
+        path: path.to_path_buf(),
         source,
     };
     if let Some(parent) = path.parent() {
