@@ -42,9 +42,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut client =
                 Client::new(&cli.server, cli.account_id)?.with_token(cli.token.clone());
             if let Some(ca) = &cli.ca {
-                let pem = std::fs::read(ca)
-                    .with_context(|| format!("cannot read the CA file {}", ca.display()))?;
-                client = client.with_ca(&pem)?;
+                client = client.with_ca_file(ca)?;
             }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -331,12 +331,9 @@ impl Client {
             .map_err(|e| PyValueError::new_err(e.to_string()))?
             .with_token(token);
         if let Some(ca) = ca {
-            let pem = std::fs::read(&ca).map_err(|e| {
-                PyValueError::new_err(format!("ca: cannot read {}: {e}", ca.display()))
-            })?;
             inner = inner
-                .with_ca(&pem)
-                .map_err(|e| PyValueError::new_err(format!("ca {}: {e}", ca.display())))?;
+                .with_ca_file(&ca)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
         }
         Ok(Self { inner })
     }

@@ -114,15 +114,16 @@ impl Client {
         self
     }
 
-    /// Trusts the CA certificate(s) in `pem` (one or more PEM blocks) for an `https://` server,
-    /// besides the system's roots.
-    pub fn with_ca(mut self, pem: &[u8]) -> Result<Self> {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| ClientError::Usage(format!("the CA file is not PEM certificates: {e}")))?;
+    /// Trusts the CA certificate(s) of the PEM file `path` (one or more blocks) for an
+    /// `https://` server, besides the system's roots.
+    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Self> {
+        let bad =
+            |what: String| ClientError::Usage(format!("the CA file {}: {what}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| bad(format!("is not PEM certificates ({e})")))?;
         if certs.is_empty() {
-            return Err(ClientError::Usage(
-                "the CA file holds no PEM certificate".into(),
-            ));
+            return Err(bad("holds no PEM certificate".into()));
         }
         self.http = http_client(certs)?;
         Ok(self)
