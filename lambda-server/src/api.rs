@@ -69,11 +69,7 @@ impl AppState {
         &self,
         headers: &HeaderMap,
     ) -> Result<tokio::sync::OwnedSemaphorePermit> {
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(n) = declared.filter(|n| *n > self.max_upload_bytes) {
+        if let Some(n) = content_length(headers).filter(|n| *n > self.max_upload_bytes) {
             return Err(Error::BadRequest(
                 ErrorCode::BodyTooLarge,
                 format!(
@@ -109,6 +105,14 @@ impl AppState {
             )
         })?
     }
+}
+
+/// A message's declared `Content-Length`.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// The request id of a request (the client's, or `<unix seconds>,<uuid>`), set on the way in
@@ -186,7 +190,7 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
     let method = method_name(req.method());
     let audited = crate::audit::audited(req.method(), matched);
     let authorized = authorize(&state, &mut req, access).await;
-    let pending = audited.then(|| crate::audit::Pending::of(&req, route, &rid));
+    let pending = audited.then(|| crate::audit::Pending::of(&req, route, method, &rid));
     let resp = match authorized {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
@@ -365,8 +369,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
-async fn spec() -> Json<serde_json::Value> {
-    Json(openapi())
+/// The OpenAPI document, made (schemas generated, then encoded) once per process.
+async fn spec() -> Response {
+    static SPEC: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let body = SPEC.get_or_init(|| Bytes::from(openapi().to_string()));
+    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
 }
 
 /// 201 `{"lambda_id"}`, with the lambda made for the audit log.

@@ -7,7 +7,7 @@
 use crate::api::ROUTES;
 use crate::error::Result;
 use lambda_core::LambdaId;
-use lambda_core::api::{ACCOUNT_ID_HEADER, AuditEntry, ErrorCode};
+use lambda_core::api::{AuditEntry, ErrorCode};
 use lambda_storage::AuditStore;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
@@ -126,37 +126,35 @@ pub(crate) fn audited(method: &axum::http::Method, route: Option<&str>) -> bool 
 /// What the request was, read before the handler takes it.
 pub(crate) struct Pending {
     action: &'static str,
-    method: String,
+    method: &'static str,
     path: String,
-    route: String,
+    route: &'static str,
     token: Option<String>,
     account_id: Option<uuid::Uuid>,
     request_id: String,
 }
 
 impl Pending {
+    /// `route` and `method` as the request context interned them.
     pub(crate) fn of(
         req: &axum::extract::Request,
-        route: &str,
+        route: &'static str,
+        method: &'static str,
         request_id: &axum::http::HeaderValue,
     ) -> Self {
-        let method = req.method().as_str().to_owned();
         let who = req.extensions().get::<Arc<crate::auth::Principal>>();
-        let named = req
-            .headers()
-            .get(ACCOUNT_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| uuid::Uuid::parse_str(s.trim()).ok());
+        // A malformed header is the handler's 400; the entry then names no account.
+        let account = crate::api::Account::resolve(req.headers(), who).ok();
         Self {
             action: ROUTES
                 .iter()
                 .find(|r| r.path == route && r.method == method)
                 .map_or("unknown", |r| r.operation),
-            path: req.uri().path().to_owned(),
-            route: route.to_owned(),
             method,
+            path: req.uri().path().to_owned(),
+            route,
             token: who.map(|p| p.name.clone()),
-            account_id: who.and_then(|p| p.account).or(named),
+            account_id: account.and_then(|a| a.0),
             request_id: request_id.to_str().unwrap_or("").to_owned(),
         }
     }
@@ -182,7 +180,7 @@ impl Pending {
         AuditEntry {
             time: time::OffsetDateTime::now_utc(),
             action: self.action.to_owned(),
-            method: self.method,
+            method: self.method.to_owned(),
             path: self.path,
             token: self.token,
             account_id: self.account_id,

@@ -46,7 +46,7 @@ pub struct AuthSettings {
 pub struct Principal {
     /// The token's id (none for the bootstrap admin token).
     pub token_id: Option<uuid::Uuid>,
-    /// The token's name (for logs).
+    /// The token's name (for logs and the audit log).
     pub name: String,
     /// Its account; `None` for an admin token.
     pub account: Option<uuid::Uuid>,
@@ -61,7 +61,7 @@ pub struct Principal {
 pub enum Access {
     /// Anyone (`/healthcheck`, `/version`).
     Public,
-    /// An admin token (tokens, gc, the server's metrics).
+    /// An admin token (tokens, gc, the audit log, the server's metrics).
     Admin,
     /// A lambda's proxy (`invoke` or `write`).
     Proxy,

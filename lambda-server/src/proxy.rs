@@ -237,12 +237,7 @@ async fn whole_if_small(
     resp: Response,
     deadline: tokio::time::Instant,
 ) -> std::result::Result<Response, Option<axum::Error>> {
-    let small = resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n <= WHOLE_BODY_MAX);
+    let small = crate::api::content_length(resp.headers()).is_some_and(|n| n <= WHOLE_BODY_MAX);
     if !small {
         return Ok(resp);
     }

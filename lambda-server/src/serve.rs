@@ -62,8 +62,6 @@ impl Worker {
     }
 }
 
-/// Serves one connection until it ends, or until `stop` (then it finishes the request in flight
-/// and closes).
 /// Keeps a timer of the thread's runtime always due within a second. Each request arms timers
 /// (hyper's header read timeout, the proxy's deadline), and tokio wakes its own driver through
 /// an eventfd (a write, and one more pass of epoll) whenever a new timer is due sooner than
@@ -80,6 +78,7 @@ async fn keep_the_timer_armed() {
 /// sends nothing holds no more than this).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One accepted connection: its TLS handshake when the server speaks TLS, then its requests.
 async fn connection(
     tcp: std::net::TcpStream,
     front: Front,
@@ -101,6 +100,8 @@ async fn connection(
     }
 }
 
+/// Serves one connection until it ends, or until `stop` (then it finishes the request in flight
+/// and closes).
 async fn serve_connection<I>(
     io: I,
     front: Front,
