@@ -33,6 +33,18 @@ struct Route<'a> {
     token: Option<&'a str>,
 }
 
+impl<'a> Route<'a> {
+    /// Straight to the replica: no proxy, no token.
+    fn direct(url: &'a str) -> Self {
+        Route {
+            name: "direct",
+            url,
+            pids: Vec::new(),
+            token: None,
+        }
+    }
+}
+
 /// A median round and the CPU time per request of the path's processes over all rounds.
 struct Measured {
     wrk: Wrk,
@@ -185,12 +197,7 @@ fn main() {
         .chain(common::children(nginx.child.id()))
         .collect();
     let paths = [
-        Route {
-            name: "direct",
-            url: &direct,
-            pids: Vec::new(),
-            token: None,
-        },
+        Route::direct(&direct),
         Route {
             name: "luna-lambda",
             url: &ours,
@@ -225,12 +232,7 @@ fn main() {
     let token = rt.block_on(invoke_token(&server.url));
     let ours_auth = format!("{}/1/lambdas/{id}/proxy/main", server.url);
     let auth_paths = [
-        Route {
-            name: "direct",
-            url: &direct,
-            pids: Vec::new(),
-            token: None,
-        },
+        Route::direct(&direct),
         Route {
             name: "luna+token",
             url: &ours_auth,
@@ -297,18 +299,13 @@ const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
 
 /// An `invoke` token of the benchmark's account, made with the admin token.
 async fn invoke_token(server: &str) -> String {
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!("{server}/1/tokens"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(
-            &serde_json::json!({"name": "bench", "account_id": common::ACCOUNT, "scope": "invoke"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = common::json_answer(
+        reqwest::Client::new()
+            .post(format!("{server}/1/tokens"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({"name": "bench", "account_id": common::ACCOUNT, "scope": "invoke"})),
+    )
+    .await;
     r["token"]
         .as_str()
         .unwrap_or_else(|| panic!("no token made: {r}"))

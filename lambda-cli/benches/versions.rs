@@ -67,14 +67,10 @@ async fn update(server: &str, id: &str, marker: &str) -> Duration {
 
 async fn rollback(server: &str, id: &str, marker: &str) -> Duration {
     let t = Instant::now();
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!("{server}/1/lambdas/{id}/rollback"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = common::json_answer(
+        reqwest::Client::new().post(format!("{server}/1/lambdas/{id}/rollback")),
+    )
+    .await;
     assert_eq!(r["rebuild"], false, "{r}");
     until_answers(server, id, marker, t).await
 }

@@ -41,6 +41,14 @@ fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
+/// A GET for an account.
+fn get_as(uri: &str, account: &str) -> Request<Body> {
+    Request::get(uri)
+        .header("Luna-Account-Id", account)
+        .body(Body::empty())
+        .unwrap()
+}
+
 fn create_req(parts: &[(&str, &str, &[u8])], account: Option<&str>) -> Request<Body> {
     let (ctype, body) = multipart(parts);
     let mut b = Request::post("/1/lambdas").header("content-type", ctype);
@@ -362,34 +370,11 @@ async fn lambda_routes_and_their_errors() {
     assert_eq!(rec["lambda_version"], 1);
     assert_eq!(rec["has_docs"], true);
     assert_eq!(rec["archive"]["size"], zip.len());
-    let foreign = call(
-        &app,
-        Request::get(format!("/1/lambdas/{id}"))
-            .header("Luna-Account-Id", OTHER_ACCOUNT)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let foreign = call(&app, get_as(&format!("/1/lambdas/{id}"), OTHER_ACCOUNT)).await;
     assert_eq!((foreign.status.as_u16(), foreign.code()), (404, 42001));
-    let mine = call(
-        &app,
-        Request::get("/1/lambdas")
-            .header("Luna-Account-Id", ACCOUNT)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
-    .json();
+    let mine = call(&app, get_as("/1/lambdas", ACCOUNT)).await.json();
     assert_eq!(mine["count"], 1);
-    let theirs = call(
-        &app,
-        Request::get("/1/lambdas")
-            .header("Luna-Account-Id", OTHER_ACCOUNT)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
-    .json();
+    let theirs = call(&app, get_as("/1/lambdas", OTHER_ACCOUNT)).await.json();
     assert_eq!(theirs["count"], 0);
     for bad in [
         "/1/lambdas?page=0",
@@ -648,15 +633,7 @@ async fn lambda_and_upload_limits() {
         "{:?}",
         r.body
     );
-    let listed = call(
-        &app,
-        Request::get("/1/lambdas")
-            .header("Luna-Account-Id", ACCOUNT)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
-    .json();
+    let listed = call(&app, get_as("/1/lambdas", ACCOUNT)).await.json();
     assert_eq!(listed["count"], 2, "{listed}");
     let stored = std::fs::read_dir(dir.path().join("store/lambdas"))
         .unwrap()

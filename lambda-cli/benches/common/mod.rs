@@ -267,6 +267,11 @@ pub(crate) struct Created {
     pub(crate) to_answer: Duration,
 }
 
+/// The JSON answer of a request (any failure fails the benchmark).
+pub(crate) async fn json_answer(rb: reqwest::RequestBuilder) -> serde_json::Value {
+    rb.send().await.unwrap().json().await.unwrap()
+}
+
 /// `POST /1/lambdas` of a zip under `name`; the new lambda's id.
 pub(crate) async fn post_create(server: &str, name: &str, zip: Vec<u8>) -> String {
     let form = reqwest::multipart::Form::new()
@@ -281,16 +286,13 @@ pub(crate) async fn post_create(server: &str, name: &str, zip: Vec<u8>) -> Strin
             "credentials",
             format!(r#"{{"lambda_name":"{name}","lambda_type":"standalone"}}"#),
         );
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!("{server}/1/lambdas"))
-        .header("Luna-Account-Id", ACCOUNT)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = json_answer(
+        reqwest::Client::new()
+            .post(format!("{server}/1/lambdas"))
+            .header("Luna-Account-Id", ACCOUNT)
+            .multipart(form),
+    )
+    .await;
     r["lambda_id"].as_str().unwrap().to_owned()
 }
 
@@ -314,14 +316,7 @@ pub(crate) async fn create_hello(server: &str) -> Created {
             }
         }
         if to_running.is_none() {
-            let rec: serde_json::Value = client
-                .get(format!("{server}/1/lambdas/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let rec = json_answer(client.get(format!("{server}/1/lambdas/{id}"))).await;
             if rec["status"] == "running" {
                 to_running = Some(t.elapsed());
             }
