@@ -40,6 +40,8 @@ pub struct AppState {
     uploads: Arc<tokio::sync::Semaphore>,
     /// The audit log of writes.
     pub audit: Arc<crate::audit::Audit>,
+    /// Each lambda's recent proxy traffic (the console's chart).
+    pub traffic: Arc<crate::traffic::Traffic>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             auth,
             uploads,
             audit,
+            traffic: Arc::default(),
         }
     }
 
@@ -147,6 +150,8 @@ pub fn router(state: AppState) -> Router {
         .route("/1/lambdas/{lambda_id}/docs", get(docs))
         .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
         .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
+        .route("/1/lambdas/{lambda_id}/traffic", get(traffic))
+        .merge(crate::console::routes())
         .merge(crate::task_api::routes())
         .merge(crate::token_api::routes())
         .merge(crate::audit::routes())
@@ -770,8 +775,20 @@ async fn delete(
     Path(raw): Path<String>,
     Account(account): Account,
 ) -> Result<StatusCode> {
-    s.platform.delete(&lambda_id(&raw)?, account).await?;
+    let id = lambda_id(&raw)?;
+    s.platform.delete(&id, account).await?;
+    s.traffic.forget(&id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn traffic(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Account(account): Account,
+) -> Result<Json<crate::traffic::TrafficResponse>> {
+    let id = lambda_id(&raw)?;
+    s.platform.get(&id, account).await?;
+    Ok(Json(s.traffic.window(&id)))
 }
 
 async fn status(

@@ -74,6 +74,7 @@ impl Access {
     pub fn of(route: Option<&str>) -> Self {
         match route {
             Some("/healthcheck" | "/version") => Self::Public,
+            Some(r) if crate::console::ROUTES.contains(&r) => Self::Public,
             Some("/metrics" | "/1/gc" | "/1/audit" | "/1/tokens" | "/1/tokens/{token_id}") => {
                 Self::Admin
             }

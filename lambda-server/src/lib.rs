@@ -18,6 +18,8 @@ pub mod client;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
+mod console;
+#[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
 pub mod lock;
@@ -41,6 +43,8 @@ pub mod tasks;
 pub mod tls;
 #[cfg(feature = "server")]
 mod token_api;
+#[cfg(feature = "server")]
+pub mod traffic;
 #[cfg(feature = "server")]
 pub mod upstream;
 #[cfg(feature = "server")]

@@ -268,6 +268,16 @@ pub const ROUTES: &[RouteDoc] = &[
         ok: 200,
     },
     RouteDoc {
+        method: "GET",
+        path: "/1/lambdas/{lambda_id}/traffic",
+        operation: "getLambdaTraffic",
+        query: &[],
+        request: None,
+        response: Some(json::<crate::traffic::TrafficResponse>),
+        summary: "The lambda's proxied requests, errors and latency p50/p99 per 10 s over the last 15 minutes, as the server measured them",
+        ok: 200,
+    },
+    RouteDoc {
         method: "POST",
         path: "/1/tasks",
         operation: "createTask",
@@ -411,6 +421,66 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Forwarded to the lambda, streamed both ways",
         ok: 200,
     },
+    RouteDoc {
+        method: "GET",
+        path: "/",
+        operation: "getConsole",
+        query: &[],
+        request: None,
+        response: Some(html),
+        summary: "The web console (HTML; its pages are also served at /lambdas/{lambda_id}, /lambdas/{lambda_id}/invoke and /create)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/lambdas/{lambda_id}",
+        operation: "getConsoleLambda",
+        query: &[],
+        request: None,
+        response: Some(html),
+        summary: "The web console's page of a lambda (HTML)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/lambdas/{lambda_id}/invoke",
+        operation: "getConsoleInvoke",
+        query: &[],
+        request: None,
+        response: Some(html),
+        summary: "The web console's invoke page of a lambda (HTML)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/create",
+        operation: "getConsoleCreate",
+        query: &[],
+        request: None,
+        response: Some(html),
+        summary: "The web console's create page (HTML)",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/console/app.js",
+        operation: "getConsoleScript",
+        query: &[],
+        request: None,
+        response: Some(javascript),
+        summary: "The web console's script",
+        ok: 200,
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/console/app.css",
+        operation: "getConsoleStyle",
+        query: &[],
+        request: None,
+        response: Some(css),
+        summary: "The web console's style sheet",
+        ok: 200,
+    },
 ];
 
 /// `PATCH /1/tasks/{id}`: the only change a task takes.
@@ -442,6 +512,18 @@ fn docs(_: &mut SchemaGenerator) -> Value {
         "text/html": {"schema": {"type": "string"}},
         "application/x-yaml": {"schema": {"type": "string"}},
     })
+}
+
+fn html(_: &mut SchemaGenerator) -> Value {
+    json!({"text/html": {"schema": {"type": "string"}}})
+}
+
+fn javascript(_: &mut SchemaGenerator) -> Value {
+    json!({"text/javascript": {"schema": {"type": "string"}}})
+}
+
+fn css(_: &mut SchemaGenerator) -> Value {
+    json!({"text/css": {"schema": {"type": "string"}}})
 }
 
 fn zip(_: &mut SchemaGenerator) -> Value {

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use lambda_core::LambdaId;
 use lambda_core::api::{ErrorCode, LAMBDA_VERSION_HEADER, REQUEST_ID_HEADER};
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -151,8 +152,10 @@ pub(crate) async fn route(State(state): State<AppState>, req: Request) -> Result
     forward(&state, req).await
 }
 
-/// Forwards a proxy request to a replica of its lambda and answers the replica's response.
+/// Forwards a proxy request to a replica of its lambda and answers the replica's response; the
+/// requests of a lambda the caller may reach are counted in its traffic.
 async fn forward(s: &AppState, req: Request) -> Result<Response> {
+    let started = Instant::now();
     let (raw, suffix) = target(req.uri().path()).ok_or_else(|| {
         Error::BadRequest(ErrorCode::RouteNotFound, "not a proxy path".to_owned())
     })?;
@@ -172,6 +175,26 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
         None if suffix.is_empty() => "/".to_owned(),
         None => suffix.to_owned(),
     };
+    let answer = send(s, req, path_and_query, &id, account, &route, endpoint).await;
+    let status = match &answer {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.code().http_status(),
+    };
+    s.traffic.record(&id, started.elapsed(), status);
+    answer
+}
+
+/// Sends a proxy request on to `endpoint` (once more to the current one when nothing reached
+/// the replica) and answers its response within the proxy timeout.
+async fn send(
+    s: &AppState,
+    req: Request,
+    path_and_query: String,
+    id: &LambdaId,
+    account: Option<uuid::Uuid>,
+    route: &crate::platform::Route,
+    endpoint: String,
+) -> Result<Response> {
     let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let (mut parts, body) = req.into_parts();
     parts.uri = path_and_query.parse().map_err(|e| {
@@ -197,7 +220,7 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
                 // Nothing reached the replica: it went away (e.g. an update just switched
                 // replicas) or closed the connection first. Once more, to the current endpoint.
                 s.upstreams.forget(&endpoint);
-                let (_, endpoint) = s.platform.route(&id, account).await?;
+                let (_, endpoint) = s.platform.route(id, account).await?;
                 Ok(s.upstreams.send(&endpoint, request).await)
             }
             other => Ok(other),
@@ -205,9 +228,9 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
     })
     .await;
     let mut resp = match answer {
-        Err(_) => return Err(Error::LambdaTimeout(id, timeout)),
+        Err(_) => return Err(Error::LambdaTimeout(*id, timeout)),
         Ok(Err(e)) => return Err(e),
-        Ok(Ok(Err((_, Some(_))))) => return Err(Error::NotRunning(id)),
+        Ok(Ok(Err((_, Some(_))))) => return Err(Error::NotRunning(*id)),
         Ok(Ok(Err((e, None)))) => {
             return Err(Error::Internal(format!("proxying to lambda {id}: {e}")));
         }
@@ -222,7 +245,7 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
     }
     whole_if_small(resp, deadline).await.map_err(|e| match e {
         Some(e) => Error::Internal(format!("the answer of lambda {id} broke off: {e}")),
-        None => Error::LambdaTimeout(id, timeout),
+        None => Error::LambdaTimeout(*id, timeout),
     })
 }
 

@@ -56,6 +56,26 @@ async fn every_example_runs_behind_the_proxy() {
         assert_eq!(status, *want, "{name}: {got}");
         assert!(got.get(*key).is_some(), "{name}: {got}");
     }
+    // The server counted each lambda's one request (the console's chart): a 4xx of the lambda
+    // is not an error, and a request of another lambda is not counted here.
+    for ((name, ..), id) in cases.iter().zip(&ids) {
+        let t: serde_json::Value = reqwest::get(format!("{}/1/lambdas/{id}/traffic", s.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let points = t["points"].as_array().unwrap();
+        assert_eq!(points.len(), 90, "{name}: 15 minutes of 10 s");
+        let sum = |k: &str| points.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+        assert_eq!((sum("requests"), sum("errors")), (1, 0), "{name}: {t}");
+        assert!(
+            points
+                .iter()
+                .any(|p| p["p50_ms"].as_f64().is_some_and(|v| v > 0.0)),
+            "{name}: {t}"
+        );
+    }
     let list: serde_json::Value = reqwest::get(format!("{}/1/lambdas", s.url))
         .await
         .unwrap()
