@@ -50,11 +50,13 @@ function freePort() {
   });
 }
 
+/** Polls `f` until it answers something truthy; a timeout names the last answer or error. */
 async function until(what, f, ms = DEADLINE_MS) {
   const end = Date.now() + ms;
+  let last;
   for (;;) {
-    try { const v = await f(); if (v) return v; } catch { /* not yet */ }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    try { const v = await f(); if (v) return v; last = v; } catch (e) { last = e.message; }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -287,6 +289,16 @@ test('the whole life of a lambda in the console, auth off', async () => {
     await until('running again', async () => (await titleStatus(page)) === 'running');
     await shot(page, 'lambda');
     await narrowShot(page, 'lambda');
+
+    // Update from a new zip: version 2 builds and serves.
+    const v2 = pack('v2', { 'lambda_main.py': GOOD_MAIN.replace('"echo"', '"echo2"'), ...DOCS });
+    await page.setInputFiles('#update-file', v2.zip);
+    await page.waitForSelector('text=Version 2 is being built.');
+    await until('version 2 serving', async () => {
+      const r = await fetch(`${server.url}/1/lambdas/${id}/proxy/main`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"v": 2}' });
+      return r.ok && (await r.json()).echo2?.v === 2;
+    });
+    await until('the page shows version 2', async () => /^2$/.test((await page.textContent('dl.kv dd:nth-of-type(3)')).trim()));
 
     // Switch off, then on.
     await page.click('#switch');
