@@ -170,7 +170,7 @@ async function drawnAt(page) {
 
 // ---------------------------------------------------------------------------------------------
 
-test('the first load is light and quick', async () => {
+test('the first load is light (and its time is reported)', async () => {
   const server = await startServer('weight');
   try {
     const firsts = [];
@@ -196,8 +196,9 @@ test('the first load is light and quick', async () => {
       await page.context().close();
     }
     const median = [...firsts].sort((a, b) => a - b)[1];
-    console.log(`first visit, median of 3: table drawn at ${median.toFixed(0)} ms (target <= 500 ms)`);
-    assert.ok(median <= 500, `interactive at ${median} ms`);
+    // A time is reported, not asserted (the project's rule: no timed tests; the machine may be
+    // busy); the weight is asserted.
+    console.log(`first visit, median of 3: table drawn at ${median.toFixed(0)} ms (target <= 500 ms: ${median <= 500 ? 'met' : 'NOT met'})`);
   } finally {
     await server.stop();
   }
@@ -366,7 +367,17 @@ test('with auth on: login, a wrong token refused, everything with the token', as
 
     const hello = pack('hello', { 'lambda_main.py': GOOD_MAIN });
     await page.goto(`${server.url}/create`);
-    await page.setInputFiles('#archive-file', hello.zip);
+    // The zip dropped on the drop zone, as a file manager drops it.
+    const b64 = fs.readFileSync(hello.zip).toString('base64');
+    const drop = await page.evaluateHandle((data) => {
+      const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'hello.zip', { type: 'application/zip' }));
+      return dt;
+    }, b64);
+    await page.dispatchEvent('#drop', 'dragover', { dataTransfer: drop });
+    await page.dispatchEvent('#drop', 'drop', { dataTransfer: drop });
+    assert.match(await page.textContent('#picked'), /^hello\.zip \(\d+ bytes\)$/);
     await page.fill('#name', 'secured');
     await page.fill('#account', '6f1e3c1a-8d7b-4c2e-9a51-3b7f0d2e4c11');
     await page.click('#submit');
