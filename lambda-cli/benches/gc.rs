@@ -41,6 +41,7 @@ fn record(i: usize) -> LambdaRecord {
         },
         has_docs: false,
         import_image: None,
+        last_usage: None,
     }
 }
 

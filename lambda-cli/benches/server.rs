@@ -103,6 +103,7 @@ fn record(i: usize, alive: bool) -> LambdaRecord {
         },
         has_docs: false,
         import_image: None,
+        last_usage: None,
     }
 }
 

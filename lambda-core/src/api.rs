@@ -329,6 +329,14 @@ pub struct LambdaRecord {
     /// cannot be updated (42011).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_image: Option<String>,
+    /// When the proxy last forwarded a request to it (written every few seconds, not per
+    /// request; `null`: never).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<String>", extend("format" = "date-time"))
+    )]
+    pub last_usage: Option<time::OffsetDateTime>,
 }
 
 /// `POST /1/lambdas` with `Content-Type: application/json`: a lambda from an image built
@@ -866,6 +874,7 @@ mod tests {
             },
             has_docs: false,
             import_image: None,
+            last_usage: None,
         };
         let json = serde_json::to_value(&rec).unwrap();
         assert_eq!(json["create_time"], "2026-11-29T10:00:00Z");

@@ -62,6 +62,10 @@ pub struct Parameters {
     /// Where and how the lambda runs.
     #[serde(default)]
     pub deploy_parameters: DeployParameters,
+    /// Never switched off by the inactivity sweep (`[idle] switch_off_after_secs`), as the
+    /// original's `eternal` flag.
+    #[serde(default)]
+    pub eternal: bool,
 }
 
 impl Default for Parameters {
@@ -74,6 +78,7 @@ impl Default for Parameters {
             workers: 1,
             env: BTreeMap::new(),
             deploy_parameters: DeployParameters::default(),
+            eternal: false,
         }
     }
 }
@@ -459,6 +464,13 @@ mod tests {
         assert_eq!(p.workers, 1);
         let p = Parameters::parse(b"{}").unwrap();
         assert_eq!(p, Parameters::default());
+        assert!(!p.eternal);
+    }
+
+    #[test]
+    fn eternal_is_a_flag() {
+        assert!(Parameters::parse(br#"{"eternal": true}"#).unwrap().eternal);
+        assert!(!codes(r#"{"eternal": "yes"}"#).is_empty());
     }
 
     #[test]

@@ -54,6 +54,7 @@ impl AppState {
             platform.config().max_concurrent_uploads.max(1),
         ));
         let audit = crate::audit::Audit::new(platform.audit_store());
+        let traffic = Arc::clone(platform.traffic());
         Self {
             platform,
             upstreams,
@@ -61,7 +62,7 @@ impl AppState {
             auth,
             uploads,
             audit,
-            traffic: Arc::default(),
+            traffic,
         }
     }
 

@@ -52,6 +52,8 @@ pub struct Config {
     pub retention: RetentionSection,
     /// `[gc]`
     pub gc: GcSection,
+    /// `[idle]`
+    pub idle: IdleSection,
     /// `[auth]`
     pub auth: AuthSection,
     /// `[tls]`
@@ -128,6 +130,30 @@ impl Default for GcSection {
     fn default() -> Self {
         Self {
             interval_secs: 3600,
+        }
+    }
+}
+
+/// `[idle]`: `last_usage` and the inactivity sweep (the original's
+/// `LUNA_LAMBDA_INACTIVE_LAMBDA_CLEAR_INTERVAL`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdleSection {
+    /// A lambda not called for this many seconds (since its last use, or its last change when
+    /// never used) is switched off, unless its parameters say `eternal` (default 0: never).
+    pub switch_off_after_secs: u64,
+    /// Seconds between two looks of the sweep (default 60).
+    pub check_interval_secs: u64,
+    /// Seconds between two writes of `last_usage` for the lambdas called since (default 5).
+    pub last_usage_flush_secs: u64,
+}
+
+impl Default for IdleSection {
+    fn default() -> Self {
+        Self {
+            switch_off_after_secs: 0,
+            check_interval_secs: 60,
+            last_usage_flush_secs: 5,
         }
     }
 }
@@ -392,6 +418,7 @@ impl Default for Config {
             tasks: TasksSection::default(),
             retention: RetentionSection::default(),
             gc: GcSection::default(),
+            idle: IdleSection::default(),
             auth: AuthSection::default(),
             tls: TlsSection::default(),
         }
@@ -427,7 +454,7 @@ pub enum ConfigError {
     Startup(String),
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "local",
     "storage",
     "s3",
@@ -437,6 +464,7 @@ const SECTIONS: [&str; 11] = [
     "tasks",
     "retention",
     "gc",
+    "idle",
     "auth",
     "tls",
 ];
@@ -975,6 +1003,12 @@ impl Config {
             max_lambdas_per_account: self.limits.max_lambdas_per_account,
             max_concurrent_uploads: self.limits.max_concurrent_uploads.max(1),
             upload_timeout: Duration::from_secs(self.limits.upload_timeout_secs.max(1)),
+            idle: crate::platform::IdleSettings {
+                switch_off_after: (self.idle.switch_off_after_secs > 0)
+                    .then(|| Duration::from_secs(self.idle.switch_off_after_secs)),
+                check_interval: Duration::from_secs(self.idle.check_interval_secs.max(1)),
+                last_usage_flush: Duration::from_secs(self.idle.last_usage_flush_secs.max(1)),
+            },
         }
     }
 }

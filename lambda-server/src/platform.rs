@@ -65,6 +65,8 @@ pub struct PlatformConfig {
     pub max_concurrent_uploads: usize,
     /// An upload's body must arrive within this (read by the HTTP edge; default 5 min).
     pub upload_timeout: Duration,
+    /// `last_usage` and the inactivity sweep (`[idle]`).
+    pub idle: IdleSettings,
 }
 
 impl Default for PlatformConfig {
@@ -87,6 +89,7 @@ impl Default for PlatformConfig {
             max_lambdas_per_account: 1000,
             max_concurrent_uploads: 8,
             upload_timeout: Duration::from_secs(300),
+            idle: IdleSettings::default(),
         }
     }
 }
@@ -205,11 +208,16 @@ struct Inner {
     gc: tokio::sync::Mutex<()>,
     /// New lambdas are counted and written one at a time (the per-account limit).
     create_gate: tokio::sync::Mutex<()>,
+    /// Each lambda's proxied traffic (counted by the proxy; read for `last_usage`).
+    traffic: Arc<crate::traffic::Traffic>,
 }
 
 mod export;
 mod gc;
+mod idle;
 mod versions;
+
+pub use idle::IdleSettings;
 
 fn now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
@@ -258,6 +266,7 @@ fn first_record(
         archive,
         has_docs,
         import_image,
+        last_usage: None,
     }
 }
 
@@ -280,6 +289,7 @@ impl Platform {
         let task_runner = crate::tasks::TaskRunner::new(storage.tasks(), cfg.tasks.clone());
         Self {
             inner: Arc::new(Inner {
+                traffic: Arc::default(),
                 task_runner,
                 slots: Arc::new(tokio::sync::Semaphore::new(cfg.build_concurrency.max(1))),
                 cfg,
@@ -325,6 +335,12 @@ impl Platform {
         &self.inner.metrics
     }
 
+    /// Each lambda's proxied traffic: the proxy counts, the console's chart and `last_usage`
+    /// read.
+    pub fn traffic(&self) -> &Arc<crate::traffic::Traffic> {
+        &self.inner.traffic
+    }
+
     /// The orchestrator (the proxy resolves endpoints with it).
     pub fn orchestrator(&self) -> &Arc<dyn Orchestrator> {
         &self.inner.orchestrator
@@ -353,6 +369,7 @@ impl Platform {
         if let Some(every) = self.inner.cfg.gc_interval {
             self.spawn_gc(every);
         }
+        self.spawn_idle();
         Ok(())
     }
 
@@ -724,6 +741,19 @@ impl Platform {
         account: Option<uuid::Uuid>,
         alive: bool,
     ) -> Result<LambdaRecord> {
+        self.switch_with_reason(id, account, alive, "switched off".into())
+            .await
+    }
+
+    /// [`Self::switch`], with the reason a switched-off record carries (a switch on clears any
+    /// "switched off" reason).
+    async fn switch_with_reason(
+        &self,
+        id: &LambdaId,
+        account: Option<uuid::Uuid>,
+        alive: bool,
+        off_reason: String,
+    ) -> Result<LambdaRecord> {
         self.get(id, account).await?;
         let rec = self
             .inner
@@ -734,8 +764,12 @@ impl Platform {
                 if !alive {
                     set_status(rec, LambdaStatus::Waiting);
                     rec.running_version = None;
-                    rec.reason = Some("switched off".into());
-                } else if rec.reason.as_deref() == Some("switched off") {
+                    rec.reason = Some(off_reason.clone());
+                } else if rec
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("switched off"))
+                {
                     rec.reason = None;
                 }
                 Ok(())

@@ -70,10 +70,14 @@ fn bucket_of(latency: Duration) -> usize {
 #[derive(Debug, Default)]
 struct Series {
     slots: VecDeque<Slot>,
+    /// Unix seconds of the last request.
+    last_secs: u64,
 }
 
 impl Series {
-    fn record(&mut self, index: u64, latency: Duration, error: bool) {
+    fn record(&mut self, secs: u64, latency: Duration, error: bool) {
+        let index = secs / SLOT_SECS;
+        self.last_secs = self.last_secs.max(secs);
         if self.slots.back().is_none_or(|s| s.index < index) {
             self.slots.push_back(Slot::new(index));
             while self.slots.front().is_some_and(|s| s.index + SLOTS <= index) {
@@ -128,21 +132,21 @@ pub struct Traffic {
     last_sweep: Mutex<u64>,
 }
 
-fn now_index() -> u64 {
+fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
-        / SLOT_SECS
 }
 
 impl Traffic {
     /// Counts one proxied request of `id` answered after `latency` with `status`.
     pub fn record(&self, id: &LambdaId, latency: Duration, status: u16) {
-        self.record_at(now_index(), id, latency, status);
+        self.record_at(now_secs(), id, latency, status);
     }
 
-    fn record_at(&self, index: u64, id: &LambdaId, latency: Duration, status: u16) {
+    fn record_at(&self, secs: u64, id: &LambdaId, latency: Duration, status: u16) {
+        let index = secs / SLOT_SECS;
         let found = self
             .series
             .read()
@@ -160,7 +164,20 @@ impl Traffic {
         series
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .record(index, latency, status >= 500);
+            .record(secs, latency, status >= 500);
+    }
+
+    /// The lambdas called after `after` (Unix seconds), with the second of their last request.
+    pub fn used_after(&self, after: u64) -> Vec<(LambdaId, u64)> {
+        self.series
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(id, s)| {
+                let last = s.lock().unwrap_or_else(|p| p.into_inner()).last_secs;
+                (last > after).then_some((*id, last))
+            })
+            .collect()
     }
 
     /// Drops series with no request in the window, at most once per slot.
@@ -193,7 +210,7 @@ impl Traffic {
 
     /// The window of `id`'s traffic.
     pub fn window(&self, id: &LambdaId) -> TrafficResponse {
-        self.window_at(now_index(), id)
+        self.window_at(now_secs() / SLOT_SECS, id)
     }
 
     fn window_at(&self, index: u64, id: &LambdaId) -> TrafficResponse {
@@ -276,9 +293,14 @@ mod tests {
         for i in 0..100 {
             // 99 fast requests and one slow in the current slot.
             let ms = if i == 99 { 400.0 } else { 2.0 };
-            t.record_at(now, &a, Duration::from_secs_f64(ms / 1000.0), 200);
+            t.record_at(
+                now * SLOT_SECS,
+                &a,
+                Duration::from_secs_f64(ms / 1000.0),
+                200,
+            );
         }
-        t.record_at(now - 3, &a, Duration::from_millis(1), 502);
+        t.record_at((now - 3) * SLOT_SECS, &a, Duration::from_millis(1), 502);
         let w = t.window_at(now, &a);
         assert_eq!(w.points.len(), SLOTS as usize);
         assert_eq!(w.points.last().unwrap().time, now * SLOT_SECS);
@@ -309,14 +331,16 @@ mod tests {
     fn old_slots_and_quiet_lambdas_are_dropped() {
         let t = Traffic::default();
         let (a, b) = (id(), id());
-        t.record_at(100, &a, Duration::from_millis(1), 200);
-        t.record_at(100, &b, Duration::from_millis(1), 500);
-        t.record_at(100 + SLOTS - 1, &a, Duration::from_millis(1), 200);
+        let at = |index: u64| index * SLOT_SECS;
+        t.record_at(at(100), &a, Duration::from_millis(1), 200);
+        t.record_at(at(100) + 3, &b, Duration::from_millis(1), 500);
+        assert_eq!(t.used_after(at(100)), vec![(b, at(100) + 3)]);
+        t.record_at(at(100 + SLOTS - 1), &a, Duration::from_millis(1), 200);
         let w = t.window_at(100 + SLOTS - 1, &a);
         assert_eq!(w.points.iter().map(|p| p.requests).sum::<u32>(), 2);
         assert_eq!(t.window_at(100 + SLOTS - 1, &b).points[0].errors, 1);
         // A new lambda's first request sweeps: b was quiet for the whole window.
-        t.record_at(100 + SLOTS, &id(), Duration::from_millis(1), 200);
+        t.record_at(at(100 + SLOTS), &id(), Duration::from_millis(1), 200);
         assert_eq!(t.len(), 2);
         // a's first slot left the window.
         let w = t.window_at(100 + SLOTS, &a);

@@ -84,6 +84,7 @@ fn running_record() -> LambdaRecord {
         },
         has_docs: false,
         import_image: None,
+        last_usage: None,
     }
 }
 

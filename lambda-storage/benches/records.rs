@@ -34,6 +34,7 @@ fn record(account: uuid::Uuid, i: usize) -> LambdaRecord {
         },
         has_docs: false,
         import_image: None,
+        last_usage: None,
     }
 }
 
