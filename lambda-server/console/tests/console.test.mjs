@@ -313,6 +313,8 @@ test('the whole life of a lambda in the console, auth off', async () => {
     await page.waitForURL(`${server.url}/`);
     await page.waitForSelector(`#lambdas tr[data-id="${id}"]`);
     assert.equal(await page.textContent(`#lambdas tr[data-id="${id}"] td:nth-child(3)`), 'running');
+    // Its last use, written from the proxy's counts every few seconds, is shown.
+    await until('the last use', async () => / ago$/.test(await page.textContent(`#lambdas tr[data-id="${id}"] td:nth-child(7)`)));
     await page.fill('#filter', 'nothing-like-it');
     assert.equal(await page.locator('#lambdas tbody tr').count(), 0);
     await page.fill('#filter', 'ech');
