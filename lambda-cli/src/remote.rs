@@ -226,9 +226,11 @@ async fn get(ctx: &Ctx, id: LambdaId) -> anyhow::Result<ExitCode> {
             rec.archive.sha256
         );
         outln!(
-            "created {} ago, updated {} ago",
+            "created {} ago, updated {} ago, last used {}",
             age(rec.create_time),
-            age(rec.last_update_time)
+            age(rec.last_update_time),
+            rec.last_usage
+                .map_or_else(|| "never".to_owned(), |t| format!("{} ago", age(t)))
         );
         outln!("parameters {}", serde_json::to_string(&rec.parameters)?);
     }
