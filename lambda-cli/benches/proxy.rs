@@ -45,10 +45,12 @@ impl<'a> Route<'a> {
     }
 }
 
-/// A median round and the CPU time per request of the path's processes over all rounds.
+/// A median round and, over all rounds, the CPU time per request of the path's processes and of
+/// the replica behind it.
 struct Measured {
     wrk: Wrk,
     cpu_us: f64,
+    replica_us: f64,
 }
 
 /// nginx as a reverse proxy to one upstream with a keep-alive pool: the configuration an operator
@@ -119,36 +121,55 @@ impl Nginx {
     }
 }
 
-/// Each path's median round and CPU per request, in the order of `paths`.
-fn rounds(paths: &[Route], secs: u32, rounds: usize, conns: u32, body: BodySize) -> Vec<Measured> {
-    let mut runs: Vec<(Vec<Wrk>, u64, u64)> = paths.iter().map(|_| (Vec::new(), 0, 0)).collect();
+/// Each path's median round and CPU per request (its own and the replica's `replica` behind it),
+/// in the order of `paths`.
+fn rounds(
+    paths: &[Route],
+    replica: u32,
+    secs: u32,
+    rounds: usize,
+    conns: u32,
+    body: BodySize,
+) -> Vec<Measured> {
+    let mut runs: Vec<(Vec<Wrk>, u64, u64, u64)> =
+        paths.iter().map(|_| (Vec::new(), 0, 0, 0)).collect();
     for p in paths {
         wrk_as(p.url, 1, conns, body, p.token); // warm connections and pools
     }
     for _ in 0..rounds {
-        for (p, (v, ticks, requests)) in paths.iter().zip(runs.iter_mut()) {
-            let before = cpu_ticks(&p.pids);
+        for (p, (v, ticks, replica_ticks, requests)) in paths.iter().zip(runs.iter_mut()) {
+            let (before, replica_before) = (cpu_ticks(&p.pids), cpu_ticks(&[replica]));
             let w = wrk_as(p.url, secs, conns, body, p.token);
             *ticks += cpu_ticks(&p.pids) - before;
+            *replica_ticks += cpu_ticks(&[replica]) - replica_before;
             *requests += w.requests;
             v.push(w);
         }
     }
+    let per_request = |ticks: u64, requests: u64| ticks as f64 * 10_000.0 / requests.max(1) as f64;
     runs.into_iter()
-        .map(|(v, ticks, requests)| Measured {
+        .map(|(v, ticks, replica_ticks, requests)| Measured {
             wrk: median(v),
-            cpu_us: ticks as f64 * 10_000.0 / requests.max(1) as f64,
+            cpu_us: per_request(ticks, requests),
+            replica_us: per_request(replica_ticks, requests),
         })
         .collect()
 }
 
 /// One row group: each path's throughput, ratio to direct, p50/p99, the p50 it adds, and the CPU
-/// time the proxy's processes spent per request.
+/// time the proxy's processes and the replica spent per request.
 fn print_case(label: &str, paths: &[Route], r: &[Measured]) {
     println!("{label}");
     println!(
-        "  {:<12} {:>9} {:>9} {:>9} {:>9} {:>11} {:>14}",
-        "path", "req/s", "vs direct", "p50 ms", "p99 ms", "p50 added", "proxy CPU/req"
+        "  {:<12} {:>9} {:>9} {:>9} {:>9} {:>11} {:>14} {:>16}",
+        "path",
+        "req/s",
+        "vs direct",
+        "p50 ms",
+        "p99 ms",
+        "p50 added",
+        "proxy CPU/req",
+        "replica CPU/req"
     );
     let d = &r[0].wrk;
     for (p, m) in paths.iter().zip(r) {
@@ -159,14 +180,15 @@ fn print_case(label: &str, paths: &[Route], r: &[Measured]) {
             format!("{:.1} us", m.cpu_us)
         };
         println!(
-            "  {:<12} {:>9.0} {:>9.2} {:>9.3} {:>9.3} {:>+11.3} {:>14}",
+            "  {:<12} {:>9.0} {:>9.2} {:>9.3} {:>9.3} {:>+11.3} {:>14} {:>13.1} us",
             p.name,
             w.rps,
             w.rps / d.rps,
             w.p50,
             w.p99,
             w.p50 - d.p50,
-            cpu
+            cpu,
+            m.replica_us
         );
     }
 }
@@ -187,6 +209,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let id = rt.block_on(common::create_hello(&server.url)).id;
     let port = common::replica_port(data.path(), &id);
+    let replica = common::replica_pid(data.path(), &id);
     let nginx_dir = tempfile::tempdir().unwrap();
     let nginx = Nginx::start(nginx_dir.path(), port, &workers);
 
@@ -215,7 +238,11 @@ fn main() {
     let mut results = Vec::new();
     for body in [BodySize::Small, BodySize::Bytes(1 << 20)] {
         for conns in [50, 1] {
-            results.push((body, conns, rounds(&paths, secs, n_rounds, conns, body)));
+            results.push((
+                body,
+                conns,
+                rounds(&paths, replica, secs, n_rounds, conns, body),
+            ));
         }
     }
     nginx.stop();
@@ -242,7 +269,7 @@ fn main() {
     ];
     let mut auth_results = Vec::new();
     for conns in [50, 1] {
-        let r = rounds(&auth_paths, secs, n_rounds, conns, BodySize::Small);
+        let r = rounds(&auth_paths, replica, secs, n_rounds, conns, BodySize::Small);
         auth_results.push((conns, r));
     }
     let in_process = rt.block_on(token_check_in_process());

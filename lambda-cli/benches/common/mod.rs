@@ -340,6 +340,15 @@ pub(crate) fn replica_port(data: &Path, id: &str) -> u64 {
     state["replicas"][0]["port"].as_u64().unwrap()
 }
 
+/// The process id of the lambda's first replica on the local orchestrator.
+pub(crate) fn replica_pid(data: &Path, id: &str) -> u32 {
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("run").join(id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    state["replicas"][0]["pid"].as_u64().unwrap() as u32
+}
+
 /// Deletes a lambda (a graceful stop of the server leaves lambdas running by design).
 pub(crate) async fn delete_lambda(server: &str, id: &str) {
     let _ = reqwest::Client::new()
