@@ -281,6 +281,7 @@ function lambdaPage(main, pg, id) {
   const updateResult = h('div');
   let record = null;
   let streaming = null; // the version whose build log is being streamed
+  let logStream = null; // and the controller that stops its stream
   let configShownFor = null;
 
   config.addEventListener('input', () => checkJson(config, configCheck, saveConfig, true));
@@ -330,8 +331,13 @@ function lambdaPage(main, pg, id) {
     const building = r.image_status === 'pending' || r.image_status === 'in_progress';
     buildState.replaceChildren(badge(r.image_status));
     if (streaming !== r.lambda_version) {
+      // A new version's log replaces the previous one's, whose stream stops.
       streaming = r.lambda_version;
-      streamText(`${base}/image/logs${building ? '?follow=1' : ''}`, buildLog, pg.signal);
+      if (logStream) logStream.abort();
+      logStream = new AbortController();
+      const stop = logStream;
+      pg.signal.addEventListener('abort', () => stop.abort());
+      streamText(`${base}/image/logs${building ? '?follow=1' : ''}`, buildLog, stop.signal);
     }
   };
 
