@@ -20,9 +20,15 @@ def map_path_parameters(context, path_parameters):
     return path_parameters
 
 
+# The web console's pages: the same HTML for any id, holding no data (the page asks the API,
+# with the user's token, for what it shows), so reaching them says nothing about access.
+CONSOLE_PAGES = ("/lambdas/{lambda_id}", "/lambdas/{lambda_id}/invoke")
+
+
 @schemathesis.check
 def no_foreign_data(ctx, response, case):
-    if (case.path_parameters or {}).get("lambda_id") == FOREIGN_LAMBDA and response.status_code < 400:
+    foreign = (case.path_parameters or {}).get("lambda_id") == FOREIGN_LAMBDA
+    if foreign and case.path not in CONSOLE_PAGES and response.status_code < 400:
         raise AssertionError(
             f"another account's lambda was reached with status {response.status_code}"
         )
