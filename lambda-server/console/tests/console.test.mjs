@@ -395,8 +395,21 @@ test('with auth on: login, a wrong token refused, everything with the token', as
     assert.match(await page.textContent('#response-status'), /^200/);
     assert.deepEqual(JSON.parse(await page.textContent('#response-body')).echo, { n: 1 });
 
+    // User config and switch off/on, with the token.
+    const invoke = async () => {
+      const r = await fetch(`${server.url}/1/lambdas/${id}/proxy/main`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' }, body: '{}' });
+      return r.ok ? r.json() : null;
+    };
     await page.goto(`${server.url}/lambdas/${id}`);
     await until('loaded', async () => (await titleStatus(page)) === 'running');
+    await page.fill('#user-config', '{"mode": "secure"}');
+    await page.click('#save-config');
+    await until('the new config served', async () => (await invoke())?.config?.mode === 'secure');
+    await until('running again', async () => (await titleStatus(page)) === 'running');
+    await page.click('#switch');
+    await until('off', async () => (await titleStatus(page)) === 'off');
+    await page.click('#switch');
+    await until('on and running', async () => (await titleStatus(page)) === 'running');
     await page.click('#delete');
     await page.click('#confirm-delete');
     await page.waitForURL(`${server.url}/`);
