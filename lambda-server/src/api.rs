@@ -40,8 +40,6 @@ pub struct AppState {
     uploads: Arc<tokio::sync::Semaphore>,
     /// The audit log of writes.
     pub audit: Arc<crate::audit::Audit>,
-    /// Each lambda's recent proxy traffic (the console's chart).
-    pub traffic: Arc<crate::traffic::Traffic>,
 }
 
 impl AppState {
@@ -54,7 +52,6 @@ impl AppState {
             platform.config().max_concurrent_uploads.max(1),
         ));
         let audit = crate::audit::Audit::new(platform.audit_store());
-        let traffic = Arc::clone(platform.traffic());
         Self {
             platform,
             upstreams,
@@ -62,7 +59,6 @@ impl AppState {
             auth,
             uploads,
             audit,
-            traffic,
         }
     }
 
@@ -776,9 +772,7 @@ async fn delete(
     Path(raw): Path<String>,
     Account(account): Account,
 ) -> Result<StatusCode> {
-    let id = lambda_id(&raw)?;
-    s.platform.delete(&id, account).await?;
-    s.traffic.forget(&id);
+    s.platform.delete(&lambda_id(&raw)?, account).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -789,7 +783,7 @@ async fn traffic(
 ) -> Result<Json<crate::traffic::TrafficResponse>> {
     let id = lambda_id(&raw)?;
     s.platform.get(&id, account).await?;
-    Ok(Json(s.traffic.window(&id)))
+    Ok(Json(s.platform.traffic().window(&id)))
 }
 
 async fn status(

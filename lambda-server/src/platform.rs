@@ -804,6 +804,7 @@ impl Platform {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        self.inner.traffic.forget(id);
         if let Err(e) = self.inner.orchestrator.undeploy(id).await {
             tracing::warn!(lambda = %id, error = %e, "undeploy after delete failed; the reconciler retries");
         }
@@ -1064,16 +1065,27 @@ impl Platform {
         version: u64,
         mut f: impl FnMut(&mut LambdaRecord),
     ) -> Result<LambdaRecord> {
+        self.update_cached(id, |rec| {
+            if rec.lambda_version != version {
+                return Err(Error::Superseded(*id));
+            }
+            f(rec);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `f` to the stored record (compare-and-swap, retried on a race), keeps the result
+    /// in the route cache; a record that is gone is [`Error::NotFound`].
+    async fn update_cached(
+        &self,
+        id: &LambdaId,
+        f: impl FnMut(&mut LambdaRecord) -> Result<()>,
+    ) -> Result<LambdaRecord> {
         let rec = self
             .inner
             .repo
-            .update_with::<_, Error>(id, |rec| {
-                if rec.lambda_version != version {
-                    return Err(Error::Superseded(*id));
-                }
-                f(rec);
-                Ok(())
-            })
+            .update_with::<_, Error>(id, f)
             .await
             .map_err(|e| match e {
                 Error::Storage(lambda_storage::Error::NotFound { .. }) => Error::NotFound(*id),

@@ -180,7 +180,7 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.code().http_status(),
     };
-    s.traffic.record(&id, started.elapsed(), status);
+    s.platform.traffic().record(&id, started.elapsed(), status);
     answer
 }
 

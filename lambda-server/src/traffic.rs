@@ -253,14 +253,10 @@ impl Traffic {
         }
     }
 
-    /// How many lambdas have a series (for tests and the memory bench).
-    pub fn len(&self) -> usize {
+    /// How many lambdas have a series.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.series.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// No lambda has a series.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -31,7 +31,7 @@ impl Default for IdleSettings {
 }
 
 /// The reason a switched-off record carries when the sweep switched it off.
-pub(crate) fn idle_reason(after: Duration) -> String {
+fn idle_reason(after: Duration) -> String {
     format!(
         "switched off: no request for {} s ([idle] switch_off_after_secs); switch it on to serve again",
         after.as_secs()
@@ -83,22 +83,13 @@ impl Platform {
     async fn set_last_usage(&self, id: &LambdaId, secs: u64) -> Result<()> {
         let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
             .unwrap_or_else(|_| now());
-        let rec = self
-            .inner
-            .repo
-            .update_with::<_, Error>(id, |rec| {
-                if rec.last_usage.is_none_or(|t| t < at) {
-                    rec.last_usage = Some(at);
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| match e {
-                Error::Storage(lambda_storage::Error::NotFound { .. }) => Error::NotFound(*id),
-                e => e,
-            })?
-            .value;
-        self.cache(&rec);
+        self.update_cached(id, |rec| {
+            if rec.last_usage.is_none_or(|t| t < at) {
+                rec.last_usage = Some(at);
+            }
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 
