@@ -331,22 +331,23 @@ pub(crate) async fn create_hello(server: &str) -> Created {
     }
 }
 
-/// The port of the first replica of a lambda the local orchestrator runs under `data`.
-pub(crate) fn replica_port(data: &Path, id: &str) -> u64 {
+/// The local orchestrator's record of the lambda's first replica (`run/<id>/state.json`).
+fn first_replica(data: &Path, id: &str) -> serde_json::Value {
     let state: serde_json::Value = serde_json::from_slice(
         &std::fs::read(data.join("run").join(id).join("state.json")).unwrap(),
     )
     .unwrap();
-    state["replicas"][0]["port"].as_u64().unwrap()
+    state["replicas"][0].clone()
+}
+
+/// The port of the lambda's first replica on the local orchestrator.
+pub(crate) fn replica_port(data: &Path, id: &str) -> u64 {
+    first_replica(data, id)["port"].as_u64().unwrap()
 }
 
 /// The process id of the lambda's first replica on the local orchestrator.
 pub(crate) fn replica_pid(data: &Path, id: &str) -> u32 {
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.join("run").join(id).join("state.json")).unwrap(),
-    )
-    .unwrap();
-    state["replicas"][0]["pid"].as_u64().unwrap() as u32
+    first_replica(data, id)["pid"].as_u64().unwrap() as u32
 }
 
 /// Deletes a lambda (a graceful stop of the server leaves lambdas running by design).
