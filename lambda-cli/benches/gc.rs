@@ -42,6 +42,7 @@ fn record(i: usize) -> LambdaRecord {
         has_docs: false,
         import_image: None,
         last_usage: None,
+        replicas: 0,
     }
 }
 

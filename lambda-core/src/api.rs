@@ -337,6 +337,10 @@ pub struct LambdaRecord {
         schemars(with = "Option<String>", extend("format" = "date-time"))
     )]
     pub last_usage: Option<time::OffsetDateTime>,
+    /// Replicas it runs now (0 when idle, switched off or not deployed); between
+    /// `deploy_parameters.scale.min_replicas` and `max_replicas` while it runs.
+    #[serde(default)]
+    pub replicas: u32,
 }
 
 /// `POST /1/lambdas` with `Content-Type: application/json`: a lambda from an image built
@@ -875,6 +879,7 @@ mod tests {
             has_docs: false,
             import_image: None,
             last_usage: None,
+            replicas: 0,
         };
         let json = serde_json::to_value(&rec).unwrap();
         assert_eq!(json["create_time"], "2026-11-29T10:00:00Z");

@@ -111,6 +111,9 @@ pub struct DeployParameters {
     /// CPU and memory requests and limits.
     #[serde(default)]
     pub resources: Resources,
+    /// How the replica count follows the load (see [`Scale`]).
+    #[serde(default)]
+    pub scale: Scale,
 }
 
 impl Default for DeployParameters {
@@ -121,6 +124,92 @@ impl Default for DeployParameters {
             selector: BTreeMap::new(),
             enable_gpu: false,
             resources: Resources::default(),
+            scale: Scale::default(),
+        }
+    }
+}
+
+/// Most replicas a lambda may scale to (`max_replicas`).
+pub const MAX_REPLICAS: u32 = 256;
+/// Longest `idle_timeout_secs` (one week).
+pub const MAX_IDLE_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+
+/// `deploy_parameters.scale`: the replica count follows the load between `min_replicas` and
+/// `max_replicas` (both default to `pod_count`, so a lambda that sets nothing keeps a fixed
+/// count); with `min_replicas = 0` the last replica stops after `idle_timeout_secs` without a
+/// request, and the next request wakes the lambda.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    /// Fewest replicas (0: scale to zero when idle); default `pod_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<u32>,
+    /// Most replicas; default `pod_count` (or `min_replicas` when that is larger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<u32>,
+    /// Requests in flight per replica above which a replica is added (default 10).
+    #[serde(default = "default_target_concurrency")]
+    pub target_concurrency: u32,
+    /// With `min_replicas = 0`: seconds without a request before the last replica stops
+    /// (default 300).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Scale {
+    fn default() -> Self {
+        Self {
+            min_replicas: None,
+            max_replicas: None,
+            target_concurrency: default_target_concurrency(),
+            idle_timeout_secs: default_idle_timeout(),
+        }
+    }
+}
+
+fn default_target_concurrency() -> u32 {
+    10
+}
+
+fn default_idle_timeout() -> u64 {
+    300
+}
+
+/// The replica bounds of a lambda, with the defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaBounds {
+    /// Fewest replicas (0: may idle).
+    pub min: u32,
+    /// Most replicas (≥ 1).
+    pub max: u32,
+}
+
+impl ReplicaBounds {
+    /// Whether the count may change with the load at all.
+    pub fn scales(self) -> bool {
+        self.min != self.max
+    }
+
+    /// The count to start a deployment with, given the count running now (`None`: none yet):
+    /// at least one, so that a new version is seen to start.
+    pub fn start_with(self, current: Option<u32>) -> u32 {
+        current
+            .unwrap_or(self.min)
+            .clamp(self.min.max(1), self.max.max(1))
+    }
+}
+
+impl DeployParameters {
+    /// `min_replicas` and `max_replicas` with their defaults; an `eternal` lambda never
+    /// scales to zero.
+    pub fn replica_bounds(&self, eternal: bool) -> ReplicaBounds {
+        let min = self.scale.min_replicas.unwrap_or(self.pod_count);
+        let max = self.scale.max_replicas.unwrap_or(self.pod_count.max(min));
+        let min = if eternal { min.max(1) } else { min };
+        ReplicaBounds {
+            min,
+            max: max.max(min).max(1),
         }
     }
 }
@@ -285,6 +374,7 @@ impl DeployParameters {
                 ));
             }
         }
+        r.extend(self.check_scale());
         let res = &self.resources;
         let fields = [
             ("cpu_request", &res.cpu_request),
@@ -325,6 +415,49 @@ impl DeployParameters {
                     format!("{req} is larger than {lim}; a request cannot exceed its limit"),
                 ));
             }
+        }
+        r
+    }
+}
+
+impl DeployParameters {
+    fn check_scale(&self) -> ValidationReport {
+        let mut r = ValidationReport::default();
+        let s = &self.scale;
+        let problem = |field: &str, msg: String| {
+            Problem::error(
+                "parameters.scale",
+                format!("deploy_parameters.scale.{field}"),
+                msg,
+            )
+        };
+        let min = s.min_replicas.unwrap_or(self.pod_count);
+        let max = s.max_replicas.unwrap_or(self.pod_count.max(min));
+        if !(1..=MAX_REPLICAS).contains(&max) {
+            r.push(problem(
+                "max_replicas",
+                format!("max_replicas must be between 1 and {MAX_REPLICAS}, got {max}"),
+            ));
+        } else if min > max {
+            r.push(problem(
+                "min_replicas",
+                format!("min_replicas ({min}) is larger than max_replicas ({max})"),
+            ));
+        }
+        if s.target_concurrency < 1 {
+            r.push(problem(
+                "target_concurrency",
+                "target_concurrency must be at least 1".to_owned(),
+            ));
+        }
+        if !(1..=MAX_IDLE_TIMEOUT_SECS).contains(&s.idle_timeout_secs) {
+            r.push(problem(
+                "idle_timeout_secs",
+                format!(
+                    "idle_timeout_secs must be between 1 and {MAX_IDLE_TIMEOUT_SECS}, got {}",
+                    s.idle_timeout_secs
+                ),
+            ));
         }
         r
     }
@@ -471,6 +604,70 @@ mod tests {
     fn eternal_is_a_flag() {
         assert!(Parameters::parse(br#"{"eternal": true}"#).unwrap().eternal);
         assert!(!codes(r#"{"eternal": "yes"}"#).is_empty());
+    }
+
+    #[test]
+    fn scale_bounds_default_to_pod_count() {
+        let p = Parameters::parse(br#"{"deploy_parameters": {"pod_count": 3}}"#).unwrap();
+        let b = p.deploy_parameters.replica_bounds(false);
+        assert_eq!((b.min, b.max, b.scales()), (3, 3, false));
+        assert_eq!(b.start_with(None), 3);
+        let p = Parameters::parse(
+            br#"{"deploy_parameters": {"scale": {"min_replicas": 0, "max_replicas": 4, "idle_timeout_secs": 30}}}"#,
+        )
+        .unwrap();
+        let b = p.deploy_parameters.replica_bounds(false);
+        assert_eq!((b.min, b.max, b.scales()), (0, 4, true));
+        // A deployment starts with at least one replica, and keeps a count in bounds.
+        assert_eq!(b.start_with(None), 1);
+        assert_eq!(b.start_with(Some(0)), 1);
+        assert_eq!(b.start_with(Some(3)), 3);
+        assert_eq!(b.start_with(Some(9)), 4);
+        assert_eq!(p.deploy_parameters.scale.target_concurrency, 10);
+        // An eternal lambda never idles.
+        assert_eq!(p.deploy_parameters.replica_bounds(true).min, 1);
+        // min above the pod_count raises the default max with it.
+        let p =
+            Parameters::parse(br#"{"deploy_parameters": {"scale": {"min_replicas": 2}}}"#).unwrap();
+        let b = p.deploy_parameters.replica_bounds(false);
+        assert_eq!((b.min, b.max), (2, 2));
+    }
+
+    #[test]
+    fn bad_scale_parameters_name_their_field() {
+        let path = |json: &str| -> Vec<String> {
+            codes(json)
+                .into_iter()
+                .inspect(|(code, _)| assert_eq!(code, "parameters.scale"))
+                .map(|(_, path)| path)
+                .collect()
+        };
+        assert_eq!(
+            path(r#"{"deploy_parameters": {"scale": {"min_replicas": 3, "max_replicas": 2}}}"#),
+            ["deploy_parameters.scale.min_replicas"]
+        );
+        assert_eq!(
+            path(r#"{"deploy_parameters": {"pod_count": 3, "scale": {"max_replicas": 2}}}"#),
+            ["deploy_parameters.scale.min_replicas"]
+        );
+        assert_eq!(
+            path(r#"{"deploy_parameters": {"scale": {"min_replicas": 0, "max_replicas": 0}}}"#),
+            ["deploy_parameters.scale.max_replicas"]
+        );
+        assert_eq!(
+            path(r#"{"deploy_parameters": {"scale": {"max_replicas": 100000}}}"#),
+            ["deploy_parameters.scale.max_replicas"]
+        );
+        assert_eq!(
+            path(
+                r#"{"deploy_parameters": {"scale": {"target_concurrency": 0, "idle_timeout_secs": 0}}}"#
+            ),
+            [
+                "deploy_parameters.scale.target_concurrency",
+                "deploy_parameters.scale.idle_timeout_secs"
+            ]
+        );
+        assert!(!codes(r#"{"deploy_parameters": {"scale": {"min": 1}}}"#).is_empty());
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum LambdaStatus {
     Terminated,
     /// The orchestrator no longer knows the deployment.
     NotFound,
+    /// Scaled to zero after `idle_timeout_secs` without a request: no replica runs, and the
+    /// next request wakes it.
+    Idle,
 }
 
 impl ImageStatus {
@@ -97,6 +100,13 @@ impl LambdaStatus {
                 | (Terminated, Running)
                 | (NotFound, Waiting)
                 | (Waiting, NotFound)
+                // scaled to zero, and woken
+                | (Running, Idle)
+                | (Idle, Running)
+                // an update or a switch off of an idle lambda
+                | (Idle, Waiting)
+                | (Idle, Terminated)
+                | (Idle, NotFound)
         )
     }
 
@@ -120,6 +130,7 @@ impl LambdaStatus {
             Self::Running => "running",
             Self::Terminated => "terminated",
             Self::NotFound => "not_found",
+            Self::Idle => "idle",
         }
     }
 }
@@ -146,11 +157,12 @@ mod tests {
         ImageStatus::Completed,
         ImageStatus::Error,
     ];
-    const LAMBDA: [LambdaStatus; 4] = [
+    const LAMBDA: [LambdaStatus; 5] = [
         LambdaStatus::Waiting,
         LambdaStatus::Running,
         LambdaStatus::Terminated,
         LambdaStatus::NotFound,
+        LambdaStatus::Idle,
     ];
 
     #[test]
@@ -218,5 +230,29 @@ mod tests {
         for s in IMAGE {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
+        for s in LAMBDA {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+    }
+
+    #[test]
+    fn a_lambda_idles_and_wakes() {
+        let s = LambdaStatus::Running
+            .transition(LambdaStatus::Idle)
+            .unwrap();
+        assert_eq!(
+            s.transition(LambdaStatus::Running).unwrap(),
+            LambdaStatus::Running
+        );
+        assert!(
+            LambdaStatus::Waiting
+                .transition(LambdaStatus::Idle)
+                .is_err()
+        );
+        assert!(
+            LambdaStatus::Terminated
+                .transition(LambdaStatus::Idle)
+                .is_err()
+        );
     }
 }

@@ -30,6 +30,9 @@ impl Orchestrator for Fixed {
     async fn undeploy(&self, _: &LambdaId) -> lambda_deploy::Result<()> {
         Ok(())
     }
+    async fn scale(&self, _: &LambdaId, _: u32) -> lambda_deploy::Result<()> {
+        Ok(())
+    }
     async fn status(&self, id: &LambdaId) -> lambda_deploy::Result<DeploymentStatus> {
         Err(lambda_deploy::Error::NotFound(*id))
     }
@@ -85,6 +88,7 @@ fn running_record() -> LambdaRecord {
         has_docs: false,
         import_image: None,
         last_usage: None,
+        replicas: 0,
     }
 }
 

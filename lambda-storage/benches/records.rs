@@ -35,6 +35,7 @@ fn record(account: uuid::Uuid, i: usize) -> LambdaRecord {
         has_docs: false,
         import_image: None,
         last_usage: None,
+        replicas: 0,
     }
 }
 

@@ -32,6 +32,7 @@ pub fn record(account: uuid::Uuid, name: &str) -> LambdaRecord {
         has_docs: false,
         import_image: None,
         last_usage: None,
+        replicas: 0,
     }
 }
 
