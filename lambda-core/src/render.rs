@@ -224,6 +224,8 @@ pub struct DeploySpec<'a> {
     pub instance: &'a str,
     /// Secrets (in the lambda's namespace) to pull the image with, for a private registry.
     pub image_pull_secrets: &'a [String],
+    /// Replicas to run now (the autoscaler's count, within the lambda's scale bounds).
+    pub replicas: u32,
 }
 
 fn object_labels(spec: &DeploySpec<'_>) -> Value {
@@ -262,7 +264,7 @@ pub fn runtime_env(
 /// image's last `USER` says.
 pub const LAMBDA_UID: u32 = 1000;
 
-/// The Deployment: `pod_count` replicas, rolling update with no unavailable replica, probes on
+/// The Deployment: `replicas` replicas, rolling update with no unavailable replica, probes on
 /// `/healthcheck`, nodeSelector, resources, GPU, user config mounted from a ConfigMap. A container
 /// that fails reports its last output lines in its status (`FallbackToLogsOnError`), so the reason
 /// of a crash loop is known without reading logs. Hardened: non-root ([`LAMBDA_UID`]), no
@@ -370,7 +372,7 @@ pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": dp.namespace, "labels": object_labels(spec)},
         "spec": {
-            "replicas": dp.pod_count,
+            "replicas": spec.replicas,
             "selector": {"matchLabels": {labels::ID: spec.id.to_string()}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": template,

@@ -106,6 +106,7 @@ fn kubernetes_objects() {
         config_hash: "c0ffee",
         instance: "default",
         image_pull_secrets: &["regcred".to_owned()],
+        replicas: params.deploy_parameters.pod_count,
     };
     let dep = render_deployment(&spec);
     assert_eq!(dep["metadata"]["name"], format!("lambda-{}", id()));
@@ -156,6 +157,7 @@ fn kubernetes_defaults_have_no_gpu_and_no_selector() {
         config_hash: "0",
         instance: "default",
         image_pull_secrets: &[],
+        replicas: 1,
     };
     let dep = render_deployment(&spec);
     assert_eq!(dep["metadata"]["namespace"], "default");

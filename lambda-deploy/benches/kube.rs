@@ -39,6 +39,7 @@ fn spec(id: LambdaId, n: usize) -> DeploySpec {
             digest: None,
         },
         parameters: Parameters::default(),
+        replicas: 1,
     }
 }
 
@@ -122,6 +123,7 @@ fn main() {
                 config_hash: "0",
                 instance: "bench-kubectl",
                 image_pull_secrets: &[],
+                replicas: 1,
             };
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
                 lambda_core::render::render_config_map(&r),

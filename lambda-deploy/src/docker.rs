@@ -9,7 +9,10 @@ use crate::{
 };
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
     ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -69,7 +72,11 @@ struct Deployment {
     version: u64,
     generation: u64,
     config_hash: String,
+    /// The replicas that serve.
     replicas: Vec<Replica>,
+    /// Containers stopped by a scale to zero, kept to be started again on a wake (faster than
+    /// creating them).
+    stopped: Vec<Replica>,
 }
 
 /// Runs lambdas as containers on one Docker engine (see the module docs).
@@ -177,6 +184,7 @@ impl DockerOrchestrator {
                 generation: 0,
                 config_hash: String::new(),
                 replicas: Vec::new(),
+                stopped: Vec::new(),
             });
             if generation > d.generation {
                 d.generation = generation;
@@ -188,11 +196,16 @@ impl DockerOrchestrator {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 d.config_hash = l.get(LABEL_CONFIG).cloned().unwrap_or_default();
-                d.replicas.push(Replica {
+                let r = Replica {
                     container: c.id.clone().unwrap_or_default(),
                     name: l.get(LABEL_REPLICA).cloned().unwrap_or_default(),
                     port,
-                });
+                };
+                if c.state == Some(ContainerSummaryStateEnum::RUNNING) {
+                    d.replicas.push(r);
+                } else {
+                    d.stopped.push(r);
+                }
             }
         }
         // Remove what is not the newest generation.
@@ -205,6 +218,7 @@ impl DockerOrchestrator {
                 .is_some_and(|d| {
                     d.replicas
                         .iter()
+                        .chain(&d.stopped)
                         .any(|r| Some(&r.container) == c.id.as_ref())
                 });
             if !keep && let Some(cid) = &c.id {
@@ -212,25 +226,22 @@ impl DockerOrchestrator {
             }
         }
         for d in newest.values_mut() {
-            d.replicas.sort_by(|a, b| a.name.cmp(&b.name));
-            for r in &d.replicas {
-                // A stopped replica of the newest generation is started again.
-                let _ = self.docker.start_container(&r.container, None).await;
+            if !d.replicas.is_empty() {
+                // A stopped replica beside running ones is started again; when all are
+                // stopped, the lambda was scaled to zero and stays so until a wake.
+                for r in d.stopped.drain(..) {
+                    let _ = self.docker.start_container(&r.container, None).await;
+                    d.replicas.push(r);
+                }
             }
+            d.replicas.sort_by(|a, b| a.name.cmp(&b.name));
         }
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = newest;
         Ok(())
     }
 
     async fn remove(&self, container: &str) {
-        let grace = self.cfg.stop_grace.as_secs() as i32;
-        let _ = self
-            .docker
-            .stop_container(
-                container,
-                Some(StopContainerOptionsBuilder::default().t(grace).build()),
-            )
-            .await;
+        self.stop(container).await;
         let _ = self
             .docker
             .remove_container(
@@ -360,13 +371,13 @@ impl DockerOrchestrator {
             h.update(serde_json::to_vec(&p.deploy_parameters.resources).unwrap_or_default());
             lambda_core::hex(&h.finalize()[..8])
         };
-        let wanted = p.deploy_parameters.pod_count.max(1) as usize;
+        let wanted = spec.replicas.max(1) as usize;
         let current = self.deployment(&id).ok();
         if let Some(d) = &current
             && d.config_hash == config_hash
-            && d.replicas.len() == wanted
         {
-            return Ok(());
+            // What runs already: only the count may differ.
+            return self.set_replicas(&id, wanted).await;
         }
         self.ensure_image(reference).await?;
         let generation = current.as_ref().map_or(1, |d| d.generation + 1);
@@ -427,29 +438,11 @@ impl DockerOrchestrator {
                 }),
                 ..Default::default()
             };
-            let container_name = format!("luna-lambda-{id}-{generation}-{i}");
-            let created = self
-                .docker
-                .create_container(
-                    Some(
-                        CreateContainerOptionsBuilder::default()
-                            .name(&container_name)
-                            .build(),
-                    ),
-                    body,
-                )
-                .await
-                .map_err(|e| Error::StartFailed {
-                    reason: format!("cannot create container {container_name}: {e}"),
-                })?;
-            self.docker
-                .start_container(&created.id, None)
-                .await
-                .map_err(|e| Error::StartFailed {
-                    reason: format!("cannot start container {container_name}: {e}"),
-                })?;
+            let container = self
+                .create_started(&format!("luna-lambda-{id}-{generation}-{i}"), body)
+                .await?;
             fresh.push(Replica {
-                container: created.id,
+                container,
                 name,
                 port,
             });
@@ -473,14 +466,199 @@ impl DockerOrchestrator {
                     generation,
                     config_hash,
                     replicas: fresh,
+                    stopped: Vec::new(),
                 },
             );
         if let Some(old) = current {
-            for r in &old.replicas {
+            for r in old.replicas.iter().chain(&old.stopped) {
                 self.remove(&r.container).await;
             }
         }
         Ok(())
+    }
+}
+
+impl DockerOrchestrator {
+    /// Sets the number of serving replicas (the lambda's lock held): fewer removes the newest
+    /// (to zero: stops them all and keeps them for a wake); more starts the kept ones first,
+    /// then creates copies of an existing container (same image, environment and limits, its
+    /// own port), and waits until they answer.
+    async fn set_replicas(&self, id: &LambdaId, wanted: usize) -> Result<()> {
+        let d = self.deployment(id)?;
+        if wanted == d.replicas.len() {
+            return Ok(());
+        }
+        if wanted < d.replicas.len() {
+            let gone = {
+                let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+                let d = table.get_mut(id).ok_or(Error::NotFound(*id))?;
+                let gone = d.replicas.split_off(wanted);
+                if wanted == 0 {
+                    d.stopped.extend(gone.iter().cloned());
+                }
+                gone
+            };
+            for r in &gone {
+                if wanted == 0 {
+                    self.stop(&r.container).await;
+                } else {
+                    self.remove(&r.container).await;
+                }
+            }
+            return Ok(());
+        }
+        let mut fresh = Vec::new();
+        let mut kept = d.stopped.clone();
+        let result = self
+            .start_more(id, &d, wanted - d.replicas.len(), &mut kept, &mut fresh)
+            .await;
+        if let Err(e) = result {
+            for r in &fresh {
+                self.remove(&r.container).await;
+            }
+            return Err(e);
+        }
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let d = table.get_mut(id).ok_or(Error::NotFound(*id))?;
+        d.stopped = kept;
+        d.replicas.extend(fresh);
+        Ok(())
+    }
+
+    /// Starts `n` more replicas of `d` (kept stopped ones first, then copies) into `fresh`, and
+    /// waits until each answers.
+    async fn start_more(
+        &self,
+        id: &LambdaId,
+        d: &Deployment,
+        n: usize,
+        kept: &mut Vec<Replica>,
+        fresh: &mut Vec<Replica>,
+    ) -> Result<()> {
+        let template = d
+            .replicas
+            .first()
+            .or(kept.first())
+            .map(|r| r.container.clone())
+            .ok_or_else(|| Error::StartFailed {
+                reason: format!("lambda {id} has no container to copy; deploy it again"),
+            })?;
+        let mut next = d
+            .replicas
+            .iter()
+            .chain(kept.iter())
+            .filter_map(|r| r.name.rsplit('-').next()?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |i| i + 1);
+        for _ in 0..n {
+            let r = match kept.pop() {
+                Some(r) => {
+                    self.docker
+                        .start_container(&r.container, None)
+                        .await
+                        .map_err(|e| Error::StartFailed {
+                            reason: format!("cannot start container of {}: {e}", r.name),
+                        })?;
+                    r
+                }
+                None => {
+                    next += 1;
+                    self.copy_replica(id, d.generation, &template, next - 1)
+                        .await?
+                }
+            };
+            fresh.push(r);
+        }
+        let deadline = Instant::now() + self.cfg.start_timeout;
+        for r in fresh.iter() {
+            self.wait_ready(r, deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// A new container like `template` (a replica of the same generation), on its own port.
+    async fn copy_replica(
+        &self,
+        id: &LambdaId,
+        generation: u64,
+        template: &str,
+        index: usize,
+    ) -> Result<Replica> {
+        let t = self
+            .docker
+            .inspect_container(template, None::<InspectContainerOptions>)
+            .await
+            .map_err(engine)?;
+        let config = t.config.unwrap_or_default();
+        let port = free_port()?;
+        let mut labels = config.labels.unwrap_or_default();
+        let base = labels
+            .get(LABEL_REPLICA)
+            .and_then(|n| n.rsplit_once('-').map(|(b, _)| b.to_owned()))
+            .unwrap_or_default();
+        let name = format!("{base}-{index}");
+        labels.insert(LABEL_REPLICA.to_owned(), name.clone());
+        labels.insert(LABEL_PORT.to_owned(), port.to_string());
+        let env = config
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                if e.starts_with("LAMBDA_PORT=") {
+                    format!("LAMBDA_PORT={port}")
+                } else {
+                    e
+                }
+            })
+            .collect();
+        let body = ContainerCreateBody {
+            image: config.image,
+            env: Some(env),
+            labels: Some(labels),
+            host_config: t.host_config,
+            ..Default::default()
+        };
+        let container = self
+            .create_started(&format!("luna-lambda-{id}-{generation}-{index}"), body)
+            .await?;
+        Ok(Replica {
+            container,
+            name,
+            port,
+        })
+    }
+
+    /// Creates and starts a container (removed again when it does not start); its id.
+    async fn create_started(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(name).build()),
+                body,
+            )
+            .await
+            .map_err(|e| Error::StartFailed {
+                reason: format!("cannot create container {name}: {e}"),
+            })?;
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            self.remove(&created.id).await;
+            return Err(Error::StartFailed {
+                reason: format!("cannot start container {name}: {e}"),
+            });
+        }
+        Ok(created.id)
+    }
+
+    /// Stops a container and keeps it.
+    async fn stop(&self, container: &str) {
+        let grace = self.cfg.stop_grace.as_secs() as i32;
+        let _ = self
+            .docker
+            .stop_container(
+                container,
+                Some(StopContainerOptionsBuilder::default().t(grace).build()),
+            )
+            .await;
     }
 }
 
@@ -497,6 +675,20 @@ impl Orchestrator for Arc<DockerOrchestrator> {
             .map_err(|e| Error::StartFailed {
                 reason: format!("the deploy task failed: {e}"),
             })?
+    }
+
+    async fn scale(&self, lambda_id: &LambdaId, replicas: u32) -> Result<()> {
+        let this = self.clone();
+        let id = *lambda_id;
+        tokio::spawn(async move {
+            let lock = this.lock_for(&id);
+            let _held = lock.lock().await;
+            this.set_replicas(&id, replicas as usize).await
+        })
+        .await
+        .map_err(|e| Error::StartFailed {
+            reason: format!("the scale task failed: {e}"),
+        })?
     }
 
     async fn undeploy(&self, lambda_id: &LambdaId) -> Result<()> {

@@ -658,6 +658,7 @@ impl KubeOrchestrator {
             config_hash: &hash,
             instance: &self.cfg.instance,
             image_pull_secrets: &self.cfg.image_pull_secrets,
+            replicas: spec.replicas.max(1),
         };
         let deployment = render::render_deployment(&rspec);
         let template = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -688,7 +689,7 @@ impl KubeOrchestrator {
         self.apply(&ns, &render::render_config_map(&rspec)).await?;
         self.apply(&ns, &deployment).await?;
         self.apply(&ns, &render::render_service(&rspec)).await?;
-        let want = spec.parameters.deploy_parameters.pod_count as usize;
+        let want = spec.replicas.max(1) as usize;
         let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
         let mut seen = false;
         let failure = loop {
@@ -778,6 +779,53 @@ impl KubeOrchestrator {
     }
 }
 
+impl KubeOrchestrator {
+    /// Sets the Deployment's `replicas` through its scale subresource (the pod template is not
+    /// touched: no rollout) and, when it grows, waits until that many pods are ready. A scale up
+    /// that fails (a crashing pod, the start timeout) is undone and says why.
+    async fn scale_inner(&self, id: &LambdaId, replicas: u32) -> Result<()> {
+        let d = self.deployment(id).ok_or(Error::NotFound(*id))?;
+        let ns = d.metadata.namespace.clone().unwrap_or_default();
+        let before = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let template = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(labels::TEMPLATE_HASH))
+            .cloned()
+            .unwrap_or_default();
+        let deps = Api::<Deployment>::namespaced(self.client.clone(), &ns);
+        let name = id.object_name();
+        let patch = |n: u32| Patch::Merge(serde_json::json!({"spec": {"replicas": n}}));
+        let mut rx = self.changed.subscribe();
+        deps.patch_scale(&name, &PatchParams::default(), &patch(replicas))
+            .await
+            .map_err(api_error)?;
+        if i64::from(replicas) <= i64::from(before) {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
+        let failure = loop {
+            match self.rollout(id, &template, replicas as usize) {
+                Rollout::Done => return Ok(()),
+                Rollout::Failed(reason) => break reason,
+                Rollout::Pending(_) => {}
+            }
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    break format!("not ready after {} s", self.cfg.start_timeout.as_secs());
+                }
+            }
+        };
+        let _ = deps
+            .patch_scale(&name, &PatchParams::default(), &patch(before.max(0) as u32))
+            .await;
+        Err(Error::StartFailed { reason: failure })
+    }
+}
+
 #[async_trait]
 impl Orchestrator for KubeOrchestrator {
     fn kind(&self) -> &'static str {
@@ -788,6 +836,12 @@ impl Orchestrator for KubeOrchestrator {
         let lock = self.lock_for(&spec.lambda_id);
         let _guard = lock.lock().await;
         self.deploy_inner(spec).await
+    }
+
+    async fn scale(&self, lambda_id: &LambdaId, replicas: u32) -> Result<()> {
+        let lock = self.lock_for(lambda_id);
+        let _guard = lock.lock().await;
+        self.scale_inner(lambda_id, replicas).await
     }
 
     async fn undeploy(&self, lambda_id: &LambdaId) -> Result<()> {

@@ -34,6 +34,9 @@ pub struct DeploySpec {
     pub artifact: Artifact,
     /// Workers, env, user_config, deploy_parameters (pod_count, ...).
     pub parameters: Parameters,
+    /// Replicas to run (at least one is started; the platform picks the count within the
+    /// lambda's `deploy_parameters.scale` bounds).
+    pub replicas: u32,
 }
 
 /// Phase of one replica.
@@ -153,6 +156,13 @@ pub trait Orchestrator: Send + Sync + fmt::Debug + 'static {
     /// ones stop). Returns once every replica answers; on failure the previous version keeps
     /// running and the error says why. Deploying what already runs is a no-op.
     async fn deploy(&self, spec: DeploySpec) -> Result<()>;
+
+    /// Sets the replica count of what is deployed, without a rollout (same version and
+    /// configuration): new replicas serve once they answer, and the call returns when all do
+    /// (or with the reason one did not, the new ones stopped again); fewer stops the newest,
+    /// after they leave the balancing. `0` stops every replica but keeps the deployment, for a
+    /// later `scale` to start again.
+    async fn scale(&self, lambda_id: &LambdaId, replicas: u32) -> Result<()>;
 
     /// Stops and removes a deployment (idempotent: nothing deployed is fine).
     async fn undeploy(&self, lambda_id: &LambdaId) -> Result<()>;

@@ -81,6 +81,9 @@ impl LocalOrchestratorConfig {
 /// What every replica of one generation runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Generation {
+    /// The lambda's name, which replica names start with.
+    #[serde(default)]
+    lambda_name: String,
     number: u64,
     version: u64,
     config_hash: String,
@@ -567,6 +570,7 @@ impl LocalOrchestrator {
         env.extend(p.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         Ok((
             Generation {
+                lambda_name: spec.lambda_name.to_string(),
                 number,
                 version: spec.version,
                 config_hash,
@@ -646,7 +650,7 @@ impl LocalOrchestrator {
         let lock = self.lock_for(&spec.lambda_id);
         let _held = lock.lock().await;
         let id = spec.lambda_id;
-        let replicas_wanted = spec.parameters.deploy_parameters.pod_count.max(1) as usize;
+        let replicas_wanted = spec.replicas.max(1) as usize;
         let (current_gen, current_replicas) = {
             let table = self.table.read().unwrap_or_else(|p| p.into_inner());
             match table.deployments.get(&id) {
@@ -658,12 +662,12 @@ impl LocalOrchestrator {
         let (generation, user_config) = self.generation_for(&spec, number)?;
         if let Some(g) = &current_gen
             && g.config_hash == generation.config_hash
-            && current_replicas.len() == replicas_wanted
             && current_replicas
                 .iter()
                 .all(|r| r.phase() != ReplicaPhase::Stopped)
         {
-            return Ok(());
+            // What runs already: only the count may differ.
+            return self.set_replicas(&id, replicas_wanted).await;
         }
         let dir = self.run_dir(&id);
         tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
@@ -681,7 +685,7 @@ impl LocalOrchestrator {
         let generation = Arc::new(generation);
         let mut fresh = Vec::new();
         for i in 0..replicas_wanted {
-            let name = format!("{}-{}-{i}", spec.lambda_name, generation.number);
+            let name = replica_name(&generation, i);
             fresh.push(self.start_replica(&id, name, free_port()?, generation.clone(), None));
         }
         let deadline = Instant::now() + self.cfg.start_timeout;
@@ -720,6 +724,75 @@ impl LocalOrchestrator {
         Ok(())
     }
 
+    /// Runs a scale to completion even if the caller stops waiting.
+    async fn scale_spawned(self: &Arc<Self>, lambda_id: &LambdaId, replicas: u32) -> Result<()> {
+        let this = self.clone();
+        let id = *lambda_id;
+        tokio::spawn(async move {
+            let lock = this.lock_for(&id);
+            let _held = lock.lock().await;
+            this.set_replicas(&id, replicas as usize).await
+        })
+        .await
+        .map_err(|e| Error::StartFailed {
+            reason: format!("the scale task failed: {e}"),
+        })?
+    }
+
+    /// Starts or stops replicas of the running generation until it has `wanted` (the
+    /// lambda's lock held). New replicas serve as soon as they answer; the call returns when
+    /// all have, or with the reason one did not (then the new ones are stopped again). The
+    /// newest replicas are the ones stopped, after they leave the balancing.
+    async fn set_replicas(self: &Arc<Self>, id: &LambdaId, wanted: usize) -> Result<()> {
+        let (generation, current) = {
+            let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+            let d = table.deployments.get(id).ok_or(Error::NotFound(*id))?;
+            (d.generation.clone(), d.replicas.clone())
+        };
+        if wanted == current.len() {
+            return Ok(());
+        }
+        if wanted < current.len() {
+            let gone = {
+                let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+                let d = table.deployments.get_mut(id).ok_or(Error::NotFound(*id))?;
+                d.replicas.split_off(wanted.min(d.replicas.len()))
+            };
+            self.persist(id).await?;
+            LocalOrchestrator::stop_all(&gone).await;
+            return Ok(());
+        }
+        let next = current
+            .iter()
+            .filter_map(|r| r.name.rsplit('-').next()?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |i| i + 1);
+        let mut fresh = Vec::new();
+        for index in next..next + (wanted - current.len()) {
+            let name = replica_name(&generation, index);
+            fresh.push(self.start_replica(id, name, free_port()?, generation.clone(), None));
+        }
+        let with_replicas = |f: &dyn Fn(&mut Vec<Arc<Replica>>)| {
+            let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(d) = table.deployments.get_mut(id) {
+                f(&mut d.replicas);
+            }
+        };
+        with_replicas(&|replicas| replicas.extend(fresh.iter().cloned()));
+        let deadline = Instant::now() + self.cfg.start_timeout;
+        for r in &fresh {
+            if let Err(e) = wait_running(r, deadline).await {
+                with_replicas(&|replicas| {
+                    replicas.retain(|r| !fresh.iter().any(|f| Arc::ptr_eq(f, r)))
+                });
+                LocalOrchestrator::stop_all(&fresh).await;
+                let _ = self.persist(id).await;
+                return Err(e);
+            }
+        }
+        self.persist(id).await
+    }
+
     async fn undeploy_inner(self: &Arc<Self>, lambda_id: &LambdaId) -> Result<()> {
         let lock = self.lock_for(lambda_id);
         let _held = lock.lock().await;
@@ -753,6 +826,10 @@ impl Orchestrator for Arc<LocalOrchestrator> {
 
     async fn undeploy(&self, lambda_id: &LambdaId) -> Result<()> {
         self.undeploy_spawned(lambda_id).await
+    }
+
+    async fn scale(&self, lambda_id: &LambdaId, replicas: u32) -> Result<()> {
+        self.scale_spawned(lambda_id, replicas).await
     }
 
     async fn status(&self, lambda_id: &LambdaId) -> Result<DeploymentStatus> {
@@ -885,6 +962,11 @@ impl Orchestrator for Arc<LocalOrchestrator> {
         let _ = tokio::fs::remove_file(&probe).await;
         Ok(())
     }
+}
+
+/// `<lambda name>-<generation>-<index>`.
+fn replica_name(generation: &Generation, index: usize) -> String {
+    format!("{}-{}-{index}", generation.lambda_name, generation.number)
 }
 
 /// A free loopback port (bound and released; the replica binds it right after).

@@ -500,6 +500,10 @@ async fn the_documented_role_is_all_the_platform_needs() {
     assert!(orch.status(&id).await.unwrap().all_running());
     let logs = orch.logs(&id, Some(5)).await.unwrap();
     assert!(logs.values().all(|l| !l.is_empty()), "{logs:?}");
+    // The autoscaler's scale subresource: to zero and back.
+    orch.scale(&id, 0).await.unwrap();
+    orch.scale(&id, 1).await.unwrap();
+    assert!(orch.status(&id).await.unwrap().all_running());
     orch.undeploy(&id).await.unwrap();
     assert_eq!(objects_of(&id), "");
     // Nothing beyond its namespace: the error says which Role to grant.

@@ -41,6 +41,7 @@ pub(crate) async fn ship(
         version,
         artifact,
         parameters: Parameters::default(),
+        replicas: 1,
     })
     .await
     .unwrap();

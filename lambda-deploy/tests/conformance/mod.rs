@@ -138,6 +138,7 @@ pub fn spec(
         lambda_type: LambdaType::Standalone,
         version,
         artifact,
+        replicas: params.deploy_parameters.pod_count,
         parameters: params,
     }
 }
@@ -197,6 +198,55 @@ pub async fn two_replicas_answer_round_robin_and_undeploy_leaves_nothing(h: &dyn
         Err(lambda_deploy::Error::NotFound(_))
     ));
     orch.undeploy(&id).await.unwrap(); // idempotent
+}
+
+pub async fn scale_changes_the_count_without_a_rollout(h: &dyn Harness) {
+    let orch = h.orchestrator();
+    let id = LambdaId::new();
+    let art = h.artifact(id, 1, example_files("hello")).await;
+    orch.deploy(spec(id, "scaled", 1, art, Parameters::default()))
+        .await
+        .unwrap();
+    let first = h.replica_ids(&id);
+    assert_eq!(first.len(), 1);
+    // Up: the replica that ran keeps running (no rollout), two more join it.
+    orch.scale(&id, 3).await.unwrap();
+    let st = orch.status(&id).await.unwrap();
+    assert!(st.all_running(), "{st:?}");
+    assert_eq!((st.replicas.len(), st.version), (3, 1), "{st:?}");
+    let three = h.replica_ids(&id);
+    assert_eq!(three.len(), 3);
+    assert!(
+        three.contains(&first[0]),
+        "{first:?} was replaced: {three:?}"
+    );
+    let urls: std::collections::HashSet<String> =
+        (0..6).filter_map(|_| orch.endpoint(&id)).collect();
+    assert_eq!(urls.len(), 3, "requests balance over the three: {urls:?}");
+    // Down to zero: nothing runs, nothing is routed, the deployment stays.
+    orch.scale(&id, 0).await.unwrap();
+    assert!(orch.endpoint(&id).is_none());
+    eventually(
+        "the replicas to stop",
+        Duration::from_secs(60),
+        async || three.iter().all(|r| !h.alive(r)),
+    )
+    .await;
+    assert!(orch.status(&id).await.unwrap().replicas.is_empty());
+    assert_eq!(orch.list().await.unwrap().len(), 1, "still deployed");
+    // And back: a replica of the same version answers.
+    orch.scale(&id, 1).await.unwrap();
+    let url = orch
+        .endpoint(&id)
+        .expect("a replica after scaling up from zero");
+    let (status, body) = post(&url, serde_json::json!({"x": 2})).await.unwrap();
+    assert_eq!((status, body), (200, serde_json::json!({"echo": {"x": 2}})));
+    assert_eq!(orch.status(&id).await.unwrap().version, 1);
+    orch.undeploy(&id).await.unwrap();
+    assert!(matches!(
+        orch.scale(&id, 1).await,
+        Err(lambda_deploy::Error::NotFound(_))
+    ));
 }
 
 pub async fn every_example_builds_and_runs(h: &dyn Harness) {
@@ -479,6 +529,7 @@ macro_rules! orchestrator_conformance {
     ($harness:path) => {
         $crate::orchestrator_conformance!(@cases $harness;
             two_replicas_answer_round_robin_and_undeploy_leaves_nothing,
+            scale_changes_the_count_without_a_rollout,
             every_example_builds_and_runs,
             a_crashed_replica_comes_back_with_its_restart_counted,
             a_lambda_that_fails_at_import_does_not_start_and_says_why,
