@@ -45,6 +45,9 @@ impl Orchestrator for Fixed {
     async fn undeploy(&self, _: &LambdaId) -> lambda_deploy::Result<()> {
         Ok(())
     }
+    async fn scale(&self, _: &LambdaId, _: u32) -> lambda_deploy::Result<()> {
+        Ok(())
+    }
     async fn status(&self, id: &LambdaId) -> lambda_deploy::Result<DeploymentStatus> {
         Err(lambda_deploy::Error::NotFound(*id))
     }
@@ -104,6 +107,7 @@ fn record(i: usize, alive: bool) -> LambdaRecord {
         has_docs: false,
         import_image: None,
         last_usage: None,
+        replicas: 0,
     }
 }
 

@@ -218,6 +218,16 @@ async fn get(ctx: &Ctx, id: LambdaId) -> anyhow::Result<ExitCode> {
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         );
+        let bounds = rec
+            .parameters
+            .deploy_parameters
+            .replica_bounds(rec.parameters.eternal);
+        outln!(
+            "replicas {} (between {} and {})",
+            rec.replicas,
+            bounds.min,
+            bounds.max
+        );
         outln!(
             "alive {}, docs {}, archive {} bytes sha256 {}",
             rec.alive,

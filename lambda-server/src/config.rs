@@ -54,6 +54,8 @@ pub struct Config {
     pub gc: GcSection,
     /// `[idle]`
     pub idle: IdleSection,
+    /// `[scale]`
+    pub scale: ScaleSection,
     /// `[auth]`
     pub auth: AuthSection,
     /// `[tls]`
@@ -154,6 +156,29 @@ impl Default for IdleSection {
             switch_off_after_secs: 0,
             check_interval_secs: 60,
             last_usage_flush_secs: 5,
+        }
+    }
+}
+
+/// `[scale]`: the autoscaler and the wake of idle lambdas (`deploy_parameters.scale`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScaleSection {
+    /// Requests held per idle lambda while it wakes; more get 503 (42013) with `Retry-After`
+    /// (default 1000).
+    pub max_waiting: usize,
+    /// Milliseconds between two looks of the autoscaler at the load (default 500).
+    pub check_interval_ms: u64,
+    /// Seconds the load must stay below the replica count before a replica stops (default 30).
+    pub scale_down_after_secs: u64,
+}
+
+impl Default for ScaleSection {
+    fn default() -> Self {
+        Self {
+            max_waiting: 1000,
+            check_interval_ms: 500,
+            scale_down_after_secs: 30,
         }
     }
 }
@@ -419,6 +444,7 @@ impl Default for Config {
             retention: RetentionSection::default(),
             gc: GcSection::default(),
             idle: IdleSection::default(),
+            scale: ScaleSection::default(),
             auth: AuthSection::default(),
             tls: TlsSection::default(),
         }
@@ -454,7 +480,7 @@ pub enum ConfigError {
     Startup(String),
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "local",
     "storage",
     "s3",
@@ -465,6 +491,7 @@ const SECTIONS: [&str; 12] = [
     "retention",
     "gc",
     "idle",
+    "scale",
     "auth",
     "tls",
 ];
@@ -1008,6 +1035,11 @@ impl Config {
                     .then(|| Duration::from_secs(self.idle.switch_off_after_secs)),
                 check_interval: Duration::from_secs(self.idle.check_interval_secs.max(1)),
                 last_usage_flush: Duration::from_secs(self.idle.last_usage_flush_secs.max(1)),
+            },
+            scale: crate::platform::ScaleSettings {
+                max_waiting: self.scale.max_waiting.max(1),
+                check_interval: Duration::from_millis(self.scale.check_interval_ms.max(10)),
+                scale_down_after: Duration::from_secs(self.scale.scale_down_after_secs),
             },
         }
     }

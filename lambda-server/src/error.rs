@@ -27,6 +27,14 @@ pub enum Error {
     /// The lambda is not running (proxy).
     #[error("lambda {0} is not running")]
     NotRunning(LambdaId),
+    /// An idle lambda did not wake (proxy): every request held for the wake gets the reason.
+    #[error("lambda {0} was idle and could not be woken: {1}")]
+    WakeFailed(LambdaId, String),
+    /// Too many requests are held for an idle lambda's wake (503, with `Retry-After`).
+    #[error(
+        "lambda {0} is waking and already holds {1} requests ([scale] max_waiting); retry shortly"
+    )]
+    WakeQueueFull(LambdaId, usize),
     /// The lambda is switched off (proxy).
     #[error("lambda {0} is switched off")]
     SwitchedOff(LambdaId),
@@ -87,7 +95,9 @@ impl Error {
             Self::Invalid(_) => ErrorCode::Validation,
             Self::UpdateNotAllowed(_) => ErrorCode::UpdateNotAllowed,
             Self::ArchiveGone(_) => ErrorCode::ArchiveGone,
-            Self::NotRunning(_) => ErrorCode::NotRunning,
+            Self::NotRunning(_) | Self::WakeFailed(..) | Self::WakeQueueFull(..) => {
+                ErrorCode::NotRunning
+            }
             Self::SwitchedOff(_) => ErrorCode::SwitchedOff,
             Self::LambdaTimeout(..) => ErrorCode::LambdaTimeout,
             Self::BadRequest(code, _) => *code,
@@ -147,6 +157,12 @@ impl IntoResponse for Error {
                 resp.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
                     axum::http::HeaderValue::from(*retry_after_secs),
+                );
+            }
+            Self::WakeQueueFull(..) => {
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
                 );
             }
             _ => {}

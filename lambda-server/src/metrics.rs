@@ -20,7 +20,10 @@ const BUCKETS: [f64; 11] = [
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The statuses `luna_lambda_lambdas` reports (each, even at 0).
-const STATUSES: [&str; 4] = ["waiting", "running", "terminated", "not_found"];
+const STATUSES: [&str; 5] = ["waiting", "running", "terminated", "not_found", "idle"];
+
+/// Buckets (seconds) of the wake latency.
+const WAKE_BUCKETS: [f64; 10] = [0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -34,6 +37,11 @@ struct StatusLabel {
     status: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LambdaLabel {
+    lambda_id: String,
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -43,6 +51,11 @@ pub struct Metrics {
     deploy: Histogram,
     lambdas: Family<StatusLabel, Gauge>,
     cleanup_failures: Counter,
+    replicas: Family<LambdaLabel, Gauge>,
+    wakes: Counter,
+    wake_failures: Counter,
+    wake: Histogram,
+    held: Gauge,
 }
 
 impl Default for Metrics {
@@ -52,6 +65,11 @@ impl Default for Metrics {
         let deploy = Histogram::new(BUCKETS);
         let lambdas = Family::<StatusLabel, Gauge>::default();
         let cleanup_failures = Counter::default();
+        let replicas = Family::<LambdaLabel, Gauge>::default();
+        let wakes = Counter::default();
+        let wake_failures = Counter::default();
+        let wake = Histogram::new(WAKE_BUCKETS);
+        let held = Gauge::default();
         let mut registry = Registry::default();
         registry.register(
             "luna_lambda_http_requests",
@@ -74,6 +92,27 @@ impl Default for Metrics {
             "Best-effort clean-ups that failed",
             cleanup_failures.clone(),
         );
+        registry.register(
+            "luna_lambda_replicas",
+            "Replicas per lambda, as the autoscaler set them",
+            replicas.clone(),
+        );
+        registry.register("luna_lambda_wakes", "Wakes of idle lambdas", wakes.clone());
+        registry.register(
+            "luna_lambda_wake_failures",
+            "Wakes that failed (every held request got the reason)",
+            wake_failures.clone(),
+        );
+        registry.register(
+            "luna_lambda_wake_duration_seconds",
+            "Time from a request to an idle lambda until a replica answers",
+            wake.clone(),
+        );
+        registry.register(
+            "luna_lambda_requests_held",
+            "Requests held by the proxy while their lambda wakes",
+            held.clone(),
+        );
         Self {
             registry,
             requests,
@@ -81,6 +120,11 @@ impl Default for Metrics {
             deploy,
             lambdas,
             cleanup_failures,
+            replicas,
+            wakes,
+            wake_failures,
+            wake,
+            held,
         }
     }
 }
@@ -110,6 +154,39 @@ impl Metrics {
     /// Counts a failed best-effort clean-up (image or artifact removal).
     pub fn cleanup_failed(&self) {
         self.cleanup_failures.inc();
+    }
+
+    /// Sets a lambda's replica count (`None`: forget the lambda).
+    pub fn set_replicas(&self, lambda_id: &lambda_core::LambdaId, n: Option<u32>) {
+        let labels = LambdaLabel {
+            lambda_id: lambda_id.to_string(),
+        };
+        match n {
+            Some(n) => {
+                self.replicas.get_or_create(&labels).set(i64::from(n));
+            }
+            None => {
+                self.replicas.remove(&labels);
+            }
+        }
+    }
+
+    /// Records a wake: its latency, and whether it failed.
+    pub fn observe_wake(&self, d: Duration, ok: bool) {
+        self.wakes.inc();
+        if !ok {
+            self.wake_failures.inc();
+        }
+        self.wake.observe(d.as_secs_f64());
+    }
+
+    /// One more (`true`) or one fewer request held for a wake.
+    pub fn held(&self, more: bool) {
+        if more {
+            self.held.inc();
+        } else {
+            self.held.dec();
+        }
     }
 
     /// The OpenMetrics text ([`CONTENT_TYPE`]), with `lambdas` counted by status.

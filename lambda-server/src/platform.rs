@@ -67,6 +67,8 @@ pub struct PlatformConfig {
     pub upload_timeout: Duration,
     /// `last_usage` and the inactivity sweep (`[idle]`).
     pub idle: IdleSettings,
+    /// The autoscaler and wakes (`[scale]`).
+    pub scale: ScaleSettings,
 }
 
 impl Default for PlatformConfig {
@@ -90,6 +92,7 @@ impl Default for PlatformConfig {
             max_concurrent_uploads: 8,
             upload_timeout: Duration::from_secs(300),
             idle: IdleSettings::default(),
+            scale: ScaleSettings::default(),
         }
     }
 }
@@ -109,6 +112,10 @@ pub struct Route {
     pub image_status: ImageStatus,
     /// Type (a `tasks` lambda's task routes are not proxied).
     pub lambda_type: LambdaType,
+    /// How its replica count may follow the load (`None`: a fixed count).
+    pub scale: Option<scale::Scaling>,
+    /// Replicas it runs now.
+    pub replicas: u32,
 }
 
 impl Route {
@@ -120,6 +127,8 @@ impl Route {
             version: r.lambda_version,
             status: r.status,
             image_status: r.image_status,
+            scale: scale::Scaling::of(r),
+            replicas: r.replicas,
         }
     }
 }
@@ -210,14 +219,19 @@ struct Inner {
     create_gate: tokio::sync::Mutex<()>,
     /// Each lambda's proxied traffic (counted by the proxy; read for `last_usage`).
     traffic: Arc<crate::traffic::Traffic>,
+    /// Requests in flight per scaling lambda, and wakes in progress.
+    scaler: scale::Scaler,
 }
 
 mod export;
 mod gc;
 mod idle;
+mod scale;
 mod versions;
 
 pub use idle::IdleSettings;
+pub(crate) use scale::InFlight;
+pub use scale::{ScaleSettings, Scaling};
 
 fn now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
@@ -267,6 +281,7 @@ fn first_record(
         has_docs,
         import_image,
         last_usage: None,
+        replicas: 0,
     }
 }
 
@@ -307,6 +322,7 @@ impl Platform {
                 tasks: TaskTracker::new(),
                 gc: tokio::sync::Mutex::new(()),
                 create_gate: tokio::sync::Mutex::new(()),
+                scaler: scale::Scaler::default(),
             }),
         }
     }
@@ -370,6 +386,7 @@ impl Platform {
             self.spawn_gc(every);
         }
         self.spawn_idle();
+        self.spawn_autoscaler();
         Ok(())
     }
 
@@ -764,6 +781,7 @@ impl Platform {
                 if !alive {
                     set_status(rec, LambdaStatus::Waiting);
                     rec.running_version = None;
+                    rec.replicas = 0;
                     rec.reason = Some(off_reason.clone());
                 } else if rec
                     .reason
@@ -805,6 +823,8 @@ impl Platform {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         self.inner.traffic.forget(id);
+        self.inner.scaler.forget(id);
+        self.inner.metrics.set_replicas(id, None);
         if let Err(e) = self.inner.orchestrator.undeploy(id).await {
             tracing::warn!(lambda = %id, error = %e, "undeploy after delete failed; the reconciler retries");
         }
@@ -971,14 +991,16 @@ impl Platform {
         id: &LambdaId,
         account: Option<uuid::Uuid>,
     ) -> Result<(Route, String)> {
-        let cached = self
-            .inner
-            .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned();
-        let route = match cached {
+        let route = self.route_entry(id, account).await?;
+        match self.inner.orchestrator.endpoint(id) {
+            Some(url) => Ok((route, url)),
+            None => Err(Error::NotRunning(*id)),
+        }
+    }
+
+    /// What the proxy knows of a lambda the caller may reach and that is switched on.
+    async fn route_entry(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<Route> {
+        let route = match self.cached_route(id) {
             Some(r) => r,
             None => Route::of(&self.get(id, None).await?),
         };
@@ -988,10 +1010,16 @@ impl Platform {
         if !route.alive {
             return Err(Error::SwitchedOff(*id));
         }
-        match self.inner.orchestrator.endpoint(id) {
-            Some(url) => Ok((route, url)),
-            None => Err(Error::NotRunning(*id)),
-        }
+        Ok(route)
+    }
+
+    fn cached_route(&self, id: &LambdaId) -> Option<Route> {
+        self.inner
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Each replica of a running lambda with its own address, for `GET /1/lambdas/{id}/metrics`;
@@ -1125,6 +1153,11 @@ impl Platform {
             Err(e) => return Err(e.into()),
         };
         let started = Instant::now();
+        let replicas = rec
+            .parameters
+            .deploy_parameters
+            .replica_bounds(rec.parameters.eternal)
+            .start_with((rec.replicas > 0).then_some(rec.replicas));
         let spec = DeploySpec {
             lambda_id: id,
             lambda_name: rec.lambda_name.clone(),
@@ -1132,6 +1165,7 @@ impl Platform {
             version,
             artifact,
             parameters: rec.parameters.clone(),
+            replicas,
         };
         // Not raced against `cancel`: a deploy is bounded by the start timeout, and a newer job
         // waits for it (deploys of one lambda are serialised) and then replaces it.
@@ -1147,8 +1181,14 @@ impl Platform {
                     set_status(r, LambdaStatus::Running);
                     r.running_version = Some(version);
                     r.reason = None;
+                    r.replicas = replicas;
                 })
                 .await?;
+                self.inner.metrics.set_replicas(&id, Some(replicas));
+                if Scaling::of(&rec).is_some() {
+                    // Its idle time starts when it runs, not when it was uploaded.
+                    self.inner.scaler.touch(&id);
+                }
                 self.retain_artifacts(&id, version).await;
             }
             Err(e) => {
@@ -1165,6 +1205,7 @@ impl Platform {
                         set_status(r, LambdaStatus::Terminated);
                         r.running_version = None;
                         r.reason = Some(reason.clone());
+                        r.replicas = 0;
                     }
                 })
                 .await?;

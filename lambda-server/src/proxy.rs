@@ -11,6 +11,7 @@
 
 use crate::api::{Account, AppState, RequestId};
 use crate::error::{Error, Result};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -161,7 +162,7 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
     })?;
     let id = crate::api::lambda_id(raw)?;
     let account = Account::resolve(req.headers(), req.extensions().get())?.0;
-    let (route, endpoint) = s.platform.route(&id, account).await?;
+    let (route, endpoint, counted) = s.platform.admit(&id, account).await?;
     if route.lambda_type == lambda_core::LambdaType::Tasks && suffix.starts_with("/tasks/") {
         // The platform's own calls into a tasks lambda; tasks start with POST /1/tasks.
         return Err(Error::BadRequest(
@@ -181,7 +182,44 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
         Err(e) => e.code().http_status(),
     };
     s.platform.traffic().record(&id, started.elapsed(), status);
-    answer
+    match counted {
+        // A scaling lambda's request counts in its load until its answer has been sent.
+        Some(counted) => answer.map(|r| {
+            r.map(|body| {
+                Body::new(Counted {
+                    body,
+                    _counted: counted,
+                })
+            })
+        }),
+        None => answer,
+    }
+}
+
+/// A response body that keeps its request counted in the lambda's load while it streams.
+struct Counted {
+    body: Body,
+    _counted: crate::platform::InFlight,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Sends a proxy request on to `endpoint` (once more to the current one when nothing reached

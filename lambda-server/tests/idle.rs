@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::scale::record_until;
 use common::*;
 use lambda_server::platform::{IdleSettings, PlatformConfig};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn idle_config(switch_off_after: Option<Duration>) -> PlatformConfig {
     PlatformConfig {
@@ -17,24 +18,6 @@ fn idle_config(switch_off_after: Option<Duration>) -> PlatformConfig {
             last_usage_flush: Duration::from_millis(200),
         },
         ..test_config()
-    }
-}
-
-/// Polls the record until `ok` holds (deadline 60 s).
-async fn record_until(
-    s: &Server,
-    id: &str,
-    what: &str,
-    ok: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let end = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = s.record(id).await;
-        if ok(&r) {
-            return r;
-        }
-        assert!(Instant::now() < end, "{what} never happened: {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -7,9 +7,9 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lambdas_run_as_containers_behind_the_proxy() {
-    let dir = tempfile::tempdir().unwrap();
+/// A server with the Docker builder and orchestrator (an instance of its own), and `extra`
+/// settings.
+async fn docker_server(dir: &std::path::Path, extra: &[(&str, &str)]) -> Server {
     let mut vars: HashMap<String, String> = docker_builder_vars().into_iter().collect();
     vars.extend(
         [
@@ -21,9 +21,15 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let cfg = lambda_server::Config::load(None, &vars).unwrap();
-    let platform = cfg.platform(dir.path(), &vars).await.unwrap();
-    let s = Server::start(platform).await;
+    Server::start(cfg.platform(dir, &vars).await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambdas_run_as_containers_behind_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = docker_server(dir.path(), &[]).await;
 
     let created: serde_json::Value = s
         .create("with-reqs", &example_zip("with-requirements"), None)
@@ -230,19 +236,7 @@ async fn create_json(s: &Server, body: serde_json::Value) -> (u16, serde_json::V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_imported_image_runs_without_a_build_and_cannot_be_updated() {
     let dir = tempfile::tempdir().unwrap();
-    let mut vars: HashMap<String, String> = docker_builder_vars().into_iter().collect();
-    vars.extend(
-        [
-            ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "docker".to_owned()),
-            (
-                "LUNA_LAMBDA_ORCHESTRATOR_INSTANCE",
-                format!("import-{}", uuid::Uuid::new_v4()),
-            ),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    let cfg = lambda_server::Config::load(None, &vars).unwrap();
-    let s = Server::start(cfg.platform(dir.path(), &vars).await.unwrap()).await;
+    let s = docker_server(dir.path(), &[]).await;
     let code = "async def main(request):\n    return {'imported': True}\n";
     let source = created_id(
         s.create("image-source", &zip_of(&[("lambda_main.py", code)]), None)
@@ -312,5 +306,42 @@ async fn an_imported_image_runs_without_a_build_and_cannot_be_updated() {
     );
     assert_eq!(s.delete(&bad).await.status(), 204);
     assert_eq!(s.delete(&source).await.status(), 204);
+    s.stop().await;
+}
+
+/// Running containers of a lambda.
+fn running_containers(id: &str) -> usize {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=luna-lambda.io/id={id}"),
+        ])
+        .env("DOCKER_HOST", it_env("DOCKER_HOST"))
+        .output()
+        .expect("the docker client runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_scale_with_the_load_and_to_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = docker_server(
+        dir.path(),
+        &[
+            ("LUNA_LAMBDA_SCALE_CHECK_INTERVAL_MS", "100"),
+            ("LUNA_LAMBDA_SCALE_SCALE_DOWN_AFTER_SECS", "2"),
+        ],
+    )
+    .await;
+    common::scale::idles_and_wakes_for_50_requests(&s, &running_containers).await;
+    common::scale::scales_up_and_back_with_no_failed_request(&s, &running_containers).await;
+    common::scale::a_failing_wake_answers_every_held_request_with_the_crash(&s).await;
     s.stop().await;
 }

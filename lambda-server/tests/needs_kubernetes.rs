@@ -131,6 +131,7 @@ async fn lambdas_run_as_deployments_behind_the_proxy() {
                 digest: None,
             },
             parameters: lambda_core::Parameters::default(),
+            replicas: 1,
         })
         .await;
     let orphan = orphan.to_string();
@@ -142,5 +143,55 @@ async fn lambdas_run_as_deployments_behind_the_proxy() {
         objects_of(&id).is_empty()
     })
     .await;
+    s.stop().await;
+}
+
+/// Pods of a lambda that are not being deleted.
+fn live_pods(id: &str) -> usize {
+    let pods: serde_json::Value = serde_json::from_str(&kubectl(&[
+        "get",
+        "pods",
+        "--all-namespaces",
+        "-l",
+        &format!("luna-lambda.io/id={id}"),
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_scale_with_the_load_and_to_zero() {
+    sim();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars: HashMap<String, String> = docker_builder_vars().into_iter().collect();
+    vars.extend(
+        [
+            ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "kubernetes".into()),
+            ("LUNA_LAMBDA_ORCHESTRATOR_KUBECONFIG", it_env("KUBECONFIG")),
+            (
+                "LUNA_LAMBDA_ORCHESTRATOR_INSTANCE",
+                format!("e2e-{}", uuid::Uuid::new_v4()),
+            ),
+            (
+                "LUNA_LAMBDA_ORCHESTRATOR_ENDPOINT",
+                "http://{pod_ip}:8000".into(),
+            ),
+            ("LUNA_LAMBDA_SCALE_CHECK_INTERVAL_MS", "100".into()),
+            ("LUNA_LAMBDA_SCALE_SCALE_DOWN_AFTER_SECS", "2".into()),
+        ]
+        .map(|(k, v): (&str, String)| (k.to_owned(), v)),
+    );
+    let cfg = lambda_server::Config::load(None, &vars).unwrap();
+    let s = Server::start(cfg.platform(dir.path(), &vars).await.unwrap()).await;
+    common::scale::idles_and_wakes_for_50_requests(&s, &live_pods).await;
+    common::scale::scales_up_and_back_with_no_failed_request(&s, &live_pods).await;
+    common::scale::a_failing_wake_answers_every_held_request_with_the_crash(&s).await;
     s.stop().await;
 }

@@ -274,7 +274,17 @@ pub(crate) async fn json_answer(rb: reqwest::RequestBuilder) -> serde_json::Valu
 
 /// `POST /1/lambdas` of a zip under `name`; the new lambda's id.
 pub(crate) async fn post_create(server: &str, name: &str, zip: Vec<u8>) -> String {
-    let form = reqwest::multipart::Form::new()
+    post_create_with(server, name, zip, None).await
+}
+
+/// [`post_create`] with `parameters`.
+pub(crate) async fn post_create_with(
+    server: &str,
+    name: &str,
+    zip: Vec<u8>,
+    parameters: Option<&str>,
+) -> String {
+    let mut form = reqwest::multipart::Form::new()
         .part(
             "archive",
             reqwest::multipart::Part::bytes(zip)
@@ -286,6 +296,9 @@ pub(crate) async fn post_create(server: &str, name: &str, zip: Vec<u8>) -> Strin
             "credentials",
             format!(r#"{{"lambda_name":"{name}","lambda_type":"standalone"}}"#),
         );
+    if let Some(p) = parameters {
+        form = form.text("parameters", p.to_owned());
+    }
     let r = json_answer(
         reqwest::Client::new()
             .post(format!("{server}/1/lambdas"))

@@ -2,6 +2,8 @@
 //! real server on a free port.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod scale;
+
 use lambda_build::{LocalBuilder, LocalBuilderConfig};
 use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig};
 use lambda_server::{Platform, PlatformConfig};
