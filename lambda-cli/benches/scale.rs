@@ -3,9 +3,10 @@
 //! (a) Wake latency on the embedded default: `hello` with `min_replicas = 0` and
 //!     `idle_timeout_secs = 1` is left to idle, then one request is timed from the moment it is
 //!     sent until its answer (the proxy holds it while one replica starts), `BENCH_WAKES` times
-//!     (default 50): p50 and p99. Next to it, the reference: a plain start of the same replica
-//!     process (the command and environment the orchestrator ran, on another port), timed until
-//!     `/healthcheck` answers, as many times.
+//!     (default 50): p50 and p99, with replicas started as new interpreters
+//!     (`[orchestrator] zygote = false`) and forked by the zygote (the default). Next to them, the
+//!     reference: a plain start of the same replica process (the command and environment the
+//!     orchestrator ran, on another port), timed until `/healthcheck` answers, as many times.
 //! (b) The same wake on Docker when `DOCKER_HOST`, `LAMBDA_REGISTRY` and `LUNA_LAMBDA_BUILDER_BASE_TAG`
 //!     are set (the Docker builder and orchestrator; scripts/infra starts them); otherwise the line
 //!     says what is missing.
@@ -194,13 +195,20 @@ fn scale_env() -> Vec<(String, String)> {
     vec![("LUNA_LAMBDA_SCALE_CHECK_INTERVAL_MS".into(), "50".into())]
 }
 
-async fn local_wakes(n: usize) -> (Vec<f64>, Vec<f64>) {
+/// Wakes on the embedded default, with replicas forked by a zygote or started as new
+/// interpreters; without the zygote, also the plain starts of the replica's own command.
+async fn local_wakes(n: usize, zygote: bool) -> (Vec<f64>, Vec<f64>) {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start_with(data.path(), &scale_env());
+    let mut env = scale_env();
+    env.push(("LUNA_LAMBDA_ORCHESTRATOR_ZYGOTE".into(), zygote.to_string()));
+    let server = Server::start_with(data.path(), &env);
     let id = post_create_with(&server.url, "sleepy", hello_zip(), Some(IDLE)).await;
     until_status(&server.url, &id, "running").await;
-    let pid = common::replica_pid(data.path(), &id);
-    let plain = plain_starts(pid, n);
+    let plain = if zygote {
+        Vec::new()
+    } else {
+        plain_starts(common::replica_pid(data.path(), &id), n)
+    };
     let woken = wakes(&server.url, &id, n).await;
     common::delete_lambda(&server.url, &id).await;
     server.stop();
@@ -289,9 +297,15 @@ async fn main() {
         "  {:<34} {:>9} {:>9} {:>9}",
         "path", "p50", "p99", "vs plain"
     );
-    let (mut local, mut plain) = local_wakes(n).await;
+    let (mut cold, mut plain) = local_wakes(n, false).await;
+    let (mut forked, _) = local_wakes(n, true).await;
     let reference = line("plain process start (reference)", &mut plain, None);
-    let local_p50 = line("local wake (process start)", &mut local, Some(reference));
+    line("local wake, new interpreter", &mut cold, Some(reference));
+    let local_p50 = line(
+        "local wake, forked by the zygote",
+        &mut forked,
+        Some(reference),
+    );
     let docker_p50 = match docker_wakes(n).await {
         Ok(mut v) => Some(line(
             "docker wake (container start)",

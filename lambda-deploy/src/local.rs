@@ -11,8 +11,13 @@
 //!   the runtime finish in-flight requests, then SIGKILL after `stop_grace`).
 //! - **Restarts of the control plane.** `run/<id>/state.json` records every replica's pid and
 //!   port. [`LocalOrchestrator::open`] re-adopts a replica whose process is alive, is ours (its
-//!   command line names the app folder) and answers; anything else is stopped and started again.
-//!   Replicas run in their own process group, so stopping one stops its workers too.
+//!   command line names the app folder, or a zygote's child works in it) and answers; anything
+//!   else is stopped and started again. Replicas run in their own process group, so stopping one
+//!   stops its workers too.
+//! - **Fast starts.** With `zygote` (the default) a replica is forked by a warm Python process of
+//!   its environment that has imported the runtime and its server already ([`zygote`]); the
+//!   replica then only imports its `lambda_main` and binds its port. When no zygote can be had,
+//!   replicas start as new interpreters.
 
 use crate::{
     DeploySpec, Deployed, DeploymentStatus, Error, Orchestrator, ReplicaPhase, ReplicaState, Result,
@@ -32,6 +37,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
+
+mod zygote;
 
 /// Settings of the local orchestrator.
 #[derive(Debug, Clone)]
@@ -58,6 +65,10 @@ pub struct LocalOrchestratorConfig {
     pub liveness_timeout: Duration,
     /// Failed probes in a row that make a replica restart.
     pub liveness_failures: u32,
+    /// Start replicas by forking a zygote: a warm Python process per environment that has
+    /// imported the runtime and its server (default `true`); without one, or when it fails, a
+    /// replica is a new interpreter.
+    pub zygote: bool,
 }
 
 impl LocalOrchestratorConfig {
@@ -74,6 +85,7 @@ impl LocalOrchestratorConfig {
             liveness_interval: Duration::from_secs(10),
             liveness_timeout: Duration::from_secs(5),
             liveness_failures: 3,
+            zygote: true,
         }
     }
 }
@@ -84,6 +96,9 @@ struct Generation {
     /// The lambda's name, which replica names start with.
     #[serde(default)]
     lambda_name: String,
+    /// The zygote that may fork its replicas (empty: none; they start plainly).
+    #[serde(default)]
+    zygote: String,
     number: u64,
     version: u64,
     config_hash: String,
@@ -167,6 +182,7 @@ pub struct LocalOrchestrator {
     rr: AtomicUsize,
     /// Fired by [`LocalOrchestrator::detach`]: supervisors end, processes keep running.
     detached: CancellationToken,
+    zygotes: zygote::Zygotes,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -182,7 +198,9 @@ impl LocalOrchestrator {
     pub async fn open(cfg: LocalOrchestratorConfig) -> Result<Arc<Self>> {
         let run = cfg.data_dir.join("run");
         tokio::fs::create_dir_all(&run).await.map_err(io(&run))?;
+        let zygotes = zygote::Zygotes::new(cfg.data_dir.join("zygotes"), cfg.base_env.clone());
         let this = Arc::new(Self {
+            zygotes,
             cfg,
             table: RwLock::default(),
             locks: Mutex::default(),
@@ -208,6 +226,7 @@ impl LocalOrchestrator {
     /// graceful shutdown). The orchestrator is unusable afterwards.
     pub async fn detach(&self) {
         self.detached.cancel();
+        self.zygotes.stop().await;
         let replicas: Vec<Arc<Replica>> = {
             let table = self.table.read().unwrap_or_else(|p| p.into_inner());
             table
@@ -454,16 +473,39 @@ impl LocalOrchestrator {
         }
     }
 
-    async fn spawn(&self, id: &LambdaId, r: &Replica) -> Result<tokio::process::Child> {
+    /// Starts a replica's process: forked by its environment's zygote when there is one, else
+    /// a new interpreter.
+    async fn spawn(&self, id: &LambdaId, r: &Replica) -> Result<Proc> {
         let dir = self.run_dir(id);
         tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
+        let g = &r.generation;
+        if !g.zygote.is_empty() {
+            let env: Vec<(String, String)> = self
+                .cfg
+                .base_env
+                .iter()
+                .chain(g.env.iter())
+                .cloned()
+                .chain([
+                    ("LAMBDA_PORT".to_owned(), r.port.to_string()),
+                    ("LAMBDA_HOST".to_owned(), "127.0.0.1".to_owned()),
+                    ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
+                ])
+                .collect();
+            if let Some(pid) = self
+                .zygotes
+                .fork(&g.zygote, &g.python, &g.app_dir, &env, &r.log)
+                .await
+            {
+                return Ok(Proc::Forked(pid));
+            }
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&r.log)
             .map_err(io(&r.log))?;
         let log2 = log.try_clone().map_err(io(&r.log))?;
-        let g = &r.generation;
         let mut cmd = tokio::process::Command::new(&g.python);
         cmd.arg(g.app_dir.join("run.py"))
             .current_dir(&g.app_dir)
@@ -478,9 +520,11 @@ impl LocalOrchestrator {
             .stderr(log2)
             .process_group(0)
             .kill_on_drop(false);
-        cmd.spawn().map_err(|e| Error::StartFailed {
-            reason: format!("cannot start {}: {e}", g.python.display()),
-        })
+        cmd.spawn()
+            .map(Proc::Child)
+            .map_err(|e| Error::StartFailed {
+                reason: format!("cannot start {}: {e}", g.python.display()),
+            })
     }
 
     async fn rotate_if_needed(&self, r: &Replica) {
@@ -571,6 +615,11 @@ impl LocalOrchestrator {
         Ok((
             Generation {
                 lambda_name: spec.lambda_name.to_string(),
+                zygote: if self.cfg.zygote {
+                    zygote::key(python, app_dir)
+                } else {
+                    String::new()
+                },
                 number,
                 version: spec.version,
                 config_hash,
@@ -964,6 +1013,35 @@ impl Orchestrator for Arc<LocalOrchestrator> {
     }
 }
 
+/// A replica's process: our child, or forked by a zygote (watched by its pid).
+#[derive(Debug)]
+enum Proc {
+    Child(tokio::process::Child),
+    Forked(u32),
+}
+
+impl Proc {
+    fn id(&self) -> Option<u32> {
+        match self {
+            Proc::Child(c) => c.id(),
+            Proc::Forked(pid) => Some(*pid),
+        }
+    }
+
+    /// Waits until the process has ended; how it ended.
+    async fn wait(&mut self) -> std::io::Result<String> {
+        match self {
+            Proc::Child(c) => c.wait().await.map(|st| st.to_string()),
+            Proc::Forked(pid) => {
+                while alive(*pid) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok("exited".to_owned())
+            }
+        }
+    }
+}
+
 /// `<lambda name>-<generation>-<index>`.
 fn replica_name(generation: &Generation, index: usize) -> String {
     format!("{}-{}-{index}", generation.lambda_name, generation.number)
@@ -1019,15 +1097,19 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
-/// The process is alive and runs the given app (its command line names `app_dir/run.py`).
+/// The process is alive and runs the given app: its command line names `app_dir/run.py`, or it
+/// was forked by a zygote (whose command line it keeps) and works in `app_dir`.
 fn is_ours(pid: u32, app_dir: &Path) -> bool {
-    alive(pid)
-        && std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                let cmd = String::from_utf8_lossy(&c).replace('\0', " ");
-                cmd.contains(&app_dir.join("run.py").display().to_string())
-            })
-            .unwrap_or(false)
+    let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let cmd = String::from_utf8_lossy(&c).replace('\0', " ");
+    let forked = || {
+        cmd.contains("zygote.py")
+            && std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .is_ok_and(|cwd| std::fs::canonicalize(app_dir).is_ok_and(|dir| dir == cwd))
+    };
+    alive(pid) && (cmd.contains(&app_dir.join("run.py").display().to_string()) || forked())
 }
 
 /// SIGTERM to the replica's process group, SIGKILL after `grace`.

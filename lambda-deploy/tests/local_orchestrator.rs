@@ -250,3 +250,99 @@ async fn a_replica_that_stops_answering_is_restarted() {
     assert_eq!((status, body), (200, serde_json::json!({"ok": true})));
     orch.undeploy(&id).await.unwrap();
 }
+
+/// The command line of a process.
+fn cmdline(pid: u32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+        .replace('\0', " ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_forked_by_a_zygote_with_their_own_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = orchestrator(dir.path()).await;
+    let code = "import os\n\nasync def main(request):\n    return {'who': os.environ['WHO'], 'port': os.environ['LAMBDA_PORT'], 'cwd': os.getcwd()}\n";
+    let (a, b) = (LambdaId::new(), LambdaId::new());
+    for (id, who) in [(a, "a"), (b, "b")] {
+        let art = build_files(id, 1, vec![("lambda_main.py".into(), code.into())]).await;
+        let mut p = Parameters::default();
+        p.env.insert("WHO".into(), who.into());
+        // Several workers (uvicorn's worker processes) work from a forked replica too.
+        p.workers = if who == "b" { 2 } else { 1 };
+        orch.deploy(spec(id, who, 1, art, p)).await.unwrap();
+    }
+    for (id, who) in [(a, "a"), (b, "b")] {
+        let pid = pids_of(dir.path(), &id)[0];
+        assert!(cmdline(pid).contains("zygote.py"), "{}", cmdline(pid));
+        let url = orch.endpoint(&id).unwrap();
+        let (status, body) = post(&url, serde_json::json!({})).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        // Its own environment, port and app folder, not the zygote's or the other lambda's.
+        assert_eq!(body["who"], who);
+        assert!(
+            url.ends_with(body["port"].as_str().unwrap()),
+            "{url} {body}"
+        );
+        assert!(
+            body["cwd"].as_str().unwrap().contains(&id.to_string()),
+            "{body}"
+        );
+        // Its output goes to its own log.
+        let logs = orch.logs(&id, None).await.unwrap();
+        assert!(
+            logs.values()
+                .any(|l| l.contains("serving standalone lambda")),
+            "{logs:?}"
+        );
+    }
+    // One zygote served both (same interpreter and runtime).
+    let zygotes: Vec<_> = std::fs::read_dir(dir.path().join("zygotes"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sock"))
+        .collect();
+    assert_eq!(zygotes.len(), 1, "{zygotes:?}");
+    // A forked replica is re-adopted by the next control plane, and stopped by undeploy.
+    let pid = pids_of(dir.path(), &a)[0];
+    orch.detach().await;
+    drop(orch);
+    let second = orchestrator(dir.path()).await;
+    assert_eq!(
+        pids_of(dir.path(), &a)[0],
+        pid,
+        "re-adopted, not started twice"
+    );
+    for id in [a, b] {
+        second.undeploy(&id).await.unwrap();
+    }
+    assert!(!alive(pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_start_plainly_without_a_zygote() {
+    for broken in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = LocalOrchestratorConfig::new(dir.path());
+        cfg.base_env = base_env();
+        if broken {
+            // No zygote can be had: its folder cannot be made.
+            std::fs::write(dir.path().join("zygotes"), "not a folder").unwrap();
+        } else {
+            cfg.zygote = false;
+        }
+        let orch = LocalOrchestrator::open(cfg).await.unwrap();
+        let id = LambdaId::new();
+        let art = build_files(id, 1, example_files("hello")).await;
+        orch.deploy(spec(id, "plain", 1, art, Parameters::default()))
+            .await
+            .unwrap();
+        let pid = pids_of(dir.path(), &id)[0];
+        assert!(cmdline(pid).contains("run.py"), "{}", cmdline(pid));
+        let (status, _) = post(&orch.endpoint(&id).unwrap(), serde_json::json!(1))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        orch.undeploy(&id).await.unwrap();
+        assert!(!alive(pid));
+    }
+}

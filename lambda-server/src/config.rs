@@ -354,6 +354,9 @@ pub struct OrchestratorSection {
     /// Secrets the pods pull their image with (a private `lambda_registry`; each must exist in
     /// every lambda namespace).
     pub image_pull_secrets: Vec<String>,
+    /// `kind = "local"`: start replicas by forking a warm Python process per environment that
+    /// has imported the runtime already (default `true`; `false`: a new interpreter each).
+    pub zygote: bool,
 }
 
 impl Default for OrchestratorSection {
@@ -369,6 +372,7 @@ impl Default for OrchestratorSection {
             endpoint: "http://{name}.{namespace}.svc:8000".into(),
             instance: "default".into(),
             image_pull_secrets: Vec::new(),
+            zygote: true,
         }
     }
 }
@@ -971,6 +975,7 @@ impl Config {
                 let mut ocfg = LocalOrchestratorConfig::new(data_dir.to_path_buf());
                 ocfg.start_timeout = Duration::from_secs(self.orchestrator.start_timeout_secs);
                 ocfg.stop_grace = Duration::from_secs(self.orchestrator.stop_grace_secs);
+                ocfg.zygote = self.orchestrator.zygote;
                 ocfg.base_env = [
                     "PATH",
                     "HOME",

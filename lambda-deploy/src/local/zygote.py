@@ -1,0 +1,112 @@
+"""The local orchestrator's zygote: imports the lambda runtime and its server once, then forks
+replicas on request, each of which only imports its own lambda_main.
+
+Usage: python zygote.py SOCKET RUNTIME_DIR
+A request is one JSON line on a connection to the Unix socket SOCKET:
+  {"app_dir": "...", "env": {"NAME": "value", ...}, "log": "/path/to/replica.log"}
+The answer is one line: the replica's pid, or "error: <why>".
+
+Written by the platform (embedded in the server binary); every replica it forks runs the same
+runtime files as RUNTIME_DIR (the orchestrator keeps one zygote per interpreter and runtime).
+"""
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+
+
+def _die_with_parent():
+    # PR_SET_PDEATHSIG: the zygote ends with the server that started it (its replicas do not:
+    # they run on until the next server re-adopts them).
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+    except Exception:
+        pass
+
+
+def _become_replica(request, runtime_dir):
+    """In the forked child: take the replica's place and run its server. Never returns."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        app_dir = request["app_dir"]
+        os.chdir(app_dir)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.path[sys.path.index(runtime_dir)] = app_dir
+        sys.argv = [os.path.join(app_dir, "run.py")]
+        # The runtime read its settings from the environment as it was imported: again, from
+        # this replica's.
+        sys.modules["luna_lambda_tools.config"].lambdaConfig.__init__()
+        level = os.environ.get("LAMBDA_LOG_LEVEL", "INFO").upper()
+        sys.modules["luna_lambda_tools.logger"].logger.setLevel(level)
+        code = sys.modules["luna_lambda_tools.server"].main() or 0
+    except SystemExit as e:
+        # As the interpreter does at exit: a message is printed, and means status 1.
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def main():
+    path, runtime_dir = sys.argv[1], os.path.abspath(sys.argv[2])
+    _die_with_parent()
+    sys.path.insert(0, runtime_dir)
+    # What a replica imports before its lambda_main, done once here.
+    import luna_lambda_tools.server  # noqa: F401
+    import uvicorn  # noqa: F401
+    import uvicorn.lifespan.on  # noqa: F401
+    import uvicorn.loops.uvloop  # noqa: F401
+    import uvicorn.protocols.http.httptools_impl  # noqa: F401
+
+    # Forked replicas are reaped by the kernel: the orchestrator watches them by pid.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = path + ".tmp"
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    listener.bind(tmp)
+    listener.listen(64)
+    os.rename(tmp, path)  # ready: the socket appears only once the imports are done
+    print(f"zygote {os.getpid()} ready for {runtime_dir}", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                request = json.loads(conn.makefile("rb").readline())
+            except ValueError as e:
+                conn.sendall(f"error: bad request: {e}\n".encode())
+                continue
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                conn.close()
+                _become_replica(request, runtime_dir)
+            conn.sendall(f"{pid}\n".encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+//! Zygotes: warm Python processes that have imported the lambda runtime and its server, and fork
+//! replicas that only import their own `lambda_main` (tens of milliseconds instead of a whole
+//! interpreter start). One per interpreter and runtime files; started on first use; when one
+//! cannot start or answer, replicas start plainly (the caller's fallback).
+
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// The zygote's program, written under the data folder.
+const PROGRAM: &str = include_str!("zygote.py");
+
+/// How long a new zygote may take to import the runtime.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug)]
+struct Zygote {
+    child: tokio::process::Child,
+    socket: PathBuf,
+}
+
+/// The zygotes of one orchestrator.
+#[derive(Debug)]
+pub(super) struct Zygotes {
+    dir: PathBuf,
+    base_env: Vec<(String, String)>,
+    /// Per key: the running zygote, or `None` once it could not be had (plain starts then).
+    live: tokio::sync::Mutex<HashMap<String, Option<Zygote>>>,
+}
+
+/// The key of the zygote that may fork replicas of `app_dir` run by `python`: the interpreter
+/// and the runtime files the app carries.
+pub(super) fn key(python: &Path, app_dir: &Path) -> String {
+    let mut h = Sha256::new();
+    h.update(python.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    let runtime = app_dir.join("luna_lambda_tools");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&runtime)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "py"))
+        .collect();
+    files.push(app_dir.join("run.py"));
+    files.sort();
+    for f in files {
+        h.update(f.file_name().unwrap_or_default().as_encoded_bytes());
+        h.update(std::fs::read(&f).unwrap_or_default());
+    }
+    lambda_core::hex(&h.finalize()[..8])
+}
+
+impl Zygotes {
+    pub(super) fn new(dir: PathBuf, base_env: Vec<(String, String)>) -> Self {
+        Self {
+            dir,
+            base_env,
+            live: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// Forks a replica of `app_dir` with exactly `env`, its output appended to `log`: its pid,
+    /// or `None` when no zygote can (then start it plainly).
+    pub(super) async fn fork(
+        &self,
+        key: &str,
+        python: &Path,
+        app_dir: &Path,
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Option<u32> {
+        let socket = self.socket_for(key, python, app_dir).await?;
+        let request = serde_json::json!({
+            "app_dir": app_dir,
+            "env": env.iter().cloned().collect::<HashMap<String, String>>(),
+            "log": log,
+        });
+        match ask(&socket, &request).await {
+            Ok(pid) => Some(pid),
+            Err(why) => {
+                tracing::warn!(zygote = %key, %why, "the zygote did not fork; starting the replica plainly");
+                // Gone or broken: the next start makes a new one.
+                if let Some(Some(mut z)) = self.live.lock().await.remove(key) {
+                    let _ = z.child.start_kill();
+                }
+                None
+            }
+        }
+    }
+
+    /// The socket of the zygote for `key`, started when there is none.
+    async fn socket_for(&self, key: &str, python: &Path, app_dir: &Path) -> Option<PathBuf> {
+        let mut live = self.live.lock().await;
+        match live.get_mut(key) {
+            Some(None) => return None,
+            Some(Some(z)) => {
+                if matches!(z.child.try_wait(), Ok(None)) {
+                    return Some(z.socket.clone());
+                }
+                // It ended: start another.
+            }
+            None => {}
+        }
+        let started = self.start(key, python, app_dir).await;
+        if let Err(why) = &started {
+            tracing::warn!(zygote = %key, %why, "no zygote: replicas of this environment start plainly");
+        }
+        let z = started.ok();
+        let socket = z.as_ref().map(|z| z.socket.clone());
+        live.insert(key.to_owned(), z);
+        socket
+    }
+
+    async fn start(&self, key: &str, python: &Path, app_dir: &Path) -> Result<Zygote, String> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let program = self.dir.join("zygote.py");
+        if tokio::fs::read_to_string(&program).await.ok().as_deref() != Some(PROGRAM) {
+            tokio::fs::write(&program, PROGRAM)
+                .await
+                .map_err(|e| format!("{}: {e}", program.display()))?;
+        }
+        let socket = self.dir.join(format!("{key}.sock"));
+        let _ = tokio::fs::remove_file(&socket).await;
+        let log_path = self.dir.join(format!("{key}.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut child = tokio::process::Command::new(python)
+            .arg(&program)
+            .arg(&socket)
+            .arg(app_dir)
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(self.base_env.iter().cloned())
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !socket.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let out = tokio::fs::read_to_string(&log_path)
+                    .await
+                    .unwrap_or_default();
+                return Err(format!("the zygote {status}: {}", out.trim()));
+            }
+            if Instant::now() >= deadline {
+                let _ = child.start_kill();
+                return Err(format!(
+                    "the zygote was not ready in {} s",
+                    READY_TIMEOUT.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(Zygote { child, socket })
+    }
+
+    /// Stops every zygote (the replicas they forked run on).
+    pub(super) async fn stop(&self) {
+        for (_, z) in self.live.lock().await.drain() {
+            if let Some(mut z) = z {
+                let _ = z.child.start_kill();
+                let _ = z.child.wait().await;
+                let _ = tokio::fs::remove_file(&z.socket).await;
+            }
+        }
+    }
+}
+
+/// One fork request: the child's pid.
+async fn ask(socket: &Path, request: &serde_json::Value) -> Result<u32, String> {
+    let exchange = async {
+        let mut s = UnixStream::connect(socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut line = request.to_string();
+        line.push('\n');
+        s.write_all(line.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        BufReader::new(s)
+            .read_line(&mut answer)
+            .await
+            .map_err(|e| e.to_string())?;
+        answer
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| format!("answered {:?}", answer.trim()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| "no answer in 10 s".to_owned())?
+}
