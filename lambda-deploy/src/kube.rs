@@ -781,8 +781,9 @@ impl KubeOrchestrator {
 
 impl KubeOrchestrator {
     /// Sets the Deployment's `replicas` through its scale subresource (the pod template is not
-    /// touched: no rollout) and, when it grows, waits until that many pods are ready. A scale up
-    /// that fails (a crashing pod, the start timeout) is undone and says why.
+    /// touched: no rollout) and waits until that many pods are ready (growing) or the surplus
+    /// ones are being deleted (shrinking). A scale up that fails (a crashing pod, the start
+    /// timeout) is undone and says why.
     async fn scale_inner(&self, id: &LambdaId, replicas: u32) -> Result<()> {
         let d = self.deployment(id).ok_or(Error::NotFound(*id))?;
         let ns = d.metadata.namespace.clone().unwrap_or_default();
@@ -802,10 +803,20 @@ impl KubeOrchestrator {
         deps.patch_scale(&name, &PatchParams::default(), &patch(replicas))
             .await
             .map_err(api_error)?;
+        let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
         if i64::from(replicas) <= i64::from(before) {
+            // Fewer: done once the surplus pods are being deleted (out of the balancing).
+            while self.pods(id).len() > replicas as usize {
+                tokio::select! {
+                    _ = rx.changed() => {}
+                    _ = tokio::time::sleep_until(deadline) => {
+                        tracing::warn!(lambda = %id, "surplus pods not deleted after the start timeout");
+                        break;
+                    }
+                }
+            }
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
         let failure = loop {
             match self.rollout(id, &template, replicas as usize) {
                 Rollout::Done => return Ok(()),
