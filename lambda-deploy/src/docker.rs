@@ -513,8 +513,13 @@ impl DockerOrchestrator {
             .start_more(id, &d, wanted - d.replicas.len(), &mut kept, &mut fresh)
             .await;
         if let Err(e) = result {
+            // Kept containers are stopped again (still kept for the next try), copies removed.
             for r in &fresh {
-                self.remove(&r.container).await;
+                if d.stopped.iter().any(|k| k.container == r.container) {
+                    self.stop(&r.container).await;
+                } else {
+                    self.remove(&r.container).await;
+                }
             }
             return Err(e);
         }
