@@ -58,12 +58,21 @@ async fn until_status(server: &str, id: &str, status: &str) {
     }
 }
 
-/// `n` wakes of an idle lambda: the milliseconds from each request to its answer.
-async fn wakes(server: &str, id: &str, n: usize) -> Vec<f64> {
+/// `n` wakes of an idle lambda: the milliseconds from each request to its answer. Each starts
+/// from zero: once the lambda is idle and `gone` says its replicas have ended.
+async fn wakes(server: &str, id: &str, n: usize, gone: &dyn Fn() -> bool) -> Vec<f64> {
     let client = reqwest::Client::new();
     let mut times = Vec::new();
     for _ in 0..n {
         until_status(server, id, "idle").await;
+        let end = Instant::now() + Duration::from_secs(60);
+        while !gone() {
+            assert!(
+                Instant::now() < end,
+                "the idle lambda's replicas never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let t = Instant::now();
         let r = client
             .post(format!("{server}/1/lambdas/{id}/proxy/main"))
@@ -139,6 +148,34 @@ fn plain_starts(pid: u32, n: usize) -> Vec<f64> {
     times
 }
 
+/// Whether process `pid` is a live replica of lambda `id` (it works in the lambda's app folder).
+fn replica_of(pid: u32, id: &str) -> bool {
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    });
+    !zombie
+        && std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .is_ok_and(|cwd| cwd.to_string_lossy().contains(id))
+}
+
+/// Running containers of a lambda on the benchmark's engine.
+fn running_containers(id: &str) -> usize {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=luna-lambda.io/id={id}"),
+        ])
+        .output()
+        .expect("the docker client runs");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
 /// The Docker settings from the environment, or what is missing.
 fn docker_env() -> Result<Vec<(String, String)>, String> {
     let get = |k: &str| std::env::var(k).map_err(|_| k.to_owned());
@@ -197,50 +234,96 @@ fn scale_env() -> Vec<(String, String)> {
 
 /// Wakes on the embedded default, with replicas forked by a zygote or started as new
 /// interpreters; without the zygote, also the plain starts of the replica's own command.
-async fn local_wakes(n: usize, zygote: bool) -> (Vec<f64>, Vec<f64>) {
+fn local_wakes(n: usize, zygote: bool) -> (Vec<f64>, Vec<f64>) {
     let data = tempfile::tempdir().unwrap();
     let mut env = scale_env();
     env.push(("LUNA_LAMBDA_ORCHESTRATOR_ZYGOTE".into(), zygote.to_string()));
     let server = Server::start_with(data.path(), &env);
-    let id = post_create_with(&server.url, "sleepy", hello_zip(), Some(IDLE)).await;
-    until_status(&server.url, &id, "running").await;
+    let id = block(running_sleepy(&server.url));
     let plain = if zygote {
         Vec::new()
     } else {
         plain_starts(common::replica_pid(data.path(), &id), n)
     };
-    let woken = wakes(&server.url, &id, n).await;
-    common::delete_lambda(&server.url, &id).await;
+    // The replica processes are the server's children (a zygote's forks are the zygote's).
+    let server_pid = server.child.id();
+    let gone = || {
+        children(server_pid)
+            .into_iter()
+            .flat_map(|p| std::iter::once(p).chain(children(p)))
+            .all(|p| !replica_of(p, &id))
+    };
+    let woken = block(async {
+        let woken = wakes(&server.url, &id, n, &gone).await;
+        common::delete_lambda(&server.url, &id).await;
+        woken
+    });
     server.stop();
     (woken, plain)
 }
 
-async fn docker_wakes(n: usize) -> Result<Vec<f64>, String> {
+/// Runs a future to its end on a runtime of its own (the bench's main thread is sync, as the
+/// shared helpers that block are).
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// `hello` with `min_replicas = 0`, running.
+async fn running_sleepy(server: &str) -> String {
+    let id = post_create_with(server, "sleepy", hello_zip(), Some(IDLE)).await;
+    until_status(server, &id, "running").await;
+    id
+}
+
+fn docker_wakes(n: usize) -> Result<Vec<f64>, String> {
     let env = docker_env()?;
     let data = tempfile::tempdir().unwrap();
     let mut all = scale_env();
     all.extend(env);
     let server = Server::start_with(data.path(), &all);
-    let id = post_create_with(&server.url, "sleepy", hello_zip(), Some(IDLE)).await;
-    until_status(&server.url, &id, "running").await;
-    let woken = wakes(&server.url, &id, n).await;
-    common::delete_lambda(&server.url, &id).await;
+    let woken = block(async {
+        let id = running_sleepy(&server.url).await;
+        let gone = || running_containers(&id) == 0;
+        let woken = wakes(&server.url, &id, n, &gone).await;
+        common::delete_lambda(&server.url, &id).await;
+        woken
+    });
     server.stop();
     Ok(woken)
 }
 
 /// `n` idling lambdas, each invoked once in random order: (lambda processes, their MiB, the
 /// server's MiB) after they all idled again, and the time it took.
-async fn many(n: usize) -> (usize, f64, f64, Duration) {
+fn many(n: usize) -> (usize, f64, f64, Duration) {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_with(data.path(), &scale_env());
+    let pid = server.child.id();
+    let (measured, ids) = block(invoke_many(&server.url, pid, n));
+    block(async {
+        for id in &ids {
+            common::delete_lambda(&server.url, id).await;
+        }
+    });
+    server.stop();
+    measured
+}
+
+/// Creates `n` idling lambdas, invokes each once in random order and waits until all idle
+/// again: what [`many`] reports, and the lambdas.
+async fn invoke_many(
+    server: &str,
+    pid: u32,
+    n: usize,
+) -> ((usize, f64, f64, Duration), Vec<String>) {
     let t = Instant::now();
     let zip = hello_zip();
     let mut ids = Vec::new();
     for i in 0..n {
-        ids.push(
-            post_create_with(&server.url, &format!("many-{i}"), zip.clone(), Some(IDLE)).await,
-        );
+        ids.push(post_create_with(server, &format!("many-{i}"), zip.clone(), Some(IDLE)).await);
         if (i + 1) % 100 == 0 {
             eprintln!("  created {} of {n}", i + 1);
         }
@@ -258,7 +341,7 @@ async fn many(n: usize) -> (usize, f64, f64, Duration) {
         let end = Instant::now() + Duration::from_secs(300);
         loop {
             let r = client
-                .post(format!("{}/1/lambdas/{id}/proxy/main", server.url))
+                .post(format!("{server}/1/lambdas/{id}/proxy/main"))
                 .body("{}")
                 .send()
                 .await
@@ -275,21 +358,14 @@ async fn many(n: usize) -> (usize, f64, f64, Duration) {
         }
     }
     for id in &ids {
-        until_status(&server.url, id, "idle").await;
+        until_status(server, id, "idle").await;
     }
     let elapsed = t.elapsed();
-    let pid = server.child.id();
     let (procs, mib) = lambdas_rss(pid);
-    let server_mib = rss_mib(pid);
-    for id in &ids {
-        common::delete_lambda(&server.url, id).await;
-    }
-    server.stop();
-    (procs, mib, server_mib, elapsed)
+    ((procs, mib, rss_mib(pid), elapsed), ids)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let n = setting("BENCH_WAKES", 50);
     let lambdas = setting("BENCH_LAMBDAS", 1000);
     println!("== wake from zero to the first answer, `hello`, {n} times (ms)");
@@ -297,8 +373,8 @@ async fn main() {
         "  {:<34} {:>9} {:>9} {:>9}",
         "path", "p50", "p99", "vs plain"
     );
-    let (mut cold, mut plain) = local_wakes(n, false).await;
-    let (mut forked, _) = local_wakes(n, true).await;
+    let (mut cold, mut plain) = local_wakes(n, false);
+    let (mut forked, _) = local_wakes(n, true);
     let reference = line("plain process start (reference)", &mut plain, None);
     line("local wake, new interpreter", &mut cold, Some(reference));
     let local_p50 = line(
@@ -306,7 +382,7 @@ async fn main() {
         &mut forked,
         Some(reference),
     );
-    let docker_p50 = match docker_wakes(n).await {
+    let docker_p50 = match docker_wakes(n) {
         Ok(mut v) => Some(line(
             "docker wake (container start)",
             &mut v,
@@ -318,7 +394,7 @@ async fn main() {
         }
     };
     println!("== {lambdas} lambdas with min_replicas = 0, each invoked once in random order");
-    let (procs, mib, server_mib, took) = many(lambdas).await;
+    let (procs, mib, server_mib, took) = many(lambdas);
     println!(
         "  after they idled again: {procs} lambda processes using {mib:.1} MiB; server RSS {server_mib:.1} MiB ({:.0} s in all)",
         took.as_secs_f64()

@@ -11,10 +11,6 @@ mod versions;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// mimalloc: the proxy's per-request allocations (heads, header maps, bodies' frames) cost less
-/// than with glibc's allocator (see `scripts/bench-proxy`).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -389,7 +389,7 @@ impl LocalOrchestrator {
                                 });
                                 break;
                             }
-                            tokio::time::sleep(Duration::from_millis(25)).await;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
                         }
                     })
                 };
@@ -670,7 +670,7 @@ async fn wait_running(r: &Replica, deadline: Instant) -> Result<()> {
                 ),
             });
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
