@@ -346,3 +346,38 @@ async fn replicas_start_plainly_without_a_zygote() {
         assert!(!alive(pid));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zygote_outlives_the_app_folder_it_was_started_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = orchestrator(dir.path()).await;
+    // The first lambda starts the zygote; then it and its app folder go.
+    let first = LambdaId::new();
+    let art = build_files(first, 1, example_files("hello")).await;
+    let Artifact::Local { app_dir, .. } = &art else {
+        panic!("a local build")
+    };
+    let app_dir = app_dir.clone();
+    orch.deploy(spec(first, "first", 1, art, Parameters::default()))
+        .await
+        .unwrap();
+    orch.undeploy(&first).await.unwrap();
+    std::fs::remove_dir_all(&app_dir).unwrap();
+    // A later lambda imports a part of the runtime nothing imported yet.
+    let id = LambdaId::new();
+    let code = "from luna_lambda_tools.public.exceptions import UserTaskLambdaException\n\nasync def main(request):\n    return {'ok': UserTaskLambdaException.__name__}\n";
+    let art = build_files(id, 1, vec![("lambda_main.py".into(), code.into())]).await;
+    orch.deploy(spec(id, "later", 1, art, Parameters::default()))
+        .await
+        .unwrap();
+    let pid = pids_of(dir.path(), &id)[0];
+    assert!(cmdline(pid).contains("zygote.py"), "{}", cmdline(pid));
+    let (status, body) = post(&orch.endpoint(&id).unwrap(), serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["ok"].as_str()),
+        (200, Some("UserTaskLambdaException"))
+    );
+    orch.undeploy(&id).await.unwrap();
+}

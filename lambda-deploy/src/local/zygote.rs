@@ -125,6 +125,14 @@ impl Zygotes {
                 .await
                 .map_err(|e| format!("{}: {e}", program.display()))?;
         }
+        // Its own copy of the runtime files: the app folder they came from may be removed while
+        // the zygote lives, and the runtime's later imports resolve against this copy.
+        let runtime = self.dir.join(key);
+        let (from, to) = (app_dir.to_path_buf(), runtime.clone());
+        tokio::task::spawn_blocking(move || copy_runtime(&from, &to))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("copying the runtime to {}: {e}", runtime.display()))?;
         let socket = self.dir.join(format!("{key}.sock"));
         let _ = tokio::fs::remove_file(&socket).await;
         let log_path = self.dir.join(format!("{key}.log"));
@@ -133,7 +141,7 @@ impl Zygotes {
         let mut child = tokio::process::Command::new(python)
             .arg(&program)
             .arg(&socket)
-            .arg(app_dir)
+            .arg(&runtime)
             .current_dir(&self.dir)
             .env_clear()
             .envs(self.base_env.iter().cloned())
@@ -175,6 +183,35 @@ impl Zygotes {
             }
         }
     }
+}
+
+/// Copies `run.py` and the `luna_lambda_tools` package (without bytecode caches) of an app
+/// folder to `to`, afresh.
+fn copy_runtime(app_dir: &Path, to: &Path) -> std::io::Result<()> {
+    fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let (src, dst) = (entry.path(), to.join(entry.file_name()));
+            if entry.file_type()?.is_dir() {
+                if entry.file_name() != "__pycache__" {
+                    copy_tree(&src, &dst)?;
+                }
+            } else {
+                std::fs::copy(&src, &dst)?;
+            }
+        }
+        Ok(())
+    }
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    copy_tree(
+        &app_dir.join("luna_lambda_tools"),
+        &to.join("luna_lambda_tools"),
+    )?;
+    std::fs::copy(app_dir.join("run.py"), to.join("run.py"))?;
+    Ok(())
 }
 
 /// One fork request: the child's pid.
