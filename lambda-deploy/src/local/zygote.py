@@ -82,6 +82,10 @@ def main():
     import uvicorn.loops.uvloop  # noqa: F401
     import uvicorn.protocols.http.httptools_impl  # noqa: F401
 
+    # The imports above may catch SIGTERM/SIGINT (found caught): the zygote must end on them,
+    # or the parent-death signal would leave it running after a server that died.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     # Forked replicas are reaped by the kernel: the orchestrator watches them by pid.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
