@@ -479,6 +479,13 @@ impl DockerOrchestrator {
 }
 
 impl DockerOrchestrator {
+    /// [`Self::set_replicas`] with the lambda's lock.
+    async fn scale_locked(self: Arc<Self>, id: LambdaId, replicas: u32) -> Result<()> {
+        let lock = self.lock_for(&id);
+        let _held = lock.lock().await;
+        self.set_replicas(&id, replicas as usize).await
+    }
+
     /// Sets the number of serving replicas (the lambda's lock held): fewer removes the newest
     /// (to zero: stops them all and keeps them for a wake); more starts the kept ones first,
     /// then creates copies of an existing container (same image, environment and limits, its
@@ -548,13 +555,12 @@ impl DockerOrchestrator {
             .ok_or_else(|| Error::StartFailed {
                 reason: format!("lambda {id} has no container to copy; deploy it again"),
             })?;
-        let mut next = d
-            .replicas
-            .iter()
-            .chain(kept.iter())
-            .filter_map(|r| r.name.rsplit('-').next()?.parse::<usize>().ok())
-            .max()
-            .map_or(0, |i| i + 1);
+        let mut next = crate::next_replica_index(
+            d.replicas
+                .iter()
+                .chain(kept.iter())
+                .map(|r| r.name.as_str()),
+        );
         for _ in 0..n {
             let r = match kept.pop() {
                 Some(r) => {
@@ -567,8 +573,9 @@ impl DockerOrchestrator {
                     r
                 }
                 None => {
+                    let index = next;
                     next += 1;
-                    self.copy_replica(id, d.generation, &template, next - 1)
+                    self.copy_replica(id, d.generation, &template, index)
                         .await?
                 }
             };
@@ -674,26 +681,11 @@ impl Orchestrator for Arc<DockerOrchestrator> {
     }
 
     async fn deploy(&self, spec: DeploySpec) -> Result<()> {
-        let this = self.clone();
-        tokio::spawn(this.deploy_inner(spec))
-            .await
-            .map_err(|e| Error::StartFailed {
-                reason: format!("the deploy task failed: {e}"),
-            })?
+        crate::to_completion("deploy", self.clone().deploy_inner(spec)).await
     }
 
     async fn scale(&self, lambda_id: &LambdaId, replicas: u32) -> Result<()> {
-        let this = self.clone();
-        let id = *lambda_id;
-        tokio::spawn(async move {
-            let lock = this.lock_for(&id);
-            let _held = lock.lock().await;
-            this.set_replicas(&id, replicas as usize).await
-        })
-        .await
-        .map_err(|e| Error::StartFailed {
-            reason: format!("the scale task failed: {e}"),
-        })?
+        crate::to_completion("scale", self.clone().scale_locked(*lambda_id, replicas)).await
     }
 
     async fn undeploy(&self, lambda_id: &LambdaId) -> Result<()> {

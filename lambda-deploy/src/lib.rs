@@ -145,6 +145,26 @@ pub enum Error {
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Runs a deploy or scale change to its end in a task of its own, even if the caller stops
+/// waiting: one dropped halfway would leave started replicas that no table knows about. A task
+/// that panicked is a [`Error::StartFailed`] naming `what`.
+pub(crate) async fn to_completion(
+    what: &str,
+    work: impl std::future::Future<Output = Result<()>> + Send + 'static,
+) -> Result<()> {
+    tokio::spawn(work).await.map_err(|e| Error::StartFailed {
+        reason: format!("the {what} task failed: {e}"),
+    })?
+}
+
+/// The index for the next new replica, after those of `names` (`<prefix>-<index>`).
+pub(crate) fn next_replica_index<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names
+        .filter_map(|n| n.rsplit('-').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |i| i + 1)
+}
+
 /// Runs lambdas.
 #[async_trait]
 pub trait Orchestrator: Send + Sync + fmt::Debug + 'static {

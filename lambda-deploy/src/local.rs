@@ -675,17 +675,6 @@ async fn wait_running(r: &Replica, deadline: Instant) -> Result<()> {
 }
 
 impl LocalOrchestrator {
-    /// Runs a deploy to completion even if the caller stops waiting: a deploy dropped halfway
-    /// would leave started replicas that no table knows about.
-    async fn deploy_spawned(self: &Arc<Self>, spec: DeploySpec) -> Result<()> {
-        let this = self.clone();
-        tokio::spawn(async move { this.deploy_inner(spec).await })
-            .await
-            .map_err(|e| Error::StartFailed {
-                reason: format!("the deploy task failed: {e}"),
-            })?
-    }
-
     /// Runs an undeploy to completion even if the caller stops waiting.
     async fn undeploy_spawned(self: &Arc<Self>, lambda_id: &LambdaId) -> Result<()> {
         let this = self.clone();
@@ -773,19 +762,11 @@ impl LocalOrchestrator {
         Ok(())
     }
 
-    /// Runs a scale to completion even if the caller stops waiting.
-    async fn scale_spawned(self: &Arc<Self>, lambda_id: &LambdaId, replicas: u32) -> Result<()> {
-        let this = self.clone();
-        let id = *lambda_id;
-        tokio::spawn(async move {
-            let lock = this.lock_for(&id);
-            let _held = lock.lock().await;
-            this.set_replicas(&id, replicas as usize).await
-        })
-        .await
-        .map_err(|e| Error::StartFailed {
-            reason: format!("the scale task failed: {e}"),
-        })?
+    /// [`Self::set_replicas`] with the lambda's lock.
+    async fn scale_locked(self: Arc<Self>, id: LambdaId, replicas: u32) -> Result<()> {
+        let lock = self.lock_for(&id);
+        let _held = lock.lock().await;
+        self.set_replicas(&id, replicas as usize).await
     }
 
     /// Starts or stops replicas of the running generation until it has `wanted` (the
@@ -811,11 +792,7 @@ impl LocalOrchestrator {
             LocalOrchestrator::stop_all(&gone).await;
             return Ok(());
         }
-        let next = current
-            .iter()
-            .filter_map(|r| r.name.rsplit('-').next()?.parse::<usize>().ok())
-            .max()
-            .map_or(0, |i| i + 1);
+        let next = crate::next_replica_index(current.iter().map(|r| r.name.as_str()));
         let mut fresh = Vec::new();
         for index in next..next + (wanted - current.len()) {
             let name = replica_name(&generation, index);
@@ -870,7 +847,8 @@ impl Orchestrator for Arc<LocalOrchestrator> {
     }
 
     async fn deploy(&self, spec: DeploySpec) -> Result<()> {
-        self.deploy_spawned(spec).await
+        let this = self.clone();
+        crate::to_completion("deploy", async move { this.deploy_inner(spec).await }).await
     }
 
     async fn undeploy(&self, lambda_id: &LambdaId) -> Result<()> {
@@ -878,7 +856,7 @@ impl Orchestrator for Arc<LocalOrchestrator> {
     }
 
     async fn scale(&self, lambda_id: &LambdaId, replicas: u32) -> Result<()> {
-        self.scale_spawned(lambda_id, replicas).await
+        crate::to_completion("scale", self.clone().scale_locked(*lambda_id, replicas)).await
     }
 
     async fn status(&self, lambda_id: &LambdaId) -> Result<DeploymentStatus> {

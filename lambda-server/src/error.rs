@@ -114,6 +114,18 @@ impl Error {
         }
     }
 
+    /// How long the client should wait before trying again (`Retry-After`), when it should.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            // A wake takes about a second or less.
+            Self::WakeQueueFull(..) => Some(1),
+            _ => None,
+        }
+    }
+
     /// The body sent to the client (5xx details are not leaked).
     pub fn body(&self) -> ErrorBody {
         let code = self.code();
@@ -144,28 +156,17 @@ impl IntoResponse for Error {
         let mut resp = (status, axum::Json(self.body())).into_response();
         // For the audit log.
         resp.extensions_mut().insert(self.code());
-        match &self {
-            Self::Unauthorized(_) => {
-                resp.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("Bearer"),
-                );
-            }
-            Self::TooManyRequests {
-                retry_after_secs, ..
-            } => {
-                resp.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(*retry_after_secs),
-                );
-            }
-            Self::WakeQueueFull(..) => {
-                resp.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("1"),
-                );
-            }
-            _ => {}
+        if let Self::Unauthorized(_) = &self {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
         }
         if status.is_server_error() {
             // Logged once, by the access-log middleware, which reads this.

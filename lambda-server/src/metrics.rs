@@ -180,13 +180,14 @@ impl Metrics {
         self.wake.observe(d.as_secs_f64());
     }
 
-    /// One more (`true`) or one fewer request held for a wake.
-    pub fn held(&self, more: bool) {
-        if more {
-            self.held.inc();
-        } else {
-            self.held.dec();
-        }
+    /// A request is held for a wake.
+    pub fn hold(&self) {
+        self.held.inc();
+    }
+
+    /// A request held for a wake goes on (or gives up).
+    pub fn release(&self) {
+        self.held.dec();
     }
 
     /// The OpenMetrics text ([`CONTENT_TYPE`]), with `lambdas` counted by status.

@@ -992,10 +992,15 @@ impl Platform {
         account: Option<uuid::Uuid>,
     ) -> Result<(Route, String)> {
         let route = self.route_entry(id, account).await?;
-        match self.inner.orchestrator.endpoint(id) {
-            Some(url) => Ok((route, url)),
-            None => Err(Error::NotRunning(*id)),
-        }
+        Ok((route, self.endpoint(id)?))
+    }
+
+    /// Where the next request for a lambda goes, or that none of its replicas runs.
+    fn endpoint(&self, id: &LambdaId) -> Result<String> {
+        self.inner
+            .orchestrator
+            .endpoint(id)
+            .ok_or(Error::NotRunning(*id))
     }
 
     /// What the proxy knows of a lambda the caller may reach and that is switched on.

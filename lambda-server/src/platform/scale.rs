@@ -132,7 +132,7 @@ struct Held<'a> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        self.platform.inner.metrics.held(false);
+        self.platform.inner.metrics.release();
     }
 }
 
@@ -261,11 +261,7 @@ impl Platform {
     ) -> Result<(Route, String, Option<InFlight>)> {
         let route = self.route_entry(id, account).await?;
         if route.scale.is_none() && route.status != LambdaStatus::Idle {
-            let url = self
-                .inner
-                .orchestrator
-                .endpoint(id)
-                .ok_or(Error::NotRunning(*id))?;
+            let url = self.endpoint(id)?;
             return Ok((route, url, None));
         }
         // Counted before the status is read again (see the module docs); a request waiting for
@@ -274,12 +270,7 @@ impl Platform {
             let counted = self.inner.scaler.begin(id);
             let status = self.cached_route(id).map_or(route.status, |r| r.status);
             if status != LambdaStatus::Idle {
-                let url = self
-                    .inner
-                    .orchestrator
-                    .endpoint(id)
-                    .ok_or(Error::NotRunning(*id))?;
-                return Ok((route, url, Some(counted)));
+                return Ok((route, self.endpoint(id)?, Some(counted)));
             }
             drop(counted);
             self.wake(id).await?;
@@ -320,7 +311,7 @@ impl Platform {
                 }
             }
         };
-        self.inner.metrics.held(true);
+        self.inner.metrics.hold();
         let _held = Held {
             platform: self,
             waiting,
