@@ -217,6 +217,20 @@ fn docker_env() -> Result<Vec<(String, String)>, String> {
     Ok(env)
 }
 
+/// Sockets the process `pid` holds open.
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// The total RSS (MiB) of the server's child processes (the lambdas' replicas).
 fn lambdas_rss(server_pid: u32) -> (usize, f64) {
     let kids = children(server_pid);
@@ -360,6 +374,12 @@ async fn invoke_many(
     for id in &ids {
         until_status(server, id, "idle").await;
     }
+    // The server lets go of its connections to the stopped replicas within a sweep of its pool.
+    let end = Instant::now() + Duration::from_secs(10);
+    while sockets(pid) > 16 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("  server sockets open: {}", sockets(pid));
     let elapsed = t.elapsed();
     let (procs, mib) = lambdas_rss(pid);
     ((procs, mib, rss_mib(pid), elapsed), ids)

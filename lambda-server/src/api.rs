@@ -47,6 +47,9 @@ impl AppState {
     pub fn new(platform: Platform) -> Self {
         let max_upload_bytes = platform.config().limits.max_archive_bytes + 1024 * 1024;
         let upstreams = Upstreams::new(platform.config().proxy_pool);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            upstreams.sweep_every(crate::upstream::SWEEP_INTERVAL);
+        }
         let auth = crate::auth::Auth::new(platform.config().auth.clone(), platform.tokens());
         let uploads = Arc::new(tokio::sync::Semaphore::new(
             platform.config().max_concurrent_uploads.max(1),
@@ -406,7 +409,7 @@ pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> Er
     } else {
         Error::BadRequest(
             ErrorCode::BadRequest,
-            format!("the multipart body is malformed: {e}"),
+            format!("the multipart body is malformed: {}", e.body_text()),
         )
     }
 }

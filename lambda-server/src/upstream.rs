@@ -22,6 +22,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+/// How often the server closes pooled connections whose replica went away.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Limits of the connection pool.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
@@ -237,6 +240,43 @@ impl Upstreams {
         }
     }
 
+    /// Closes the idle connections that have ended (their replica closed them: it stopped, or
+    /// went idle) or are past the idle timeout, and forgets replicas with none left; answers how
+    /// many are still kept. Without it a pool keeps the buffers of every connection to a replica
+    /// that is gone until a request for the same address comes.
+    pub fn sweep(&self) -> usize {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let timeout = self.config.idle_timeout;
+        let mut kept = 0;
+        idle.retain(|_, per_thread| {
+            per_thread.retain(|_, stack| {
+                stack.retain_mut(|(since, link)| since.elapsed() <= timeout && link.poll_idle());
+                kept += stack.len();
+                !stack.is_empty()
+            });
+            per_thread.shrink_to_fit();
+            !per_thread.is_empty()
+        });
+        kept
+    }
+
+    /// Sweeps the pool every `every` while it exists (from the current runtime).
+    pub fn sweep_every(self: &Arc<Self>, every: Duration) {
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match pool.upgrade() {
+                    Some(pool) => pool.sweep(),
+                    None => return,
+                };
+            }
+        });
+    }
+
     /// Closes every idle connection to `endpoint` (its replica is gone).
     pub fn forget(&self, endpoint: &str) {
         if let Some(authority) = authority(endpoint) {
@@ -417,5 +457,44 @@ mod tests {
             assert_eq!(&body[..], b"once");
         }
         assert_eq!(pool.opened(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_sweep_closes_connections_whose_replica_went_away() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let live = echo_server().await;
+        // A replica that keeps its connection open after an answer, until told to go.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gone = format!("http://{}", l.local_addr().unwrap());
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut tcp, _) = l.accept().await.unwrap();
+            let mut buf = vec![0; 4096];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tcp.read(&mut buf).await.unwrap();
+                head.extend_from_slice(&buf[..n]);
+            }
+            tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbye")
+                .await
+                .unwrap();
+            let _ = go_rx.await;
+        });
+        let pool = Upstreams::new(PoolConfig::default());
+        for url in [&live, &gone] {
+            let resp = pool.send(url, post("x")).await.unwrap();
+            axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        }
+        assert_eq!(pool.sweep(), 2, "both connections are open and idle");
+        go_tx.send(()).unwrap();
+        // The closed one goes once its end has reached this side.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.sweep() != 1 {
+            assert!(Instant::now() < deadline, "the closed connection was kept");
+            tokio::task::yield_now().await;
+        }
+        let idle = pool.idle.lock().unwrap();
+        let authorities: Vec<_> = idle.values().flat_map(|t| t.keys()).collect();
+        assert_eq!(authorities, [&Box::<str>::from(authority(&live).unwrap())]);
     }
 }

@@ -306,7 +306,10 @@ pub(crate) async fn post_create_with(
             .multipart(form),
     )
     .await;
-    r["lambda_id"].as_str().unwrap().to_owned()
+    match r["lambda_id"].as_str() {
+        Some(id) => id.to_owned(),
+        None => panic!("creating {name} was refused: {r}"),
+    }
 }
 
 /// Creates `examples/hello` on `server` and waits until it runs and answers.
