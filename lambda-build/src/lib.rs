@@ -6,6 +6,8 @@
 //! ([`runtime`]: `run.py`, `luna_lambda_tools`, their pinned requirements), embedded into the
 //! binary so every build is self-contained.
 
+pub mod assemble;
+pub mod deps;
 pub mod docker;
 pub mod gc;
 pub mod local;

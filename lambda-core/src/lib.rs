@@ -10,6 +10,7 @@
 //!   imports of the runtime and its handler routes) and `requirements.txt`.
 //! - [`names`], [`params`], [`docker_commands`]: ids, names, types and parameters, each checked.
 //! - [`status`]: the image and lambda status machines.
+//! - [`build_steps`]: the dependencies image as plain steps, for builders without a Dockerfile.
 //! - [`render`]: Dockerfile, build-context list and Kubernetes objects, as pure functions.
 //! - [`api`]: the HTTP API's wire types and error codes.
 //! - [`pack`]: deterministic zip of a folder.
@@ -19,6 +20,7 @@ pub mod api;
 pub mod archive;
 pub mod artifact;
 pub mod auth;
+pub mod build_steps;
 pub mod docker_commands;
 pub mod names;
 pub mod pack;
