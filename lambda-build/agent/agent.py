@@ -399,7 +399,8 @@ def apply_config(config, changes, history):
     for port in changes.get("exposed", []):
         c.setdefault("ExposedPorts", {})[port] = {}
     config.setdefault("history", []).extend(history)
-    config["created"] = "1970-01-01T00:00:00Z"
+    # When it was pushed: the garbage collector leaves young images alone.
+    config["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def main(argv):

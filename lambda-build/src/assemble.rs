@@ -153,7 +153,11 @@ pub fn final_config(deps_config: &str, layer: &Layer, lambda_type: LambdaType) -
         Some(h) => h.push(entry),
         None => cfg["history"] = json!([entry]),
     }
-    cfg["created"] = json!("1970-01-01T00:00:00Z");
+    // When it was pushed: the garbage collector's grace for images of lambdas in flight.
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    cfg["created"] = json!(now);
     serde_json::to_vec(&cfg).map_err(|e| Error::Failed {
         reason: format!("writing the image config: {e}"),
     })

@@ -16,8 +16,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use lambda_core::api::GcItem;
 use lambda_core::render::{
-    ContextSource, DockerfileSpec, build_context, lambda_image_ref, parse_lambda_image_ref,
-    render_dockerfile,
+    ContextSource, DockerfileSpec, build_context, lambda_image_ref, render_dockerfile,
 };
 use lambda_core::{Artifact, LambdaId};
 use std::collections::HashMap;
@@ -274,29 +273,16 @@ impl DockerBuilder {
         }
     }
 
-    /// The lambda and version of an image this builder named (`None`: not one of its names,
-    /// e.g. an imported image or another registry's).
     fn own_image(&self, reference: &str) -> Option<(LambdaId, u64)> {
-        parse_lambda_image_ref(reference)
-            .filter(|(id, v)| reference == lambda_image_ref(self.cfg.registry.as_deref(), id, *v))
+        crate::gc::own_image(self.cfg.registry.as_deref(), reference)
     }
 
-    /// Whether an image stays: not one of this builder's names, kept, run by a kept version,
-    /// or younger than the grace.
     fn image_stays(&self, in_use: &InUse, reference: &str, created: SystemTime) -> bool {
-        let Some((id, version)) = self.own_image(reference) else {
-            return true;
-        };
-        in_use.keeps(&id, version) || in_use.uses_image(reference) || in_use.young(created)
+        crate::gc::image_stays(self.cfg.registry.as_deref(), in_use, reference, created)
     }
 
-    /// Whether an image is of a lambda the collector knows: its versions are kept by retention
-    /// alone, with no grace (the grace is for lambdas in flight, e.g. on another server; an
-    /// engine image's creation time says nothing of when it was tagged: an image rebuilt from
-    /// cached layers is as old as the first build).
     fn of_known_lambda(&self, in_use: &InUse, reference: &str) -> bool {
-        self.own_image(reference)
-            .is_some_and(|(id, _)| in_use.lambdas.contains_key(&id))
+        crate::gc::of_known_lambda(self.cfg.registry.as_deref(), in_use, reference)
     }
 
     /// Engine images of versions nothing keeps.
@@ -323,57 +309,6 @@ impl DockerBuilder {
                     continue;
                 }
                 out.push(GcItem::new("image", tag.clone(), image.size.max(0) as u64));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Registry manifests of versions nothing keeps (never one a kept tag shares).
-    async fn collect_manifests(
-        &self,
-        registry: &Registry,
-        in_use: &InUse,
-        dry_run: bool,
-    ) -> Result<Vec<GcItem>> {
-        let mut out = Vec::new();
-        for repo in registry.repositories().await? {
-            let mut kept_digests = Vec::new();
-            let mut candidates = Vec::new();
-            for tag in registry.tags(&repo).await? {
-                let Some(manifest) = registry.manifest(&repo, &tag).await? else {
-                    continue;
-                };
-                let reference = format!("{}/{repo}:{tag}", registry.host);
-                // The registry has no upload time: the image's own creation time stands in,
-                // read only for lambdas the collector does not know (those in flight).
-                let created = if self.of_known_lambda(in_use, &reference) {
-                    UNIX_EPOCH
-                } else {
-                    registry
-                        .created(&repo, &manifest)
-                        .await?
-                        .unwrap_or_else(SystemTime::now)
-                };
-                if self.image_stays(in_use, &reference, created) {
-                    kept_digests.push(manifest.digest);
-                } else {
-                    candidates.push((reference, manifest));
-                }
-            }
-            for (reference, manifest) in candidates {
-                if kept_digests.contains(&manifest.digest) {
-                    continue;
-                }
-                if !dry_run && let Err(e) = registry.delete(&repo, &manifest.digest).await {
-                    tracing::warn!(manifest = %reference, error = %e, "collecting a manifest failed");
-                    continue;
-                }
-                kept_digests.push(manifest.digest.clone());
-                out.push(GcItem::new(
-                    "manifest",
-                    format!("{reference}@{}", manifest.digest),
-                    manifest.bytes,
-                ));
             }
         }
         Ok(out)
@@ -410,21 +345,10 @@ impl ImageBuilder for DockerBuilder {
         if let Err(e) = self.remove_image(reference).await {
             problems.push(e);
         }
-        if let (Some(registry), Some(digest)) = (&self.registry, digest)
-            && let Some((repo, tag)) = reference
-                .strip_prefix(&format!("{}/", registry.host))
-                .and_then(|r| r.rsplit_once(':'))
+        if let Some(registry) = &self.registry
+            && let Err(e) = registry.remove_manifest(reference, digest.as_deref()).await
         {
-            // Identical builds share a digest: deleting it would take the other tags too.
-            match registry.digest_shared(repo, digest, tag).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    if let Err(e) = registry.delete(repo, digest).await {
-                        problems.push(e.to_string());
-                    }
-                }
-                Err(e) => problems.push(e.to_string()),
-            }
+            problems.push(e);
         }
         if problems.is_empty() {
             Ok(())
@@ -436,7 +360,11 @@ impl ImageBuilder for DockerBuilder {
     async fn collect(&self, in_use: &InUse, dry_run: bool) -> Result<Vec<GcItem>> {
         let mut out = self.collect_images(in_use, dry_run).await?;
         if let Some(registry) = &self.registry {
-            out.extend(self.collect_manifests(registry, in_use, dry_run).await?);
+            out.extend(
+                registry
+                    .collect_manifests(self.cfg.registry.as_deref(), in_use, dry_run)
+                    .await?,
+            );
         }
         Ok(out)
     }

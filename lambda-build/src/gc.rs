@@ -70,6 +70,35 @@ impl InUse {
     }
 }
 
+/// The lambda and version of an image a builder pushing to `registry` named (`None`: not one
+/// of its names, e.g. an imported image or another registry's).
+pub(crate) fn own_image(registry: Option<&str>, reference: &str) -> Option<(LambdaId, u64)> {
+    lambda_core::render::parse_lambda_image_ref(reference)
+        .filter(|(id, v)| reference == lambda_core::render::lambda_image_ref(registry, id, *v))
+}
+
+/// Whether an image stays: not one of the builder's names, kept, run by a kept version, or
+/// younger than the grace.
+pub(crate) fn image_stays(
+    registry: Option<&str>,
+    in_use: &InUse,
+    reference: &str,
+    created: SystemTime,
+) -> bool {
+    let Some((id, version)) = own_image(registry, reference) else {
+        return true;
+    };
+    in_use.keeps(&id, version) || in_use.uses_image(reference) || in_use.young(created)
+}
+
+/// Whether an image is of a lambda the collector knows: its versions are kept by retention
+/// alone, with no grace (the grace is for lambdas in flight, e.g. on another server; an
+/// engine image's creation time says nothing of when it was tagged: an image rebuilt from
+/// cached layers is as old as the first build).
+pub(crate) fn of_known_lambda(registry: Option<&str>, in_use: &InUse, reference: &str) -> bool {
+    own_image(registry, reference).is_some_and(|(id, _)| in_use.lambdas.contains_key(&id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

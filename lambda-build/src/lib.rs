@@ -2,7 +2,8 @@
 //!
 //! Builds runnable artifacts of lambdas behind one small trait, [`ImageBuilder`]:
 //! [`LocalBuilder`] makes a folder and a cached virtualenv (the embedded default); the Docker
-//! builder (bollard) makes an image. It also owns the Python runtime every lambda runs under
+//! builder (bollard) makes an image; the Kubernetes builder ([`KubeBuilder`]) makes one with a
+//! build Job and registry-side assembly. It also owns the Python runtime every lambda runs under
 //! ([`runtime`]: `run.py`, `luna_lambda_tools`, their pinned requirements), embedded into the
 //! binary so every build is self-contained.
 
@@ -10,12 +11,14 @@ pub mod assemble;
 pub mod deps;
 pub mod docker;
 pub mod gc;
+pub mod kube;
 pub mod local;
 mod registry;
 pub mod runtime;
 
 pub use docker::{DockerBuilder, DockerBuilderConfig};
 pub use gc::{InUse, KeptVersions};
+pub use kube::{KubeBuilder, KubeBuilderConfig};
 pub use local::{LocalBuilder, LocalBuilderConfig};
 
 use async_trait::async_trait;

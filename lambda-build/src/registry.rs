@@ -3,9 +3,12 @@
 //! time) and delete a manifest. Deletion must be enabled in the registry; blobs are freed by the
 //! registry's own garbage collection.
 
+use crate::gc::{InUse, image_stays, of_known_lambda, own_image};
 use crate::{Error, Result};
+use lambda_core::api::GcItem;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Manifest media types asked for, so the registry answers the digest it stored.
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -33,6 +36,8 @@ pub(crate) struct Manifest {
     pub(crate) bytes: u64,
     /// The config blob, when it is an image manifest.
     config: Option<String>,
+    /// Its layers' digests, bottom first.
+    pub(crate) layers: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +182,7 @@ impl Registry {
             digest,
             bytes,
             config: doc.config.map(|c| c.digest),
+            layers: doc.layers.into_iter().map(|l| l.digest).collect(),
         }))
     }
 
@@ -210,6 +216,156 @@ impl Registry {
             Ok(r) => Err(unavailable(format!("DELETE {url}: HTTP {}", r.status()))),
             Err(e) => Err(unavailable(format!("DELETE {url}: {e}"))),
         }
+    }
+
+    /// `http(s)://host[:port]`.
+    pub(crate) fn base_url(&self) -> String {
+        self.base.clone()
+    }
+
+    /// Deletes the manifest of `reference` (`<host>/<repo>:<tag>`) at `digest`, unless another
+    /// tag shares it (identical builds share a digest: deleting it would take the other too).
+    pub(crate) async fn remove_manifest(
+        &self,
+        reference: &str,
+        digest: Option<&str>,
+    ) -> std::result::Result<(), String> {
+        let (Some(digest), Some((repo, tag))) = (
+            digest,
+            reference
+                .strip_prefix(&format!("{}/", self.host))
+                .and_then(|r| r.rsplit_once(':')),
+        ) else {
+            return Ok(());
+        };
+        match self.digest_shared(repo, digest, tag).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.delete(repo, digest).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Removes the manifest of an image the builder pushing as `name` made for `lambda_id`
+    /// (an imported image is its owner's: left alone).
+    pub(crate) async fn remove_own(
+        &self,
+        name: Option<&str>,
+        lambda_id: &lambda_core::LambdaId,
+        artifact: &lambda_core::Artifact,
+    ) -> std::result::Result<(), String> {
+        let lambda_core::Artifact::Image { reference, digest } = artifact else {
+            return Ok(());
+        };
+        if own_image(name, reference).is_none_or(|(owner, _)| owner != *lambda_id) {
+            return Ok(());
+        }
+        self.remove_manifest(reference, digest.as_deref()).await
+    }
+
+    /// Registry manifests of versions nothing keeps (never one a kept tag shares).
+    pub(crate) async fn collect_manifests(
+        &self,
+        name: Option<&str>,
+        in_use: &InUse,
+        dry_run: bool,
+    ) -> Result<Vec<GcItem>> {
+        let registry = self;
+        let mut out = Vec::new();
+        for repo in registry.repositories().await? {
+            let mut kept_digests = Vec::new();
+            let mut candidates = Vec::new();
+            for tag in registry.tags(&repo).await? {
+                let Some(manifest) = registry.manifest(&repo, &tag).await? else {
+                    continue;
+                };
+                let reference = format!("{}/{repo}:{tag}", registry.host);
+                // The registry has no upload time: the image's own creation time stands in,
+                // read only for lambdas the collector does not know (those in flight).
+                let created = if of_known_lambda(name, in_use, &reference) {
+                    UNIX_EPOCH
+                } else {
+                    registry
+                        .created(&repo, &manifest)
+                        .await?
+                        .unwrap_or_else(SystemTime::now)
+                };
+                if image_stays(name, in_use, &reference, created) {
+                    kept_digests.push(manifest.digest);
+                } else {
+                    candidates.push((reference, manifest));
+                }
+            }
+            for (reference, manifest) in candidates {
+                if kept_digests.contains(&manifest.digest) {
+                    continue;
+                }
+                if !dry_run && let Err(e) = registry.delete(&repo, &manifest.digest).await {
+                    tracing::warn!(manifest = %reference, error = %e, "collecting a manifest failed");
+                    continue;
+                }
+                kept_digests.push(manifest.digest.clone());
+                out.push(GcItem::new(
+                    "manifest",
+                    format!("{reference}@{}", manifest.digest),
+                    manifest.bytes,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Dependencies images (`repo`, the Kubernetes builder's) that no lambda image in the
+    /// registry is built on any more, older than the grace: a lambda image built on one holds
+    /// its top layer. The manifests in `going` (the lambda images being collected in the same
+    /// run) count as gone already, so a dry run lists what the real run removes.
+    pub(crate) async fn collect_deps(
+        &self,
+        repo: &str,
+        in_use: &InUse,
+        going: &[String],
+        dry_run: bool,
+    ) -> Result<Vec<GcItem>> {
+        let tags = self.tags(repo).await?;
+        if tags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut used = std::collections::HashSet::new();
+        for lambda_repo in self.repositories().await? {
+            if !lambda_repo.starts_with("luna-lambda/") {
+                continue;
+            }
+            for tag in self.tags(&lambda_repo).await? {
+                if let Some(m) = self.manifest(&lambda_repo, &tag).await?
+                    && !going.contains(&m.digest)
+                {
+                    used.extend(m.layers);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for tag in tags {
+            let Some(m) = self.manifest(repo, &tag).await? else {
+                continue;
+            };
+            let built_on = m.layers.last().is_some_and(|l| used.contains(l));
+            let created = self
+                .created(repo, &m)
+                .await?
+                .unwrap_or_else(SystemTime::now);
+            if built_on || in_use.young(created) {
+                continue;
+            }
+            if !dry_run && let Err(e) = self.delete(repo, &m.digest).await {
+                tracing::warn!(image = %tag, error = %e, "collecting a dependencies image failed");
+                continue;
+            }
+            out.push(GcItem::new(
+                "dependencies image",
+                format!("{}/{repo}:{tag}@{}", self.host, m.digest),
+                m.bytes,
+            ));
+        }
+        Ok(out)
     }
 
     /// Whether a tag of `repo` other than `except` points at `digest` (deleting the manifest

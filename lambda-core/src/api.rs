@@ -502,7 +502,8 @@ pub struct GcItem {
     /// `lambda` (stored objects of a deleted lambda), `orphan` (an object no record explains),
     /// `artifact` (a collected version's built artifact), `app` (a local app folder), `env` (a
     /// local environment), `image` (an image in the Docker engine), `manifest` (a registry
-    /// manifest).
+    /// manifest), `dependencies image` (a registry manifest of the Kubernetes builder's
+    /// dependencies images no lambda image is built on).
     pub kind: String,
     /// Which one: a storage key, a folder, an image reference.
     pub what: String,

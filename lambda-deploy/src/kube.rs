@@ -342,34 +342,40 @@ enum Rollout {
     Pending(Option<String>),
 }
 
+/// A client of the API server `credentials` point at, checked to answer (the orchestrator's, and
+/// the Kubernetes builder's, which the server hands one).
+pub async fn client(credentials: &KubeCredentials) -> Result<kube::Client> {
+    let config = match credentials {
+        KubeCredentials::Infer => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Unavailable(format!("Kubernetes credentials: {e}")))?,
+        KubeCredentials::InCluster => kube::Config::incluster()
+            .map_err(|e| Error::Unavailable(format!("Kubernetes in-cluster credentials: {e}")))?,
+        KubeCredentials::Kubeconfig { path, context } => {
+            let kc = match path {
+                Some(p) => Kubeconfig::read_from(p),
+                None => Kubeconfig::read(),
+            }
+            .map_err(|e| Error::Unavailable(format!("kubeconfig: {e}")))?;
+            let opts = KubeConfigOptions {
+                context: context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| Error::Unavailable(format!("kubeconfig: {e}")))?
+        }
+    };
+    let client = kube::Client::try_from(config).map_err(api_error)?;
+    client.apiserver_version().await.map_err(api_error)?;
+    Ok(client)
+}
+
 impl KubeOrchestrator {
     /// Connects (checking the API server answers) and starts watching the configured
     /// namespaces; lambdas found there are adopted as they are.
     pub async fn open(cfg: KubeOrchestratorConfig) -> Result<Arc<Self>> {
-        let config = match &cfg.credentials {
-            KubeCredentials::Infer => kube::Config::infer()
-                .await
-                .map_err(|e| Error::Unavailable(format!("Kubernetes credentials: {e}")))?,
-            KubeCredentials::InCluster => kube::Config::incluster().map_err(|e| {
-                Error::Unavailable(format!("Kubernetes in-cluster credentials: {e}"))
-            })?,
-            KubeCredentials::Kubeconfig { path, context } => {
-                let kc = match path {
-                    Some(p) => Kubeconfig::read_from(p),
-                    None => Kubeconfig::read(),
-                }
-                .map_err(|e| Error::Unavailable(format!("kubeconfig: {e}")))?;
-                let opts = KubeConfigOptions {
-                    context: context.clone(),
-                    ..KubeConfigOptions::default()
-                };
-                kube::Config::from_custom_kubeconfig(kc, &opts)
-                    .await
-                    .map_err(|e| Error::Unavailable(format!("kubeconfig: {e}")))?
-            }
-        };
-        let client = kube::Client::try_from(config).map_err(api_error)?;
-        client.apiserver_version().await.map_err(api_error)?;
+        let client = client(&cfg.credentials).await?;
         let this = Arc::new(Self {
             client,
             cfg,

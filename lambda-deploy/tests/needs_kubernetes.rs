@@ -487,7 +487,51 @@ async fn the_documented_role_is_all_the_platform_needs() {
     cfg.namespaces = vec![ns.into()];
     let orch = KubeOrchestrator::open(cfg.clone()).await.unwrap();
     let id = LambdaId::new();
-    let art = docker_image(id, 1, example_files("hello")).await;
+    // Built in the cluster by the same account: a requirement, so a build Job runs.
+    let builder = lambda_build::KubeBuilder::new(
+        lambda_deploy::kube::client(&cfg.credentials).await.unwrap(),
+        lambda_build::KubeBuilderConfig {
+            registry: env("LAMBDA_IT_REGISTRY"),
+            base_tag: env("LAMBDA_IT_BASE_TAG"),
+            namespace: ns.into(),
+            instance: instance.clone(),
+            pip_ca_bundle: Some(
+                std::env::var("SSL_CERT_FILE")
+                    .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into())
+                    .into(),
+            ),
+            ..lambda_build::KubeBuilderConfig::default()
+        },
+    );
+    let mut files = example_files("hello");
+    files.push((
+        "requirements.txt".into(),
+        format!("six==1.17.0\n# {id}\n").into_bytes(),
+    ));
+    let bytes = lambda_core::pack::pack_files(files);
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel();
+    let built = lambda_build::ImageBuilder::build(
+        &builder,
+        lambda_build::BuildRequest {
+            lambda_id: id,
+            version: 1,
+            lambda_type: lambda_core::LambdaType::Standalone,
+            archive: lambda_core::archive::validate_bytes(&bytes, &Default::default()).unwrap(),
+            archive_bytes: bytes.into(),
+            parameters: Parameters::default(),
+            timeout: Duration::from_secs(600),
+        },
+        log_tx,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    let mut log = String::new();
+    while let Ok(l) = log_rx.try_recv() {
+        log.push_str(&l);
+        log.push('\n');
+    }
+    let art = built.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(log.contains("==> build job rbac-it/"), "{log}");
     let mut p = Parameters::default();
     p.deploy_parameters.namespace = ns.into();
     orch.deploy(spec(id, "least-privilege", 1, art, p))

@@ -15,7 +15,7 @@ use lambda_core::Limits;
 use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig};
 use lambda_storage::{S3Options, StorageConfig};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -263,7 +263,9 @@ impl Default for S3Section {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BuilderSection {
-    /// `local` (virtualenv) or `docker`.
+    /// `local` (virtualenv), `docker` (a Docker engine) or `kubernetes` (a build Job in the
+    /// cluster and registry-side assembly: no engine; needs `[orchestrator] kind = "kubernetes"`,
+    /// whose credentials and namespace it uses, and `lambda_registry`).
     pub kind: String,
     /// Python for local builds.
     pub python: String,
@@ -298,6 +300,9 @@ pub struct BuilderSection {
     /// this many bytes of environments in all (default 1 GiB); the garbage collector removes
     /// the least recently used beyond it.
     pub env_cache_max_bytes: u64,
+    /// `kind = "kubernetes"`: the build container's `resources`, e.g.
+    /// `{ requests = { cpu = "500m", memory = "512Mi" }, limits = { memory = "2Gi" } }`.
+    pub job_resources: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 impl Default for BuilderSection {
@@ -318,6 +323,7 @@ impl Default for BuilderSection {
             registry_user: None,
             registry_password: None,
             env_cache_max_bytes: 1 << 30,
+            job_resources: None,
         }
     }
 }
@@ -608,10 +614,10 @@ impl Config {
                 message: "[tls] needs both cert and key (PEM files), or neither".into(),
             });
         }
-        if !matches!(self.builder.kind.as_str(), "local" | "docker") {
+        let builder = self.builder.kind.as_str();
+        if !matches!(builder, "local" | "docker" | "kubernetes") {
             return Err(ConfigError::Unsupported(format!(
-                "[builder] kind = {:?} is not available; use \"local\" or \"docker\"",
-                self.builder.kind
+                "[builder] kind = {builder:?} is not available; use \"local\", \"docker\" or \"kubernetes\""
             )));
         }
         let kind = self.orchestrator.kind.as_str();
@@ -620,10 +626,15 @@ impl Config {
                 "[orchestrator] kind = {kind:?} is not available; use \"local\", \"docker\" or \"kubernetes\""
             )));
         }
-        if kind != "local" && self.builder.kind != "docker" {
+        if kind != "local" && builder == "local" {
             return Err(ConfigError::Unsupported(format!(
-                "[orchestrator] kind = {kind:?} runs images: set [builder] kind = \"docker\" too"
+                "[orchestrator] kind = {kind:?} runs images: set [builder] kind = \"docker\" or \"kubernetes\""
             )));
+        }
+        if builder == "kubernetes" && kind != "kubernetes" {
+            return Err(ConfigError::Unsupported(
+                "[builder] kind = \"kubernetes\" runs its builds in the cluster of the orchestrator: set [orchestrator] kind = \"kubernetes\" too".into(),
+            ));
         }
         if kind == "kubernetes" && self.lambda_registry.is_none() {
             return Err(ConfigError::Unsupported(
@@ -835,7 +846,7 @@ impl Config {
     ) -> Result<Platform, ConfigError> {
         let auth = self.auth_settings(env)?;
         let storage = self.storage(data_dir).await?;
-        let builder = self.image_builder(data_dir, env)?;
+        let builder = self.image_builder(data_dir, env).await?;
         let orchestrator = self.orchestrator(data_dir, env).await?;
         Ok(Platform::new(
             self.platform_config(auth),
@@ -884,7 +895,7 @@ impl Config {
     }
 
     /// The image builder of `[builder] kind`.
-    fn image_builder(
+    async fn image_builder(
         &self,
         data_dir: &Path,
         env: &HashMap<String, String>,
@@ -908,6 +919,7 @@ impl Config {
                 })
                 .map_err(|e| ConfigError::Startup(e.to_string()))?,
             ),
+            "kubernetes" => Arc::new(self.kube_builder().await?),
             _ => {
                 let uv = match self.builder.uv.as_str() {
                     "off" => None,
@@ -925,6 +937,55 @@ impl Config {
                 }))
             }
         })
+    }
+
+    /// The API server of `[orchestrator]`: in cluster, a kubeconfig, or kube-rs's inference.
+    fn kube_credentials(&self) -> lambda_deploy::KubeCredentials {
+        let o = &self.orchestrator;
+        if o.in_cluster {
+            lambda_deploy::KubeCredentials::InCluster
+        } else if o.kubeconfig.is_some() || o.context.is_some() {
+            lambda_deploy::KubeCredentials::Kubeconfig {
+                path: o.kubeconfig.clone(),
+                context: o.context.clone(),
+            }
+        } else {
+            lambda_deploy::KubeCredentials::Infer
+        }
+    }
+
+    /// The Kubernetes builder: build Jobs in `[orchestrator] namespace`, images assembled in
+    /// `lambda_registry`.
+    async fn kube_builder(&self) -> Result<lambda_build::KubeBuilder, ConfigError> {
+        let client = lambda_deploy::kube::client(&self.kube_credentials())
+            .await
+            .map_err(|e| ConfigError::Startup(e.to_string()))?;
+        let job_resources = match &self.builder.job_resources {
+            Some(r) => Some(serde_json::to_value(r).map_err(|e| ConfigError::Invalid {
+                origin: String::new(),
+                message: format!("[builder] job_resources: {e}"),
+            })?),
+            None => None,
+        };
+        Ok(lambda_build::KubeBuilder::new(
+            client,
+            lambda_build::KubeBuilderConfig {
+                registry: self.lambda_registry.clone().unwrap_or_default(),
+                base_tag: self.builder.base_tag.clone(),
+                namespace: self.orchestrator.namespace.clone(),
+                instance: self.orchestrator.instance.clone(),
+                insecure_registries: self.lambda_insecure_registries.clone(),
+                registry_auth: self
+                    .builder
+                    .registry_user
+                    .clone()
+                    .zip(self.builder.registry_password.clone()),
+                pip_ca_bundle: self.builder.pip_ca_bundle.clone(),
+                pip_index_url: self.builder.pip_index_url.clone(),
+                job_resources,
+                node_selector: Default::default(),
+            },
+        ))
     }
 
     /// The orchestrator of `[orchestrator] kind`, opened.
@@ -948,18 +1009,8 @@ impl Config {
             }
             "kubernetes" => {
                 let o = &self.orchestrator;
-                let credentials = if o.in_cluster {
-                    lambda_deploy::KubeCredentials::InCluster
-                } else if o.kubeconfig.is_some() || o.context.is_some() {
-                    lambda_deploy::KubeCredentials::Kubeconfig {
-                        path: o.kubeconfig.clone(),
-                        context: o.context.clone(),
-                    }
-                } else {
-                    lambda_deploy::KubeCredentials::Infer
-                };
                 let kcfg = lambda_deploy::KubeOrchestratorConfig {
-                    credentials,
+                    credentials: self.kube_credentials(),
                     namespaces: vec![o.namespace.clone()],
                     instance: o.instance.clone(),
                     endpoint: o.endpoint.clone(),
@@ -1187,6 +1238,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.orchestrator.namespace, "lambdas");
+        // The Kubernetes builder runs in the orchestrator's cluster; its Job's resources.
+        let e = Config::load(
+            None,
+            &env(&[
+                ("LUNA_LAMBDA_BUILDER_KIND", "kubernetes"),
+                ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "docker"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("set [orchestrator] kind = \"kubernetes\" too"),
+            "{e}"
+        );
+        let e = Config::load(None, &env(&[("LUNA_LAMBDA_BUILDER_KIND", "kaniko")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"local\", \"docker\" or \"kubernetes\""), "{e}");
+        std::fs::write(
+            &f,
+            "lambda_registry = \"reg.example:5000\"\n[builder]\nkind = \"kubernetes\"\n\
+             job_resources = { limits = { memory = \"2Gi\" } }\n[orchestrator]\nkind = \"kubernetes\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), &HashMap::new()).unwrap();
+        assert_eq!(c.builder.job_resources.unwrap()["limits"]["memory"], "2Gi");
     }
 
     #[test]

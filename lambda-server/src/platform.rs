@@ -97,6 +97,29 @@ impl Default for PlatformConfig {
     }
 }
 
+/// Parameters checked for what this server's builder can honour: the Kubernetes builder runs
+/// only some instructions of `user_docker_commands` (`lambda_core::build_steps`).
+fn parse_params(
+    json: &[u8],
+    os: lambda_core::docker_commands::BaseOs,
+    snapshot_builder: bool,
+) -> std::result::Result<Parameters, ValidationReport> {
+    let p = Parameters::parse_for(json, Some(os))?;
+    let problems = if snapshot_builder {
+        lambda_core::build_steps::check(&p.user_docker_commands)
+    } else {
+        Vec::new()
+    };
+    if problems.is_empty() {
+        return Ok(p);
+    }
+    let mut report = ValidationReport::default();
+    for problem in problems {
+        report.push(problem);
+    }
+    Err(report)
+}
+
 /// What the proxy needs to know about a lambda, kept in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -466,10 +489,11 @@ impl Platform {
     ) -> Result<(ValidatedArchive, Parameters)> {
         let limits = self.inner.cfg.limits.clone();
         let os = self.inner.cfg.base_os;
+        let snapshot_builder = self.inner.builder.kind() == "kubernetes";
         let (archive_result, params_result) = tokio::task::spawn_blocking(move || {
             let a = validate_bytes_for(&archive, &limits, lambda_type);
             let p = match &params {
-                Some(p) => Parameters::parse_for(p, Some(os)),
+                Some(p) => parse_params(p, os, snapshot_builder),
                 None => Ok(Parameters::default()),
             };
             (a, p)

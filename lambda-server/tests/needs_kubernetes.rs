@@ -195,3 +195,83 @@ async fn deployments_scale_with_the_load_and_to_zero() {
     common::scale::a_failing_wake_answers_every_held_request_with_the_crash(&s).await;
     s.stop().await;
 }
+
+/// `[builder] kind = "kubernetes"` with `[orchestrator] kind = "kubernetes"`, and no Docker
+/// engine in the server's environment: a lambda with requirements is built by a Job, a code-only
+/// update by assembly alone, both run and answer; instructions the build agent cannot honour are
+/// refused at upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_build_server_end_to_end_without_a_docker_engine() {
+    sim();
+    let dir = tempfile::tempdir().unwrap();
+    let instance = format!("e2e-build-{}", uuid::Uuid::new_v4());
+    let vars: HashMap<String, String> = [
+        ("LAMBDA_REGISTRY", it_env("LAMBDA_IT_REGISTRY")),
+        ("LUNA_LAMBDA_BUILDER_KIND", "kubernetes".into()),
+        ("LUNA_LAMBDA_BUILDER_BASE_TAG", it_env("LAMBDA_IT_BASE_TAG")),
+        (
+            "LUNA_LAMBDA_BUILDER_PIP_CA_BUNDLE",
+            std::env::var("SSL_CERT_FILE")
+                .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into()),
+        ),
+        ("LUNA_LAMBDA_ORCHESTRATOR_KIND", "kubernetes".into()),
+        ("LUNA_LAMBDA_ORCHESTRATOR_KUBECONFIG", it_env("KUBECONFIG")),
+        ("LUNA_LAMBDA_ORCHESTRATOR_INSTANCE", instance.clone()),
+        (
+            "LUNA_LAMBDA_ORCHESTRATOR_ENDPOINT",
+            "http://{pod_ip}:8000".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert!(!vars.contains_key("DOCKER_HOST"));
+    let cfg = lambda_server::Config::load(None, &vars).unwrap();
+    let platform = cfg.platform(dir.path(), &vars).await.unwrap();
+    let s = Server::start(platform).await;
+
+    let reqs = format!("six==1.17.0\n# {instance}\n");
+    let code = |v: u32| {
+        zip_of(&[
+            (
+                "lambda_main.py",
+                &format!(
+                    "import six\n\nasync def main(request):\n    return {{'v': {v}, 'six': six.__version__}}\n"
+                ),
+            ),
+            ("requirements.txt", &reqs),
+        ])
+    };
+    let id = created_id(s.create("kube-built", &code(1), None).await).await;
+    s.wait_for(&id, "running", "completed").await;
+    let (status, body) = s.invoke(&id, serde_json::json!({})).await;
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({"v": 1, "six": "1.17.0"}))
+    );
+    let log = s.build_log(&id).await;
+    assert!(log.contains("==> build job"), "{log}");
+
+    assert!(s.update(&id, &code(2)).await.status().is_success());
+    s.serving(&id, 2).await;
+    s.answers(&id, "version 2", |b| b["v"] == 2).await;
+    let log = s.build_log(&id).await;
+    assert!(log.contains("is in the registry: no build job"), "{log}");
+
+    let refused = s
+        .create(
+            "kube-copy",
+            &returning(1),
+            Some(r#"{"user_docker_commands": ["COPY extra.txt /opt/"]}"#),
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains("COPY is not supported by the Kubernetes builder")
+            && body.contains("user_docker_commands[0]"),
+        "{body}"
+    );
+    assert!(s.delete(&id).await.status().is_success());
+    s.stop().await;
+}

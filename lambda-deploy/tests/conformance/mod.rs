@@ -107,10 +107,18 @@ pub fn workspace() -> PathBuf {
 }
 
 pub fn example_files(name: &str) -> Vec<(String, Vec<u8>)> {
+    example_files_of(name, LambdaType::Standalone)
+}
+
+/// The files of `examples/<name>`, a lambda of type `kind`.
+pub fn example_files_of(name: &str, kind: LambdaType) -> Vec<(String, Vec<u8>)> {
     let bytes = lambda_core::pack::pack_dir(&workspace().join("examples").join(name)).unwrap();
-    let archive =
-        lambda_core::archive::validate_bytes(&bytes, &lambda_core::archive::Limits::default())
-            .unwrap();
+    let archive = lambda_core::archive::validate_bytes_for(
+        &bytes,
+        &lambda_core::archive::Limits::default(),
+        kind,
+    )
+    .unwrap_or_else(|r| panic!("examples/{name}: {r:?}"));
     let mut out = Vec::new();
     lambda_core::archive::for_each_user_file::<_, std::io::Error>(
         std::io::Cursor::new(&bytes[..]),

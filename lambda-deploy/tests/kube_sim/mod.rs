@@ -6,7 +6,11 @@
 //! (`CrashLoopBackOff`, the last output as the termination message, like
 //! `FallbackToLogsOnError`), reports a missing image as `ErrImagePull`/`ImagePullBackOff`, stops
 //! the container of a pod being deleted and then removes the pod, and serves the kubelet's
-//! `containerLogs` endpoint so that `pods/log` works through the API server.
+//! `containerLogs` endpoint so that `pods/log` works through the API server. What Jobs need too:
+//! the container's `command` and `args`, `runAsUser`, emptyDir volumes, and `restartPolicy:
+//! Never`, where the container runs once and its exit code ends the pod as `Succeeded` or
+//! `Failed` (the last output as the termination message when it failed); a container without a
+//! readiness probe is Ready once it runs.
 //!
 //! Shortened for tests (documented differences from a kubelet): probes every 100 ms, crash
 //! back-off 0.5 s doubling to 4 s, a pod being deleted keeps serving for 0.5 s (what a preStop
@@ -371,6 +375,111 @@ impl Worker {
         }])
     }
 
+    /// `envFrom`: every key of the Secrets and ConfigMaps named.
+    async fn env_from(&self) -> Vec<String> {
+        use k8s_openapi::api::core::v1::Secret;
+        let mut out = Vec::new();
+        for source in self.spec().env_from.clone().unwrap_or_default() {
+            if let Some(r) = &source.secret_ref {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns());
+                if let Ok(secret) = api.get(&r.name).await {
+                    for (k, v) in secret.data.unwrap_or_default() {
+                        out.push(format!("{k}={}", String::from_utf8_lossy(&v.0)));
+                    }
+                }
+            }
+            if let Some(r) = &source.config_map_ref {
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns());
+                if let Ok(cm) = api.get(&r.name).await {
+                    for (k, v) in cm.data.unwrap_or_default() {
+                        out.push(format!("{k}={v}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What a kubelet gives a pod whose service account token is mounted: the API server's
+    /// address in `KUBERNETES_SERVICE_HOST`/`_PORT` (here the control plane's own, on
+    /// loopback).
+    async fn service_env(&self) -> Vec<String> {
+        if self
+            .service_account_dir(std::path::Path::new("/nonexistent"))
+            .is_none()
+        {
+            return Vec::new();
+        }
+        let url = kubeconfig_client_config().await.cluster_url;
+        let host = url.host().unwrap_or("127.0.0.1").to_owned();
+        let port = url.port_u16().unwrap_or(443);
+        vec![
+            format!("KUBERNETES_SERVICE_HOST={host}"),
+            format!("KUBERNETES_SERVICE_PORT={port}"),
+        ]
+    }
+
+    /// Where the pod's service account token goes, when it has one mounted (a
+    /// `serviceAccountName` and no `automountServiceAccountToken: false`).
+    fn service_account_dir(&self, dir: &std::path::Path) -> Option<(String, std::path::PathBuf)> {
+        let spec = self.pod.spec.as_ref()?;
+        let account = spec.service_account_name.clone()?;
+        if spec.automount_service_account_token == Some(false) || account == "default" {
+            return None;
+        }
+        Some((account, dir.join("serviceaccount")))
+    }
+
+    /// The service account's token, CA and namespace, from the token Secret the controller
+    /// made, as the bind a kubelet would mount.
+    async fn service_account_mount(&self, dir: &std::path::Path) -> Option<String> {
+        use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+        let (account, host) = self.service_account_dir(dir)?;
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.ns());
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns());
+        let mut data = None;
+        for _ in 0..100 {
+            let name = accounts
+                .get(&account)
+                .await
+                .ok()
+                .and_then(|a| a.secrets)
+                .and_then(|s| s.into_iter().next())
+                .and_then(|r| r.name);
+            if let Some(name) = name
+                && let Ok(secret) = secrets.get(&name).await
+            {
+                data = secret.data;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let data = data?;
+        std::fs::create_dir_all(&host).unwrap();
+        for key in ["token", "ca.crt", "namespace"] {
+            if let Some(v) = data.get(key) {
+                std::fs::write(host.join(key), &v.0).unwrap();
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        for e in std::fs::read_dir(&host).unwrap().flatten() {
+            let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o644));
+        }
+        Some(format!(
+            "{}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
+            host.display()
+        ))
+    }
+
+    /// `restartPolicy: Never` (a Job's pod): the container runs once.
+    fn restart_never(&self) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            == Some("Never")
+    }
+
     /// Makes the image present: a pull from its registry when the engine does not have it.
     async fn pull(&self) -> Result<(), String> {
         let image = self.image();
@@ -394,7 +503,7 @@ impl Worker {
         Ok(())
     }
 
-    /// The ConfigMap volumes as host folders to bind-mount.
+    /// The ConfigMap and emptyDir volumes as host folders to bind-mount.
     async fn mounts(&self, dir: &std::path::Path) -> Vec<String> {
         let mut binds = Vec::new();
         let spec = self.pod.spec.as_ref().unwrap();
@@ -407,8 +516,16 @@ impl Worker {
             else {
                 continue;
             };
-            let Some(cm) = &v.config_map else { continue };
             let host = dir.join(&v.name);
+            if v.empty_dir.is_some() {
+                // A folder of the pod's own, writable by whichever user the container runs as.
+                std::fs::create_dir_all(&host).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777)).unwrap();
+                binds.push(format!("{}:{}", host.display(), m.mount_path));
+                continue;
+            }
+            let Some(cm) = &v.config_map else { continue };
             std::fs::create_dir_all(&host).unwrap();
             if let Ok(cm) = cms.get(&cm.name).await {
                 for (k, val) in cm.data.unwrap_or_default() {
@@ -423,15 +540,41 @@ impl Worker {
     }
 
     async fn start_container(&self, binds: Vec<String>) -> Result<(String, i64), String> {
+        let ip = self.ip.clone();
         let mut env: Vec<String> = self
             .spec()
             .env
             .clone()
             .unwrap_or_default()
             .into_iter()
-            .map(|e| format!("{}={}", e.name, e.value.unwrap_or_default()))
+            .map(|e| {
+                // `valueFrom: {fieldRef: {fieldPath: status.podIP}}`, as a kubelet fills it in.
+                let pod_ip = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.field_ref.as_ref())
+                    .is_some_and(|f| f.field_path == "status.podIP");
+                let value = if pod_ip {
+                    ip.clone()
+                } else {
+                    e.value.unwrap_or_default()
+                };
+                format!("{}={value}", e.name)
+            })
             .collect();
+        // `$(NAME)` refers to a variable defined before it, as a kubelet expands it.
+        for i in 0..env.len() {
+            let (before, rest) = env.split_at_mut(i);
+            let item = &mut rest[0];
+            for earlier in before.iter() {
+                if let Some((k, v)) = earlier.split_once('=') {
+                    *item = item.replace(&format!("$({k})"), v);
+                }
+            }
+        }
+        env.extend(self.env_from().await);
         env.push(format!("LAMBDA_HOST={}", self.ip));
+        env.extend(self.service_env().await);
         let labels: HashMap<String, String> = [
             ("luna-lambda.io/simulated-pod".to_owned(), self.name()),
             (
@@ -448,8 +591,18 @@ impl Worker {
         ]
         .into_iter()
         .collect();
+        let spec = self.pod.spec.as_ref().unwrap();
+        let run_as = self
+            .spec()
+            .security_context
+            .as_ref()
+            .and_then(|c| c.run_as_user)
+            .or_else(|| spec.security_context.as_ref().and_then(|c| c.run_as_user));
         let body = ContainerCreateBody {
             image: Some(self.image()),
+            entrypoint: self.spec().command.clone(),
+            cmd: self.spec().args.clone(),
+            user: run_as.map(|u| u.to_string()),
             env: Some(env),
             labels: Some(labels),
             host_config: Some(HostConfig {
@@ -483,7 +636,20 @@ impl Worker {
     }
 
     async fn healthy(&self) -> bool {
-        let url = format!("http://{}:8000/healthcheck", self.ip);
+        // The readiness probe's path and port (a lambda's: /healthcheck on 8000).
+        let get = self
+            .spec()
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.clone());
+        let port = match get.as_ref().map(|g| &g.port) {
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p)) => *p,
+            _ => 8000,
+        };
+        let path = get
+            .and_then(|g| g.path)
+            .unwrap_or_else(|| "/healthcheck".into());
+        let url = format!("http://{}:{port}{path}", self.ip);
         matches!(
             reqwest::Client::new()
                 .get(url)
@@ -594,7 +760,8 @@ impl Worker {
                 }
             }
         }
-        let binds = self.mounts(&dir).await;
+        let mut binds = self.mounts(&dir).await;
+        binds.extend(self.service_account_mount(&dir).await);
         let mut restarts = 0u32;
         let mut last = json!({});
         let mut backoff = Duration::from_millis(500);
@@ -647,7 +814,7 @@ impl Worker {
                         };
                     }
                     _ = tokio::time::sleep(Duration::from_millis(100)), if !ready => {
-                        if self.healthy().await {
+                        if self.spec().readiness_probe.is_none() || self.healthy().await {
                             ready = true;
                             self.status(json!({"conditions": self.conditions(true),
                                 "containerStatuses": self.container_status(running.clone(), last.clone(), restarts, true)}))
@@ -658,6 +825,24 @@ impl Worker {
             };
             let message = self.tail(&container).await;
             self.shared.lock().unwrap().running.remove(&uid);
+            if self.restart_never() {
+                // A Job's pod: it ends with its container, which stays for its logs until the
+                // pod is deleted.
+                let terminated = json!({"terminated": {
+                    "exitCode": exit, "reason": if exit == 0 { "Completed" } else { "Error" },
+                    "message": if exit == 0 { String::new() } else { message },
+                    "finishedAt": now(),
+                }});
+                self.status(json!({
+                    "phase": if exit == 0 { "Succeeded" } else { "Failed" },
+                    "conditions": self.conditions(false),
+                    "containerStatuses": self.container_status(terminated, json!({}), 0, false),
+                }))
+                .await;
+                self.stop.cancelled().await;
+                self.remove(&container).await;
+                return self.finish(&uid, &key, Some(&container)).await;
+            }
             self.remove(&container).await;
             restarts += 1;
             last = json!({"terminated": {
