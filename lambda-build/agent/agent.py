@@ -196,7 +196,10 @@ class Registry:
         self.base = base.rstrip("/")
         self.basic = ("Basic " + base64.b64encode(auth.encode()).decode()) if auth else None
         self.token = None
-        self.ctx = ssl.create_default_context(cafile=ca) if ca else None
+        self.ctx = None
+        if ca:  # trusted besides the system's CAs
+            self.ctx = ssl.create_default_context()
+            self.ctx.load_verify_locations(cafile=ca)
 
     def _bearer(self, challenge):
         params = {}
@@ -303,6 +306,21 @@ def _demote(user):
     return (become if os.getuid() != entry.pw_uid else None), entry.pw_dir
 
 
+def registry_auth(config_path, registry_url):
+    """`user:password` for the registry from a Docker config (`.dockerconfigjson`, as a Secret of
+    type kubernetes.io/dockerconfigjson holds it), or None when it has no entry for it."""
+    host = urllib.parse.urlsplit(registry_url).netloc
+    with open(config_path) as f:
+        auths = json.load(f).get("auths", {})
+    for key, entry in auths.items():
+        if key == host or urllib.parse.urlsplit(key).netloc == host:
+            if entry.get("auth"):
+                return base64.b64decode(entry["auth"]).decode()
+            if entry.get("username") is not None:
+                return "%s:%s" % (entry["username"], entry.get("password", ""))
+    return None
+
+
 def run_step(step, out=sys.stdout):
     """Runs one step with its user, folder and environment; its output goes to `out`."""
     become, home = _demote(step["user"])
@@ -325,7 +343,8 @@ def build(spec, root="/", scratch=None, out=sys.stdout):
     """Runs the spec's steps in `root` and pushes the image; answers the manifest's digest."""
     started = time.monotonic()
     scratch = scratch or spec.get("scratch") or tempfile.mkdtemp()
-    registry = Registry(spec["registry"], spec.get("auth"), spec.get("ca"))
+    auth = registry_auth(spec["auth_file"], spec["registry"]) if spec.get("auth_file") else None
+    registry = Registry(spec["registry"], auth, spec.get("ca"))
     base_repo, base_ref, repo, tag = spec["base_repo"], spec["base_ref"], spec["repo"], spec["tag"]
     manifest, _ = registry.manifest(base_repo, base_ref)
     config = json.loads(registry.blob(base_repo, manifest["config"]["digest"]))

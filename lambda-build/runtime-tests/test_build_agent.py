@@ -89,9 +89,17 @@ class Registry(BaseHTTPRequestHandler):
 
     blobs = {}
     manifests = {}
+    # "Basic ..." every request must carry, when set.
+    required = None
 
     def log_message(self, *args):
         pass
+
+    def _refused(self):
+        if self.required and self.headers.get("Authorization") != self.required:
+            self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
+            return True
+        return False
 
     def _answer(self, code, body=b"", headers=()):
         self.send_response(code)
@@ -103,10 +111,14 @@ class Registry(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_HEAD(self):
+        if self._refused():
+            return
         digest = self.path.rsplit("/", 1)[1]
         self._answer(200 if digest in self.blobs else 404)
 
     def do_GET(self):
+        if self._refused():
+            return
         _, _, repo_kind, ref = self.path.rsplit("/", 3)
         if "/manifests/" in self.path:
             body = self.manifests[self.path.split("/v2/")[1].replace("/manifests/", ":")]
@@ -115,6 +127,8 @@ class Registry(BaseHTTPRequestHandler):
             self._answer(200, self.blobs[ref])
 
     def do_POST(self):
+        if self._refused():
+            return
         if "mount=" in self.path:
             self._answer(201)
         else:
@@ -122,6 +136,8 @@ class Registry(BaseHTTPRequestHandler):
 
     def do_PUT(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self._refused():
+            return
         if "/manifests/" in self.path:
             self.manifests[self.path.split("/v2/")[1].replace("/manifests/", ":")] = body
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -135,7 +151,7 @@ class Registry(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def registry():
-    Registry.blobs, Registry.manifests = {}, {}
+    Registry.blobs, Registry.manifests, Registry.required = {}, {}, None
     base_layer = gzip.compress(b"base")
     layer_digest = "sha256:" + hashlib.sha256(base_layer).hexdigest()
     config = json.dumps({"config": {"Env": ["PATH=/usr/bin", "KEEP=1"]},
@@ -204,3 +220,20 @@ def test_a_failing_step_names_itself_and_pushes_nothing(registry, tmp_path):
         log.seek(0)
         assert "before failing" in log.read()
     assert "deps:k1" not in Registry.manifests
+
+
+def test_registry_credentials_come_from_the_mounted_docker_config(registry, tmp_path):
+    import base64
+    Registry.required = "Basic " + base64.b64encode(b"builder:s3cret").decode()
+    host = registry.split("//")[1]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(b"builder:s3cret").decode()}}}))
+    assert agent.registry_auth(str(config), registry) == "builder:s3cret"
+    assert agent.registry_auth(str(config), "http://elsewhere:5000") is None
+    steps = [{"shown": "RUN touch x", "run": "touch x"}]
+    with open(tmp_path / "log", "w") as log:
+        with pytest.raises(RuntimeError, match="answered 401"):
+            agent.build(spec_for(registry, tmp_path, steps), str(tmp_path), str(tmp_path), log)
+        spec = dict(spec_for(registry, tmp_path, steps), auth_file=str(config))
+        digest = agent.build(spec, str(tmp_path), str(tmp_path), log)
+    assert digest.startswith("sha256:") and "deps:k1" in Registry.manifests

@@ -233,6 +233,39 @@ impl Assembler {
         }
     }
 
+    /// The digest of the base image `base`, which must be in the registry.
+    pub async fn base_digest(&self, base: &str) -> Result<String> {
+        self.digest(&reference(base)?).await?.ok_or_else(|| Error::Failed {
+            reason: format!(
+                "the base image {base} is not in the registry (scripts/base-images/build pushes it)"
+            ),
+        })
+    }
+
+    /// Version `req.version` of the lambda assembled onto `deps` in `registry`: the code and
+    /// runtime layer made, pushed with the config and manifest; (reference, digest).
+    pub async fn lambda_image(
+        &self,
+        registry: &str,
+        deps: &str,
+        req: &crate::BuildRequest,
+        log: &crate::LogSink,
+    ) -> Result<(String, String)> {
+        let target =
+            lambda_core::render::lambda_image_ref(Some(registry), &req.lambda_id, req.version);
+        let _ = log.send(format!("==> assembling {target} in the registry"));
+        let layer = code_layer(&req.archive_bytes, &req.archive)?;
+        let digest = self
+            .assemble(
+                &reference(deps)?,
+                &reference(&target)?,
+                &layer,
+                req.lambda_type,
+            )
+            .await?;
+        Ok((target, digest))
+    }
+
     /// Pushes `target`: `deps`' layers mounted, `layer` on top, the final config. Answers the
     /// manifest's digest.
     pub async fn assemble(

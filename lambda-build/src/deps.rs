@@ -29,6 +29,22 @@ pub fn key(base_digest: &str, requirements: Option<&[u8]>, plan: &DepsPlan) -> S
     lambda_core::hex(&h.finalize())
 }
 
+/// The lambda's `requirements.txt`, when its archive has one.
+pub fn requirements(req: &crate::BuildRequest) -> crate::Result<Option<Vec<u8>>> {
+    let mut found = None;
+    lambda_core::archive::for_each_user_file::<_, crate::Error>(
+        std::io::Cursor::new(&req.archive_bytes[..]),
+        &req.archive,
+        |name, data| {
+            if name == lambda_core::archive::REQUIREMENTS_FILE {
+                found = Some(data.to_vec());
+            }
+            Ok(())
+        },
+    )?;
+    Ok(found)
+}
+
 /// The agent's `spec.json`: where the base is, where the image goes, the steps and the
 /// config's additions. `registry_url` is `http(s)://host[:port]`.
 pub fn agent_spec(

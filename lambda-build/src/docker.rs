@@ -1,13 +1,20 @@
 //! The Docker builder: an image per lambda version, built by a Docker engine (bollard) from the
 //! Dockerfile and build context that lambda-core renders, and pushed to the registry.
 //!
-//! The requirements layer comes before the code (see `lambda_core::render`), so a code-only
-//! change rebuilds only the last layers. Failures reported inside the build or push stream (not
-//! only the HTTP status) fail the build with the engine's message.
+//! With a registry, the engine builds only the dependencies image (base, the user's
+//! instructions, the requirements: `render_deps_dockerfile`), named by its content like the
+//! Kubernetes builder's and built only when the registry lacks it; the code and runtime are
+//! assembled onto it in the registry ([`crate::assemble`]) and the result pulled into the engine.
+//! A code-only change therefore builds nothing (0.07 s against 0.55 s for the engine's cached
+//! rebuild, `scripts/bench-build`). Without a registry, or when the user's instructions copy
+//! files of the archive (`COPY`/`ADD`), the whole Dockerfile is built, requirements before the
+//! code. Failures reported inside the build or push stream (not only the HTTP status) fail the
+//! build with the engine's message.
 
+use crate::assemble::{Assembler, reference};
 use crate::gc::InUse;
 use crate::registry::Registry;
-use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, runtime};
+use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, deps, runtime};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::query_parameters::{
@@ -15,8 +22,10 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use lambda_core::api::GcItem;
+use lambda_core::build_steps;
 use lambda_core::render::{
-    ContextSource, DockerfileSpec, build_context, lambda_image_ref, render_dockerfile,
+    ContextSource, DockerfileSpec, base_image_ref, build_context, lambda_image_ref,
+    render_deps_dockerfile, render_dockerfile,
 };
 use lambda_core::{Artifact, LambdaId};
 use std::collections::HashMap;
@@ -105,8 +114,14 @@ impl DockerBuilder {
         }
     }
 
-    /// The build context as a tar archive (fixed times and owners, so it is reproducible).
-    fn context_tar(&self, req: &BuildRequest, dockerfile: &str) -> Result<Vec<u8>> {
+    /// The build context as a tar archive (fixed times and owners, so it is reproducible);
+    /// without the runtime and the lambda's files unless `with_code` (a dependencies image).
+    fn context_tar(
+        &self,
+        req: &BuildRequest,
+        dockerfile: &str,
+        with_code: bool,
+    ) -> Result<Vec<u8>> {
         let mut files: HashMap<String, Vec<u8>> = HashMap::new();
         lambda_core::archive::for_each_user_file::<_, Error>(
             std::io::Cursor::new(&req.archive_bytes[..]),
@@ -127,6 +142,11 @@ impl DockerBuilder {
         };
         let mut tar = tar::Builder::new(Vec::new());
         for entry in build_context(&req.archive, &rt_paths, &self.spec(req)) {
+            let code = matches!(&entry.source, ContextSource::Runtime(_))
+                || matches!(&entry.source, ContextSource::Archive(n) if entry.path != *n);
+            if code && !with_code {
+                continue;
+            }
             let data: &[u8] = match &entry.source {
                 ContextSource::Dockerfile => dockerfile.as_bytes(),
                 ContextSource::PipCaBundle => &ca,
@@ -152,16 +172,116 @@ impl DockerBuilder {
     }
 
     async fn build_inner(&self, req: &BuildRequest, log: &LogSink) -> Result<Artifact> {
+        if self.assembles(req) {
+            return self.build_assembled(req, log).await;
+        }
         let dockerfile = render_dockerfile(&self.spec(req));
-        let context = self.context_tar(req, &dockerfile)?;
+        let context = self.context_tar(req, &dockerfile, true)?;
         let reference = lambda_image_ref(self.cfg.registry.as_deref(), &req.lambda_id, req.version);
         let _ = log.send(format!(
             "==> lambda {} v{}: docker build -t {reference}",
             req.lambda_id, req.version
         ));
+        self.engine_build(context, &reference, log).await?;
+        let digest = match &self.cfg.registry {
+            Some(_) => self.push(&reference, log).await?,
+            None => None,
+        };
+        let _ = log.send(format!(
+            "==> built {reference}{}",
+            digest
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        ));
+        Ok(Artifact::Image { reference, digest })
+    }
+
+    /// Whether a build is assembled in the registry: there is one, and the user's instructions
+    /// need no file of the archive (`COPY`/`ADD`), so the dependencies image is made without
+    /// the code and a code-only change needs no engine build at all.
+    fn assembles(&self, req: &BuildRequest) -> bool {
+        self.registry.is_some()
+            && !req.parameters.user_docker_commands.iter().any(|c| {
+                let keyword = c.split_whitespace().next().unwrap_or_default();
+                keyword.eq_ignore_ascii_case("COPY") || keyword.eq_ignore_ascii_case("ADD")
+            })
+    }
+
+    /// The dependencies image by the engine (only when the registry lacks it), the code
+    /// assembled onto it in the registry, the result pulled into the engine for its containers.
+    async fn build_assembled(&self, req: &BuildRequest, log: &LogSink) -> Result<Artifact> {
+        let registry = self.cfg.registry.as_deref().unwrap_or_default();
+        let assembler = Assembler::new(
+            registry,
+            &self.cfg.insecure_registries,
+            self.cfg.registry_auth.clone(),
+        );
+        let base = base_image_ref(
+            Some(registry),
+            req.parameters.base_image,
+            &self.cfg.base_tag,
+        );
+        let base_digest = assembler.base_digest(&base).await?;
+        let plan = build_steps::plan(
+            &req.parameters.user_docker_commands,
+            req.archive.has_requirements,
+            &build_steps::Pip {
+                index_url: self.cfg.pip_index_url.as_deref(),
+                ca_bundle: self.cfg.pip_ca_bundle.is_some(),
+            },
+        );
+        let deps_ref = if plan.is_empty() {
+            base
+        } else {
+            let key = deps::key(&base_digest, deps::requirements(req)?.as_deref(), &plan);
+            let deps_ref = format!("{registry}/{}:{key}", deps::REPOSITORY);
+            if assembler.digest(&reference(&deps_ref)?).await?.is_some() {
+                let _ = log.send(format!(
+                    "==> dependencies image {deps_ref} is in the registry: no docker build"
+                ));
+            } else {
+                let _ = log.send(format!(
+                    "==> lambda {} v{}: docker build -t {deps_ref} (its dependencies)",
+                    req.lambda_id, req.version
+                ));
+                let dockerfile = render_deps_dockerfile(&self.spec(req));
+                let context = self.context_tar(req, &dockerfile, false)?;
+                self.engine_build(context, &deps_ref, log).await?;
+                self.push(&deps_ref, log).await?;
+            }
+            deps_ref
+        };
+        let (target, digest) = assembler
+            .lambda_image(registry, &deps_ref, req, log)
+            .await?;
+        self.pull(&target).await?;
+        let _ = log.send(format!("==> built {target} ({digest})"));
+        Ok(Artifact::Image {
+            reference: target,
+            digest: Some(digest),
+        })
+    }
+
+    /// The registry credentials for the engine.
+    fn credentials(&self) -> Option<bollard::auth::DockerCredentials> {
+        let registry = self.cfg.registry.clone()?;
+        self.cfg
+            .registry_auth
+            .as_ref()
+            .map(|(u, p)| bollard::auth::DockerCredentials {
+                username: Some(u.clone()),
+                password: Some(p.clone()),
+                serveraddress: Some(registry),
+                ..Default::default()
+            })
+    }
+
+    /// Builds `context` as `tag`, its output into the build log; fails with the engine's words.
+    async fn engine_build(&self, context: Vec<u8>, tag: &str, log: &LogSink) -> Result<()> {
         let mut options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
-            .t(&reference)
+            .t(tag)
             .rm(true)
             .forcerm(true);
         if let Some(mode) = &self.cfg.network_mode {
@@ -200,56 +320,59 @@ impl DockerBuilder {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Pushes `reference` to the registry: the digest the engine reports.
+    async fn push(&self, reference: &str, log: &LogSink) -> Result<Option<String>> {
+        let registry = self.cfg.registry.clone().unwrap_or_default();
+        let (repo, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+        let _ = log.send(format!("==> docker push {reference}"));
+        let mut push = self.docker.push_image(
+            repo,
+            Some(PushImageOptionsBuilder::default().tag(tag).build()),
+            self.credentials(),
+        );
         let mut digest = None;
-        if let Some(registry) = &self.cfg.registry {
-            let (repo, tag) = reference.rsplit_once(':').unwrap_or((&reference, "latest"));
-            let _ = log.send(format!("==> docker push {reference}"));
-            let creds =
-                self.cfg
-                    .registry_auth
-                    .as_ref()
-                    .map(|(u, p)| bollard::auth::DockerCredentials {
-                        username: Some(u.clone()),
-                        password: Some(p.clone()),
-                        serveraddress: Some(registry.clone()),
-                        ..Default::default()
-                    });
-            let mut push = self.docker.push_image(
-                repo,
-                Some(PushImageOptionsBuilder::default().tag(tag).build()),
-                creds,
-            );
-            while let Some(item) = push.next().await {
-                match item {
-                    Ok(info) => {
-                        if let Some(detail) = info.error_detail {
-                            let message =
-                                detail.message.unwrap_or_else(|| "the push failed".into());
-                            return Err(failed(format!(
-                                "docker push to {registry} failed: {message}"
-                            )));
+        while let Some(item) = push.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail {
+                        let message = detail.message.unwrap_or_else(|| "the push failed".into());
+                        return Err(failed(format!(
+                            "docker push to {registry} failed: {message}"
+                        )));
+                    }
+                    if let Some(status) = info.status {
+                        if let Some(d) = status.split("digest: ").nth(1) {
+                            digest = d.split_whitespace().next().map(str::to_owned);
                         }
-                        if let Some(status) = info.status {
-                            if let Some(d) = status.split("digest: ").nth(1) {
-                                digest = d.split_whitespace().next().map(str::to_owned);
-                            }
-                            if status.contains("digest:") || status.starts_with("The push refers") {
-                                let _ = log.send(status);
-                            }
+                        if status.contains("digest:") || status.starts_with("The push refers") {
+                            let _ = log.send(status);
                         }
                     }
-                    Err(e) => return Err(failed(format!("docker push to {registry} failed: {e}"))),
                 }
+                Err(e) => return Err(failed(format!("docker push to {registry} failed: {e}"))),
             }
         }
-        let _ = log.send(format!(
-            "==> built {reference}{}",
-            digest
-                .as_deref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
-        ));
-        Ok(Artifact::Image { reference, digest })
+        Ok(digest)
+    }
+
+    /// Pulls `reference` into the engine (an image assembled in the registry).
+    async fn pull(&self, reference: &str) -> Result<()> {
+        let mut pull = self.docker.create_image(
+            Some(
+                bollard::query_parameters::CreateImageOptionsBuilder::default()
+                    .from_image(reference)
+                    .build(),
+            ),
+            None,
+            self.credentials(),
+        );
+        while let Some(item) = pull.next().await {
+            item.map_err(|e| failed(format!("docker pull {reference}: {e}")))?;
+        }
+        Ok(())
     }
 }
 
@@ -301,7 +424,14 @@ impl DockerBuilder {
                 } else {
                     built
                 };
-                if self.image_stays(in_use, tag, created) {
+                // A dependencies image in the engine is a build's leftover (the registry has it).
+                let leftover = tag.contains(&format!("/{}:", deps::REPOSITORY));
+                let stays = if leftover {
+                    in_use.young(built)
+                } else {
+                    self.image_stays(in_use, tag, created)
+                };
+                if stays {
                     continue;
                 }
                 if !dry_run && let Err(e) = self.remove_image(tag).await {
@@ -360,9 +490,17 @@ impl ImageBuilder for DockerBuilder {
     async fn collect(&self, in_use: &InUse, dry_run: bool) -> Result<Vec<GcItem>> {
         let mut out = self.collect_images(in_use, dry_run).await?;
         if let Some(registry) = &self.registry {
+            let manifests = registry
+                .collect_manifests(self.cfg.registry.as_deref(), in_use, dry_run)
+                .await?;
+            let going: Vec<String> = manifests
+                .iter()
+                .filter_map(|i| i.what.rsplit_once('@').map(|(_, d)| d.to_owned()))
+                .collect();
+            out.extend(manifests);
             out.extend(
                 registry
-                    .collect_manifests(self.cfg.registry.as_deref(), in_use, dry_run)
+                    .collect_deps(deps::REPOSITORY, in_use, &going, dry_run)
                     .await?,
             );
         }

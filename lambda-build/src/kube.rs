@@ -8,7 +8,7 @@
 //! has it, no Job runs. The final image is then assembled in the registry by the server
 //! ([`crate::assemble`]): the code and runtime layer on top of the dependencies' layers.
 
-use crate::assemble::{Assembler, code_layer, reference};
+use crate::assemble::{Assembler, reference};
 use crate::gc::InUse;
 use crate::registry::Registry;
 use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, deps};
@@ -18,7 +18,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use lambda_core::build_steps::{self, DepsPlan, Pip};
-use lambda_core::render::{self, base_image_ref, labels, lambda_image_ref};
+use lambda_core::render::{self, base_image_ref, labels};
 use lambda_core::{Artifact, LambdaId};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 const AGENT_DIR: &str = "/lambda-build";
 /// The build pod's scratch folder (an emptyDir: layer files go there, out of the snapshot).
 const SCRATCH_DIR: &str = "/lambda-build-scratch";
+/// Where the build pod mounts the registry credentials' Secret.
+const AUTH_DIR: &str = "/lambda-build-auth";
 /// The uid of `luna` in the base images.
 const LUNA_UID: i64 = crate::assemble::LUNA_UID as i64;
 
@@ -46,8 +48,12 @@ pub struct KubeBuilderConfig {
     pub instance: String,
     /// Registries spoken to over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
-    /// Registry credentials (user, password), for the server's pushes and the agent's.
+    /// Registry credentials (user, password) of the server's own pushes.
     pub registry_auth: Option<(String, String)>,
+    /// A Secret (type `kubernetes.io/dockerconfigjson`) in the build namespace with the
+    /// registry's credentials for the build pods: mounted by the kubelet, never read by the
+    /// server.
+    pub registry_secret: Option<String>,
     /// CA bundle handed to pip in the build pod.
     pub pip_ca_bundle: Option<PathBuf>,
     /// Package index for pip in the build pod.
@@ -128,30 +134,10 @@ impl KubeBuilder {
         )
     }
 
-    fn requirements(req: &BuildRequest) -> Result<Option<Vec<u8>>> {
-        let mut found = None;
-        lambda_core::archive::for_each_user_file::<_, Error>(
-            std::io::Cursor::new(&req.archive_bytes[..]),
-            &req.archive,
-            |name, data| {
-                if name == lambda_core::archive::REQUIREMENTS_FILE {
-                    found = Some(data.to_vec());
-                }
-                Ok(())
-            },
-        )?;
-        Ok(found)
-    }
-
     async fn build_inner(&self, req: &BuildRequest, log: &LogSink) -> Result<Artifact> {
         let registry = Some(self.cfg.registry.as_str());
         let base = base_image_ref(registry, req.parameters.base_image, &self.cfg.base_tag);
-        let base_ref = reference(&base)?;
-        let Some(base_digest) = self.assembler.digest(&base_ref).await? else {
-            return Err(failed(format!(
-                "the base image {base} is not in the registry (scripts/base-images/build pushes it)"
-            )));
-        };
+        let base_digest = self.assembler.base_digest(&base).await?;
         let plan = self.plan(req);
         let deps = if plan.is_empty() {
             let _ = log.send(format!(
@@ -159,7 +145,7 @@ impl KubeBuilder {
             ));
             base.clone()
         } else {
-            let requirements = Self::requirements(req)?;
+            let requirements = deps::requirements(req)?;
             let key = deps::key(&base_digest, requirements.as_deref(), &plan);
             let deps = format!("{}/{}:{key}", self.cfg.registry, deps::REPOSITORY);
             if self.assembler.digest(&reference(&deps)?).await?.is_some() {
@@ -181,17 +167,9 @@ impl KubeBuilder {
             }
             deps
         };
-        let target = lambda_image_ref(registry, &req.lambda_id, req.version);
-        let _ = log.send(format!("==> assembling {target} in the registry"));
-        let layer = code_layer(&req.archive_bytes, &req.archive)?;
-        let digest = self
+        let (target, digest) = self
             .assembler
-            .assemble(
-                &reference(&deps)?,
-                &reference(&target)?,
-                &layer,
-                req.lambda_type,
-            )
+            .lambda_image(&self.cfg.registry, &deps, req, log)
             .await?;
         let _ = log.send(format!("==> pushed {target}@{digest}"));
         Ok(Artifact::Image {
@@ -260,6 +238,20 @@ impl KubeBuilder {
         if let Some(r) = &self.cfg.job_resources {
             container["resources"] = r.clone();
         }
+        let mut volumes = vec![
+            json!({"name": "agent", "configMap": {"name": name}}),
+            json!({"name": "scratch", "emptyDir": {}}),
+        ];
+        if let Some(secret) = &self.cfg.registry_secret {
+            volumes.push(json!({"name": "registry-auth", "secret": {
+                "secretName": secret,
+                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+            }}));
+            container["volumeMounts"]
+                .as_array_mut()
+                .expect("a list")
+                .push(json!({"name": "registry-auth", "mountPath": AUTH_DIR, "readOnly": true}));
+        }
         let deadline = req.timeout.as_secs().max(1);
         serde_json::from_value(json!({
             "metadata": {"name": name, "labels": self.labels(req)},
@@ -276,10 +268,7 @@ impl KubeBuilder {
                         "nodeSelector": self.cfg.node_selector,
                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                         "containers": [container],
-                        "volumes": [
-                            {"name": "agent", "configMap": {"name": name}},
-                            {"name": "scratch", "emptyDir": {}},
-                        ],
+                        "volumes": volumes,
                     },
                 },
             },
@@ -304,8 +293,8 @@ impl KubeBuilder {
         {
             spec["ca"] = json!(ca);
         }
-        if let Some((u, p)) = &self.cfg.registry_auth {
-            spec["auth"] = json!(format!("{u}:{p}"));
+        if self.cfg.registry_secret.is_some() {
+            spec["auth_file"] = json!(format!("{AUTH_DIR}/config.json"));
         }
         let steps = spec["steps"].as_array().cloned().unwrap_or_default();
         let root = steps.iter().any(|s| s["user"] == "root");
@@ -345,7 +334,8 @@ impl KubeBuilder {
     async fn follow_logs(&self, job: &str, log: &LogSink) -> Result<String> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.cfg.namespace);
         let lp = ListParams::default().labels(&format!("job-name={job}"));
-        let mut delay = Duration::from_millis(50);
+        // Polled at a steady 50 ms: the pod usually starts within a second, and every
+        // millisecond of waiting here is build time.
         let pod = loop {
             let list = pods
                 .list(&lp)
@@ -369,8 +359,7 @@ impl KubeBuilder {
             if self.job_failed(job).await? {
                 return Err(failed("the build job failed before its pod started"));
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let lp = LogParams {
             follow: true,
@@ -440,7 +429,7 @@ impl KubeBuilder {
                     "build job {job}: its pod {pod} did not report an end"
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

@@ -234,6 +234,20 @@ async fn in_cluster_build_of_every_example_is_pushed_run_and_answers() {
         let (url, _) = deploy(&orch, id, 1, kind, artifact.clone()).await;
         let health = reqwest::get(format!("{url}/healthcheck")).await.unwrap();
         assert_eq!(health.status(), 200, "{name}");
+        if kind != LambdaType::Tasks {
+            // Invoked: the lambda's own answer to an empty request (some refuse it with a 4xx).
+            let r = reqwest::Client::new()
+                .post(format!("{url}/main"))
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().as_u16() < 500,
+                "{name}: {}",
+                r.text().await.unwrap()
+            );
+        }
         if name == "with-requirements" {
             let (status, body) = post(&url, serde_json::json!({})).await.unwrap();
             assert_eq!(

@@ -303,6 +303,10 @@ pub struct BuilderSection {
     /// `kind = "kubernetes"`: the build container's `resources`, e.g.
     /// `{ requests = { cpu = "500m", memory = "512Mi" }, limits = { memory = "2Gi" } }`.
     pub job_resources: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// `kind = "kubernetes"` with a registry that needs credentials: a Secret of type
+    /// `kubernetes.io/dockerconfigjson` in `[orchestrator] namespace` the build pods push with
+    /// (the server itself uses `registry_user`/`registry_password`).
+    pub registry_secret: Option<String>,
 }
 
 impl Default for BuilderSection {
@@ -324,6 +328,7 @@ impl Default for BuilderSection {
             registry_password: None,
             env_cache_max_bytes: 1 << 30,
             job_resources: None,
+            registry_secret: None,
         }
     }
 }
@@ -630,6 +635,14 @@ impl Config {
             return Err(ConfigError::Unsupported(format!(
                 "[orchestrator] kind = {kind:?} runs images: set [builder] kind = \"docker\" or \"kubernetes\""
             )));
+        }
+        if builder == "kubernetes"
+            && self.builder.registry_user.is_some()
+            && self.builder.registry_secret.is_none()
+        {
+            return Err(ConfigError::Unsupported(
+                "[builder] kind = \"kubernetes\" with registry credentials: the build pods push too; set [builder] registry_secret to a Secret of type kubernetes.io/dockerconfigjson with them".into(),
+            ));
         }
         if builder == "kubernetes" && kind != "kubernetes" {
             return Err(ConfigError::Unsupported(
@@ -983,6 +996,7 @@ impl Config {
                 pip_ca_bundle: self.builder.pip_ca_bundle.clone(),
                 pip_index_url: self.builder.pip_index_url.clone(),
                 job_resources,
+                registry_secret: self.builder.registry_secret.clone(),
                 node_selector: Default::default(),
             },
         ))
@@ -1264,6 +1278,17 @@ mod tests {
         .unwrap();
         let c = Config::load(Some(&f), &HashMap::new()).unwrap();
         assert_eq!(c.builder.job_resources.unwrap()["limits"]["memory"], "2Gi");
+        // Build pods push too: their credentials come from a Secret, never from the server.
+        let e = Config::load(
+            Some(&f),
+            &env(&[
+                ("LUNA_LAMBDA_BUILDER_REGISTRY_USER", "u"),
+                ("LUNA_LAMBDA_BUILDER_REGISTRY_PASSWORD", "p"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("registry_secret"), "{e}");
     }
 
     #[test]

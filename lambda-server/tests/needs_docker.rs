@@ -51,7 +51,8 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
         "{log}"
     );
 
-    // A code-only update: the requirements layer is reused and v2 answers.
+    // A code-only update: the dependencies image is reused (the engine builds nothing; the
+    // code is assembled in the registry) and v2 answers.
     let v2 = zip_of(&[
         (
             "lambda_main.py",
@@ -63,7 +64,7 @@ async fn lambdas_run_as_containers_behind_the_proxy() {
     assert_eq!(r.status(), 202);
     s.answers(&id, "v2", |b| b["v"] == 2).await;
     let log = s.build_log(&id).await;
-    assert!(log.contains("Using cache"), "{log}");
+    assert!(log.contains("is in the registry: no docker build"), "{log}");
 
     // Back to v1: its image is kept, so no build, and v1 answers again.
     let (status, r) = s.rollback(&id, None).await;

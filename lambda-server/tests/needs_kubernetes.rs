@@ -272,6 +272,24 @@ async fn in_cluster_build_server_end_to_end_without_a_docker_engine() {
             && body.contains("user_docker_commands[0]"),
         "{body}"
     );
+    // A failing step: image status `error`, the step and its output in the build log.
+    let failing = created_id(
+        s.create(
+            "kube-failing",
+            &returning(1),
+            Some(r#"{"user_docker_commands": ["RUN echo cannot build this && exit 3"]}"#),
+        )
+        .await,
+    )
+    .await;
+    s.wait_for(&failing, "terminated", "error").await;
+    let log = s.build_log(&failing).await;
+    assert!(
+        log.contains("cannot build this")
+            && log.contains("step 1/1 failed (exit code 3): RUN echo cannot build this && exit 3"),
+        "{log}"
+    );
+    assert!(s.delete(&failing).await.status().is_success());
     assert!(s.delete(&id).await.status().is_success());
     s.stop().await;
 }
