@@ -1025,12 +1025,43 @@ fn replica_name(generation: &Generation, index: usize) -> String {
     format!("{}-{}-{index}", generation.lambda_name, generation.number)
 }
 
-/// A free loopback port (bound and released; the replica binds it right after).
+/// A free loopback port for a replica (checked by binding it; the replica binds it right
+/// after). Taken below the kernel's ephemeral range when there is room: outgoing connections of
+/// every process take their local ports from that range, and one of them could take the port
+/// between this check and the replica's bind (seen in CI: `address already in use`). Ports are
+/// handed out in turn from a per-process starting point, so two replicas started at once never
+/// get the same one.
 fn free_port() -> Result<u16> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let low = ephemeral_low().unwrap_or(32768);
+    if low > REPLICA_PORTS_FROM + 1000 {
+        let span = usize::from(low - REPLICA_PORTS_FROM);
+        let offset = std::process::id() as usize * 7919;
+        for _ in 0..span.min(2000) {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = REPLICA_PORTS_FROM + ((offset + n) % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io(Path::new("127.0.0.1:0")))?;
     l.local_addr()
         .map(|a| a.port())
         .map_err(io(Path::new("127.0.0.1:0")))
+}
+
+/// The lowest port local replicas are given (below the ephemeral range, above most services).
+const REPLICA_PORTS_FROM: u16 = 20000;
+
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`).
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Whether `GET /healthcheck` answers 200 within `timeout`.
@@ -1130,4 +1161,25 @@ async fn read_from(path: &Path, start: u64) -> std::io::Result<(String, u64)> {
     let mut buf = Vec::new();
     f.take(len - start).read_to_end(&mut buf).await?;
     Ok((String::from_utf8_lossy(&buf).into_owned(), len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_ports_are_distinct_and_below_the_ephemeral_range() {
+        let low = ephemeral_low().expect("Linux says its ephemeral range");
+        assert!(
+            low > REPLICA_PORTS_FROM + 1000,
+            "ephemeral range from {low}"
+        );
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(
+            ports.iter().all(|p| (REPLICA_PORTS_FROM..low).contains(p)),
+            "{ports:?}"
+        );
+    }
 }
