@@ -369,6 +369,7 @@ impl Platform {
         tracing::info!(lambda = %id, replicas = n, "waking an idle lambda");
         match self.inner.orchestrator.scale(id, n).await {
             Ok(()) => {
+                self.inner.metrics.set_replicas(id, Some(n));
                 self.update_cached(id, |r| {
                     if r.status == LambdaStatus::Idle {
                         set_status(r, LambdaStatus::Running);
@@ -383,7 +384,6 @@ impl Platform {
                     Ok(())
                 })
                 .await?;
-                self.inner.metrics.set_replicas(id, Some(n));
                 Ok(())
             }
             Err(e) => {
@@ -485,12 +485,13 @@ impl Platform {
         }
         tracing::info!(lambda = %id, from = route.replicas, to = n, "scaling");
         self.inner.orchestrator.scale(id, n).await?;
+        // The gauge first: whoever sees the new count in the record sees it in the metrics too.
+        self.inner.metrics.set_replicas(id, Some(n));
         self.update_cached(id, |r| {
             r.replicas = n;
             Ok(())
         })
         .await?;
-        self.inner.metrics.set_replicas(id, Some(n));
         Ok(())
     }
 
