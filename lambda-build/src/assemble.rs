@@ -192,11 +192,8 @@ impl Assembler {
     /// A client for the registry `host` (`host[:port]`), spoken to over plain HTTP when it is a
     /// loopback address or listed in `insecure` (as [`crate::registry`] does).
     pub fn new(host: &str, insecure: &[String], auth: Option<(String, String)>) -> Self {
-        let plain = host.starts_with("127.")
-            || host.starts_with("localhost")
-            || insecure.iter().any(|r| r == host);
         let config = ClientConfig {
-            protocol: if plain {
+            protocol: if crate::registry::plain_http(host, insecure) {
                 ClientProtocol::Http
             } else {
                 ClientProtocol::Https

@@ -490,17 +490,9 @@ impl ImageBuilder for DockerBuilder {
     async fn collect(&self, in_use: &InUse, dry_run: bool) -> Result<Vec<GcItem>> {
         let mut out = self.collect_images(in_use, dry_run).await?;
         if let Some(registry) = &self.registry {
-            let manifests = registry
-                .collect_manifests(self.cfg.registry.as_deref(), in_use, dry_run)
-                .await?;
-            let going: Vec<String> = manifests
-                .iter()
-                .filter_map(|i| i.what.rsplit_once('@').map(|(_, d)| d.to_owned()))
-                .collect();
-            out.extend(manifests);
             out.extend(
                 registry
-                    .collect_deps(deps::REPOSITORY, in_use, &going, dry_run)
+                    .collect(self.cfg.registry.as_deref(), in_use, dry_run)
                     .await?,
             );
         }

@@ -512,20 +512,9 @@ impl ImageBuilder for KubeBuilder {
         in_use: &InUse,
         dry_run: bool,
     ) -> Result<Vec<lambda_core::api::GcItem>> {
-        let mut out = self
-            .registry
-            .collect_manifests(Some(&self.cfg.registry), in_use, dry_run)
-            .await?;
-        let going: Vec<String> = out
-            .iter()
-            .filter_map(|i| i.what.rsplit_once('@').map(|(_, d)| d.to_owned()))
-            .collect();
-        out.extend(
-            self.registry
-                .collect_deps(deps::REPOSITORY, in_use, &going, dry_run)
-                .await?,
-        );
-        Ok(out)
+        self.registry
+            .collect(Some(&self.cfg.registry), in_use, dry_run)
+            .await
     }
 
     async fn health(&self) -> Result<()> {

@@ -61,12 +61,16 @@ fn unavailable(what: String) -> Error {
     Error::Unavailable(what)
 }
 
+/// Whether the registry `host` is spoken to over plain HTTP: a loopback address, or one of
+/// `lambda_insecure_registries`.
+pub(crate) fn plain_http(host: &str, insecure: &[String]) -> bool {
+    host.starts_with("127.") || host.starts_with("localhost") || insecure.iter().any(|r| r == host)
+}
+
 impl Registry {
     /// Loopback registries and those in `insecure` are spoken to over plain HTTP.
     pub(crate) fn new(host: &str, insecure: &[String], auth: Option<(String, String)>) -> Self {
-        let plain = host.starts_with("127.")
-            || host.starts_with("localhost")
-            || insecure.iter().any(|r| r == host);
+        let plain = plain_http(host, insecure);
         Self {
             http: reqwest::Client::new(),
             base: format!("{}://{host}", if plain { "http" } else { "https" }),
@@ -263,7 +267,7 @@ impl Registry {
     }
 
     /// Registry manifests of versions nothing keeps (never one a kept tag shares).
-    pub(crate) async fn collect_manifests(
+    async fn collect_manifests(
         &self,
         name: Option<&str>,
         in_use: &InUse,
@@ -314,11 +318,32 @@ impl Registry {
         Ok(out)
     }
 
+    /// What the garbage collector removes from the registry for an image builder pushing as
+    /// `name`: manifests of versions nothing keeps, then the dependencies images no remaining
+    /// lambda image is built on.
+    pub(crate) async fn collect(
+        &self,
+        name: Option<&str>,
+        in_use: &InUse,
+        dry_run: bool,
+    ) -> Result<Vec<GcItem>> {
+        let mut out = self.collect_manifests(name, in_use, dry_run).await?;
+        let going: Vec<String> = out
+            .iter()
+            .filter_map(|i| i.what.rsplit_once('@').map(|(_, d)| d.to_owned()))
+            .collect();
+        out.extend(
+            self.collect_deps(crate::deps::REPOSITORY, in_use, &going, dry_run)
+                .await?,
+        );
+        Ok(out)
+    }
+
     /// Dependencies images (`repo`, the Kubernetes builder's) that no lambda image in the
     /// registry is built on any more, older than the grace: a lambda image built on one holds
     /// its top layer. The manifests in `going` (the lambda images being collected in the same
     /// run) count as gone already, so a dry run lists what the real run removes.
-    pub(crate) async fn collect_deps(
+    async fn collect_deps(
         &self,
         repo: &str,
         in_use: &InUse,

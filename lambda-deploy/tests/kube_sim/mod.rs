@@ -404,10 +404,7 @@ impl Worker {
     /// address in `KUBERNETES_SERVICE_HOST`/`_PORT` (here the control plane's own, on
     /// loopback).
     async fn service_env(&self) -> Vec<String> {
-        if self
-            .service_account_dir(std::path::Path::new("/nonexistent"))
-            .is_none()
-        {
+        if self.service_account().is_none() {
             return Vec::new();
         }
         let url = kubeconfig_client_config().await.cluster_url;
@@ -419,22 +416,21 @@ impl Worker {
         ]
     }
 
-    /// Where the pod's service account token goes, when it has one mounted (a
-    /// `serviceAccountName` and no `automountServiceAccountToken: false`).
-    fn service_account_dir(&self, dir: &std::path::Path) -> Option<(String, std::path::PathBuf)> {
+    /// The pod's service account, when its token is mounted (a `serviceAccountName` other than
+    /// `default`, and no `automountServiceAccountToken: false`).
+    fn service_account(&self) -> Option<String> {
         let spec = self.pod.spec.as_ref()?;
         let account = spec.service_account_name.clone()?;
-        if spec.automount_service_account_token == Some(false) || account == "default" {
-            return None;
-        }
-        Some((account, dir.join("serviceaccount")))
+        let mounted = spec.automount_service_account_token != Some(false) && account != "default";
+        mounted.then_some(account)
     }
 
     /// The service account's token, CA and namespace, from the token Secret the controller
     /// made, as the bind a kubelet would mount.
     async fn service_account_mount(&self, dir: &std::path::Path) -> Option<String> {
         use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-        let (account, host) = self.service_account_dir(dir)?;
+        let account = self.service_account()?;
+        let host = dir.join("serviceaccount");
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.ns());
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns());
         let mut data = None;
