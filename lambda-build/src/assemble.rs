@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 
 /// The uid and gid of `luna` in the base images (`scripts/base-images`).
-pub const LUNA_UID: u64 = 1000;
+pub const LUNA_UID: u64 = lambda_core::render::LAMBDA_UID as u64;
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

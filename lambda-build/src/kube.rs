@@ -16,24 +16,17 @@ use async_trait::async_trait;
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use lambda_core::build_steps::{self, DepsPlan, Pip};
-use lambda_core::render::{self, base_image_ref, labels};
+use lambda_core::render::{self, base_image_ref};
 use lambda_core::{Artifact, LambdaId};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Where the build pod mounts the agent's ConfigMap.
-const AGENT_DIR: &str = "/lambda-build";
-/// The build pod's scratch folder (an emptyDir: layer files go there, out of the snapshot).
-const SCRATCH_DIR: &str = "/lambda-build-scratch";
-/// Where the build pod mounts the registry credentials' Secret.
-const AUTH_DIR: &str = "/lambda-build-auth";
-/// The uid of `luna` in the base images.
-const LUNA_UID: i64 = crate::assemble::LUNA_UID as i64;
 
 /// Settings of the Kubernetes builder.
 #[derive(Debug, Clone, Default)]
@@ -181,8 +174,7 @@ impl KubeBuilder {
     /// The ConfigMap the agent reads: its program, spec, the requirements and pip's CA.
     fn config_map(
         &self,
-        name: &str,
-        req: &BuildRequest,
+        objects: &render::BuildJobSpec<'_>,
         spec: &Value,
         requirements: Option<Vec<u8>>,
     ) -> Result<ConfigMap> {
@@ -203,77 +195,30 @@ impl KubeBuilder {
             })?;
             data.insert("pip-ca.pem".into(), pem);
         }
-        serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": self.labels(req)},
-            "data": data,
-        }))
-        .map_err(|e| failed(format!("the build ConfigMap: {e}")))
+        serde_json::from_value(render::render_build_config_map(objects, &data))
+            .map_err(|e| failed(format!("the build ConfigMap: {e}")))
     }
 
-    fn labels(&self, req: &BuildRequest) -> Value {
-        json!({
-            labels::MANAGED_BY: render::MANAGED_BY,
-            labels::INSTANCE: self.cfg.instance,
-            labels::ID: req.lambda_id.to_string(),
-            labels::VERSION: req.version.to_string(),
-            "luna-lambda.io/role": "build",
-        })
-    }
-
-    /// The build Job: the base image running the agent, as root only when a step needs it.
-    fn job(&self, name: &str, req: &BuildRequest, image: &str, root: bool) -> Result<Job> {
-        let uid = if root { 0 } else { LUNA_UID };
-        let mut container = json!({
-            "name": "build",
-            "image": image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["python3", "-B", format!("{AGENT_DIR}/agent.py"), format!("{AGENT_DIR}/spec.json")],
-            "securityContext": {"runAsUser": uid, "runAsGroup": uid, "allowPrivilegeEscalation": root},
-            "volumeMounts": [
-                {"name": "agent", "mountPath": AGENT_DIR, "readOnly": true},
-                {"name": "scratch", "mountPath": SCRATCH_DIR},
-            ],
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-        });
-        if let Some(r) = &self.cfg.job_resources {
-            container["resources"] = r.clone();
+    /// What the build's Job and ConfigMap depend on.
+    fn job_spec<'a>(
+        &'a self,
+        name: &'a str,
+        req: &BuildRequest,
+        image: &'a str,
+        root: bool,
+    ) -> render::BuildJobSpec<'a> {
+        render::BuildJobSpec {
+            name,
+            id: req.lambda_id,
+            version: req.version,
+            instance: &self.cfg.instance,
+            image,
+            root,
+            deadline_secs: req.timeout.as_secs(),
+            resources: self.cfg.job_resources.as_ref(),
+            node_selector: &self.cfg.node_selector,
+            registry_secret: self.cfg.registry_secret.as_deref(),
         }
-        let mut volumes = vec![
-            json!({"name": "agent", "configMap": {"name": name}}),
-            json!({"name": "scratch", "emptyDir": {}}),
-        ];
-        if let Some(secret) = &self.cfg.registry_secret {
-            volumes.push(json!({"name": "registry-auth", "secret": {
-                "secretName": secret,
-                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-            }}));
-            container["volumeMounts"]
-                .as_array_mut()
-                .expect("a list")
-                .push(json!({"name": "registry-auth", "mountPath": AUTH_DIR, "readOnly": true}));
-        }
-        let deadline = req.timeout.as_secs().max(1);
-        serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": self.labels(req)},
-            "spec": {
-                "backoffLimit": 0,
-                "activeDeadlineSeconds": deadline,
-                "ttlSecondsAfterFinished": 600,
-                "template": {
-                    "metadata": {"labels": self.labels(req)},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "automountServiceAccountToken": false,
-                        "enableServiceLinks": false,
-                        "nodeSelector": self.cfg.node_selector,
-                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
-                },
-            },
-        }))
-        .map_err(|e| failed(format!("the build Job: {e}")))
     }
 
     async fn run_job(
@@ -284,7 +229,7 @@ impl KubeBuilder {
         requirements: Option<Vec<u8>>,
         log: &LogSink,
     ) -> Result<()> {
-        spec["scratch"] = json!(SCRATCH_DIR);
+        spec["scratch"] = json!(render::BUILD_SCRATCH_DIR);
         if let Some(ca) = self
             .cfg
             .pip_ca_bundle
@@ -294,11 +239,12 @@ impl KubeBuilder {
             spec["ca"] = json!(ca);
         }
         if self.cfg.registry_secret.is_some() {
-            spec["auth_file"] = json!(format!("{AUTH_DIR}/config.json"));
+            spec["auth_file"] = json!(format!("{}/config.json", render::BUILD_AUTH_DIR));
         }
         let steps = spec["steps"].as_array().cloned().unwrap_or_default();
         let root = steps.iter().any(|s| s["user"] == "root");
         let name = job_name(&req.lambda_id, req.version);
+        let objects = self.job_spec(&name, req, base, root);
         let ns = &self.cfg.namespace;
         let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
@@ -309,13 +255,26 @@ impl KubeBuilder {
         };
         cms.create(
             &PostParams::default(),
-            &self.config_map(&name, req, &spec, requirements)?,
+            &self.config_map(&objects, &spec, requirements)?,
         )
         .await
         .map_err(|e| api_error("creating the build ConfigMap", e))?;
-        jobs.create(&PostParams::default(), &self.job(&name, req, base, root)?)
+        let job: Job = serde_json::from_value(render::render_build_job(&objects))
+            .map_err(|e| failed(format!("the build Job: {e}")))?;
+        let job = jobs
+            .create(&PostParams::default(), &job)
             .await
             .map_err(|e| api_error("creating the build Job", e))?;
+        if let Some(uid) = job.metadata.uid.as_deref() {
+            // Created before the Job (its pod mounts it), owned by it from now on.
+            let owner = render::build_config_map_owner(&name, uid);
+            if let Err(e) = cms
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&owner))
+                .await
+            {
+                tracing::warn!(job = %name, error = %e, "making the build Job own its ConfigMap failed");
+            }
+        }
         let _ = log.send(format!(
             "==> build job {ns}/{name}: {} step(s) in {base}{}",
             steps.len(),

@@ -36,6 +36,9 @@ pub mod labels {
     /// Pod-template annotation: a hash of the rest of the pod template, so the pods of one
     /// rollout are told apart from the previous ones even when version and config are unchanged.
     pub const TEMPLATE_HASH: &str = "luna-lambda.io/template-hash";
+    /// What an object is for besides serving a lambda: [`super::ROLE_BUILD`] on an image
+    /// build's Job and ConfigMap.
+    pub const ROLE: &str = "luna-lambda.io/role";
 }
 
 /// What the Dockerfile of one lambda depends on.
@@ -418,5 +421,140 @@ pub fn render_config_map(spec: &DeploySpec<'_>) -> Value {
             "labels": object_labels(spec),
         },
         "data": {USER_CONFIG_FILE: cfg.to_string()},
+    })
+}
+
+/// [`labels::ROLE`] of an image build's objects.
+pub const ROLE_BUILD: &str = "build";
+/// Where a build pod mounts its ConfigMap (the agent, its spec, the requirements).
+pub const BUILD_AGENT_DIR: &str = "/lambda-build";
+/// A build pod's scratch folder (an emptyDir: layer files go there, out of the snapshot).
+pub const BUILD_SCRATCH_DIR: &str = "/lambda-build-scratch";
+/// Where a build pod mounts the registry credentials' Secret (as `config.json`).
+pub const BUILD_AUTH_DIR: &str = "/lambda-build-auth";
+
+/// What the Kubernetes objects of one image build depend on.
+#[derive(Debug, Clone)]
+pub struct BuildJobSpec<'a> {
+    /// Name of the Job and of its ConfigMap.
+    pub name: &'a str,
+    /// The lambda built.
+    pub id: LambdaId,
+    /// The version built.
+    pub version: u64,
+    /// The owning platform's name ([`labels::INSTANCE`]).
+    pub instance: &'a str,
+    /// The image the build runs in (the lambda's base image).
+    pub image: &'a str,
+    /// Run as root (a step says `USER root`); otherwise as [`LAMBDA_UID`].
+    pub root: bool,
+    /// The build's time limit (the Job's `activeDeadlineSeconds`, at least 1).
+    pub deadline_secs: u64,
+    /// `resources` of the build container.
+    pub resources: Option<&'a Value>,
+    /// Node selector of the build pod.
+    pub node_selector: &'a std::collections::BTreeMap<String, String>,
+    /// A `kubernetes.io/dockerconfigjson` Secret mounted at [`BUILD_AUTH_DIR`].
+    pub registry_secret: Option<&'a str>,
+}
+
+fn build_labels(spec: &BuildJobSpec<'_>) -> Value {
+    json!({
+        labels::MANAGED_BY: MANAGED_BY,
+        labels::INSTANCE: spec.instance,
+        labels::ID: spec.id.to_string(),
+        labels::VERSION: spec.version.to_string(),
+        labels::ROLE: ROLE_BUILD,
+    })
+}
+
+/// The build Job: the base image running the agent from [`BUILD_AGENT_DIR`], no retry, bounded
+/// by the build timeout, collected by Kubernetes 10 minutes after it ends. Hardened like a
+/// lambda's pod (no service account token, `RuntimeDefault` seccomp, no privilege escalation)
+/// except that it runs as root when a step says `USER root`.
+pub fn render_build_job(spec: &BuildJobSpec<'_>) -> Value {
+    let uid = if spec.root { 0 } else { LAMBDA_UID };
+    let mut mounts = vec![
+        json!({"name": "agent", "mountPath": BUILD_AGENT_DIR, "readOnly": true}),
+        json!({"name": "scratch", "mountPath": BUILD_SCRATCH_DIR}),
+    ];
+    let mut volumes = vec![
+        json!({"name": "agent", "configMap": {"name": spec.name}}),
+        json!({"name": "scratch", "emptyDir": {}}),
+    ];
+    if let Some(secret) = spec.registry_secret {
+        volumes.push(json!({"name": "registry-auth", "secret": {
+            "secretName": secret,
+            "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+        }}));
+        mounts
+            .push(json!({"name": "registry-auth", "mountPath": BUILD_AUTH_DIR, "readOnly": true}));
+    }
+    let mut container = json!({
+        "name": "build",
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [
+            "python3", "-B",
+            format!("{BUILD_AGENT_DIR}/agent.py"),
+            format!("{BUILD_AGENT_DIR}/spec.json"),
+        ],
+        "securityContext": {
+            "runAsUser": uid,
+            "runAsGroup": uid,
+            "allowPrivilegeEscalation": spec.root,
+        },
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    });
+    if let Some(r) = spec.resources {
+        container["resources"] = r.clone();
+    }
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": spec.name, "labels": build_labels(spec)},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": spec.deadline_secs.max(1),
+            "ttlSecondsAfterFinished": 600,
+            "template": {
+                "metadata": {"labels": build_labels(spec)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "nodeSelector": spec.node_selector,
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    })
+}
+
+/// A merge patch that makes the build's Job own its ConfigMap (Job `name`, `uid`): whatever
+/// removes the Job (its `ttlSecondsAfterFinished`, an operator) removes the ConfigMap with it,
+/// also after a server was killed mid-build.
+pub fn build_config_map_owner(name: &str, uid: &str) -> Value {
+    json!({"metadata": {"ownerReferences": [{
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": name,
+        "uid": uid,
+    }]}})
+}
+
+/// The build's ConfigMap: `data` (file name → text) mounted at [`BUILD_AGENT_DIR`].
+pub fn render_build_config_map(
+    spec: &BuildJobSpec<'_>,
+    data: &std::collections::BTreeMap<String, String>,
+) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": spec.name, "labels": build_labels(spec)},
+        "data": data,
     })
 }

@@ -5,8 +5,9 @@ mod support;
 
 use lambda_core::archive::{Limits, validate_bytes};
 use lambda_core::render::{
-    DeploySpec, DockerfileSpec, build_context, lambda_image_ref, parse_lambda_image_ref,
-    render_config_map, render_deployment, render_dockerfile, render_service,
+    BuildJobSpec, DeploySpec, DockerfileSpec, build_context, lambda_image_ref,
+    parse_lambda_image_ref, render_build_config_map, render_build_job, render_config_map,
+    render_deployment, render_dockerfile, render_service,
 };
 use lambda_core::{BaseImage, LambdaId, LambdaName, LambdaType, Parameters};
 use support::{MAIN_OK, golden, zip_of};
@@ -172,6 +173,79 @@ fn kubernetes_defaults_have_no_gpu_and_no_selector() {
     golden(
         "deployment_default.json",
         &serde_json::to_string_pretty(&dep).unwrap(),
+    );
+}
+
+fn build_spec<'a>(
+    selector: &'a std::collections::BTreeMap<String, String>,
+    resources: Option<&'a serde_json::Value>,
+    root: bool,
+    registry_secret: Option<&'a str>,
+) -> BuildJobSpec<'a> {
+    BuildJobSpec {
+        name: "lambda-build-x-v2-abcde",
+        id: id(),
+        version: 2,
+        instance: "default",
+        image: "registry.local:5000/lpa-lambda-base:1.0.0",
+        root,
+        deadline_secs: 600,
+        resources,
+        node_selector: selector,
+        registry_secret,
+    }
+}
+
+#[test]
+fn a_build_job_runs_the_agent_unprivileged_by_default() {
+    let none = std::collections::BTreeMap::new();
+    let spec = build_spec(&none, None, false, None);
+    let job = render_build_job(&spec);
+    let pod = &job["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["runAsUser"], 1000);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert_eq!(job["metadata"]["labels"]["luna-lambda.io/role"], "build");
+    assert_eq!(c["volumeMounts"].as_array().unwrap().len(), 2);
+    golden(
+        "build_job_default.json",
+        &serde_json::to_string_pretty(&job).unwrap(),
+    );
+    let data = std::collections::BTreeMap::from([
+        ("agent.py".to_owned(), "print('agent')\n".to_owned()),
+        ("spec.json".to_owned(), "{}".to_owned()),
+    ]);
+    let cm = render_build_config_map(&spec, &data);
+    assert_eq!(cm["metadata"]["name"], job["metadata"]["name"]);
+    assert_eq!(cm["metadata"]["labels"], job["metadata"]["labels"]);
+    golden(
+        "build_configmap.json",
+        &serde_json::to_string_pretty(&cm).unwrap(),
+    );
+}
+
+#[test]
+fn a_build_job_with_root_steps_resources_selector_and_registry_secret() {
+    let selector = std::collections::BTreeMap::from([("pool".to_owned(), "builds".to_owned())]);
+    let resources = serde_json::json!({"limits": {"memory": "2Gi"}});
+    let job = render_build_job(&build_spec(
+        &selector,
+        Some(&resources),
+        true,
+        Some("regcred"),
+    ));
+    let pod = &job["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["runAsUser"], 0);
+    assert_eq!(c["resources"], resources);
+    assert_eq!(pod["nodeSelector"]["pool"], "builds");
+    assert_eq!(pod["volumes"][2]["secret"]["secretName"], "regcred");
+    assert_eq!(c["volumeMounts"][2]["mountPath"], "/lambda-build-auth");
+    golden(
+        "build_job_full.json",
+        &serde_json::to_string_pretty(&job).unwrap(),
     );
 }
 

@@ -11,6 +11,7 @@ mod kube_sim;
 use conformance::*;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube_sim::{kubectl, sim};
 use lambda_build::{BuildRequest, ImageBuilder, KubeBuilder, KubeBuilderConfig};
 use lambda_core::{Artifact, LambdaId, LambdaType, Parameters};
@@ -120,17 +121,26 @@ fn jobs_of(id: &LambdaId) -> String {
     ])
 }
 
-/// Every Job created for `id` from now on (names), seen through a watch of the API server.
-fn watch_jobs(id: LambdaId) -> Arc<Mutex<Vec<String>>> {
+/// Every version of every object of kind `K` labelled for `id` from now on, seen through a
+/// watch of the API server.
+fn watch<K>(id: LambdaId) -> Arc<Mutex<Vec<K>>>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
     let seen = Arc::new(Mutex::new(Vec::new()));
     let out = seen.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     tokio::spawn(async move {
         let client = lambda_deploy::kube::client(&credentials()).await.unwrap();
-        let jobs: kube::Api<Job> = kube::Api::namespaced(client, "default");
+        let objects: kube::Api<K> = kube::Api::namespaced(client, "default");
         let cfg =
             kube::runtime::watcher::Config::default().labels(&format!("luna-lambda.io/id={id}"));
-        let mut events = kube::runtime::watcher(jobs, cfg).boxed();
+        let mut events = kube::runtime::watcher(objects, cfg).boxed();
         let mut ready = Some(ready_tx);
         while let Some(ev) = events.next().await {
             match ev {
@@ -140,13 +150,9 @@ fn watch_jobs(id: LambdaId) -> Arc<Mutex<Vec<String>>> {
                     }
                 }
                 Ok(
-                    kube::runtime::watcher::Event::Apply(j)
-                    | kube::runtime::watcher::Event::InitApply(j),
-                ) => {
-                    out.lock()
-                        .unwrap()
-                        .push(j.metadata.name.unwrap_or_default());
-                }
+                    kube::runtime::watcher::Event::Apply(o)
+                    | kube::runtime::watcher::Event::InitApply(o),
+                ) => out.lock().unwrap().push(o),
                 _ => {}
             }
         }
@@ -279,6 +285,7 @@ async fn in_cluster_build_failures_end_with_the_step_and_its_output() {
     let instance = format!("build-{}", LambdaId::new());
     let b = builder(&instance).await;
     let id = LambdaId::new();
+    let config_maps = watch::<ConfigMap>(id);
     let files = |reqs: &str| {
         let mut f = example_files("hello");
         f.push(("requirements.txt".into(), reqs.as_bytes().to_vec()));
@@ -320,6 +327,22 @@ async fn in_cluster_build_failures_end_with_the_step_and_its_output() {
         "{e}\n{log}"
     );
     assert!(log.contains("about to fail"), "{log}");
+    // Each build's ConfigMap was owned by its Job (so a server killed mid-build leaves nothing
+    // once Kubernetes removes the finished Job).
+    let seen = config_maps.lock().unwrap().clone();
+    let mut owned = std::collections::BTreeMap::<String, bool>::new();
+    for cm in &seen {
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        let by_job = cm
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Job" && o.name == name && !o.uid.is_empty());
+        *owned.entry(name).or_default() |= by_job;
+    }
+    assert_eq!(owned.len(), 2, "a ConfigMap per build: {seen:#?}");
+    assert!(owned.values().all(|o| *o), "{owned:?}");
     eventually(
         "failed builds leave no Job",
         Duration::from_secs(30),
@@ -398,7 +421,7 @@ async fn in_cluster_build_code_only_update_starts_no_job() {
     let v1 = r.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert!(log.contains("==> build job"), "{log}");
     deploy(&orch, id, 1, LambdaType::Standalone, v1).await;
-    let jobs = watch_jobs(id);
+    let jobs = watch::<Job>(id);
     let t = Instant::now();
     let (r, log) = build(
         &b,
@@ -414,9 +437,15 @@ async fn in_cluster_build_code_only_update_starts_no_job() {
     let (url, rolled) = deploy(&orch, id, 2, LambdaType::Standalone, v2).await;
     let live = t.elapsed();
     assert!(log.contains("is in the registry: no build job"), "{log}");
+    let started: Vec<String> = jobs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|j| j.metadata.name.clone().unwrap_or_default())
+        .collect();
     assert_eq!(
-        jobs.lock().unwrap().as_slice(),
-        &[] as &[String],
+        started,
+        [] as [String; 0],
         "a code-only update starts no Job"
     );
     let (status, body) = post(&url, serde_json::json!({})).await.unwrap();
