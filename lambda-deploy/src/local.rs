@@ -1011,9 +1011,7 @@ impl Proc {
         match self {
             Proc::Child(c) => c.wait().await.map(|st| st.to_string()),
             Proc::Forked(pid) => {
-                while alive(*pid) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                exited(*pid).await;
                 Ok("exited".to_owned())
             }
         }
@@ -1085,6 +1083,31 @@ async fn healthy(port: u16, timeout: Duration) -> bool {
         Some(buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200"))
     };
     matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(true)))
+}
+
+/// Waits until process `pid` (not necessarily our child) has ended: its pidfd becomes readable
+/// then, so an idle replica costs no wakeups. Kernels without pidfds (before 5.3) are polled.
+async fn exited(pid: u32) {
+    let fd = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+        .and_then(|fd| {
+            // `register` (unsafe: this crate forbids it) asks that the fd stay open and the
+            // same for the AsyncFd's lifetime: an OwnedFd that it owns guarantees both.
+            #[allow(deprecated)]
+            tokio::io::unix::AsyncFd::new(fd).ok()
+        });
+    match fd {
+        Some(fd) => {
+            let _ = fd.readable().await;
+        }
+        None => {
+            while alive(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
 
 fn alive(pid: u32) -> bool {
@@ -1166,6 +1189,24 @@ async fn read_from(path: &Path, start: u64) -> std::io::Result<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn exited_sees_the_end_of_a_process_and_not_before() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let wait = exited(child.id());
+        tokio::pin!(wait);
+        assert!(futures::poll!(&mut wait).is_pending());
+        assert!(futures::poll!(&mut wait).is_pending());
+        child.kill().unwrap();
+        // A zombie until it is reaped, but ended all the same.
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("the end of the process was seen");
+        child.wait().unwrap();
+    }
 
     #[test]
     fn replica_ports_are_distinct_and_below_the_ephemeral_range() {
