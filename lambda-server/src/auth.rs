@@ -149,7 +149,9 @@ impl Auth {
         if !self.settings.enabled || access == Access::Public {
             return Ok(None);
         }
-        let who = self.authenticate(headers).await?;
+        // Boxed: a token lookup (storage on a cache miss) would otherwise size every proxied
+        // request's future, with authentication on or off.
+        let who = Box::pin(self.authenticate(headers)).await?;
         let read_only = matches!(*method, Method::GET | Method::HEAD);
         if access == Access::Admin && !who.admin {
             return Err(forbidden(format!(

@@ -1031,7 +1031,9 @@ impl Platform {
     async fn route_entry(&self, id: &LambdaId, account: Option<uuid::Uuid>) -> Result<Route> {
         let route = match self.cached_route(id) {
             Some(r) => r,
-            None => Route::of(&self.get(id, None).await?),
+            // Boxed: the storage read of a cache miss would otherwise size every proxied
+            // request's future.
+            None => Route::of(&Box::pin(self.get(id, None)).await?),
         };
         if account.is_some_and(|a| a != route.account_id) {
             return Err(Error::NotFound(*id));

@@ -67,6 +67,8 @@ pub type Failed = (SendError, Option<Request<Body>>);
 type Conn = http1::Connection<TokioIo<TcpStream>, Body>;
 
 /// One HTTP/1 connection: the request side and the connection's I/O, polled by whoever holds it.
+/// Boxed wherever it is kept: it is large (the connection's buffers and state), and moves from
+/// the pool to the request, to its response body and back with every request.
 struct Link {
     send: http1::SendRequest<Body>,
     conn: Conn,
@@ -117,7 +119,7 @@ impl Link {
 }
 
 /// An idle connection and the time it went idle.
-type IdleSince = (Instant, Link);
+type IdleSince = (Instant, Box<Link>);
 
 /// One thread's idle connections, per replica authority.
 type ThreadPool = HashMap<Box<str>, Vec<IdleSince>>;
@@ -191,7 +193,7 @@ impl Upstreams {
     }
 
     /// The most recently used idle connection to `authority` that is still open.
-    fn checkout(&self, authority: &str) -> Option<Link> {
+    fn checkout(&self, authority: &str) -> Option<Box<Link>> {
         loop {
             let mut link = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -212,7 +214,7 @@ impl Upstreams {
         }
     }
 
-    async fn connect(&self, authority: &str) -> Result<Link, SendError> {
+    async fn connect(&self, authority: &str) -> Result<Box<Link>, SendError> {
         let failed = |e| SendError::Connect(authority.to_owned(), e);
         let tcp = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(authority))
             .await
@@ -221,11 +223,11 @@ impl Upstreams {
         let _ = tcp.set_nodelay(true);
         let (send, conn) = http1::handshake(TokioIo::new(tcp)).await?;
         self.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(Link { send, conn })
+        Ok(Box::new(Link { send, conn }))
     }
 
     /// Puts a connection whose exchange is over back on its replica's stack.
-    fn check_in(&self, authority: Box<str>, mut link: Link) {
+    fn check_in(&self, authority: Box<str>, mut link: Box<Link>) {
         if !link.poll_idle() || !link.send.is_ready() {
             return; // closed, or still busy (e.g. a request body the replica did not read)
         }
@@ -304,7 +306,7 @@ fn authority(endpoint: &str) -> Option<&str> {
 /// connection back to the pool when it has ended.
 struct Streaming {
     body: Incoming,
-    link: Option<Link>,
+    link: Option<Box<Link>>,
     home: Option<(Arc<Upstreams>, Box<str>)>,
 }
 

@@ -273,7 +273,8 @@ impl Platform {
                 return Ok((route, self.endpoint(id)?, Some(counted)));
             }
             drop(counted);
-            self.wake(id).await?;
+            // Boxed: the wake's future would otherwise size every proxied request's.
+            Box::pin(self.wake(id)).await?;
         }
         Err(Error::NotRunning(*id))
     }
