@@ -20,7 +20,7 @@ use kube::api::{
     Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
 };
 use lambda_core::build_steps::{self, DepsPlan, Pip};
-use lambda_core::render::{self, base_image_ref};
+use lambda_core::render::{self, base_image_ref, labels};
 use lambda_core::{Artifact, LambdaId};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -221,6 +221,59 @@ impl KubeBuilder {
         }
     }
 
+    /// This platform's build Jobs that ended at least `grace` ago, removed (with their pods and
+    /// ConfigMaps) unless `dry_run`. A living build removes its own when it ends; these are
+    /// what a server killed mid-build leaves, on clusters whose TTL controller is off (before
+    /// Kubernetes 1.23 it is off by default). A Job still running is never touched.
+    async fn finished_jobs(
+        &self,
+        grace: Duration,
+        dry_run: bool,
+    ) -> Result<Vec<lambda_core::api::GcItem>> {
+        let ns = &self.cfg.namespace;
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let selector = format!(
+            "{}={},{}={},{}={}",
+            labels::MANAGED_BY,
+            render::MANAGED_BY,
+            labels::INSTANCE,
+            self.cfg.instance,
+            labels::ROLE,
+            render::ROLE_BUILD,
+        );
+        let listed = jobs
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| api_error("listing build Jobs", e))?;
+        let mut out = Vec::new();
+        for job in listed {
+            let Some(name) = job.metadata.name.clone() else {
+                continue;
+            };
+            if job.metadata.deletion_timestamp.is_some() || !ended_before(&job, grace) {
+                continue;
+            }
+            if !dry_run {
+                if let Err(e) = jobs.delete(&name, &background()).await
+                    && !matches!(&e, kube::Error::Api(s) if s.code == 404)
+                {
+                    tracing::warn!(job = %name, error = %e, "removing a finished build Job failed");
+                    continue;
+                }
+                // Owned by its Job, but a Job from before ownership (or a cluster without the
+                // garbage collector) would leave it.
+                let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+                let _ = cms.delete(&name, &DeleteParams::default()).await;
+            }
+            out.push(lambda_core::api::GcItem::new(
+                "build-job",
+                format!("{ns}/{name}"),
+                0,
+            ));
+        }
+        Ok(out)
+    }
+
     async fn run_job(
         &self,
         req: &BuildRequest,
@@ -413,6 +466,31 @@ fn waiting_reason(p: &Pod) -> Option<String> {
 
 /// Deletes a build's Job (with its pod) and ConfigMap when the build ends, however it ends
 /// (cancelled and timed-out builds drop their future).
+/// The Job has ended (complete or failed) at least `grace` ago.
+fn ended_before(job: &Job, grace: Duration) -> bool {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .any(|c| {
+            c.last_transition_time.as_ref().is_none_or(|t| {
+                now.duration_since(t.0)
+                    .try_into()
+                    .is_ok_and(|age: Duration| age >= grace)
+            })
+        })
+}
+
+fn background() -> DeleteParams {
+    DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    }
+}
+
 struct Cleanup {
     client: kube::Client,
     namespace: String,
@@ -430,12 +508,8 @@ impl Drop for Cleanup {
             return;
         };
         rt.spawn(async move {
-            let dp = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..DeleteParams::default()
-            };
             let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
-            if let Err(e) = jobs.delete(&name, &dp).await {
+            if let Err(e) = jobs.delete(&name, &background()).await {
                 tracing::warn!(job = %name, error = %e, "removing a build job failed");
             }
             let cms: Api<ConfigMap> = Api::namespaced(client, &ns);
@@ -471,9 +545,12 @@ impl ImageBuilder for KubeBuilder {
         in_use: &InUse,
         dry_run: bool,
     ) -> Result<Vec<lambda_core::api::GcItem>> {
-        self.registry
+        let mut out = self
+            .registry
             .collect(Some(&self.cfg.registry), in_use, dry_run)
-            .await
+            .await?;
+        out.extend(self.finished_jobs(in_use.grace, dry_run).await?);
+        Ok(out)
     }
 
     async fn health(&self) -> Result<()> {
@@ -495,5 +572,55 @@ mod tests {
         let a = job_name(&id, 12345);
         assert!(a.len() <= 63, "{a}");
         assert_ne!(a, job_name(&id, 12345));
+    }
+
+    fn job_with(conditions: Value) -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": "j"},
+            "status": {"conditions": conditions},
+        }))
+        .unwrap()
+    }
+
+    fn condition(kind: &str, status: &str, ago: Duration) -> Value {
+        let at = k8s_openapi::jiff::Timestamp::now() - ago;
+        json!({"type": kind, "status": status, "lastTransitionTime": at.to_string()})
+    }
+
+    #[test]
+    fn only_jobs_that_ended_before_the_grace_are_collected() {
+        let grace = Duration::from_secs(600);
+        let hour = Duration::from_secs(3600);
+        let now = Duration::ZERO;
+        assert!(ended_before(
+            &job_with(json!([condition("Complete", "True", hour)])),
+            grace
+        ));
+        assert!(ended_before(
+            &job_with(json!([condition("Failed", "True", hour)])),
+            grace
+        ));
+        assert!(!ended_before(
+            &job_with(json!([condition("Complete", "True", now)])),
+            grace
+        ));
+        assert!(ended_before(
+            &job_with(json!([condition("Complete", "True", now)])),
+            Duration::ZERO
+        ));
+        assert!(!ended_before(
+            &job_with(json!([condition("Complete", "False", hour)])),
+            grace
+        ));
+        assert!(!ended_before(
+            &job_with(json!([condition("Suspended", "True", hour)])),
+            grace
+        ));
+        assert!(
+            !ended_before(&job_with(json!([])), Duration::ZERO),
+            "a running Job"
+        );
+        let running: Job = serde_json::from_value(json!({"metadata": {"name": "j"}})).unwrap();
+        assert!(!ended_before(&running, Duration::ZERO));
     }
 }

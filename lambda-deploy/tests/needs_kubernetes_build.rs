@@ -516,7 +516,16 @@ async fn in_cluster_build_gc_removes_dependencies_images_no_lambda_image_is_buil
         "{kept:?}"
     );
     assert_eq!(status(deps.clone()).await, 200);
-    // The lambda gone: a dry run lists its image and its dependencies, the real run removes them.
+    // What a server killed mid-build leaves: a build Job (and its ConfigMap) that ended.
+    eventually(
+        "the build's own Job is removed",
+        Duration::from_secs(30),
+        async || jobs_of(&id).is_empty(),
+    )
+    .await;
+    let left = left_build_job(&instance, id).await;
+    // The lambda gone: a dry run lists its image, its dependencies and the Job left behind, the
+    // real run removes them.
     let gone = lambda_build::InUse::default();
     let listed = b.collect(&gone, true).await.unwrap();
     let ours = |items: &[lambda_core::api::GcItem]| {
@@ -530,11 +539,77 @@ async fn in_cluster_build_gc_removes_dependencies_images_no_lambda_image_is_buil
     };
     assert_eq!(
         ours(&listed),
-        ["dependencies image", "manifest"],
+        ["build-job", "dependencies image", "manifest"],
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().any(|i| i.what == format!("default/{left}")),
         "{listed:?}"
     );
     assert_eq!(status(deps.clone()).await, 200, "a dry run removes nothing");
+    assert_eq!(jobs_of(&id).lines().count(), 2, "a dry run removes nothing");
     let removed = b.collect(&gone, false).await.unwrap();
     assert_eq!(ours(&removed), ours(&listed));
     assert_eq!(status(deps).await, 404);
+    eventually(
+        "the Job left behind and its ConfigMap are removed",
+        Duration::from_secs(30),
+        async || jobs_of(&id).is_empty(),
+    )
+    .await;
+}
+
+/// A build Job of `instance` for `id` that ran (its agent only says so) and ended, with its
+/// ConfigMap, as a server killed mid-build leaves them: its name, once the Job has completed.
+async fn left_build_job(instance: &str, id: LambdaId) -> String {
+    use lambda_core::render;
+    let name = format!("lambda-build-{id}-v9-crash");
+    let image = render::base_image_ref(
+        Some(&env("LAMBDA_IT_REGISTRY")),
+        lambda_core::BaseImage::Base,
+        &env("LAMBDA_IT_BASE_TAG"),
+    );
+    let selector = std::collections::BTreeMap::new();
+    let spec = render::BuildJobSpec {
+        name: &name,
+        id,
+        version: 9,
+        instance,
+        image: &image,
+        root: false,
+        deadline_secs: 600,
+        resources: None,
+        node_selector: &selector,
+        registry_secret: None,
+    };
+    let data = std::collections::BTreeMap::from([
+        ("agent.py".to_owned(), "print('built')\n".to_owned()),
+        ("spec.json".to_owned(), "{}".to_owned()),
+    ]);
+    let client = lambda_deploy::kube::client(&credentials()).await.unwrap();
+    let post = kube::api::PostParams::default();
+    let cms: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), "default");
+    let cm = serde_json::from_value(render::render_build_config_map(&spec, &data)).unwrap();
+    cms.create(&post, &cm).await.unwrap();
+    let jobs: kube::Api<Job> = kube::Api::namespaced(client, "default");
+    let job = serde_json::from_value(render::render_build_job(&spec)).unwrap();
+    jobs.create(&post, &job).await.unwrap();
+    eventually(
+        "the Job left behind completes",
+        Duration::from_secs(90),
+        async || {
+            jobs.get(&name)
+                .await
+                .ok()
+                .and_then(|j| j.status)
+                .is_some_and(|s| {
+                    s.conditions
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Complete" && c.status == "True")
+                })
+        },
+    )
+    .await;
+    name
 }
