@@ -338,6 +338,8 @@ impl LocalOrchestrator {
             let started = Instant::now();
             let exit_desc = if let Some(pid) = adopted.take() {
                 // Not our child: watch it until it goes away.
+                let ended = exited(pid);
+                tokio::pin!(ended);
                 loop {
                     tokio::select! {
                         _ = r.stop.cancelled() => {
@@ -346,12 +348,10 @@ impl LocalOrchestrator {
                             return;
                         }
                         _ = self.detached.cancelled() => return,
+                        _ = &mut ended => break "exited".to_owned(),
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                     self.rotate_if_needed(&r).await;
-                    if !alive(pid) {
-                        break "exited".to_owned();
-                    }
                 }
             } else {
                 let mut child = match self.spawn(&id, &r).await {

@@ -156,6 +156,23 @@ async fn a_restarted_control_plane_readopts_live_replicas_and_restarts_dead_ones
         .await
         .unwrap();
     assert_eq!(status, 200);
+    // An adopted replica that dies is seen to end (it is not this process's child) and started
+    // again.
+    kill(now[0] as i64);
+    eventually(
+        "the adopted replica that died is started again",
+        Duration::from_secs(20),
+        async || {
+            let pids = pids_of(dir.path(), &id);
+            pids.len() == 2
+                && pids[0] != now[0]
+                && second.status(&id).await.is_ok_and(|s| s.all_running())
+        },
+    )
+    .await;
+    let st = second.status(&id).await.unwrap();
+    assert!(st.replicas.iter().any(|r| r.restarts >= 1), "{st:?}");
+    let now = pids_of(dir.path(), &id);
     // Stopping works on adopted processes too.
     second.undeploy(&id).await.unwrap();
     assert!(now.iter().all(|p| !alive(*p)));
