@@ -230,6 +230,11 @@ impl Assembler {
         }
     }
 
+    /// Whether the registry has the image `image` (a reference in text).
+    pub async fn has(&self, image: &str) -> Result<bool> {
+        Ok(self.digest(&reference(image)?).await?.is_some())
+    }
+
     /// The digest of the base image `base`, which must be in the registry.
     pub async fn base_digest(&self, base: &str) -> Result<String> {
         self.digest(&reference(base)?).await?.ok_or_else(|| Error::Failed {

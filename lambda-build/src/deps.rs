@@ -3,7 +3,7 @@
 //! named by their content, so that a code-only change, or another lambda with the same
 //! dependencies, never runs a build step again.
 
-use lambda_core::build_steps::DepsPlan;
+use lambda_core::build_steps::{self, DepsPlan, Pip};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -29,8 +29,48 @@ pub fn key(base_digest: &str, requirements: Option<&[u8]>, plan: &DepsPlan) -> S
     lambda_core::hex(&h.finalize())
 }
 
+/// The dependencies image one build needs: its steps, its key, its reference in the registry,
+/// and the requirements it installs.
+#[derive(Debug)]
+pub struct Needed {
+    /// The instructions and requirements as steps.
+    pub plan: DepsPlan,
+    /// Its tag ([`key`]).
+    pub key: String,
+    /// `<registry>/`[`REPOSITORY`]`:<key>`.
+    pub reference: String,
+    /// The lambda's `requirements.txt`, when it has one.
+    pub requirements: Option<Vec<u8>>,
+}
+
+/// The dependencies image `req` is built on in `registry` over the base image `base_digest`;
+/// `None` when it has neither requirements nor instructions (the code goes on the base).
+pub fn needed(
+    req: &crate::BuildRequest,
+    registry: &str,
+    base_digest: &str,
+    pip: &Pip<'_>,
+) -> crate::Result<Option<Needed>> {
+    let plan = build_steps::plan(
+        &req.parameters.user_docker_commands,
+        req.archive.has_requirements,
+        pip,
+    );
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    let requirements = requirements(req)?;
+    let key = key(base_digest, requirements.as_deref(), &plan);
+    Ok(Some(Needed {
+        reference: format!("{registry}/{REPOSITORY}:{key}"),
+        plan,
+        key,
+        requirements,
+    }))
+}
+
 /// The lambda's `requirements.txt`, when its archive has one.
-pub fn requirements(req: &crate::BuildRequest) -> crate::Result<Option<Vec<u8>>> {
+fn requirements(req: &crate::BuildRequest) -> crate::Result<Option<Vec<u8>>> {
     let mut found = None;
     lambda_core::archive::for_each_user_file::<_, crate::Error>(
         std::io::Cursor::new(&req.archive_bytes[..]),

@@ -11,7 +11,7 @@
 //! code. Failures reported inside the build or push stream (not only the HTTP status) fail the
 //! build with the engine's message.
 
-use crate::assemble::{Assembler, reference};
+use crate::assemble::Assembler;
 use crate::gc::InUse;
 use crate::registry::Registry;
 use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, deps, runtime};
@@ -63,6 +63,8 @@ pub struct DockerBuilder {
     docker: Docker,
     cfg: DockerBuilderConfig,
     registry: Option<Registry>,
+    /// Assembles images in the registry (with one).
+    assembler: Option<Assembler>,
 }
 
 fn failed(reason: impl Into<String>) -> Error {
@@ -89,15 +91,16 @@ impl DockerBuilder {
             )));
         }
         .map_err(|e| Error::Unavailable(format!("Docker engine at {host}: {e}")))?;
-        let registry = cfg
-            .registry
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .map(|r| Registry::new(r, &cfg.insecure_registries, cfg.registry_auth.clone()));
+        let host = cfg.registry.as_deref().filter(|r| !r.is_empty());
+        let registry =
+            host.map(|r| Registry::new(r, &cfg.insecure_registries, cfg.registry_auth.clone()));
+        let assembler =
+            host.map(|r| Assembler::new(r, &cfg.insecure_registries, cfg.registry_auth.clone()));
         Ok(Self {
             docker,
             cfg,
             registry,
+            assembler,
         })
     }
 
@@ -172,8 +175,10 @@ impl DockerBuilder {
     }
 
     async fn build_inner(&self, req: &BuildRequest, log: &LogSink) -> Result<Artifact> {
-        if self.assembles(req) {
-            return self.build_assembled(req, log).await;
+        if let (Some(registry), Some(assembler)) = (self.cfg.registry.as_deref(), &self.assembler)
+            && !build_steps::copies_archive_files(&req.parameters.user_docker_commands)
+        {
+            return self.build_assembled(req, registry, assembler, log).await;
         }
         let dockerfile = render_dockerfile(&self.spec(req));
         let context = self.context_tar(req, &dockerfile, true)?;
@@ -197,60 +202,47 @@ impl DockerBuilder {
         Ok(Artifact::Image { reference, digest })
     }
 
-    /// Whether a build is assembled in the registry: there is one, and the user's instructions
-    /// need no file of the archive (`COPY`/`ADD`), so the dependencies image is made without
-    /// the code and a code-only change needs no engine build at all.
-    fn assembles(&self, req: &BuildRequest) -> bool {
-        self.registry.is_some()
-            && !req.parameters.user_docker_commands.iter().any(|c| {
-                let keyword = c.split_whitespace().next().unwrap_or_default();
-                keyword.eq_ignore_ascii_case("COPY") || keyword.eq_ignore_ascii_case("ADD")
-            })
-    }
-
-    /// The dependencies image by the engine (only when the registry lacks it), the code
+    /// With a registry, when the user's instructions need no file of the archive (`COPY`/`ADD`):
+    /// the dependencies image by the engine (only when the registry lacks it), the code
     /// assembled onto it in the registry, the result pulled into the engine for its containers.
-    async fn build_assembled(&self, req: &BuildRequest, log: &LogSink) -> Result<Artifact> {
-        let registry = self.cfg.registry.as_deref().unwrap_or_default();
-        let assembler = Assembler::new(
-            registry,
-            &self.cfg.insecure_registries,
-            self.cfg.registry_auth.clone(),
-        );
+    /// A code-only change needs no engine build at all.
+    async fn build_assembled(
+        &self,
+        req: &BuildRequest,
+        registry: &str,
+        assembler: &Assembler,
+        log: &LogSink,
+    ) -> Result<Artifact> {
         let base = base_image_ref(
             Some(registry),
             req.parameters.base_image,
             &self.cfg.base_tag,
         );
         let base_digest = assembler.base_digest(&base).await?;
-        let plan = build_steps::plan(
-            &req.parameters.user_docker_commands,
-            req.archive.has_requirements,
-            &build_steps::Pip {
-                index_url: self.cfg.pip_index_url.as_deref(),
-                ca_bundle: self.cfg.pip_ca_bundle.is_some(),
-            },
-        );
-        let deps_ref = if plan.is_empty() {
-            base
-        } else {
-            let key = deps::key(&base_digest, deps::requirements(req)?.as_deref(), &plan);
-            let deps_ref = format!("{registry}/{}:{key}", deps::REPOSITORY);
-            if assembler.digest(&reference(&deps_ref)?).await?.is_some() {
+        let pip = build_steps::Pip {
+            index_url: self.cfg.pip_index_url.as_deref(),
+            ca_bundle: self.cfg.pip_ca_bundle.is_some(),
+        };
+        let deps_ref = match deps::needed(req, registry, &base_digest, &pip)? {
+            None => base,
+            Some(needed) if assembler.has(&needed.reference).await? => {
                 let _ = log.send(format!(
-                    "==> dependencies image {deps_ref} is in the registry: no docker build"
+                    "==> dependencies image {} is in the registry: no docker build",
+                    needed.reference
                 ));
-            } else {
+                needed.reference
+            }
+            Some(needed) => {
                 let _ = log.send(format!(
-                    "==> lambda {} v{}: docker build -t {deps_ref} (its dependencies)",
-                    req.lambda_id, req.version
+                    "==> lambda {} v{}: docker build -t {} (its dependencies)",
+                    req.lambda_id, req.version, needed.reference
                 ));
                 let dockerfile = render_deps_dockerfile(&self.spec(req));
                 let context = self.context_tar(req, &dockerfile, false)?;
-                self.engine_build(context, &deps_ref, log).await?;
-                self.push(&deps_ref, log).await?;
+                self.engine_build(context, &needed.reference, log).await?;
+                self.push(&needed.reference, log).await?;
+                needed.reference
             }
-            deps_ref
         };
         let (target, digest) = assembler
             .lambda_image(registry, &deps_ref, req, log)

@@ -8,7 +8,7 @@
 //! has it, no Job runs. The final image is then assembled in the registry by the server
 //! ([`crate::assemble`]): the code and runtime layer on top of the dependencies' layers.
 
-use crate::assemble::{Assembler, reference};
+use crate::assemble::Assembler;
 use crate::gc::InUse;
 use crate::registry::Registry;
 use crate::{BuildRequest, Error, ImageBuilder, LogSink, Result, deps};
@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{
     Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
 };
-use lambda_core::build_steps::{self, DepsPlan, Pip};
+use lambda_core::build_steps::{self, Pip};
 use lambda_core::render::{self, base_image_ref, labels};
 use lambda_core::{Artifact, LambdaId};
 use serde_json::{Value, json};
@@ -116,49 +116,44 @@ impl KubeBuilder {
         }
     }
 
-    fn plan(&self, req: &BuildRequest) -> DepsPlan {
-        build_steps::plan(
-            &req.parameters.user_docker_commands,
-            req.archive.has_requirements,
-            &Pip {
-                index_url: self.cfg.pip_index_url.as_deref(),
-                ca_bundle: self.cfg.pip_ca_bundle.is_some(),
-            },
-        )
-    }
-
     async fn build_inner(&self, req: &BuildRequest, log: &LogSink) -> Result<Artifact> {
         let registry = Some(self.cfg.registry.as_str());
         let base = base_image_ref(registry, req.parameters.base_image, &self.cfg.base_tag);
         let base_digest = self.assembler.base_digest(&base).await?;
-        let plan = self.plan(req);
-        let deps = if plan.is_empty() {
-            let _ = log.send(format!(
-                "==> no requirements or instructions: the code goes on {base}"
-            ));
-            base.clone()
-        } else {
-            let requirements = deps::requirements(req)?;
-            let key = deps::key(&base_digest, requirements.as_deref(), &plan);
-            let deps = format!("{}/{}:{key}", self.cfg.registry, deps::REPOSITORY);
-            if self.assembler.digest(&reference(&deps)?).await?.is_some() {
+        let pip = Pip {
+            index_url: self.cfg.pip_index_url.as_deref(),
+            ca_bundle: self.cfg.pip_ca_bundle.is_some(),
+        };
+        let deps = match deps::needed(req, &self.cfg.registry, &base_digest, &pip)? {
+            None => {
                 let _ = log.send(format!(
-                    "==> dependencies image {deps} is in the registry: no build job"
+                    "==> no requirements or instructions: the code goes on {base}"
                 ));
-            } else {
+                base.clone()
+            }
+            Some(needed) if self.assembler.has(&needed.reference).await? => {
                 let _ = log.send(format!(
-                    "==> dependencies image {deps} is not in the registry: building it"
+                    "==> dependencies image {} is in the registry: no build job",
+                    needed.reference
+                ));
+                needed.reference
+            }
+            Some(needed) => {
+                let _ = log.send(format!(
+                    "==> dependencies image {} is not in the registry: building it",
+                    needed.reference
                 ));
                 let base_repo = req.parameters.base_image.image_name();
                 let spec = deps::agent_spec(
                     &self.registry.base_url(),
                     (base_repo, &base_digest),
-                    &key,
-                    &plan,
+                    &needed.key,
+                    &needed.plan,
                 );
-                self.run_job(req, &base, spec, requirements, log).await?;
+                self.run_job(req, &base, spec, needed.requirements, log)
+                    .await?;
+                needed.reference
             }
-            deps
         };
         let (target, digest) = self
             .assembler
@@ -232,6 +227,7 @@ impl KubeBuilder {
     ) -> Result<Vec<lambda_core::api::GcItem>> {
         let ns = &self.cfg.namespace;
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
         let selector = format!(
             "{}={},{}={},{}={}",
             labels::MANAGED_BY,
@@ -262,7 +258,6 @@ impl KubeBuilder {
                 }
                 // Owned by its Job, but a Job from before ownership (or a cluster without the
                 // garbage collector) would leave it.
-                let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
                 let _ = cms.delete(&name, &DeleteParams::default()).await;
             }
             out.push(lambda_core::api::GcItem::new(
@@ -464,8 +459,6 @@ fn waiting_reason(p: &Pod) -> Option<String> {
     ))
 }
 
-/// Deletes a build's Job (with its pod) and ConfigMap when the build ends, however it ends
-/// (cancelled and timed-out builds drop their future).
 /// The Job has ended (complete or failed) at least `grace` ago.
 fn ended_before(job: &Job, grace: Duration) -> bool {
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -491,6 +484,8 @@ fn background() -> DeleteParams {
     }
 }
 
+/// Deletes a build's Job (with its pod) and ConfigMap when the build ends, however it ends
+/// (cancelled and timed-out builds drop their future).
 struct Cleanup {
     client: kube::Client,
     namespace: String,

@@ -90,6 +90,15 @@ pub fn check(commands: &[String]) -> Vec<Problem> {
         .collect()
 }
 
+/// Whether an instruction takes files of the lambda archive (`COPY`/`ADD`): its image cannot
+/// be made without the code.
+pub fn copies_archive_files(commands: &[String]) -> bool {
+    commands.iter().any(|c| {
+        let (kw, _) = keyword_and_args(c);
+        kw == "COPY" || kw == "ADD"
+    })
+}
+
 fn keyword_and_args(cmd: &str) -> (String, &str) {
     let cmd = cmd.trim();
     match cmd.split_once(char::is_whitespace) {
@@ -364,6 +373,13 @@ mod tests {
 
     fn cmds(c: &[&str]) -> Vec<String> {
         c.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn copy_and_add_in_any_case_take_archive_files() {
+        assert!(copies_archive_files(&cmds(&["RUN echo", "copy a /b"])));
+        assert!(copies_archive_files(&cmds(&["  ADD b.tgz /y"])));
+        assert!(!copies_archive_files(&cmds(&["RUN cp a b", "ENV COPY=1"])));
     }
 
     #[test]
