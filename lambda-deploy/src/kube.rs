@@ -789,7 +789,7 @@ impl KubeOrchestrator {
     /// Sets the Deployment's `replicas` through its scale subresource (the pod template is not
     /// touched: no rollout) and waits until that many pods are ready (growing) or the surplus
     /// ones are being deleted (shrinking). A scale up that fails (a crashing pod, the start
-    /// timeout) is undone and says why.
+    /// timeout) is undone, its surplus pods out of the balancing, and says why.
     async fn scale_inner(&self, id: &LambdaId, replicas: u32) -> Result<()> {
         let d = self.deployment(id).ok_or(Error::NotFound(*id))?;
         let ns = d.metadata.namespace.clone().unwrap_or_default();
@@ -811,16 +811,7 @@ impl KubeOrchestrator {
             .map_err(api_error)?;
         let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
         if i64::from(replicas) <= i64::from(before) {
-            // Fewer: done once the surplus pods are being deleted (out of the balancing).
-            while self.pods(id).len() > replicas as usize {
-                tokio::select! {
-                    _ = rx.changed() => {}
-                    _ = tokio::time::sleep_until(deadline) => {
-                        tracing::warn!(lambda = %id, "surplus pods not deleted after the start timeout");
-                        break;
-                    }
-                }
-            }
+            self.surplus_deleted(id, replicas, &mut rx, deadline).await;
             return Ok(());
         }
         let failure = loop {
@@ -836,10 +827,39 @@ impl KubeOrchestrator {
                 }
             }
         };
-        let _ = deps
-            .patch_scale(&name, &PatchParams::default(), &patch(before.max(0) as u32))
-            .await;
+        // Undone, and waited for: a failed pod left in place (a scale back and up again before
+        // the ReplicaSet controller acted keeps it) would fail the next scale up with its old
+        // crash instead of a fresh start.
+        let before = before.max(0) as u32;
+        if deps
+            .patch_scale(&name, &PatchParams::default(), &patch(before))
+            .await
+            .is_ok()
+        {
+            let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
+            self.surplus_deleted(id, before, &mut rx, deadline).await;
+        }
         Err(Error::StartFailed { reason: failure })
+    }
+
+    /// Waits until at most `replicas` of the lambda's pods are left that are not being deleted
+    /// (the surplus is out of the balancing), or the deadline.
+    async fn surplus_deleted(
+        &self,
+        id: &LambdaId,
+        replicas: u32,
+        rx: &mut tokio::sync::watch::Receiver<u64>,
+        deadline: tokio::time::Instant,
+    ) {
+        while self.pods(id).len() > replicas as usize {
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(lambda = %id, "surplus pods not deleted after the start timeout");
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod conformance;
 mod kube_sim;
+mod start_gate;
 
 use conformance::*;
 use kube_sim::{kubectl, kubectl_apply, sim};
@@ -13,7 +14,9 @@ use lambda_core::{Artifact, LambdaId, Parameters};
 use lambda_deploy::{
     Error, KubeCredentials, KubeOrchestrator, KubeOrchestratorConfig, Orchestrator, ReplicaPhase,
 };
+use start_gate::{gate, gated_main};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 struct KubeHarness {
@@ -273,6 +276,35 @@ async fn a_crash_loop_is_reported_with_the_last_output() {
     })
     .await;
     h.orch.undeploy(&id).await.unwrap();
+}
+
+/// A scale up (a wake from zero) whose pod crashes as it starts fails with the crash, and leaves
+/// no crashed pod in place: one kept would fail the next scale up with its old crash (the
+/// ReplicaSet keeps its pod when the count goes back and up again before its controller acts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_scale_up_leaves_no_crashed_pod_for_the_next_one() {
+    let h = kube_harness().await;
+    let (gate_url, crash) = gate().await;
+    let id = LambdaId::new();
+    let files = vec![("lambda_main.py".to_owned(), gated_main("GATE").into_bytes())];
+    let art = h.artifact(id, 1, files).await;
+    let mut p = Parameters::default();
+    p.env.insert("GATE".into(), gate_url);
+    h.orch.deploy(spec(id, "gated", 1, art, p)).await.unwrap();
+    h.orch.scale(&id, 0).await.unwrap();
+    crash.store(true, Ordering::SeqCst);
+    let e = h.orch.scale(&id, 1).await.unwrap_err().to_string();
+    assert!(e.contains("the gate says crash"), "{e}");
+    let kept = h.orch.status(&id).await.unwrap().replicas;
+    assert!(
+        kept.is_empty(),
+        "crashed pods kept after the failed scale up: {kept:?}"
+    );
+    crash.store(false, Ordering::SeqCst);
+    h.orch.scale(&id, 1).await.unwrap();
+    assert!(h.orch.status(&id).await.unwrap().all_running());
+    h.orch.undeploy(&id).await.unwrap();
+    assert_eq!(objects_of(&id), "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod scale;
+#[path = "../../../lambda-deploy/tests/start_gate/mod.rs"]
+pub mod start_gate;
 
 use lambda_build::{LocalBuilder, LocalBuilderConfig};
 use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig};

@@ -190,35 +190,18 @@ pub async fn scales_up_and_back_with_no_failed_request(s: &Server, live: Live<'_
     assert_eq!(s.delete(&id).await.status(), 204);
 }
 
-/// Answers `crash` or `ok` to whoever asks (the lambda below, as it starts).
-async fn gate() -> (String, Arc<std::sync::atomic::AtomicBool>) {
-    let crash = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", l.local_addr().unwrap());
-    let flag = crash.clone();
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::get(move || {
-            let crash = flag.load(std::sync::atomic::Ordering::SeqCst);
-            async move { if crash { "crash" } else { "ok" } }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (url, crash)
-}
-
 /// An idle lambda that crashes as it starts (it asks a gate the test controls) answers every
 /// request held for the wake with 503 (42013) and the crash output; once the gate says `ok`, the
 /// next request wakes it.
 pub async fn a_failing_wake_answers_every_held_request_with_the_crash(s: &Server) {
-    let (gate_url, crash) = gate().await;
-    let code = "import os\nimport urllib.request\n\nif urllib.request.urlopen(os.environ['WAKE_GATE']).read() == b'crash':\n    raise SystemExit('refusing to start: the gate says crash')\n\n\nasync def main(request):\n    return {'ok': True}\n";
+    let (gate_url, crash) = start_gate::gate().await;
+    let code = start_gate::gated_main("WAKE_GATE");
     let params = serde_json::json!({
         "env": {"WAKE_GATE": gate_url},
         "deploy_parameters": {"scale": {"min_replicas": 0, "max_replicas": 1, "idle_timeout_secs": 1}},
     })
     .to_string();
-    let id = running_lambda(s, "fragile", &zip_of(&[("lambda_main.py", code)]), &params).await;
+    let id = running_lambda(s, "fragile", &zip_of(&[("lambda_main.py", &code)]), &params).await;
     record_until(s, &id, "idling", |r| r["status"] == "idle").await;
     crash.store(true, std::sync::atomic::Ordering::SeqCst);
     for (status, body) in burst(s, &id, 10).await {
