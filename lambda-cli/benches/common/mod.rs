@@ -91,16 +91,13 @@ pub(crate) fn wrk_body(url: &str, secs: u32, conns: u32, body: BodySize) -> Wrk 
 
 /// [`wrk_body`] sending `Authorization: Bearer <token>` when one is given.
 pub(crate) fn wrk_as(url: &str, secs: u32, conns: u32, body: BodySize, token: Option<&str>) -> Wrk {
-    let lua = std::env::temp_dir().join(format!(
-        "luna-lambda-bench-post-{}-{}-{}.lua",
-        std::process::id(),
-        match body {
-            BodySize::Small => 0,
-            BodySize::Bytes(n) => n,
-        },
-        u8::from(token.is_some())
-    ));
-    std::fs::write(&lua, body.lua(token)).unwrap();
+    // Removed when dropped, after the run.
+    let lua = tempfile::Builder::new()
+        .prefix("luna-lambda-bench-post-")
+        .suffix(".lua")
+        .tempfile()
+        .unwrap();
+    std::fs::write(lua.path(), body.lua(token)).unwrap();
     let out = Command::new("wrk")
         .args([
             "-t1",
@@ -111,7 +108,7 @@ pub(crate) fn wrk_as(url: &str, secs: u32, conns: u32, body: BodySize, token: Op
             "--latency",
             "-s",
         ])
-        .arg(&lua)
+        .arg(lua.path())
         .arg(url)
         .output()
         .expect("wrk is installed (the bench scripts install it)");
