@@ -696,53 +696,10 @@ impl KubeOrchestrator {
         self.apply(&ns, &deployment).await?;
         self.apply(&ns, &render::render_service(&rspec)).await?;
         let want = spec.replicas.max(1) as usize;
-        let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
-        let mut seen = false;
-        let failure = loop {
-            // Deleted meanwhile (by another control plane or by hand): nothing to wait for.
-            match self.deployment(&id) {
-                Some(_) => seen = true,
-                None if seen => {
-                    return Err(Error::StartFailed {
-                        reason: format!("Deployment {name} was deleted during the rollout"),
-                    });
-                }
-                None => {}
-            }
-            let reason = match self.rollout(&id, &template, want) {
-                // Done once the watch has the Deployment too: status and list agree on return.
-                Rollout::Done if seen => break None,
-                Rollout::Done => None,
-                Rollout::Failed(reason) => break Some(reason),
-                Rollout::Pending(reason) => reason,
-            };
-            tokio::select! {
-                _ = rx.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    let mut why = reason;
-                    let stuck = self
-                        .pods(&id)
-                        .into_iter()
-                        .find(|p| template_hash(p) == Some(template.as_str()) && !is_ready(p));
-                    if why.is_none()
-                        && let Some(p) = stuck
-                    {
-                        why = self
-                            .last_warning(&ns, p.metadata.name.as_deref().unwrap_or_default())
-                            .await;
-                    }
-                    if why.is_none() {
-                        why = self.deployment(&id).and_then(|d| deployment_problem(&d));
-                    }
-                    break Some(format!(
-                        "not ready after {} s{}",
-                        self.cfg.start_timeout.as_secs(),
-                        why.map(|w| format!(": {w}")).unwrap_or_default()
-                    ));
-                }
-            }
-        };
-        let Some(reason) = failure else {
+        let Some(reason) = self
+            .rollout_failure(&id, &ns, &template, want, &mut rx)
+            .await?
+        else {
             if let Some(old) = moved_from {
                 self.delete_objects(&old, &name).await?;
             }
@@ -767,6 +724,73 @@ impl KubeOrchestrator {
             }
         }
         Err(Error::StartFailed { reason })
+    }
+
+    /// Waits until the rollout to the pod template `template` has `want` ready pods (`None`), or
+    /// fails or the start timeout passes (why: the caller undoes the deploy). A Deployment
+    /// deleted meanwhile (by another control plane or by hand) is an error: nothing to undo.
+    async fn rollout_failure(
+        &self,
+        id: &LambdaId,
+        ns: &str,
+        template: &str,
+        want: usize,
+        rx: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Result<Option<String>> {
+        let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
+        let mut seen = false;
+        loop {
+            match self.deployment(id) {
+                Some(_) => seen = true,
+                None if seen => {
+                    return Err(Error::StartFailed {
+                        reason: format!(
+                            "Deployment {} was deleted during the rollout",
+                            id.object_name()
+                        ),
+                    });
+                }
+                None => {}
+            }
+            let reason = match self.rollout(id, template, want) {
+                // Done once the watch has the Deployment too: status and list agree on return.
+                Rollout::Done if seen => return Ok(None),
+                Rollout::Done => None,
+                Rollout::Failed(reason) => return Ok(Some(reason)),
+                Rollout::Pending(reason) => reason,
+            };
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    let why = match reason {
+                        Some(why) => Some(why),
+                        None => self.why_not_ready(id, ns, template).await,
+                    };
+                    return Ok(Some(format!(
+                        "not ready after {} s{}",
+                        self.cfg.start_timeout.as_secs(),
+                        why.map(|w| format!(": {w}")).unwrap_or_default()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Why a rollout that has no failing pod is not done: the newest warning about a new pod
+    /// that is not ready, or else the Deployment's own condition.
+    async fn why_not_ready(&self, id: &LambdaId, ns: &str, template: &str) -> Option<String> {
+        let stuck = self
+            .pods(id)
+            .into_iter()
+            .find(|p| template_hash(p) == Some(template) && !is_ready(p));
+        if let Some(p) = stuck
+            && let Some(why) = self
+                .last_warning(ns, p.metadata.name.as_deref().unwrap_or_default())
+                .await
+        {
+            return Some(why);
+        }
+        self.deployment(id).and_then(|d| deployment_problem(&d))
     }
 
     /// Waits (up to the stop timeout) until the lambda has no pod and no Deployment left.

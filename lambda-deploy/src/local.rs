@@ -336,134 +336,28 @@ impl LocalOrchestrator {
         let mut backoff = self.cfg.backoff_initial;
         loop {
             let started = Instant::now();
-            let exit_desc = if let Some(pid) = adopted.take() {
-                // Not our child: watch it until it goes away.
-                let ended = exited(pid);
-                tokio::pin!(ended);
-                loop {
-                    tokio::select! {
-                        _ = r.stop.cancelled() => {
-                            terminate(pid, self.cfg.stop_grace).await;
-                            r.set(|s| { s.phase = ReplicaPhase::Stopped; s.pid = None; });
-                            return;
-                        }
-                        _ = self.detached.cancelled() => return,
-                        _ = &mut ended => break "exited".to_owned(),
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                    self.rotate_if_needed(&r).await;
-                }
-            } else {
-                let mut child = match self.spawn(&id, &r).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        r.set(|s| {
-                            s.phase = ReplicaPhase::Restarting;
-                            s.reason = Some(e.to_string());
-                        });
-                        tokio::select! {
-                            _ = r.stop.cancelled() => { r.set(|s| s.phase = ReplicaPhase::Stopped); return; }
-                            _ = self.detached.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(self.cfg.backoff_max);
-                        continue;
-                    }
-                };
-                let pid = child.id();
-                r.set(|s| {
-                    s.pid = pid;
-                    s.phase = ReplicaPhase::Starting;
-                });
-                let _ = self.persist(&id).await;
-                let health = {
-                    let r = r.clone();
-                    tokio::spawn(async move {
-                        while r.phase() == ReplicaPhase::Starting {
-                            if healthy(r.port, Duration::from_millis(500)).await {
-                                r.set(|s| {
-                                    if s.phase == ReplicaPhase::Starting {
-                                        s.phase = ReplicaPhase::Running;
-                                        s.reason = None;
-                                    }
-                                });
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    })
-                };
-                let mut rotate = tokio::time::interval(Duration::from_secs(2));
-                let mut liveness = tokio::time::interval(self.cfg.liveness_interval);
-                liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut failed_checks = 0u32;
-                let mut unresponsive = false;
-                let status = loop {
-                    tokio::select! {
-                        st = child.wait() => break st,
-                        _ = rotate.tick() => self.rotate_if_needed(&r).await,
-                        _ = liveness.tick(), if r.phase() == ReplicaPhase::Running => {
-                            if healthy(r.port, self.cfg.liveness_timeout).await {
-                                failed_checks = 0;
-                            } else {
-                                failed_checks += 1;
-                                if failed_checks >= self.cfg.liveness_failures && !unresponsive {
-                                    // Alive but not answering (a blocked event loop, a deadlock):
-                                    // kill it, and the restart path below starts it again.
-                                    unresponsive = true;
-                                    if let Some(pid) = pid {
-                                        terminate(pid, Duration::ZERO).await;
-                                    }
-                                }
-                            }
-                        }
-                        _ = self.detached.cancelled() => {
-                            health.abort();
-                            return;
-                        }
-                        _ = r.stop.cancelled() => {
-                            health.abort();
-                            if let Some(pid) = pid {
-                                terminate(pid, self.cfg.stop_grace).await;
-                            }
-                            let _ = child.wait().await;
-                            r.set(|s| { s.phase = ReplicaPhase::Stopped; s.pid = None; });
-                            return;
-                        }
-                    }
-                };
-                health.abort();
-                match status {
-                    _ if unresponsive => format!(
-                        "stopped answering /healthcheck ({failed_checks} checks failed) and was restarted"
-                    ),
-                    Ok(st) => st.to_string(),
-                    Err(e) => format!("could not be waited for: {e}"),
-                }
+            let run = match adopted.take() {
+                Some(pid) => self.watch_adopted(pid, &r).await,
+                None => self.run_once(&id, &r).await,
             };
-            // It ended on its own: record why, wait, start it again.
-            if r.stop.is_cancelled() {
-                r.set(|s| s.phase = ReplicaPhase::Stopped);
-                return;
+            match run {
+                Run::Over => return,
+                Run::NotStarted(why) => r.set(|s| {
+                    s.phase = ReplicaPhase::Restarting;
+                    s.reason = Some(why);
+                }),
+                Run::Ended(exit_desc) => {
+                    // It ended on its own: record why, wait, start it again.
+                    if r.stop.is_cancelled() {
+                        r.set(|s| s.phase = ReplicaPhase::Stopped);
+                        return;
+                    }
+                    if started.elapsed() > Duration::from_secs(60) {
+                        backoff = self.cfg.backoff_initial;
+                    }
+                    record_exit(&r, &exit_desc).await;
+                }
             }
-            if started.elapsed() > Duration::from_secs(60) {
-                backoff = self.cfg.backoff_initial;
-            }
-            let tail = tail_lines(&r.log, 5).await.unwrap_or_default();
-            let reason = if tail.trim().is_empty() {
-                format!("the process {exit_desc}")
-            } else {
-                format!(
-                    "the process {exit_desc}; last output: {}",
-                    tail.trim().replace('\n', " | ")
-                )
-            };
-            r.set(|s| {
-                s.pid = None;
-                s.phase = ReplicaPhase::Restarting;
-                s.reason = Some(reason);
-                s.restarts += 1;
-            });
             tokio::select! {
                 _ = r.stop.cancelled() => { r.set(|s| s.phase = ReplicaPhase::Stopped); return; }
                 _ = self.detached.cancelled() => return,
@@ -471,6 +365,89 @@ impl LocalOrchestrator {
             }
             backoff = (backoff * 2).min(self.cfg.backoff_max);
         }
+    }
+
+    /// Watches a replica this server did not start (adopted after a restart) until it ends.
+    async fn watch_adopted(&self, pid: u32, r: &Replica) -> Run {
+        let ended = exited(pid);
+        tokio::pin!(ended);
+        loop {
+            tokio::select! {
+                _ = r.stop.cancelled() => {
+                    terminate(pid, self.cfg.stop_grace).await;
+                    r.set(|s| { s.phase = ReplicaPhase::Stopped; s.pid = None; });
+                    return Run::Over;
+                }
+                _ = self.detached.cancelled() => return Run::Over,
+                _ = &mut ended => return Run::Ended("exited".to_owned()),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            self.rotate_if_needed(r).await;
+        }
+    }
+
+    /// Starts the replica's process and watches it until it ends: Running once it answers
+    /// `/healthcheck`, killed when it stops answering (`liveness_failures` checks in a row), its
+    /// log rotated on the way.
+    async fn run_once(&self, id: &LambdaId, r: &Arc<Replica>) -> Run {
+        let mut child = match self.spawn(id, r).await {
+            Ok(c) => c,
+            Err(e) => return Run::NotStarted(e.to_string()),
+        };
+        let pid = child.id();
+        r.set(|s| {
+            s.pid = pid;
+            s.phase = ReplicaPhase::Starting;
+        });
+        let _ = self.persist(id).await;
+        let health = tokio::spawn(running_once_healthy(r.clone()));
+        let mut rotate = tokio::time::interval(Duration::from_secs(2));
+        let mut liveness = tokio::time::interval(self.cfg.liveness_interval);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failed_checks = 0u32;
+        let mut unresponsive = false;
+        let status = loop {
+            tokio::select! {
+                st = child.wait() => break st,
+                _ = rotate.tick() => self.rotate_if_needed(r).await,
+                _ = liveness.tick(), if r.phase() == ReplicaPhase::Running => {
+                    if healthy(r.port, self.cfg.liveness_timeout).await {
+                        failed_checks = 0;
+                    } else {
+                        failed_checks += 1;
+                        if failed_checks >= self.cfg.liveness_failures && !unresponsive {
+                            // Alive but not answering (a blocked event loop, a deadlock):
+                            // kill it, and the restart path starts it again.
+                            unresponsive = true;
+                            if let Some(pid) = pid {
+                                terminate(pid, Duration::ZERO).await;
+                            }
+                        }
+                    }
+                }
+                _ = self.detached.cancelled() => {
+                    health.abort();
+                    return Run::Over;
+                }
+                _ = r.stop.cancelled() => {
+                    health.abort();
+                    if let Some(pid) = pid {
+                        terminate(pid, self.cfg.stop_grace).await;
+                    }
+                    let _ = child.wait().await;
+                    r.set(|s| { s.phase = ReplicaPhase::Stopped; s.pid = None; });
+                    return Run::Over;
+                }
+            }
+        };
+        health.abort();
+        Run::Ended(match status {
+            _ if unresponsive => format!(
+                "stopped answering /healthcheck ({failed_checks} checks failed) and was restarted"
+            ),
+            Ok(st) => st.to_string(),
+            Err(e) => format!("could not be waited for: {e}"),
+        })
     }
 
     /// Starts a replica's process: forked by its environment's zygote when there is one, else
@@ -1184,6 +1161,52 @@ async fn read_from(path: &Path, start: u64) -> std::io::Result<(String, u64)> {
     let mut buf = Vec::new();
     f.take(len - start).read_to_end(&mut buf).await?;
     Ok((String::from_utf8_lossy(&buf).into_owned(), len))
+}
+
+/// How one run of a replica's process ended.
+enum Run {
+    /// It ended on its own (how).
+    Ended(String),
+    /// It could not be started (why).
+    NotStarted(String),
+    /// Stopped or detached: supervision is over.
+    Over,
+}
+
+/// Marks a starting replica Running as soon as it answers `/healthcheck`.
+async fn running_once_healthy(r: Arc<Replica>) {
+    while r.phase() == ReplicaPhase::Starting {
+        if healthy(r.port, Duration::from_millis(500)).await {
+            r.set(|s| {
+                if s.phase == ReplicaPhase::Starting {
+                    s.phase = ReplicaPhase::Running;
+                    s.reason = None;
+                }
+            });
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Records that a replica's process ended on its own: how, with its last output, and one more
+/// restart.
+async fn record_exit(r: &Replica, exit_desc: &str) {
+    let tail = tail_lines(&r.log, 5).await.unwrap_or_default();
+    let reason = if tail.trim().is_empty() {
+        format!("the process {exit_desc}")
+    } else {
+        format!(
+            "the process {exit_desc}; last output: {}",
+            tail.trim().replace('\n', " | ")
+        )
+    };
+    r.set(|s| {
+        s.pid = None;
+        s.phase = ReplicaPhase::Restarting;
+        s.reason = Some(reason);
+        s.restarts += 1;
+    });
 }
 
 #[cfg(test)]
