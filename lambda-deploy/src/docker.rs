@@ -357,89 +357,27 @@ impl DockerOrchestrator {
             ));
         };
         let id = spec.lambda_id;
-        let p = &spec.parameters;
-        let user_config =
-            serde_json::to_string(&p.user_config.clone().unwrap_or(serde_json::Value::Null))
-                .unwrap_or_default();
-        let config_hash = {
-            use sha2::{Digest, Sha256};
-            let mut h = Sha256::new();
-            h.update(reference.as_bytes());
-            h.update(user_config.as_bytes());
-            h.update(p.workers.to_le_bytes());
-            h.update(serde_json::to_vec(&p.env).unwrap_or_default());
-            h.update(serde_json::to_vec(&p.deploy_parameters.resources).unwrap_or_default());
-            lambda_core::hex(&h.finalize()[..8])
-        };
+        let mut plan = ContainerPlan::new(&spec, reference, &self.cfg.instance);
         let wanted = spec.replicas.max(1) as usize;
         let current = self.deployment(&id).ok();
         if let Some(d) = &current
-            && d.config_hash == config_hash
+            && d.config_hash == plan.config_hash
         {
             // What runs already: only the count may differ.
             return self.set_replicas(&id, wanted).await;
         }
         self.ensure_image(reference).await?;
-        let generation = current.as_ref().map_or(1, |d| d.generation + 1);
+        plan.generation = current.as_ref().map_or(1, |d| d.generation + 1);
+        let generation = plan.generation;
         let mut fresh = Vec::new();
-        let memory = p
-            .deploy_parameters
-            .resources
-            .memory_limit
-            .as_deref()
-            .and_then(|q| lambda_core::params::parse_quantity(q).ok());
-        let cpus = p
-            .deploy_parameters
-            .resources
-            .cpu_limit
-            .as_deref()
-            .and_then(|q| lambda_core::params::parse_quantity(q).ok());
         for i in 0..wanted {
             let port = free_port()?;
             let name = format!("{}-{generation}-{i}", spec.lambda_name);
-            let mut env: Vec<String> =
-                runtime_env(&id, spec.lambda_type, spec.version, p.workers, port, "")
-                    .into_iter()
-                    .filter(|(k, _)| k != "LAMBDA_USER_CONFIG_FILE")
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-            env.push("LAMBDA_HOST=127.0.0.1".into());
-            env.push(format!("LAMBDA_USER_CONFIG={user_config}"));
-            env.extend(p.env.iter().map(|(k, v)| format!("{k}={v}")));
-            let mut lbls = HashMap::new();
-            lbls.insert(
-                labels::MANAGED_BY.to_owned(),
-                lambda_core::render::MANAGED_BY.to_owned(),
-            );
-            lbls.insert(labels::ID.to_owned(), id.to_string());
-            lbls.insert(labels::NAME.to_owned(), spec.lambda_name.to_string());
-            lbls.insert(labels::VERSION.to_owned(), spec.version.to_string());
-            lbls.insert(LABEL_GENERATION.to_owned(), generation.to_string());
-            lbls.insert(LABEL_REPLICA.to_owned(), name.clone());
-            lbls.insert(LABEL_CONFIG.to_owned(), config_hash.clone());
-            lbls.insert(LABEL_PORT.to_owned(), port.to_string());
-            lbls.insert(LABEL_INSTANCE.to_owned(), self.cfg.instance.clone());
-            let body = ContainerCreateBody {
-                image: Some(reference.clone()),
-                env: Some(env),
-                labels: Some(lbls),
-                host_config: Some(HostConfig {
-                    network_mode: Some("host".into()),
-                    restart_policy: Some(RestartPolicy {
-                        name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                        maximum_retry_count: None,
-                    }),
-                    memory: memory.map(|m| m as i64),
-                    nano_cpus: cpus.map(|c| (c * 1e9) as i64),
-                    // Hardened like the Kubernetes pods: no capabilities, no privilege gain.
-                    cap_drop: Some(vec!["ALL".into()]),
-                    security_opt: Some(vec!["no-new-privileges".into()]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
             let container = self
-                .create_started(&format!("luna-lambda-{id}-{generation}-{i}"), body)
+                .create_started(
+                    &format!("luna-lambda-{id}-{generation}-{i}"),
+                    plan.body(&name, port),
+                )
                 .await?;
             fresh.push(Replica {
                 container,
@@ -464,7 +402,7 @@ impl DockerOrchestrator {
                 Deployment {
                     version: spec.version,
                     generation,
-                    config_hash,
+                    config_hash: plan.config_hash,
                     replicas: fresh,
                     stopped: Vec::new(),
                 },
@@ -475,6 +413,103 @@ impl DockerOrchestrator {
             }
         }
         Ok(())
+    }
+}
+
+/// What the containers of one deployment of a lambda share: their image, runtime settings,
+/// limits and labels.
+struct ContainerPlan<'a> {
+    spec: &'a DeploySpec,
+    reference: &'a str,
+    instance: &'a str,
+    /// `userConfig` as JSON.
+    user_config: String,
+    /// What a running deployment is compared with: the same hash, nothing to replace.
+    config_hash: String,
+    generation: u64,
+    memory: Option<f64>,
+    cpus: Option<f64>,
+}
+
+impl<'a> ContainerPlan<'a> {
+    fn new(spec: &'a DeploySpec, reference: &'a str, instance: &'a str) -> Self {
+        let p = &spec.parameters;
+        let user_config =
+            serde_json::to_string(&p.user_config.clone().unwrap_or(serde_json::Value::Null))
+                .unwrap_or_default();
+        let config_hash = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(reference.as_bytes());
+            h.update(user_config.as_bytes());
+            h.update(p.workers.to_le_bytes());
+            h.update(serde_json::to_vec(&p.env).unwrap_or_default());
+            h.update(serde_json::to_vec(&p.deploy_parameters.resources).unwrap_or_default());
+            lambda_core::hex(&h.finalize()[..8])
+        };
+        let quantity = |q: &Option<String>| {
+            q.as_deref()
+                .and_then(|q| lambda_core::params::parse_quantity(q).ok())
+        };
+        let resources = &p.deploy_parameters.resources;
+        Self {
+            spec,
+            reference,
+            instance,
+            user_config,
+            config_hash,
+            generation: 1,
+            memory: quantity(&resources.memory_limit),
+            cpus: quantity(&resources.cpu_limit),
+        }
+    }
+
+    /// The container of replica `name`, listening on `port` of the host's network.
+    fn body(&self, name: &str, port: u16) -> ContainerCreateBody {
+        let (spec, p) = (self.spec, &self.spec.parameters);
+        let id = spec.lambda_id;
+        let mut env: Vec<String> =
+            runtime_env(&id, spec.lambda_type, spec.version, p.workers, port, "")
+                .into_iter()
+                .filter(|(k, _)| k != "LAMBDA_USER_CONFIG_FILE")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+        env.push("LAMBDA_HOST=127.0.0.1".into());
+        env.push(format!("LAMBDA_USER_CONFIG={}", self.user_config));
+        env.extend(p.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let lbls = HashMap::from([
+            (
+                labels::MANAGED_BY.to_owned(),
+                lambda_core::render::MANAGED_BY.to_owned(),
+            ),
+            (labels::ID.to_owned(), id.to_string()),
+            (labels::NAME.to_owned(), spec.lambda_name.to_string()),
+            (labels::VERSION.to_owned(), spec.version.to_string()),
+            (LABEL_GENERATION.to_owned(), self.generation.to_string()),
+            (LABEL_REPLICA.to_owned(), name.to_owned()),
+            (LABEL_CONFIG.to_owned(), self.config_hash.clone()),
+            (LABEL_PORT.to_owned(), port.to_string()),
+            (LABEL_INSTANCE.to_owned(), self.instance.to_owned()),
+        ]);
+        ContainerCreateBody {
+            image: Some(self.reference.to_owned()),
+            env: Some(env),
+            labels: Some(lbls),
+            host_config: Some(HostConfig {
+                network_mode: Some("host".into()),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                memory: self.memory.map(|m| m as i64),
+                nano_cpus: self.cpus.map(|c| (c * 1e9) as i64),
+                // Hardened like the Kubernetes pods: no capabilities, no privilege gain.
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     }
 }
 
