@@ -678,6 +678,15 @@ const S_IFDIR: u32 = 0o040000;
 /// Header checks of one entry; returns whether its content may be read.
 fn check_entry_header(m: &EntryMeta, limits: &Limits, report: &mut ValidationReport) -> bool {
     let before = report.problems.len();
+    check_entry_name(m, report);
+    check_entry_kind(m, report);
+    check_entry_size(m, limits, report);
+    report.problems.len() == before
+}
+
+/// The entry's name: UTF-8, no control characters or backslashes, relative, and staying inside
+/// the lambda folder.
+fn check_entry_name(m: &EntryMeta, report: &mut ValidationReport) {
     let name = &m.name;
     if !m.name_is_utf8 {
         report.push(Problem::error(
@@ -725,6 +734,11 @@ fn check_entry_header(m: &EntryMeta, limits: &Limits, report: &mut ValidationRep
             format!("entry name {name:?} has an empty or '.' path component"),
         ));
     }
+}
+
+/// What the entry is: a regular file or a folder, not encrypted, stored or deflated.
+fn check_entry_kind(m: &EntryMeta, report: &mut ValidationReport) {
+    let name = &m.name;
     if let Some(mode) = m.mode {
         match mode & S_IFMT {
             0 | S_IFREG | S_IFDIR => {}
@@ -767,6 +781,11 @@ fn check_entry_header(m: &EntryMeta, limits: &Limits, report: &mut ValidationRep
             format!("'{name}' is named like a folder but holds {} bytes", m.size),
         ));
     }
+}
+
+/// The entry's size against the limits: uncompressed size and compression ratio.
+fn check_entry_size(m: &EntryMeta, limits: &Limits, report: &mut ValidationReport) {
+    let name = &m.name;
     if m.size > limits.max_uncompressed_bytes {
         report.push(Problem::error(
             "entry.too_large",
@@ -791,7 +810,6 @@ fn check_entry_header(m: &EntryMeta, limits: &Limits, report: &mut ValidationRep
             ),
         ));
     }
-    report.problems.len() == before
 }
 
 /// Largest entry inflated in one call (in memory) by [`validate_bytes`]; larger ones stream.
