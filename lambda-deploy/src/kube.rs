@@ -726,9 +726,10 @@ impl KubeOrchestrator {
         Err(Error::StartFailed { reason })
     }
 
-    /// Waits until the rollout to the pod template `template` has `want` ready pods (`None`), or
-    /// fails or the start timeout passes (why: the caller undoes the deploy). A Deployment
-    /// deleted meanwhile (by another control plane or by hand) is an error: nothing to undo.
+    /// Waits until the lambda has `want` ready pods of the pod template `template` and no other
+    /// (`None`: a deploy's rollout or a scale up is done), or until one fails or the start timeout
+    /// passes (why: the caller undoes its change). A Deployment deleted meanwhile (by another
+    /// control plane or by hand) is an error: nothing to undo.
     async fn rollout_failure(
         &self,
         id: &LambdaId,
@@ -833,23 +834,15 @@ impl KubeOrchestrator {
         deps.patch_scale(&name, &PatchParams::default(), &patch(replicas))
             .await
             .map_err(api_error)?;
-        let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
         if i64::from(replicas) <= i64::from(before) {
-            self.surplus_deleted(id, replicas, &mut rx, deadline).await;
+            self.surplus_deleted(id, replicas, &mut rx).await;
             return Ok(());
         }
-        let failure = loop {
-            match self.rollout(id, &template, replicas as usize) {
-                Rollout::Done => return Ok(()),
-                Rollout::Failed(reason) => break reason,
-                Rollout::Pending(_) => {}
-            }
-            tokio::select! {
-                _ = rx.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    break format!("not ready after {} s", self.cfg.start_timeout.as_secs());
-                }
-            }
+        let Some(failure) = self
+            .rollout_failure(id, &ns, &template, replicas as usize, &mut rx)
+            .await?
+        else {
+            return Ok(());
         };
         // Undone, and waited for: a failed pod left in place (a scale back and up again before
         // the ReplicaSet controller acted keeps it) would fail the next scale up with its old
@@ -860,21 +853,20 @@ impl KubeOrchestrator {
             .await
             .is_ok()
         {
-            let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
-            self.surplus_deleted(id, before, &mut rx, deadline).await;
+            self.surplus_deleted(id, before, &mut rx).await;
         }
         Err(Error::StartFailed { reason: failure })
     }
 
     /// Waits until at most `replicas` of the lambda's pods are left that are not being deleted
-    /// (the surplus is out of the balancing), or the deadline.
+    /// (the surplus is out of the balancing), or the start timeout.
     async fn surplus_deleted(
         &self,
         id: &LambdaId,
         replicas: u32,
         rx: &mut tokio::sync::watch::Receiver<u64>,
-        deadline: tokio::time::Instant,
     ) {
+        let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
         while self.pods(id).len() > replicas as usize {
             tokio::select! {
                 _ = rx.changed() => {}
