@@ -133,6 +133,8 @@ struct ReplicaRuntime {
 struct Replica {
     name: String,
     port: u16,
+    /// `http://127.0.0.1:<port>`, made once: the proxy asks for it on every request.
+    endpoint: String,
     log: PathBuf,
     generation: Arc<Generation>,
     state: Mutex<ReplicaRuntime>,
@@ -307,6 +309,7 @@ impl LocalOrchestrator {
             log: self.run_dir(id).join(format!("{name}.log")),
             name,
             port,
+            endpoint: format!("http://127.0.0.1:{port}"),
             generation,
             state: Mutex::new(ReplicaRuntime {
                 pid: adopted_pid,
@@ -940,7 +943,7 @@ impl Orchestrator for Arc<LocalOrchestrator> {
         }
         let i = self.rr.fetch_add(1, Ordering::Relaxed) % n;
         let r = d.replicas.iter().filter(running).nth(i)?;
-        Some(format!("http://127.0.0.1:{}", r.port))
+        Some(r.endpoint.clone())
     }
 
     fn replica_endpoints(&self, lambda_id: &LambdaId) -> Vec<(String, String)> {
@@ -951,7 +954,7 @@ impl Orchestrator for Arc<LocalOrchestrator> {
         d.replicas
             .iter()
             .filter(|r| r.phase() == ReplicaPhase::Running)
-            .map(|r| (r.name.clone(), format!("http://127.0.0.1:{}", r.port)))
+            .map(|r| (r.name.clone(), r.endpoint.clone()))
             .collect()
     }
 

@@ -17,13 +17,42 @@ use bytes::Bytes;
 use futures::StreamExt;
 use lambda_core::api::{
     ACCOUNT_ID_HEADER, CreateResponse, Credentials, ErrorCode, LambdaList, LogsResponse,
-    REQUEST_ID_HEADER, SwitchRequest, UpdateResponse, VersionInfo, VersionResponse,
+    SwitchRequest, UpdateResponse, VersionInfo, VersionResponse,
 };
 use lambda_core::{LambdaId, Problem, ValidationReport};
 use lambda_storage::{DocKind, ListQuery};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The platform's own headers (DESIGN.md §4), as parsed names: a `&str` name is parsed, checked
+/// and hashed again at every lookup, and the proxy looks these up on every request.
+pub(crate) mod names {
+    use axum::http::HeaderName;
+
+    /// `Luna-Request-Id`.
+    pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("luna-request-id");
+    /// `Luna-Account-Id`.
+    pub(crate) static ACCOUNT_ID: HeaderName = HeaderName::from_static("luna-account-id");
+    /// `Lambda-Version`.
+    pub(crate) static LAMBDA_VERSION: HeaderName = HeaderName::from_static("lambda-version");
+
+    #[cfg(test)]
+    #[test]
+    fn the_names_are_the_contracts() {
+        use lambda_core::api::{ACCOUNT_ID_HEADER, LAMBDA_VERSION_HEADER, REQUEST_ID_HEADER};
+        for (parsed, contract) in [
+            (&REQUEST_ID, REQUEST_ID_HEADER),
+            (&ACCOUNT_ID, ACCOUNT_ID_HEADER),
+            (&LAMBDA_VERSION, LAMBDA_VERSION_HEADER),
+        ] {
+            assert_eq!(
+                *parsed,
+                HeaderName::from_bytes(contract.as_bytes()).unwrap()
+            );
+        }
+    }
+}
 
 /// Shared state of the router.
 #[derive(Debug, Clone)]
@@ -226,7 +255,7 @@ pub(crate) async fn authorize(
 /// new one.
 pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
-        .get(REQUEST_ID_HEADER)
+        .get(&names::REQUEST_ID)
         .filter(|v| v.to_str().is_ok_and(|s| !s.is_empty() && s.len() <= 256))
         .cloned()
         .unwrap_or_else(|| {
@@ -253,7 +282,7 @@ pub(crate) fn finish(
     } else {
         tracing::debug!(request_id = %rid_text, %method, %route, status, ms = started.elapsed().as_millis() as u64, "request");
     }
-    resp.headers_mut().insert(REQUEST_ID_HEADER, rid);
+    resp.headers_mut().insert(names::REQUEST_ID.clone(), rid);
     resp
 }
 
@@ -298,7 +327,7 @@ impl Account {
 
     /// The account a request names, or a 400 when the header is not a UUID.
     pub(crate) fn of(headers: &HeaderMap) -> Result<Self> {
-        match headers.get(ACCOUNT_ID_HEADER) {
+        match headers.get(&names::ACCOUNT_ID) {
             None => Ok(Account(None)),
             Some(v) => v
                 .to_str()

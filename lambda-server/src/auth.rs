@@ -175,7 +175,7 @@ impl Auth {
         // refused here.
         if let Some(account) = who.account
             && let Some(named) = headers
-                .get(ACCOUNT_ID_HEADER)
+                .get(&crate::api::names::ACCOUNT_ID)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|s| uuid::Uuid::parse_str(s.trim()).ok())
             && named != account

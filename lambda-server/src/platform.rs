@@ -231,7 +231,8 @@ struct Inner {
     jobs: Mutex<HashMap<LambdaId, Job>>,
     job_ids: AtomicU64,
     live_logs: Mutex<HashMap<(LambdaId, u64), Arc<LiveLog>>>,
-    routes: RwLock<HashMap<LambdaId, Route>>,
+    /// What the proxy reads on every request (a fast hash: lambda ids are the server's).
+    routes: RwLock<foldhash::HashMap<LambdaId, Route>>,
     metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,

@@ -9,14 +9,14 @@
 //! closed the connection first) comes back whole from the pool and is sent once more to the
 //! lambda's current endpoint.
 
-use crate::api::{Account, AppState, RequestId};
+use crate::api::{Account, AppState, RequestId, names};
 use crate::error::{Error, Result};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use lambda_core::LambdaId;
-use lambda_core::api::{ErrorCode, LAMBDA_VERSION_HEADER, REQUEST_ID_HEADER};
+use lambda_core::api::ErrorCode;
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,7 +26,7 @@ use std::time::Instant;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), and `Host`
 /// (the replica's is set).
-const HOP_BY_HOP: [header::HeaderName; 9] = [
+static HOP_BY_HOP: [header::HeaderName; 9] = [
     header::CONNECTION,
     header::HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -37,6 +37,23 @@ const HOP_BY_HOP: [header::HeaderName; 9] = [
     header::UPGRADE,
     header::HOST,
 ];
+
+/// The place of a (lowercase) header name in [`HOP_BY_HOP`]: one match on the name, where
+/// comparing it with each of them costs a comparison per pair.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-authenticate" => 2,
+        "proxy-authorization" => 3,
+        "te" => 4,
+        "trailer" => 5,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
+        "host" => 8,
+        _ => return None,
+    })
+}
 
 /// The metric labels of the two proxy routes.
 pub(crate) const ROUTES: [&str; 2] = [
@@ -93,7 +110,8 @@ pub(crate) fn new_request_id() -> String {
 #[derive(Debug, Clone)]
 pub struct Front {
     router: axum::Router,
-    state: AppState,
+    /// Shared by every proxied request (one reference count, where the state has several).
+    state: std::sync::Arc<AppState>,
     platform_runtime: tokio::runtime::Handle,
 }
 
@@ -102,7 +120,7 @@ impl Front {
     pub fn new(state: AppState, platform_runtime: tokio::runtime::Handle) -> Self {
         Self {
             router: crate::api::router(state.clone()),
-            state,
+            state: std::sync::Arc::new(state),
             platform_runtime,
         }
     }
@@ -118,9 +136,16 @@ impl tower_service::Service<Request> for Front {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        self.handle(req)
+    }
+}
+
+impl Front {
+    /// [`tower_service::Service::call`] on a shared front (a connection's service needs no copy
+    /// of it per request).
+    pub(crate) fn handle(&self, req: Request) -> <Self as tower_service::Service<Request>>::Future {
         if target(req.uri().path()).is_some() {
-            let state = self.state.clone();
-            Box::pin(async move { Ok(proxied(state, req).await) })
+            Box::pin(proxied(self.state.clone(), req))
         } else {
             let api = self
                 .platform_runtime
@@ -137,8 +162,12 @@ impl tower_service::Service<Request> for Front {
 }
 
 /// A proxy request from the front: request id, forwarding, metrics and the log of a failure (what
-/// the API's middleware does for its routes).
-async fn proxied(state: AppState, mut req: Request) -> Response {
+/// the API's middleware does for its routes). The service's future itself (never an error), so
+/// that no wrapper moves it once more.
+async fn proxied(
+    state: std::sync::Arc<AppState>,
+    mut req: Request,
+) -> Result<Response, Infallible> {
     let started = Instant::now();
     let rid = crate::api::request_id(req.headers());
     let route = match target(req.uri().path()) {
@@ -146,24 +175,26 @@ async fn proxied(state: AppState, mut req: Request) -> Response {
         _ => ROUTES[1],
     };
     let method = crate::api::method_name(req.method());
-    req.extensions_mut().insert(RequestId(rid.clone()));
     let resp = async {
         crate::api::authorize(&state, &mut req, crate::auth::Access::Proxy).await?;
-        forward(&state, req).await
+        forward(&state, req, Some(rid.clone())).await
     }
     .await
     .unwrap_or_else(|e| e.into_response());
-    crate::api::finish(&state, rid, route, method, started, resp)
+    Ok(crate::api::finish(
+        &state, rid, route, method, started, resp,
+    ))
 }
 
 /// The router's proxy routes (the same forwarding, for a router used without [`Front`]).
 pub(crate) async fn route(State(state): State<AppState>, req: Request) -> Result<Response> {
-    forward(&state, req).await
+    let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    forward(&state, req, rid).await
 }
 
-/// Forwards a proxy request to a replica of its lambda and answers the replica's response; the
-/// requests of a lambda the caller may reach are counted in its traffic.
-async fn forward(s: &AppState, req: Request) -> Result<Response> {
+/// Forwards a proxy request (its id: `rid`) to a replica of its lambda and answers the replica's
+/// response; the requests of a lambda the caller may reach are counted in its traffic.
+async fn forward(s: &AppState, req: Request, rid: Option<HeaderValue>) -> Result<Response> {
     let started = Instant::now();
     let (raw, suffix) = target(req.uri().path()).ok_or_else(|| {
         Error::BadRequest(ErrorCode::RouteNotFound, "not a proxy path".to_owned())
@@ -184,7 +215,13 @@ async fn forward(s: &AppState, req: Request) -> Result<Response> {
         None if suffix.is_empty() => "/".to_owned(),
         None => suffix.to_owned(),
     };
-    let answer = send(s, req, path_and_query, &id, account, &route, endpoint).await;
+    let to = Target {
+        id: &id,
+        account,
+        version: route.version,
+        endpoint,
+    };
+    let answer = send(s, req, rid, path_and_query, to).await;
     let status = match &answer {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.code().http_status(),
@@ -230,18 +267,30 @@ impl hyper::body::Body for Counted {
     }
 }
 
-/// Sends a proxy request on to `endpoint` (once more to the current one when nothing reached
-/// the replica) and answers its response within the proxy timeout.
+/// Where a proxy request goes: the lambda (and the account it is called for, to route it again),
+/// the version its record says, and the replica's address.
+struct Target<'a> {
+    id: &'a LambdaId,
+    account: Option<uuid::Uuid>,
+    version: u64,
+    endpoint: String,
+}
+
+/// Sends a proxy request on to its target's endpoint (once more to the current one when nothing
+/// reached the replica) and answers its response within the proxy timeout.
 async fn send(
     s: &AppState,
     req: Request,
+    rid: Option<HeaderValue>,
     path_and_query: String,
-    id: &LambdaId,
-    account: Option<uuid::Uuid>,
-    route: &crate::platform::Route,
-    endpoint: String,
+    to: Target<'_>,
 ) -> Result<Response> {
-    let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let Target {
+        id,
+        account,
+        version,
+        endpoint,
+    } = to;
     let (mut parts, body) = req.into_parts();
     parts.uri = path_and_query.parse().map_err(|e| {
         Error::BadRequest(
@@ -255,44 +304,46 @@ async fn send(
         parts.headers.remove(header::AUTHORIZATION);
     }
     if let Some(v) = rid {
-        parts.headers.insert(REQUEST_ID_HEADER, v);
+        parts.headers.insert(names::REQUEST_ID.clone(), v);
     }
-    let timeout = s.platform.config().proxy_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let request = Request::from_parts(parts, body);
-    let answer = tokio::time::timeout_at(deadline, async {
-        match s.upstreams.send(&endpoint, request).await {
-            Err((_, Some(request))) => {
-                // Nothing reached the replica: it went away (e.g. an update just switched
-                // replicas) or closed the connection first. Once more, to the current endpoint.
-                s.upstreams.forget(&endpoint);
-                let (_, endpoint) = s.platform.route(id, account).await?;
-                Ok(s.upstreams.send(&endpoint, request).await)
+    let mut request = Request::from_parts(parts, body);
+    let exchange = async {
+        let mut endpoint = endpoint;
+        let mut again = true;
+        // One call site of `send`, so that the request's future holds one of its futures.
+        let mut resp = loop {
+            match s.upstreams.send(&endpoint, request).await {
+                Ok(resp) => break resp,
+                Err((_, Some(unsent))) if again => {
+                    // Nothing reached the replica: it went away (e.g. an update just switched
+                    // replicas) or closed the connection first. Once more, to the current one.
+                    s.upstreams.forget(&endpoint);
+                    endpoint = Box::pin(s.platform.route(id, account)).await?.1;
+                    request = unsent;
+                    again = false;
+                }
+                Err((_, Some(_))) => return Err(Error::NotRunning(*id)),
+                Err((e, None)) => {
+                    return Err(Error::Internal(format!("proxying to lambda {id}: {e}")));
+                }
             }
-            other => Ok(other),
+        };
+        let h = resp.headers_mut();
+        strip_hop_by_hop(h);
+        // The runtime says which version answered (during an update, possibly the previous
+        // one); only when it did not is the record's version reported.
+        if !h.contains_key(&names::LAMBDA_VERSION) {
+            h.insert(names::LAMBDA_VERSION.clone(), HeaderValue::from(version));
         }
-    })
-    .await;
-    let mut resp = match answer {
-        Err(_) => return Err(Error::LambdaTimeout(*id, timeout)),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Err((_, Some(_))))) => return Err(Error::NotRunning(*id)),
-        Ok(Ok(Err((e, None)))) => {
-            return Err(Error::Internal(format!("proxying to lambda {id}: {e}")));
-        }
-        Ok(Ok(Ok(r))) => r,
+        whole_if_small(resp)
+            .await
+            .map_err(|e| Error::Internal(format!("the answer of lambda {id} broke off: {e}")))
     };
-    let h = resp.headers_mut();
-    strip_hop_by_hop(h);
-    // The runtime says which version answered (during an update, possibly the previous one);
-    // only when it did not is the record's version reported.
-    if !h.contains_key(LAMBDA_VERSION_HEADER) {
-        h.insert(LAMBDA_VERSION_HEADER, HeaderValue::from(route.version));
-    }
-    whole_if_small(resp, deadline).await.map_err(|e| match e {
-        Some(e) => Error::Internal(format!("the answer of lambda {id} broke off: {e}")),
-        None => Error::LambdaTimeout(*id, timeout),
-    })
+    // One deadline for the whole exchange: the response head and a small body.
+    let timeout = s.platform.config().proxy_timeout;
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(Error::LambdaTimeout(*id, timeout)))
 }
 
 /// Answers whose declared length is at most this are read whole before they are sent on, so
@@ -301,36 +352,65 @@ async fn send(
 const WHOLE_BODY_MAX: u64 = 16 * 1024;
 
 /// A small answer, read whole (its head and body then leave in one write), or the answer as it
-/// is; `Err(None)` when the deadline passes first.
-async fn whole_if_small(
-    resp: Response,
-    deadline: tokio::time::Instant,
-) -> std::result::Result<Response, Option<axum::Error>> {
-    let small = crate::api::content_length(resp.headers()).is_some_and(|n| n <= WHOLE_BODY_MAX);
-    if !small {
+/// is. Read frame by frame: a small body is most often one frame, kept as it came.
+async fn whole_if_small(resp: Response) -> std::result::Result<Response, axum::Error> {
+    use http_body_util::BodyExt as _;
+    let Some(len) = crate::api::content_length(resp.headers()).filter(|n| *n <= WHOLE_BODY_MAX)
+    else {
         return Ok(resp);
+    };
+    let (parts, mut body) = resp.into_parts();
+    let mut first = bytes::Bytes::new();
+    let mut more: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers: not part of the body
+        };
+        match &mut more {
+            _ if first.is_empty() => first = data,
+            Some(buf) => buf.extend_from_slice(&data),
+            None => {
+                let mut buf = bytes::BytesMut::with_capacity(len as usize);
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                more = Some(buf);
+            }
+        }
     }
-    let (parts, body) = resp.into_parts();
-    let read = axum::body::to_bytes(body, WHOLE_BODY_MAX as usize);
-    match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(bytes)) => Ok(Response::from_parts(parts, axum::body::Body::from(bytes))),
-        Ok(Err(e)) => Err(Some(e)),
-        Err(_) => Err(None),
-    }
+    let whole = more.map_or(first, bytes::BytesMut::freeze);
+    Ok(Response::from_parts(parts, Body::from(whole)))
 }
 
-/// Removes hop-by-hop headers, and those the `Connection` header names, and `Content-Length`
-/// when the message is chunked.
+/// Removes hop-by-hop headers, and those the `Connection` header names. One pass over the names
+/// finds which are present (most messages have none but `Host`): a removal per hop-by-hop name
+/// would hash each of them.
 fn strip_hop_by_hop(h: &mut axum::http::HeaderMap) {
-    let named: Vec<header::HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| header::HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        h.remove(name);
+    let mut present = 0u16;
+    for name in h.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        // `Connection` (the first) may name more.
+        let named: Vec<header::HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| header::HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            h.remove(name);
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(name);
+        }
     }
 }
 
@@ -365,6 +445,14 @@ mod tests {
     }
 
     #[test]
+    fn each_hop_by_hop_name_is_found_at_its_place() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index("content-type"), None);
+    }
+
+    #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_removed() {
         let mut h = axum::http::HeaderMap::new();
         h.insert(
@@ -381,5 +469,26 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key(header::CONTENT_TYPE));
+
+        // Without `Connection`: each one present goes, twice-sent ones too; the rest stay.
+        let mut h = axum::http::HeaderMap::new();
+        h.append(header::TE, HeaderValue::from_static("trailers"));
+        h.append(header::TE, HeaderValue::from_static("gzip"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("x"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"], "{h:?}");
+
+        // None present: nothing changes.
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
     }
 }

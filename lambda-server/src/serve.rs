@@ -13,11 +13,16 @@ use crate::tls::Tls;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// An accepted connection and the token that counts it as open.
 type Handoff = (std::net::TcpStream, mpsc::Sender<()>);
@@ -33,7 +38,7 @@ impl Worker {
         index: usize,
         front: Front,
         tls: Option<Arc<Tls>>,
-        stop: watch::Receiver<bool>,
+        stop: Arc<Stop>,
     ) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -83,7 +88,7 @@ async fn connection(
     tcp: std::net::TcpStream,
     front: Front,
     tls: Option<Arc<Tls>>,
-    stop: watch::Receiver<bool>,
+    stop: Arc<Stop>,
     open: mpsc::Sender<()>,
 ) {
     let Ok(tcp) = TcpStream::from_std(tcp) else {
@@ -102,16 +107,12 @@ async fn connection(
 
 /// Serves one connection until it ends, or until `stop` (then it finishes the request in flight
 /// and closes).
-async fn serve_connection<I>(
-    io: I,
-    front: Front,
-    stop: watch::Receiver<bool>,
-    _open: mpsc::Sender<()>,
-) where
+async fn serve_connection<I>(io: I, front: Front, stop: Arc<Stop>, _open: mpsc::Sender<()>)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        tower_service::Service::call(&mut front.clone(), req.map(Body::new))
+        front.handle(req.map(Body::new))
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -119,16 +120,94 @@ async fn serve_connection<I>(
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
-        () = stopping(stop) => {
+        () = stop.stopped() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
     }
 }
 
-/// Resolves when the server stops.
-async fn stopping(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopping| *stopping).await;
+/// The server's stop, as its connections wait for it. A connection's task is polled a few times
+/// per request, and each poll polls its wait for the stop too: here that is an atomic load and a
+/// waker comparison (a `watch` or `Notify` locks its list of waiters at every poll).
+#[derive(Debug, Default)]
+struct Stop {
+    stopping: AtomicBool,
+    /// The last key given out, and the waker of each connection that waits.
+    waiting: Mutex<(u64, HashMap<u64, Waker>)>,
+}
+
+impl Stop {
+    /// Stops: every wait ends.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let wakers = std::mem::take(&mut self.lock().1);
+        for waker in wakers.into_values() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves when the server stops.
+    fn stopped(self: &Arc<Self>) -> Stopped {
+        Stopped {
+            stop: Arc::clone(self),
+            registered: None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, Waker>)> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One connection's wait for the stop.
+struct Stopped {
+    stop: Arc<Stop>,
+    /// Its key and the waker it left.
+    registered: Option<(u64, Waker)>,
+}
+
+impl Future for Stopped {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.stop.stopping.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        if let Some((_, waker)) = &this.registered
+            && waker.will_wake(cx.waker())
+        {
+            return Poll::Pending;
+        }
+        let key = {
+            let mut waiting = this.stop.lock();
+            let key = match &this.registered {
+                Some((key, _)) => *key,
+                None => {
+                    waiting.0 += 1;
+                    waiting.0
+                }
+            };
+            waiting.1.insert(key, cx.waker().clone());
+            key
+        };
+        this.registered = Some((key, cx.waker().clone()));
+        // A stop between the first look and the waker's registration is seen here.
+        if this.stop.stopping.load(Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some((key, _)) = self.registered.take() {
+            self.stop.lock().1.remove(&key);
+        }
+    }
 }
 
 /// Serves the API and the proxy on `listener` until `shutdown` resolves; then stops accepting,
@@ -151,10 +230,10 @@ pub async fn serve_tls(
     let state = AppState::new(platform.clone());
     let audit = state.audit.clone();
     let front = Front::new(state, tokio::runtime::Handle::current());
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Arc::new(Stop::default());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = (0..threads)
-        .map(|i| Worker::start(i, front.clone(), tls.clone(), stop_rx.clone()))
+        .map(|i| Worker::start(i, front.clone(), tls.clone(), stop.clone()))
         .collect::<std::io::Result<Vec<_>>>()?;
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -185,7 +264,7 @@ pub async fn serve_tls(
         }
     }
     drop(listener);
-    stop_tx.send_replace(true);
+    stop.stop();
     drop(open);
     let _ = all_closed.recv().await; // every connection has ended
     let threads: Vec<_> = workers
@@ -215,4 +294,52 @@ fn is_connection_error(e: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::NotConnected
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_ends_every_wait_and_a_wait_after_it_at_once() {
+        let stop = Arc::new(Stop::default());
+        let waits: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(stop.stopped()))
+            .collect::<Vec<_>>();
+        // Every wait has registered its waker before the stop.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while stop.lock().1.len() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the waits never registered"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(waits.iter().all(|w| !w.is_finished()));
+        stop.stop();
+        for w in waits {
+            tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .expect("a wait outlived the stop")
+                .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(10), stop.stopped())
+            .await
+            .expect("a wait that began after the stop did not end");
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_leaves_no_waker_behind() {
+        let stop = Arc::new(Stop::default());
+        let mut wait = Box::pin(stop.stopped());
+        assert!(futures::poll!(wait.as_mut()).is_pending());
+        assert!(futures::poll!(wait.as_mut()).is_pending());
+        assert_eq!(
+            stop.lock().1.len(),
+            1,
+            "one waker per wait, however often polled"
+        );
+        drop(wait);
+        assert!(stop.lock().1.is_empty());
+    }
 }

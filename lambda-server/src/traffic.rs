@@ -8,7 +8,7 @@
 
 use lambda_core::LambdaId;
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -128,7 +128,7 @@ pub struct TrafficResponse {
 /// Every lambda's traffic series.
 #[derive(Debug, Default)]
 pub struct Traffic {
-    series: RwLock<HashMap<LambdaId, Arc<Mutex<Series>>>>,
+    series: RwLock<foldhash::HashMap<LambdaId, Arc<Mutex<Series>>>>,
     last_sweep: Mutex<u64>,
 }
 

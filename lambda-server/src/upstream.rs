@@ -13,7 +13,6 @@ use bytes::Bytes;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,15 +120,16 @@ impl Link {
 /// An idle connection and the time it went idle.
 type IdleSince = (Instant, Box<Link>);
 
-/// One thread's idle connections, per replica authority.
-type ThreadPool = HashMap<Box<str>, Vec<IdleSince>>;
+/// One thread's idle connections, per replica authority (addresses the server chose, so a fast
+/// hash).
+type ThreadPool = foldhash::HashMap<Box<str>, Vec<IdleSince>>;
 
 /// The connection pool of the proxy (one per server).
 pub struct Upstreams {
     /// Idle connections per thread and replica authority; newest last. Per thread, because a
     /// connection belongs to the I/O driver of the runtime that opened it: used from another
     /// thread, each of its events would cross threads.
-    idle: Mutex<HashMap<std::thread::ThreadId, ThreadPool>>,
+    idle: Mutex<foldhash::HashMap<std::thread::ThreadId, ThreadPool>>,
     config: PoolConfig,
     opened: AtomicU64,
 }
@@ -147,7 +147,7 @@ impl Upstreams {
     /// An empty pool.
     pub fn new(config: PoolConfig) -> Arc<Self> {
         Arc::new(Self {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::default(),
             config,
             opened: AtomicU64::new(0),
         })
@@ -176,7 +176,9 @@ impl Upstreams {
         }
         let mut link = match self.checkout(authority) {
             Some(link) => link,
-            None => match self.connect(authority).await {
+            // Boxed: opening a connection is the cold path, and its future would otherwise
+            // size (and be moved with) every request's.
+            None => match Box::pin(self.connect(authority)).await {
                 Ok(link) => link,
                 Err(e) => return Err((e, Some(req))),
             },
