@@ -15,6 +15,10 @@
 //! token check alone (`Auth::check` on a cached token) timed in process, where its microseconds
 //! are not lost in the noise of a loopback round trip.
 //!
+//! Last, each proxy's instructions per request at 1 connection, counted by callgrind (the server
+//! restarted under it on the same data folder; nginx as one process): a measure of a proxy's own
+//! work that the machine's noise does not move.
+//!
 //! Settings: `BENCH_SECONDS` per wrk run (default 5), `BENCH_ROUNDS` (default 3),
 //! `BENCH_NGINX_WORKERS` (default `auto`).
 
@@ -246,9 +250,10 @@ fn main() {
         }
     }
     nginx.stop();
+    server.stop();
+    let instructions = count_instructions(data.path(), port, &id, secs);
 
     // The same replica, through the same server restarted with tokens required.
-    server.stop();
     let server = Server::start_with(
         data.path(),
         &[
@@ -294,6 +299,11 @@ fn main() {
         );
     }
     print_token_cost(&results, &auth_paths, &auth_results, &in_process);
+    let (ours, theirs) = instructions;
+    println!(
+        "instructions per request (callgrind, user space), small JSON, 1 connection: ours {ours:.0}, nginx {theirs:.0} (ratio {:.2})",
+        ours / theirs
+    );
     for (body, conns, r) in &results {
         let (ours, theirs) = (&r[1].wrk, &r[2].wrk);
         println!(
@@ -319,6 +329,48 @@ fn main() {
             );
         }
     }
+}
+
+/// Instructions per request of each proxy (ours, nginx) to the replica on `replica_port`,
+/// small body, 1 connection: the server restarted under callgrind on `data` (the lambda runs on,
+/// and is adopted), and nginx as one process with the same configuration.
+fn count_instructions(data: &Path, replica_port: u64, id: &str, secs: u32) -> (f64, f64) {
+    use common::callgrind::{Counted, per_request};
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = tempfile::tempdir().unwrap();
+    let ours = per_request(
+        Counted {
+            command: Server::command(data, port),
+            health: &format!("{url}/version"),
+            url: &format!("{url}/1/lambdas/{id}/proxy/main"),
+        },
+        out.path(),
+        secs,
+    );
+    let prefix = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = prefix.path().join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(prefix.path(), port, replica_port, "1")).unwrap();
+    let mut nginx = Command::new("nginx");
+    nginx
+        .arg("-p")
+        .arg(prefix.path())
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off; master_process off;"]);
+    let url = format!("http://127.0.0.1:{port}");
+    let out = tempfile::tempdir().unwrap();
+    let theirs = per_request(
+        Counted {
+            command: nginx,
+            health: &format!("{url}/healthcheck"),
+            url: &format!("{url}/main"),
+        },
+        out.path(),
+        secs,
+    );
+    (ours, theirs)
 }
 
 /// The bootstrap admin token of the auth-on server.

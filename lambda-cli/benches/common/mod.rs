@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each bench target uses its own part of this module
 
+pub(crate) mod callgrind;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -224,21 +226,7 @@ impl Server {
     /// With extra environment settings (e.g. the Docker builder's).
     pub(crate) fn start_with(data: &Path, env: &[(String, String)]) -> Server {
         let port = free_port();
-        let path = format!(
-            "{}:{}",
-            workspace().join(".venv/bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let child = Command::new(env!("CARGO_BIN_EXE_luna-lambda"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data)
-            .env("PATH", path)
-            .env("LUNA_LAMBDA_LOG", "warn")
+        let child = Self::command(data, port)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -247,6 +235,27 @@ impl Server {
         let url = format!("http://127.0.0.1:{port}");
         wait_for(&format!("{url}/version"), 30, "the server");
         Server { child, url }
+    }
+
+    /// `luna-lambda serve` on `data`, listening on `port` (the project's Python first on `PATH`).
+    pub(crate) fn command(data: &Path, port: u16) -> Command {
+        let path = format!(
+            "{}:{}",
+            workspace().join(".venv/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_luna-lambda"));
+        command
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data)
+            .env("PATH", path)
+            .env("LUNA_LAMBDA_LOG", "warn");
+        command
     }
 
     pub(crate) fn stop(mut self) {
