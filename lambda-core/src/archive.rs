@@ -836,80 +836,13 @@ fn inflate_in_memory<R: Read + Seek>(
     bytes: &[u8],
     jobs: &mut [Job<'_>],
 ) {
-    struct Task<'b> {
-        data: &'b [u8],
-        stored: bool,
-        size: u64,
-        crc: u32,
-        keep: bool,
-    }
-    let mut tasks: Vec<(usize, Task<'_>)> = Vec::new();
-    for (j, job) in jobs.iter().enumerate() {
-        if job.meta.size > ONE_SHOT_MAX {
-            continue;
-        }
-        let Ok(f) = zip.by_index_raw(job.index) else {
-            continue;
-        };
-        let Some(start) = f.data_start() else {
-            continue;
-        };
-        let end = start.saturating_add(f.compressed_size());
-        let Some(data) = usize::try_from(start)
-            .ok()
-            .zip(usize::try_from(end).ok())
-            .and_then(|(a, b)| bytes.get(a..b))
-        else {
-            continue;
-        };
-        tasks.push((
-            j,
-            Task {
-                data,
-                stored: f.compression() == CompressionMethod::Stored,
-                size: job.meta.size,
-                crc: f.crc32(),
-                keep: job.keep_as.is_some(),
-            },
-        ));
-    }
-    let run = |chunk: &[(usize, Task<'_>)]| -> Vec<(usize, Outcome)> {
+    let tasks = in_memory_tasks(zip, bytes, jobs);
+    let run = |chunk: &[(usize, InMemory<'_>)]| -> Vec<(usize, Outcome)> {
         let mut inflater = libdeflater::Decompressor::new();
         let mut out: Vec<u8> = Vec::new();
         chunk
             .iter()
-            .map(|(j, t)| {
-                let outcome = if t.stored {
-                    if (t.data.len() as u64) != t.size {
-                        Outcome::Short(t.data.len() as u64)
-                    } else if crc32fast::hash(t.data) != t.crc {
-                        Outcome::Corrupt("CRC-32 mismatch".into())
-                    } else {
-                        Outcome::Ok(t.keep.then(|| t.data.to_vec()))
-                    }
-                } else {
-                    // One byte more than declared: filling it means the header lies.
-                    let need = t.size as usize + 1;
-                    if out.len() < need {
-                        out.resize(need, 0); // grows only: no re-zeroing per entry
-                    }
-                    match inflater.deflate_decompress(t.data, &mut out[..need]) {
-                        Ok(n) if n as u64 == t.size => {
-                            if crc32fast::hash(&out[..n]) == t.crc {
-                                Outcome::Ok(t.keep.then(|| out[..n].to_vec()))
-                            } else {
-                                Outcome::Corrupt("CRC-32 mismatch".into())
-                            }
-                        }
-                        Ok(n) if (n as u64) < t.size => Outcome::Short(n as u64),
-                        Ok(_) | Err(libdeflater::DecompressionError::InsufficientSpace) => {
-                            Outcome::Bigger
-                        }
-                        Err(e) => Outcome::Corrupt(e.to_string()),
-                    }
-                };
-                (*j, outcome)
-            })
+            .map(|(j, t)| (*j, t.inflate(&mut inflater, &mut out)))
             .collect()
     };
     let total: usize = tasks.iter().map(|(_, t)| t.data.len()).sum();
@@ -930,6 +863,87 @@ fn inflate_in_memory<R: Read + Seek>(
     };
     for (j, outcome) in results {
         jobs[j].outcome = Some(outcome);
+    }
+}
+
+/// A small entry whose compressed bytes are a slice of the in-memory archive.
+struct InMemory<'b> {
+    data: &'b [u8],
+    stored: bool,
+    size: u64,
+    crc: u32,
+    keep: bool,
+}
+
+/// The jobs (by index) that can be inflated from the input slice: small, with their data
+/// inside it.
+fn in_memory_tasks<'b, R: Read + Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    bytes: &'b [u8],
+    jobs: &[Job<'_>],
+) -> Vec<(usize, InMemory<'b>)> {
+    let mut tasks = Vec::new();
+    for (j, job) in jobs.iter().enumerate() {
+        if job.meta.size > ONE_SHOT_MAX {
+            continue;
+        }
+        let Ok(f) = zip.by_index_raw(job.index) else {
+            continue;
+        };
+        let Some(start) = f.data_start() else {
+            continue;
+        };
+        let end = start.saturating_add(f.compressed_size());
+        let Some(data) = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(a, b)| bytes.get(a..b))
+        else {
+            continue;
+        };
+        tasks.push((
+            j,
+            InMemory {
+                data,
+                stored: f.compression() == CompressionMethod::Stored,
+                size: job.meta.size,
+                crc: f.crc32(),
+                keep: job.keep_as.is_some(),
+            },
+        ));
+    }
+    tasks
+}
+
+impl InMemory<'_> {
+    /// Checks (and, when kept, copies) the entry; `out` is a scratch buffer that only grows.
+    fn inflate(&self, inflater: &mut libdeflater::Decompressor, out: &mut Vec<u8>) -> Outcome {
+        if self.stored {
+            return if (self.data.len() as u64) != self.size {
+                Outcome::Short(self.data.len() as u64)
+            } else if crc32fast::hash(self.data) != self.crc {
+                Outcome::Corrupt("CRC-32 mismatch".into())
+            } else {
+                Outcome::Ok(self.keep.then(|| self.data.to_vec()))
+            };
+        }
+        // One byte more than declared: filling it means the header lies.
+        let need = self.size as usize + 1;
+        if out.len() < need {
+            out.resize(need, 0); // grows only: no re-zeroing per entry
+        }
+        match inflater.deflate_decompress(self.data, &mut out[..need]) {
+            Ok(n) if n as u64 == self.size => {
+                if crc32fast::hash(&out[..n]) == self.crc {
+                    Outcome::Ok(self.keep.then(|| out[..n].to_vec()))
+                } else {
+                    Outcome::Corrupt("CRC-32 mismatch".into())
+                }
+            }
+            Ok(n) if (n as u64) < self.size => Outcome::Short(n as u64),
+            Ok(_) | Err(libdeflater::DecompressionError::InsufficientSpace) => Outcome::Bigger,
+            Err(e) => Outcome::Corrupt(e.to_string()),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::archive::{REQUIREMENTS_FILE, ValidatedArchive};
 use crate::names::{LambdaId, LambdaName, LambdaType};
-use crate::params::{BaseImage, Parameters};
+use crate::params::{BaseImage, DeployParameters, Parameters};
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -282,46 +282,34 @@ pub const LAMBDA_UID: u32 = 1000;
 /// privilege escalation, every capability dropped, the runtime's default seccomp profile, no
 /// service account token.
 pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
-    let p = spec.parameters;
-    let dp = &p.deploy_parameters;
+    let dp = &spec.parameters.deploy_parameters;
     let name = spec.id.object_name();
-    let mut env: Vec<Value> = runtime_env(
-        &spec.id,
-        spec.lambda_type,
-        spec.version,
-        p.workers,
-        LAMBDA_PORT,
-        &format!("{USER_CONFIG_DIR}/{USER_CONFIG_FILE}"),
-    )
-    .into_iter()
-    .chain(p.env.iter().map(|(k, v)| (k.clone(), v.clone())))
-    .map(|(k, v)| json!({"name": k, "value": v}))
-    .collect();
-    let mut requests = serde_json::Map::new();
-    let mut limits = serde_json::Map::new();
-    let r = &dp.resources;
-    for (is_limit, key, val) in [
-        (false, "cpu", &r.cpu_request),
-        (false, "memory", &r.memory_request),
-        (true, "cpu", &r.cpu_limit),
-        (true, "memory", &r.memory_limit),
-    ] {
-        if let Some(v) = val {
-            let map = if is_limit { &mut limits } else { &mut requests };
-            map.insert(key.into(), json!(v));
-        }
-    }
-    if dp.enable_gpu {
-        limits.insert("nvidia.com/gpu".into(), json!("1"));
-        env.push(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "video,compute,utility"}));
-    }
-    let mut resources = serde_json::Map::new();
-    if !requests.is_empty() {
-        resources.insert("requests".into(), Value::Object(requests));
-    }
-    if !limits.is_empty() {
-        resources.insert("limits".into(), Value::Object(limits));
-    }
+    let mut template = json!({
+        "metadata": {
+            "labels": object_labels(spec),
+            "annotations": {labels::CONFIG_HASH: spec.config_hash},
+        },
+        "spec": pod_spec(spec, &name),
+    });
+    let digest = sha2::Sha256::digest(template.to_string().as_bytes());
+    let hash = crate::hex(&digest[..8]);
+    template["metadata"]["annotations"][labels::TEMPLATE_HASH] = json!(hash);
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": dp.namespace, "labels": object_labels(spec)},
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": {labels::ID: spec.id.to_string()}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": template,
+        },
+    })
+}
+
+/// The pod of a lambda's Deployment (`name`: its objects' name, also its ConfigMap's).
+fn pod_spec(spec: &DeploySpec<'_>, name: &str) -> Value {
+    let dp = &spec.parameters.deploy_parameters;
     let probe = |initial: u32, period: u32, failures: u32| {
         json!({
             "httpGet": {"path": "/healthcheck", "port": LAMBDA_PORT},
@@ -337,8 +325,8 @@ pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
             "image": spec.image,
             "imagePullPolicy": "IfNotPresent",
             "ports": [{"name": "http", "containerPort": LAMBDA_PORT, "protocol": "TCP"}],
-            "env": env,
-            "resources": Value::Object(resources),
+            "env": container_env(spec),
+            "resources": container_resources(dp),
             "readinessProbe": probe(1, 5, 3),
             "livenessProbe": probe(10, 10, 3),
             "volumeMounts": [{"name": "user-config", "mountPath": USER_CONFIG_DIR, "readOnly": true}],
@@ -368,27 +356,57 @@ pub fn render_deployment(spec: &DeploySpec<'_>) -> Value {
     if !dp.selector.is_empty() {
         pod_spec["nodeSelector"] = json!(dp.selector);
     }
-    let mut template = json!({
-        "metadata": {
-            "labels": object_labels(spec),
-            "annotations": {labels::CONFIG_HASH: spec.config_hash},
-        },
-        "spec": pod_spec,
-    });
-    let digest = sha2::Sha256::digest(template.to_string().as_bytes());
-    let hash = crate::hex(&digest[..8]);
-    template["metadata"]["annotations"][labels::TEMPLATE_HASH] = json!(hash);
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": dp.namespace, "labels": object_labels(spec)},
-        "spec": {
-            "replicas": spec.replicas,
-            "selector": {"matchLabels": {labels::ID: spec.id.to_string()}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": template,
-        },
-    })
+    pod_spec
+}
+
+/// The container's environment: the runtime's, the lambda's own, and the GPU's when it has one.
+fn container_env(spec: &DeploySpec<'_>) -> Vec<Value> {
+    let p = spec.parameters;
+    let mut env: Vec<Value> = runtime_env(
+        &spec.id,
+        spec.lambda_type,
+        spec.version,
+        p.workers,
+        LAMBDA_PORT,
+        &format!("{USER_CONFIG_DIR}/{USER_CONFIG_FILE}"),
+    )
+    .into_iter()
+    .chain(p.env.iter().map(|(k, v)| (k.clone(), v.clone())))
+    .map(|(k, v)| json!({"name": k, "value": v}))
+    .collect();
+    if p.deploy_parameters.enable_gpu {
+        env.push(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "video,compute,utility"}));
+    }
+    env
+}
+
+/// The container's requests and limits (those set), and a GPU when asked for.
+fn container_resources(dp: &DeployParameters) -> Value {
+    let mut requests = serde_json::Map::new();
+    let mut limits = serde_json::Map::new();
+    let r = &dp.resources;
+    for (is_limit, key, val) in [
+        (false, "cpu", &r.cpu_request),
+        (false, "memory", &r.memory_request),
+        (true, "cpu", &r.cpu_limit),
+        (true, "memory", &r.memory_limit),
+    ] {
+        if let Some(v) = val {
+            let map = if is_limit { &mut limits } else { &mut requests };
+            map.insert(key.into(), json!(v));
+        }
+    }
+    if dp.enable_gpu {
+        limits.insert("nvidia.com/gpu".into(), json!("1"));
+    }
+    let mut resources = serde_json::Map::new();
+    if !requests.is_empty() {
+        resources.insert("requests".into(), Value::Object(requests));
+    }
+    if !limits.is_empty() {
+        resources.insert("limits".into(), Value::Object(limits));
+    }
+    Value::Object(resources)
 }
 
 /// The ClusterIP Service in front of the replicas, on port 8000.

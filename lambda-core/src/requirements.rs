@@ -146,6 +146,25 @@ fn is_remote_url(v: &str) -> bool {
 /// A PEP 508 requirement: `name[extras] specifiers ; marker`, or `name[extras] @ url ; marker`,
 /// optionally followed by `--hash=...` options.
 fn check_requirement(text: &str) -> Result<(), String> {
+    check_not_local(text)?;
+    let body = without_hash_options(text)?;
+    let rest = after_name(body)?;
+    let rest = after_extras(rest)?;
+    let (spec, marker) = match rest.split_once(';') {
+        Some((s, m)) => (s.trim(), Some(m.trim())),
+        None => (rest.trim(), None),
+    };
+    if marker.is_some_and(str::is_empty) {
+        return Err("has an empty environment marker after `;`".into());
+    }
+    match spec.strip_prefix('@') {
+        Some(url) => check_direct_reference(url.trim()),
+        None => check_specifiers(spec.trim_start_matches('(').trim_end_matches(')')),
+    }
+}
+
+/// Refuses what points at the builder's own files: local paths and `file:` URLs, and bare URLs.
+fn check_not_local(text: &str) -> Result<(), String> {
     if text.starts_with('.')
         || text.starts_with('/')
         || text.starts_with('~')
@@ -160,18 +179,27 @@ fn check_requirement(text: &str) -> Result<(), String> {
     if lower.contains("://") && !text.contains('@') {
         return Err("is a bare URL; write it as `name @ https://...`".into());
     }
-    // Drop trailing per-requirement options (only --hash is allowed).
-    let mut body = text;
-    if let Some(idx) = text.find(" --") {
-        for opt in text[idx..].split_whitespace() {
-            if !opt.starts_with("--hash") {
-                return Err(format!(
-                    "has option `{opt}`; only `--hash=...` may follow a requirement"
-                ));
-            }
-        }
-        body = text[..idx].trim_end();
+    Ok(())
+}
+
+/// The requirement without its trailing options (only `--hash` is allowed).
+fn without_hash_options(text: &str) -> Result<&str, String> {
+    let Some(idx) = text.find(" --") else {
+        return Ok(text);
+    };
+    if let Some(opt) = text[idx..]
+        .split_whitespace()
+        .find(|opt| !opt.starts_with("--hash"))
+    {
+        return Err(format!(
+            "has option `{opt}`; only `--hash=...` may follow a requirement"
+        ));
     }
+    Ok(text[..idx].trim_end())
+}
+
+/// What follows a valid package name at the start of `body`.
+fn after_name(body: &str) -> Result<&str, String> {
     let name_end = body
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
         .unwrap_or(body.len());
@@ -183,47 +211,49 @@ fn check_requirement(text: &str) -> Result<(), String> {
     if !name.starts_with(ok_edge) || !name.ends_with(ok_edge) {
         return Err(format!("has an invalid package name `{name}`"));
     }
-    let mut rest = body[name_end..].trim_start();
-    if let Some(after) = rest.strip_prefix('[') {
-        let Some(close) = after.find(']') else {
-            return Err("has an unclosed `[` in its extras".into());
-        };
-        let extras = &after[..close];
-        if extras.split(',').map(str::trim).any(|e| {
-            e.is_empty()
-                || !e
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        }) {
-            return Err(format!("has invalid extras `[{extras}]`"));
-        }
-        rest = after[close + 1..].trim_start();
-    }
-    let (spec, marker) = match rest.split_once(';') {
-        Some((s, m)) => (s.trim(), Some(m.trim())),
-        None => (rest.trim(), None),
+    Ok(body[name_end..].trim_start())
+}
+
+/// What follows the valid `[extras]` at the start of `rest`, if it has any.
+fn after_extras(rest: &str) -> Result<&str, String> {
+    let Some(after) = rest.strip_prefix('[') else {
+        return Ok(rest);
     };
-    if marker.is_some_and(str::is_empty) {
-        return Err("has an empty environment marker after `;`".into());
+    let Some(close) = after.find(']') else {
+        return Err("has an unclosed `[` in its extras".into());
+    };
+    let extras = &after[..close];
+    if extras.split(',').map(str::trim).any(|e| {
+        e.is_empty()
+            || !e
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }) {
+        return Err(format!("has invalid extras `[{extras}]`"));
     }
-    if let Some(url) = spec.strip_prefix('@') {
-        let url = url.trim();
-        let l = url.to_ascii_lowercase();
-        let remote = [
-            "https://",
-            "http://",
-            "git+https://",
-            "git+http://",
-            "git+ssh://",
-        ];
-        if !remote.iter().any(|p| l.starts_with(p)) {
-            return Err(format!(
-                "points at `{url}`; a direct reference must be a remote URL"
-            ));
-        }
-        return Ok(());
+    Ok(after[close + 1..].trim_start())
+}
+
+/// A direct reference (`name @ url`) must be a remote URL.
+fn check_direct_reference(url: &str) -> Result<(), String> {
+    let l = url.to_ascii_lowercase();
+    let remote = [
+        "https://",
+        "http://",
+        "git+https://",
+        "git+http://",
+        "git+ssh://",
+    ];
+    if !remote.iter().any(|p| l.starts_with(p)) {
+        return Err(format!(
+            "points at `{url}`; a direct reference must be a remote URL"
+        ));
     }
-    let spec = spec.trim_start_matches('(').trim_end_matches(')');
+    Ok(())
+}
+
+/// Version specifiers, `op version` separated by commas (none at all is fine).
+fn check_specifiers(spec: &str) -> Result<(), String> {
     if spec.is_empty() {
         return Ok(());
     }
