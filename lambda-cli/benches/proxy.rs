@@ -253,40 +253,8 @@ fn main() {
     server.stop();
     let instructions = count_instructions(data.path(), port, &id, secs);
 
-    // The same replica, through the same server restarted with tokens required.
-    let server = Server::start_with(
-        data.path(),
-        &[
-            ("LUNA_LAMBDA_AUTH_MODE".into(), "token".into()),
-            ("LUNA_LAMBDA_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
-        ],
-    );
-    let token = rt.block_on(invoke_token(&server.url));
-    let ours_auth = format!("{}/1/lambdas/{id}/proxy/main", server.url);
-    let auth_paths = [
-        Route::direct(&direct),
-        Route {
-            name: "luna+token",
-            url: &ours_auth,
-            pids: vec![server.child.id()],
-            token: Some(&token),
-        },
-    ];
-    let mut auth_results = Vec::new();
-    for conns in [50, 1] {
-        let r = rounds(&auth_paths, replica, secs, n_rounds, conns, BodySize::Small);
-        auth_results.push((conns, r));
-    }
-    let in_process = rt.block_on(token_check_in_process());
-    rt.block_on(async {
-        reqwest::Client::new()
-            .delete(format!("{}/1/lambdas/{id}", server.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-    })
-    .unwrap();
-    server.stop();
+    let tokens = TokenStage::run(data.path(), &id, &direct, replica, (secs, n_rounds), &rt);
+    let auth_paths = tokens.paths(&direct);
 
     println!(
         "== proxy benchmark: `hello` (one replica, one worker) on the embedded default; wrk -t1 -d{secs}s POST, median of {n_rounds} alternating rounds; nginx worker_processes {workers}"
@@ -298,13 +266,18 @@ fn main() {
             r,
         );
     }
-    print_token_cost(&results, &auth_paths, &auth_results, &in_process);
+    print_token_cost(&results, &auth_paths, &tokens.results, &tokens.in_process);
     let (ours, theirs) = instructions;
     println!(
         "instructions per request (callgrind, user space), small JSON, 1 connection: ours {ours:.0}, nginx {theirs:.0} (ratio {:.2})",
         ours / theirs
     );
-    for (body, conns, r) in &results {
+    print_targets(&results);
+}
+
+/// Each case's CPU per request side by side, and whether it meets its target.
+fn print_targets(results: &[(BodySize, u32, Vec<Measured>)]) {
+    for (body, conns, r) in results {
         let (ours, theirs) = (&r[1].wrk, &r[2].wrk);
         println!(
             "proxy CPU per request, {}, {conns} connection(s): ours {:.1} us, nginx {:.1} us (ratio {:.2})",
@@ -328,6 +301,73 @@ fn main() {
                 if a <= b { "met" } else { "NOT met" }
             );
         }
+    }
+}
+
+/// The same replica through the same server restarted with tokens required: the small-body
+/// rounds with an `invoke` token, and the token check alone in process.
+struct TokenStage {
+    url: String,
+    token: String,
+    pid: u32,
+    results: Vec<(u32, Vec<Measured>)>,
+    in_process: CheckTimes,
+}
+
+impl TokenStage {
+    /// Runs it on the server's `data` (`timing`: seconds per run, rounds); deletes the lambda
+    /// `id` and stops the server after.
+    fn run(
+        data: &Path,
+        id: &str,
+        direct: &str,
+        replica: u32,
+        timing: (u32, usize),
+        rt: &tokio::runtime::Runtime,
+    ) -> TokenStage {
+        let (secs, n_rounds) = timing;
+        let server = Server::start_with(
+            data,
+            &[
+                ("LUNA_LAMBDA_AUTH_MODE".into(), "token".into()),
+                ("LUNA_LAMBDA_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+            ],
+        );
+        let mut stage = TokenStage {
+            token: rt.block_on(invoke_token(&server.url)),
+            url: format!("{}/1/lambdas/{id}/proxy/main", server.url),
+            pid: server.child.id(),
+            results: Vec::new(),
+            in_process: rt.block_on(token_check_in_process()),
+        };
+        for conns in [50, 1] {
+            let paths = stage.paths(direct);
+            let r = rounds(&paths, replica, secs, n_rounds, conns, BodySize::Small);
+            stage.results.push((conns, r));
+        }
+        rt.block_on(async {
+            reqwest::Client::new()
+                .delete(format!("{}/1/lambdas/{id}", server.url))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+        })
+        .unwrap();
+        server.stop();
+        stage
+    }
+
+    /// Direct, and through the server with the token.
+    fn paths<'a>(&'a self, direct: &'a str) -> [Route<'a>; 2] {
+        [
+            Route::direct(direct),
+            Route {
+                name: "luna+token",
+                url: &self.url,
+                pids: vec![self.pid],
+                token: Some(&self.token),
+            },
+        ]
     }
 }
 

@@ -44,6 +44,7 @@ pub(crate) fn per_request(counted: Counted, out: &Path, secs: u32) -> f64 {
         let done = Command::new("callgrind_control")
             .args([what, &pid])
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         assert!(done, "callgrind_control {what} {pid} failed");
