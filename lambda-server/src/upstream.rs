@@ -230,7 +230,10 @@ impl Upstreams {
 
     /// Puts a connection whose exchange is over back on its replica's stack.
     fn check_in(&self, authority: Box<str>, mut link: Box<Link>) {
-        if !link.poll_idle() || !link.send.is_ready() {
+        // Most often the poll that read the body's end left the connection wanting its next
+        // request; only when it did not is it driven once more to get there.
+        let ready = link.send.is_ready() || (link.poll_idle() && link.send.is_ready());
+        if !ready {
             return; // closed, or still busy (e.g. a request body the replica did not read)
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
