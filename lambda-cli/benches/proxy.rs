@@ -99,14 +99,7 @@ struct Nginx {
 impl Nginx {
     fn start(prefix: &Path, upstream_port: u64, workers: &str) -> Nginx {
         let port = free_port();
-        let conf = prefix.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(prefix, port, upstream_port, workers)).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(prefix)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
+        let child = Self::command(prefix, port, upstream_port, workers, "daemon off;")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -114,6 +107,27 @@ impl Nginx {
         let url = format!("http://127.0.0.1:{port}");
         wait_for(&format!("{url}/healthcheck"), 30, "nginx");
         Nginx { child, url }
+    }
+
+    /// nginx on `port` in front of the replica on `upstream_port`, its configuration written
+    /// under `prefix`; `global` are the directives given on its command line.
+    fn command(
+        prefix: &Path,
+        port: u16,
+        upstream_port: u64,
+        workers: &str,
+        global: &str,
+    ) -> Command {
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(&conf, nginx_conf(prefix, port, upstream_port, workers)).unwrap();
+        let mut command = Command::new("nginx");
+        command
+            .arg("-p")
+            .arg(prefix)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", global]);
+        command
     }
 
     /// SIGTERM: the master stops its workers (a SIGKILL would leave them running).
@@ -378,36 +392,24 @@ fn count_instructions(data: &Path, replica_port: u64, id: &str, secs: u32) -> (f
     use common::callgrind::{Counted, per_request};
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let out = tempfile::tempdir().unwrap();
     let ours = per_request(
         Counted {
             command: Server::command(data, port),
             health: &format!("{url}/version"),
             url: &format!("{url}/1/lambdas/{id}/proxy/main"),
         },
-        out.path(),
         secs,
     );
     let prefix = tempfile::tempdir().unwrap();
     let port = free_port();
-    let conf = prefix.path().join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(prefix.path(), port, replica_port, "1")).unwrap();
-    let mut nginx = Command::new("nginx");
-    nginx
-        .arg("-p")
-        .arg(prefix.path())
-        .arg("-c")
-        .arg(&conf)
-        .args(["-g", "daemon off; master_process off;"]);
+    let global = "daemon off; master_process off;";
     let url = format!("http://127.0.0.1:{port}");
-    let out = tempfile::tempdir().unwrap();
     let theirs = per_request(
         Counted {
-            command: nginx,
+            command: Nginx::command(prefix.path(), port, replica_port, "1", global),
             health: &format!("{url}/healthcheck"),
             url: &format!("{url}/main"),
         },
-        out.path(),
         secs,
     );
     (ours, theirs)

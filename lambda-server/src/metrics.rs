@@ -25,23 +25,11 @@ const STATUSES: [&str; 5] = ["waiting", "running", "terminated", "not_found", "i
 /// Buckets (seconds) of the wake latency.
 const WAKE_BUCKETS: [f64; 10] = [0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
-#[derive(Debug, Clone, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
     method: &'static str,
     status: u16,
-}
-
-/// Every request looks its counter up by these labels. The family's map hashes with SipHash;
-/// hashing the lengths and the last byte of the two names, not all their bytes, costs a third
-/// and stays consistent with equality (equal labels hash equally; the few routes of the same
-/// length are told apart by comparison).
-impl std::hash::Hash for RequestLabels {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let tag =
-            |s: &str| (s.len() as u64) << 8 | u64::from(s.as_bytes().last().copied().unwrap_or(0));
-        state.write_u64(tag(self.route) << 32 | tag(self.method) << 16 | u64::from(self.status));
-    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

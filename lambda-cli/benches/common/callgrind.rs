@@ -3,7 +3,6 @@
 //! shows where the noise of timings on a shared machine hides it.
 
 use super::{BodySize, wait_for, wrk_as};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// A program to count: `command` (without valgrind), the address that answers once it is up,
@@ -15,14 +14,15 @@ pub(crate) struct Counted<'a> {
 }
 
 /// The user-space instructions per request `counted` executes while wrk sends the small body on
-/// one connection for `secs`, after a warm-up that is not counted. `out` is an empty folder for
-/// callgrind's files.
-pub(crate) fn per_request(counted: Counted, out: &Path, secs: u32) -> f64 {
+/// one connection for `secs`, after a warm-up that is not counted.
+pub(crate) fn per_request(counted: Counted, secs: u32) -> f64 {
     let Counted {
         command,
         health,
         url,
     } = counted;
+    let out = tempfile::tempdir().unwrap(); // callgrind's files
+    let out = out.path();
     let mut valgrind = Command::new("valgrind");
     valgrind
         .args(["--tool=callgrind", "--instr-atstart=no"])
