@@ -1,19 +1,27 @@
-//! Keep-alive HTTP/1 connections to lambda replicas, driven by the task that uses them.
+//! Keep-alive HTTP/1.1 connections to lambda replicas, driven by the task that uses them.
 //!
 //! A general HTTP client spawns a task per connection and hands every request, response head and
 //! body chunk across channels between that task and the caller's. Here the proxy's own request
-//! task polls the connection itself while it waits for the answer, and the response body polls
-//! it while the body streams out, so a proxied request is one task, as in nginx's event loop. An
-//! idle connection sits in a per-replica LIFO stack (the hottest one is reused first, so the
-//! pool's size follows the load) and goes back there when its response body has ended.
+//! task writes the request and reads the response head itself, and the response body reads the
+//! connection while it streams out, so a proxied request is one task, as in nginx's event loop.
+//! The wire format towards replicas is the proxy's own small HTTP/1.1 client ([`h1`] without
+//! I/O, [`link`] with it): the replicas are the platform's, and the request it sends was parsed
+//! and checked by hyper on the client-facing side. An idle connection sits in a per-replica
+//! LIFO stack (the hottest one is reused first, so the pool's size follows the load) and goes
+//! back there when its response body has ended.
+
+mod h1;
+mod link;
+#[cfg(test)]
+mod wire_tests;
+
+pub use h1::Malformed;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, header};
 use bytes::Bytes;
-use hyper::body::{Body as _, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use std::future::{Future, poll_fn};
+use hyper::body::{Frame, SizeHint};
+use link::{Link, Reading};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,7 +53,7 @@ impl Default for PoolConfig {
     }
 }
 
-/// Why a request did not get a response head.
+/// Why an exchange with a replica failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The endpoint is not an `http://host:port` address.
@@ -54,68 +62,26 @@ pub enum SendError {
     /// No connection could be opened.
     #[error("connecting to {0}: {1}")]
     Connect(String, std::io::Error),
-    /// The exchange failed on a connection.
-    #[error(transparent)]
-    Http(#[from] hyper::Error),
+    /// Reading from or writing to the connection failed.
+    #[error("the connection to the replica failed: {0}")]
+    Io(std::io::Error),
+    /// The replica closed the connection before its answer was complete.
+    #[error("the replica closed the connection before its answer was complete")]
+    Closed,
+    /// The replica's answer is not HTTP/1.1 as RFC 9112 frames it.
+    #[error("the replica's answer cannot be read: {0}")]
+    Malformed(Malformed),
+    /// The client's request body failed (most often: the client went away).
+    #[error("the request's body failed: {0}")]
+    RequestBody(axum::Error),
+    /// The request body was not as long as its declared length.
+    #[error("the request's body is not as long as its Content-Length")]
+    BodyLength,
 }
 
 /// A failed send, with the request when none of it reached the replica (so that it can be sent
 /// again, elsewhere).
 pub type Failed = (SendError, Option<Request<Body>>);
-
-type Conn = http1::Connection<TokioIo<TcpStream>, Body>;
-
-/// One HTTP/1 connection: the request side and the connection's I/O, polled by whoever holds it.
-/// Boxed wherever it is kept: it is large (the connection's buffers and state), and moves from
-/// the pool to the request, to its response body and back with every request.
-struct Link {
-    send: http1::SendRequest<Body>,
-    conn: Conn,
-}
-
-impl Link {
-    /// Drives the connection once with a no-op waker: `false` when it has ended.
-    fn poll_idle(&mut self) -> bool {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        Pin::new(&mut self.conn).poll(&mut cx).is_pending()
-    }
-
-    /// Waits until the connection takes a request.
-    async fn ready(&mut self) -> hyper::Result<()> {
-        poll_fn(|cx| {
-            if let Poll::Ready(r) = self.send.poll_ready(cx) {
-                return Poll::Ready(r);
-            }
-            if let Poll::Ready(r) = Pin::new(&mut self.conn).poll(cx) {
-                // The connection ended before it took a request; `poll_ready` says why.
-                r?;
-            }
-            self.send.poll_ready(cx)
-        })
-        .await
-    }
-
-    /// Sends `req` and drives the connection until the response head is in.
-    async fn round_trip(&mut self, req: Request<Body>) -> Result<Response<Incoming>, Failed> {
-        if let Err(e) = self.ready().await {
-            return Err((e.into(), Some(req)));
-        }
-        let mut answer = std::pin::pin!(self.send.try_send_request(req));
-        let mut ended = false;
-        poll_fn(|cx| {
-            if !ended && Pin::new(&mut self.conn).poll(cx).is_ready() {
-                // Over (closed, or failed): the answer's future says how.
-                ended = true;
-            }
-            answer.as_mut().poll(cx)
-        })
-        .await
-        .map_err(|mut e| {
-            let req = e.take_message();
-            (e.into_error().into(), req)
-        })
-    }
-}
 
 /// An idle connection and the time it went idle.
 type IdleSince = (Instant, Box<Link>);
@@ -183,21 +149,24 @@ impl Upstreams {
                 Err(e) => return Err((e, Some(req))),
             },
         };
-        let head = link.round_trip(req).await?;
-        let home = (Arc::clone(self), Box::<str>::from(authority));
-        Ok(head.map(|body| {
-            Body::new(Streaming {
-                body,
-                link: Some(link),
-                home: Some(home),
-            })
-        }))
+        let head = link.round_trip(req).await.map_err(|e| (e, None))?;
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        let body = Streaming {
+            reading: Reading::of(head.framing),
+            reusable: head.reusable,
+            link: Some(link),
+            home: Some((Arc::clone(self), Box::<str>::from(authority))),
+        };
+        *resp.body_mut() = Body::new(body);
+        Ok(resp)
     }
 
     /// The most recently used idle connection to `authority` that is still open.
     fn checkout(&self, authority: &str) -> Option<Box<Link>> {
         loop {
-            let mut link = {
+            let link = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                 let stack = idle
                     .get_mut(&std::thread::current().id())?
@@ -210,7 +179,7 @@ impl Upstreams {
                 }
                 link
             };
-            if link.poll_idle() && link.send.is_ready() {
+            if link.is_idle() {
                 return Some(link);
             }
         }
@@ -223,18 +192,14 @@ impl Upstreams {
             .map_err(|_| failed(std::io::ErrorKind::TimedOut.into()))?
             .map_err(failed)?;
         let _ = tcp.set_nodelay(true);
-        let (send, conn) = http1::handshake(TokioIo::new(tcp)).await?;
         self.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(Box::new(Link { send, conn }))
+        Ok(Link::new(tcp))
     }
 
     /// Puts a connection whose exchange is over back on its replica's stack.
-    fn check_in(&self, authority: Box<str>, mut link: Box<Link>) {
-        // Most often the poll that read the body's end left the connection wanting its next
-        // request; only when it did not is it driven once more to get there.
-        let ready = link.send.is_ready() || (link.poll_idle() && link.send.is_ready());
-        if !ready {
-            return; // closed, or still busy (e.g. a request body the replica did not read)
+    fn check_in(&self, authority: Box<str>, link: Box<Link>) {
+        if !link.is_idle() {
+            return; // closed, or the replica sent more than its answer
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let stack = idle
@@ -257,7 +222,7 @@ impl Upstreams {
         let mut kept = 0;
         idle.retain(|_, per_thread| {
             per_thread.retain(|_, stack| {
-                stack.retain_mut(|(since, link)| since.elapsed() <= timeout && link.poll_idle());
+                stack.retain(|(since, link)| since.elapsed() <= timeout && link.is_idle());
                 kept += stack.len();
                 !stack.is_empty()
             });
@@ -307,17 +272,21 @@ fn authority(endpoint: &str) -> Option<&str> {
         .filter(|a| !a.is_empty() && !a.contains('/'))
 }
 
-/// A response body from a replica: drives its connection while it streams and gives the
+/// A response body from a replica: reads its connection while it streams and gives the
 /// connection back to the pool when it has ended.
 struct Streaming {
-    body: Incoming,
+    reading: Reading,
+    /// The connection may carry another request once this body has ended.
+    reusable: bool,
     link: Option<Box<Link>>,
     home: Option<(Arc<Upstreams>, Box<str>)>,
 }
 
 impl Streaming {
     fn release(&mut self) {
-        if let (Some(link), Some((pool, authority))) = (self.link.take(), self.home.take()) {
+        if let (true, Some(link), Some((pool, authority))) =
+            (self.reusable, self.link.take(), self.home.take())
+        {
             pool.check_in(authority, link);
         }
     }
@@ -325,32 +294,35 @@ impl Streaming {
 
 impl hyper::body::Body for Streaming {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = SendError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, SendError>>> {
         let this = self.get_mut();
-        if let Some(link) = &mut this.link
-            && Pin::new(&mut link.conn).poll(cx).is_ready()
-        {
-            // The connection is over; what it read is in the body's channel.
-            this.link = None;
+        let Some(link) = &mut this.link else {
+            return Poll::Ready(None);
+        };
+        let piece = std::task::ready!(link.poll_body(&mut this.reading, cx));
+        match piece {
+            Some(Err(_)) => this.link = None, // the connection is in an unknown state
+            _ if matches!(this.reading, Reading::Done) => this.release(),
+            _ => {}
         }
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None)) || this.body.is_end_stream() {
-            this.release();
-        }
-        frame
+        Poll::Ready(piece.map(|r| r.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        matches!(self.reading, Reading::Done)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match self.reading {
+            Reading::Done => SizeHint::with_exact(0),
+            Reading::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
     }
 }
 
@@ -358,7 +330,7 @@ impl Drop for Streaming {
     fn drop(&mut self) {
         // A body nobody read to the end (an empty one, or a client that went away) is only
         // reusable when it had ended anyway.
-        if self.body.is_end_stream() {
+        if matches!(self.reading, Reading::Done) {
             self.release();
         }
     }
@@ -367,6 +339,7 @@ impl Drop for Streaming {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper_util::rt::TokioIo;
 
     async fn echo_server() -> String {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
