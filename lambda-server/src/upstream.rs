@@ -197,10 +197,11 @@ impl Upstreams {
     }
 
     /// Puts a connection whose exchange is over back on its replica's stack.
-    fn check_in(&self, authority: Box<str>, link: Box<Link>) {
+    fn check_in(&self, authority: Box<str>, mut link: Box<Link>) {
         if !link.is_idle() {
             return; // closed, or the replica sent more than its answer
         }
+        link.trim();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let stack = idle
             .entry(std::thread::current().id())

@@ -6,9 +6,10 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use bytes::{Bytes, BytesMut};
 
-/// A response head larger than this is refused (hyper's client allows about as much).
-pub(super) const MAX_HEAD: usize = 64 * 1024;
-/// Header fields of a response head, at most.
+/// A response head larger than this is refused: hyper's own limit (its largest read buffer), as
+/// its client allowed before.
+pub(super) const MAX_HEAD: usize = 8192 + 4096 * 100;
+/// Header fields of a response head, at most (hyper's limit too).
 const MAX_HEADERS: usize = 100;
 /// A chunk-size line (with its extensions), or a trailer line, longer than this is refused.
 const MAX_LINE: usize = 4 * 1024;

@@ -19,6 +19,8 @@ use tokio::net::TcpStream;
 const HEAD_ROOM: usize = 8 * 1024;
 /// Room made in the read buffer before reading a response body, at most.
 const BODY_ROOM: usize = 64 * 1024;
+/// Buffers larger than this are not kept by an idle connection.
+const KEEP: usize = 16 * 1024;
 /// Request body bytes gathered from frames already at hand before they are written.
 const GATHER: usize = 64 * 1024;
 /// Request body frames up to this size are copied next to the head; larger ones are written from
@@ -41,6 +43,16 @@ impl Link {
             read: BytesMut::with_capacity(HEAD_ROOM),
             write: Vec::with_capacity(1024),
         })
+    }
+
+    /// Lets go of buffers a large exchange grew (an idle connection keeps small ones).
+    pub(super) fn trim(&mut self) {
+        if self.write.capacity() > KEEP {
+            self.write = Vec::with_capacity(1024);
+        }
+        if self.read.is_empty() && self.read.capacity() > KEEP {
+            self.read = BytesMut::with_capacity(HEAD_ROOM);
+        }
     }
 
     /// Open, with nothing to read: it can take a request. (No system call unless the socket
@@ -116,7 +128,7 @@ impl Link {
 
     /// Reads what the socket has into the read buffer, with at least `room` bytes free.
     fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < room.min(1024) {
+        if self.read.capacity() - self.read.len() < room / 2 {
             self.read.reserve(room);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.tcp), cx, &mut self.read)
