@@ -342,7 +342,7 @@ mod tests {
     use super::*;
     use hyper_util::rt::TokioIo;
 
-    async fn echo_server() -> String {
+    pub(super) async fn echo_server() -> String {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         let app = axum::Router::new().route(

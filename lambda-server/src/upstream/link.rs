@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{Method, Request};
 use bytes::{Buf as _, Bytes, BytesMut};
 use hyper::body::Body as _;
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -23,9 +24,11 @@ const BODY_ROOM: usize = 64 * 1024;
 const KEEP: usize = 16 * 1024;
 /// Request body bytes gathered from frames already at hand before they are written.
 const GATHER: usize = 64 * 1024;
-/// Request body frames up to this size are copied next to the head; larger ones are written from
-/// their own buffer.
-const COPY_MAX: usize = 16 * 1024;
+/// Request body frames up to this size are copied next to the head (while nothing larger waits
+/// before them); larger ones are written from where they are.
+const COPY_MAX: usize = 4 * 1024;
+/// Pieces of one vectored write, at most (the write buffer and queued frames).
+const SLICES: usize = 16;
 
 /// A connection and its buffers (kept from one request to the next).
 pub(super) struct Link {
@@ -206,7 +209,7 @@ impl Reading {
 }
 
 /// The request body on its way out: frames at hand are gathered after the head and written
-/// together; a large frame is written from its own buffer.
+/// together, small ones copied next to the head, larger ones written from where they are.
 struct Outgoing {
     /// `None` once it has ended.
     body: Option<Body>,
@@ -215,10 +218,10 @@ struct Outgoing {
     left: Option<u64>,
     /// Bytes of the link's write buffer already written.
     written: usize,
-    /// A large frame, written after the write buffer.
-    big: Bytes,
-    /// The CRLF that ends a large frame's chunk, written after it.
-    tail: &'static [u8],
+    /// What waits to be written after the write buffer, in order.
+    queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
+    queued: usize,
     /// The write failed (the replica's answer may still be there to read).
     failed: Option<io::Error>,
     /// All of the request is written.
@@ -237,8 +240,8 @@ impl Outgoing {
             chunked: sending == Sending::Chunked,
             left,
             written: 0,
-            big: Bytes::new(),
-            tail: b"",
+            queue: VecDeque::new(),
+            queued: 0,
             failed: None,
             sent: false,
         }
@@ -252,7 +255,7 @@ impl Outgoing {
     ) -> Poll<Result<(), SendError>> {
         loop {
             self.gather(write, cx)?;
-            if write.len() == self.written && self.big.is_empty() && self.tail.is_empty() {
+            if write.len() == self.written && self.queue.is_empty() {
                 write.clear();
                 self.written = 0;
                 return match self.body {
@@ -267,10 +270,10 @@ impl Outgoing {
         }
     }
 
-    /// Takes the body's frames that are at hand, up to [`GATHER`] bytes or one large frame.
+    /// Takes the body's frames that are at hand, up to [`GATHER`] bytes or [`SLICES`] pieces.
     fn gather(&mut self, write: &mut Vec<u8>, cx: &mut Context<'_>) -> Result<(), SendError> {
         while let Some(body) = &mut self.body {
-            if !self.big.is_empty() || write.len() - self.written >= GATHER {
+            if self.queue.len() + 3 > SLICES || write.len() - self.written + self.queued >= GATHER {
                 return Ok(());
             }
             let data = match Pin::new(body).poll_frame(cx) {
@@ -285,10 +288,7 @@ impl Outgoing {
                     if self.left.is_some_and(|n| n > 0) {
                         return Err(SendError::BodyLength);
                     }
-                    if self.chunked {
-                        write.extend_from_slice(b"0\r\n\r\n");
-                    }
-                    return Ok(());
+                    break;
                 }
             };
             if let Some(left) = &mut self.left {
@@ -300,21 +300,31 @@ impl Outgoing {
                 }
             }
             if self.chunked {
-                h1::write_chunk_size(write, data.len());
-            }
-            let crlf: &'static [u8] = if self.chunked { b"\r\n" } else { b"" };
-            if data.len() <= COPY_MAX {
-                write.extend_from_slice(&data);
-                write.extend_from_slice(crlf);
+                let mut line = Vec::with_capacity(18);
+                h1::write_chunk_size(&mut line, data.len());
+                self.push(write, Bytes::from(line));
+                self.push(write, data);
+                self.push(write, Bytes::from_static(b"\r\n"));
             } else {
-                self.big = data;
-                self.tail = crlf;
-            }
-            if self.chunked && self.body.is_none() {
-                write.extend_from_slice(b"0\r\n\r\n");
+                self.push(write, data);
             }
         }
+        if self.chunked && self.body.is_none() {
+            self.push(write, Bytes::from_static(b"0\r\n\r\n"));
+            self.chunked = false; // the last chunk is out
+        }
         Ok(())
+    }
+
+    /// Appends to what waits to be written: copied next to the head while nothing is queued and
+    /// it is small, else queued as it is.
+    fn push(&mut self, write: &mut Vec<u8>, data: Bytes) {
+        if self.queue.is_empty() && data.len() <= COPY_MAX {
+            write.extend_from_slice(&data);
+        } else {
+            self.queued += data.len();
+            self.queue.push_back(data);
+        }
     }
 
     /// Writes what is gathered, until all of it is out or the socket is full.
@@ -324,12 +334,12 @@ impl Outgoing {
         write: &mut Vec<u8>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), SendError>> {
-        while write.len() > self.written || !self.big.is_empty() || !self.tail.is_empty() {
-            let slices = [
-                IoSlice::new(&write[self.written..]),
-                IoSlice::new(&self.big),
-                IoSlice::new(self.tail),
-            ];
+        while write.len() > self.written || !self.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); SLICES];
+            slices[0] = IoSlice::new(&write[self.written..]);
+            for (slice, data) in slices[1..].iter_mut().zip(&self.queue) {
+                *slice = IoSlice::new(data);
+            }
             let n = ready!(Pin::new(&mut *tcp).poll_write_vectored(cx, &slices))
                 .map_err(SendError::Io)?;
             if n == 0 {
@@ -350,9 +360,17 @@ impl Outgoing {
         n -= buffered;
         write.clear();
         self.written = 0;
-        let big = n.min(self.big.len());
-        self.big.advance(big);
-        n -= big;
-        self.tail = &self.tail[n.min(self.tail.len())..];
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                return;
+            };
+            let taken = n.min(front.len());
+            front.advance(taken);
+            self.queued -= taken;
+            n -= taken;
+            if front.is_empty() {
+                self.queue.pop_front();
+            }
+        }
     }
 }
