@@ -291,13 +291,9 @@ async fn send(
         version,
         endpoint,
     } = to;
+    // The replica's request target is written as it is: the path after `/proxy` and the query,
+    // parts of the URI that hyper has parsed and checked already (not parsed once more).
     let (mut parts, body) = req.into_parts();
-    parts.uri = path_and_query.parse().map_err(|e| {
-        Error::BadRequest(
-            ErrorCode::BadRequest,
-            format!("cannot forward this path: {e}"),
-        )
-    })?;
     strip_hop_by_hop(&mut parts.headers);
     if s.auth.enabled() {
         // The platform's token is the platform's: the lambda never sees it.
@@ -312,7 +308,11 @@ async fn send(
         let mut again = true;
         // One call site of `send`, so that the request's future holds one of its futures.
         let mut resp = loop {
-            match s.upstreams.send(&endpoint, request).await {
+            match s
+                .upstreams
+                .send_to(&endpoint, &path_and_query, request)
+                .await
+            {
                 Ok(resp) => break resp,
                 Err((_, Some(unsent))) if again => {
                     // Nothing reached the replica: it went away (e.g. an update just switched
@@ -352,18 +352,21 @@ async fn send(
 const WHOLE_BODY_MAX: u64 = 16 * 1024;
 
 /// A small answer, read whole (its head and body then leave in one write), or the answer as it
-/// is. Read frame by frame: a small body is most often one frame, kept as it came.
-async fn whole_if_small(resp: Response) -> std::result::Result<Response, axum::Error> {
+/// is. Read frame by frame, from the replica's body itself (not through a boxed one): a small
+/// body is most often one frame, kept as it came.
+async fn whole_if_small(
+    resp: axum::http::Response<crate::upstream::Streaming>,
+) -> std::result::Result<Response, axum::Error> {
     use http_body_util::BodyExt as _;
     let Some(len) = crate::api::content_length(resp.headers()).filter(|n| *n <= WHOLE_BODY_MAX)
     else {
-        return Ok(resp);
+        return Ok(resp.map(Body::new));
     };
     let (parts, mut body) = resp.into_parts();
     let mut first = bytes::Bytes::new();
     let mut more: Option<bytes::BytesMut> = None;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
+        let Ok(data) = frame.map_err(axum::Error::new)?.into_data() else {
             continue; // trailers: not part of the body
         };
         match &mut more {

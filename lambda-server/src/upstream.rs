@@ -124,14 +124,31 @@ impl Upstreams {
         self.opened.load(Ordering::Relaxed)
     }
 
-    /// Sends `req` (its URI in origin form, `/path?query`) to `endpoint` (`http://host:port`)
-    /// and answers the response, whose body streams from the replica and returns the
-    /// connection to the pool when it ends. `Host` is set to the replica's when absent.
+    /// Sends `req` (its URI in origin form, `/path?query`) to `endpoint` (`http://host:port`);
+    /// as [`Upstreams::send_to`].
     pub async fn send(
         self: &Arc<Self>,
         endpoint: &str,
+        req: Request<Body>,
+    ) -> Result<Response<Streaming>, Failed> {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        self.send_to(endpoint, &target, req).await
+    }
+
+    /// Sends `req` to `endpoint` (`http://host:port`) with the request target `target` (origin
+    /// form, `/path?query`, from a URI already parsed: it is written as it is), and answers the
+    /// response, whose body streams from the replica and returns the connection to the pool when
+    /// it ends. `Host` is set to the replica's when absent.
+    pub async fn send_to(
+        self: &Arc<Self>,
+        endpoint: &str,
+        target: &str,
         mut req: Request<Body>,
-    ) -> Result<Response<Body>, Failed> {
+    ) -> Result<Response<Streaming>, Failed> {
         let Some(authority) = authority(endpoint) else {
             return Err((SendError::BadEndpoint(endpoint.to_owned()), Some(req)));
         };
@@ -149,17 +166,15 @@ impl Upstreams {
                 Err(e) => return Err((e, Some(req))),
             },
         };
-        let head = link.round_trip(req).await.map_err(|e| (e, None))?;
-        let mut resp = Response::new(Body::empty());
-        *resp.status_mut() = head.status;
-        *resp.headers_mut() = head.headers;
-        let body = Streaming {
+        let head = link.round_trip(target, req).await.map_err(|e| (e, None))?;
+        let mut resp = Response::new(Streaming {
             reading: Reading::of(head.framing),
             reusable: head.reusable,
             link: Some(link),
             home: Some((Arc::clone(self), Box::<str>::from(authority))),
-        };
-        *resp.body_mut() = Body::new(body);
+        });
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
         Ok(resp)
     }
 
@@ -275,12 +290,21 @@ fn authority(endpoint: &str) -> Option<&str> {
 
 /// A response body from a replica: reads its connection while it streams and gives the
 /// connection back to the pool when it has ended.
-struct Streaming {
+pub struct Streaming {
     reading: Reading,
     /// The connection may carry another request once this body has ended.
     reusable: bool,
     link: Option<Box<Link>>,
     home: Option<(Arc<Upstreams>, Box<str>)>,
+}
+
+impl std::fmt::Debug for Streaming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming")
+            .field("reading", &self.reading)
+            .field("reusable", &self.reusable)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Streaming {
@@ -363,7 +387,9 @@ mod tests {
         let pool = Upstreams::new(PoolConfig::default());
         for _ in 0..50 {
             let resp = pool.send(&url, post("hello")).await.unwrap();
-            let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+            let body = axum::body::to_bytes(Body::new(resp.into_body()), 1024)
+                .await
+                .unwrap();
             assert_eq!(&body[..], b"hello");
         }
         assert_eq!(pool.opened(), 1);
@@ -376,7 +402,9 @@ mod tests {
         for _ in 0..3 {
             let answers = futures::future::join_all((0..8).map(|_| async {
                 let resp = pool.send(&url, post("x")).await.unwrap();
-                axum::body::to_bytes(resp.into_body(), 1024).await.unwrap()
+                axum::body::to_bytes(Body::new(resp.into_body()), 1024)
+                    .await
+                    .unwrap()
             }))
             .await;
             assert!(answers.iter().all(|b| &b[..] == b"x"));
@@ -391,7 +419,9 @@ mod tests {
         let resp = pool.send(&url, post("not read")).await.unwrap();
         drop(resp);
         let resp = pool.send(&url, post("read")).await.unwrap();
-        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        let body = axum::body::to_bytes(Body::new(resp.into_body()), 1024)
+            .await
+            .unwrap();
         assert_eq!(&body[..], b"read");
         assert_eq!(pool.opened(), 2);
     }
@@ -434,7 +464,9 @@ mod tests {
         let pool = Upstreams::new(PoolConfig::default());
         for _ in 0..5 {
             let resp = pool.send(&url, post("")).await.unwrap();
-            let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+            let body = axum::body::to_bytes(Body::new(resp.into_body()), 1024)
+                .await
+                .unwrap();
             assert_eq!(&body[..], b"once");
         }
         assert_eq!(pool.opened(), 5);
@@ -464,7 +496,9 @@ mod tests {
         let pool = Upstreams::new(PoolConfig::default());
         for url in [&live, &gone] {
             let resp = pool.send(url, post("x")).await.unwrap();
-            axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+            axum::body::to_bytes(Body::new(resp.into_body()), 1024)
+                .await
+                .unwrap();
         }
         assert_eq!(pool.sweep(), 2, "both connections are open and idle");
         go_tx.send(()).unwrap();

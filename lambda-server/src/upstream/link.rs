@@ -67,10 +67,14 @@ impl Link {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Sends `req` (its URI in origin form) and reads until the response head is in (interim
+    /// Sends `req` to `target` (origin form) and reads until the response head is in (interim
     /// `1xx` heads are skipped). A head that came before the whole request was sent ends the
     /// sending, and the connection is not used again.
-    pub(super) async fn round_trip(&mut self, req: Request<Body>) -> Result<Head, SendError> {
+    pub(super) async fn round_trip(
+        &mut self,
+        target: &str,
+        req: Request<Body>,
+    ) -> Result<Head, SendError> {
         let (parts, body) = req.into_parts();
         let sending = Sending::of(
             &parts.method,
@@ -78,7 +82,6 @@ impl Link {
             body.size_hint().exact(),
         );
         self.write.clear();
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         h1::write_head(
             &mut self.write,
             &parts.method,

@@ -79,8 +79,8 @@ async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> 
     }
 }
 
-async fn body_of(resp: Response<Body>) -> Result<Bytes, axum::Error> {
-    axum::body::to_bytes(resp.into_body(), usize::MAX).await
+async fn body_of(resp: Response<Streaming>) -> Result<Bytes, axum::Error> {
+    axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX).await
 }
 
 fn get(path: &str) -> Request<Body> {
@@ -273,7 +273,7 @@ struct Framed {
 }
 
 impl Framed {
-    fn new(frames: impl IntoIterator<Item = Bytes>, declared: u64) -> Body {
+    fn body(frames: impl IntoIterator<Item = Bytes>, declared: u64) -> Body {
         let frames = frames.into_iter().collect();
         Body::new(Self { frames, declared })
     }
@@ -300,7 +300,7 @@ async fn a_request_body_longer_or_shorter_than_its_length_is_refused() {
     let (url, _) = scripted(vec![], false).await;
     let pool = Upstreams::new(PoolConfig::default());
     for declared in [3, 5] {
-        let body = Framed::new([Bytes::from_static(b"four")], declared);
+        let body = Framed::body([Bytes::from_static(b"four")], declared);
         let req = Request::post("/").body(body).unwrap();
         let (e, _) = pool.send(&url, req).await.unwrap_err();
         assert!(matches!(e, SendError::BodyLength), "{declared}: {e}");
@@ -323,7 +323,7 @@ async fn many_frames_of_every_size_arrive_whole_and_in_order() {
     let whole: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
     let declared = whole.len() as u64;
     let stream = futures::stream::iter(frames.clone().into_iter().map(Ok::<_, std::io::Error>));
-    for body in [Framed::new(frames, declared), Body::from_stream(stream)] {
+    for body in [Framed::body(frames, declared), Body::from_stream(stream)] {
         let req = Request::post("/echo").body(body).unwrap();
         let resp = pool.send(&url, req).await.unwrap();
         assert!(body_of(resp).await.unwrap() == whole, "the echo differs");
