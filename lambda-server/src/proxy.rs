@@ -306,7 +306,7 @@ async fn send(
     let exchange = async {
         let mut endpoint = endpoint;
         let mut again = true;
-        // One call site of `send`, so that the request's future holds one of its futures.
+        // One call site of `send_to`, so that the request's future holds one of its futures.
         let mut resp = loop {
             match s
                 .upstreams

@@ -366,6 +366,17 @@ mod tests {
     use super::*;
     use hyper_util::rt::TokioIo;
 
+    /// Reads from `tcp` until a whole request head has come.
+    pub(super) async fn read_head(tcp: &mut TcpStream) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 4096];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).await.unwrap();
+            head.extend_from_slice(&buf[..n]);
+        }
+    }
+
     pub(super) async fn echo_server() -> String {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
@@ -474,7 +485,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sweep_closes_connections_whose_replica_went_away() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let live = echo_server().await;
         // A replica that keeps its connection open after an answer, until told to go.
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -482,12 +493,7 @@ mod tests {
         let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let (mut tcp, _) = l.accept().await.unwrap();
-            let mut buf = vec![0; 4096];
-            let mut head = Vec::new();
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = tcp.read(&mut buf).await.unwrap();
-                head.extend_from_slice(&buf[..n]);
-            }
+            read_head(&mut tcp).await;
             tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbye")
                 .await
                 .unwrap();

@@ -291,7 +291,10 @@ impl Outgoing {
                     if self.left.is_some_and(|n| n > 0) {
                         return Err(SendError::BodyLength);
                     }
-                    break;
+                    if self.chunked {
+                        self.push(write, Bytes::from_static(b"0\r\n\r\n"));
+                    }
+                    return Ok(());
                 }
             };
             if let Some(left) = &mut self.left {
@@ -311,10 +314,6 @@ impl Outgoing {
             } else {
                 self.push(write, data);
             }
-        }
-        if self.chunked && self.body.is_none() {
-            self.push(write, Bytes::from_static(b"0\r\n\r\n"));
-            self.chunked = false; // the last chunk is out
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! every framing of an answer, interim answers, an answer before the whole request, broken
 //! answers, and request bodies of every shape.
 
-use super::tests::echo_server;
+use super::tests::{echo_server, read_head};
 use super::*;
 use futures::StreamExt as _;
 use std::sync::Mutex as StdMutex;
@@ -212,16 +212,11 @@ async fn an_answer_before_the_whole_request_is_passed_on_and_its_connection_clos
     let url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move {
         let (mut tcp, _) = l.accept().await.unwrap();
-        let mut buf = vec![0; 4096];
-        let mut head = Vec::new();
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tcp.read(&mut buf).await.unwrap();
-            head.extend_from_slice(&buf[..n]);
-        }
+        read_head(&mut tcp).await;
         tcp.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\n\r\nbig")
             .await
             .unwrap();
-        let _ = tcp.read(&mut buf).await; // keeps it open until the proxy's side goes
+        let _ = tcp.read(&mut [0; 64]).await; // keeps it open until the proxy's side goes
     });
     // A body whose rest never comes.
     let first = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"part"))]);
