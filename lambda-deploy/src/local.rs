@@ -171,7 +171,8 @@ struct Deployment {
 
 #[derive(Debug, Default)]
 struct Table {
-    deployments: HashMap<LambdaId, Deployment>,
+    /// Looked up by every proxied request: a fast hash (the ids are the platform's own).
+    deployments: foldhash::HashMap<LambdaId, Deployment>,
 }
 
 /// Runs lambdas as local processes (see the module docs).

@@ -175,11 +175,10 @@ async fn proxied(
         _ => ROUTES[1],
     };
     let method = crate::api::method_name(req.method());
-    let resp = async {
-        crate::api::authorize(&state, &mut req, crate::auth::Access::Proxy).await?;
-        forward(&state, req, Some(rid.clone())).await
+    let resp = match crate::api::authorize(&state, &mut req, crate::auth::Access::Proxy).await {
+        Ok(()) => std::pin::pin!(forward(&state, req, Some(rid.clone()))).await,
+        Err(e) => Err(e),
     }
-    .await
     .unwrap_or_else(|e| e.into_response());
     Ok(crate::api::finish(
         &state, rid, route, method, started, resp,
@@ -221,7 +220,7 @@ async fn forward(s: &AppState, req: Request, rid: Option<HeaderValue>) -> Result
         version: route.version,
         endpoint,
     };
-    let answer = send(s, req, rid, path_and_query, to).await;
+    let answer = std::pin::pin!(send(s, req, rid, path_and_query, to)).await;
     let status = match &answer {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.code().http_status(),
@@ -303,16 +302,14 @@ async fn send(
         parts.headers.insert(names::REQUEST_ID.clone(), v);
     }
     let mut request = Request::from_parts(parts, body);
-    let exchange = async {
+    let exchange = std::pin::pin!(async {
         let mut endpoint = endpoint;
         let mut again = true;
         // One call site of `send_to`, so that the request's future holds one of its futures.
         let mut resp = loop {
-            match s
-                .upstreams
-                .send_to(&endpoint, &path_and_query, request)
-                .await
-            {
+            let sent =
+                std::pin::pin!(s.upstreams.send_to(&endpoint, &path_and_query, request)).await;
+            match sent {
                 Ok(resp) => break resp,
                 Err((_, Some(unsent))) if again => {
                     // Nothing reached the replica: it went away (e.g. an update just switched
@@ -335,15 +332,29 @@ async fn send(
         if !h.contains_key(&names::LAMBDA_VERSION) {
             h.insert(names::LAMBDA_VERSION.clone(), HeaderValue::from(version));
         }
-        whole_if_small(resp)
+        std::pin::pin!(whole_if_small(resp))
             .await
             .map_err(|e| Error::Internal(format!("the answer of lambda {id} broke off: {e}")))
-    };
+    });
     // One deadline for the whole exchange: the response head and a small body.
     let timeout = s.platform.config().proxy_timeout;
-    tokio::time::timeout(timeout, exchange)
+    within(timeout, exchange)
         .await
         .unwrap_or(Err(Error::LambdaTimeout(*id, timeout)))
+}
+
+/// The output of `work`, or `None` when `limit` (from now) came first. The work is polled where
+/// it is: `tokio::time::timeout` takes it by value, and each move of a future copies the whole
+/// of it.
+async fn within<F: Future>(limit: std::time::Duration, mut work: Pin<&mut F>) -> Option<F::Output> {
+    let mut deadline = std::pin::pin!(tokio::time::sleep(limit));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        deadline.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 /// Answers whose declared length is at most this are read whole before they are sent on, so

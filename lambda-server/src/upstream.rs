@@ -18,7 +18,7 @@ mod wire_tests;
 pub use h1::Malformed;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, Response, header};
+use axum::http::{Request, Response};
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use link::{Link, Reading};
@@ -147,16 +147,11 @@ impl Upstreams {
         self: &Arc<Self>,
         endpoint: &str,
         target: &str,
-        mut req: Request<Body>,
+        req: Request<Body>,
     ) -> Result<Response<Streaming>, Failed> {
         let Some(authority) = authority(endpoint) else {
             return Err((SendError::BadEndpoint(endpoint.to_owned()), Some(req)));
         };
-        if !req.headers().contains_key(header::HOST)
-            && let Ok(v) = HeaderValue::from_str(authority)
-        {
-            req.headers_mut().insert(header::HOST, v);
-        }
         let mut link = match self.checkout(authority) {
             Some(link) => link,
             // Boxed: opening a connection is the cold path, and its future would otherwise
@@ -166,7 +161,10 @@ impl Upstreams {
                 Err(e) => return Err((e, Some(req))),
             },
         };
-        let head = link.round_trip(target, req).await.map_err(|e| (e, None))?;
+        let head = link
+            .round_trip(target, authority, req)
+            .await
+            .map_err(|e| (e, None))?;
         let mut resp = Response::new(Streaming {
             reading: Reading::of(head.framing),
             reusable: head.reusable,
@@ -280,12 +278,13 @@ impl Upstreams {
     }
 }
 
-/// `host:port` of an `http://host:port` endpoint.
+/// `host:port` of an `http://host:port` endpoint (visible ASCII: it is written as the `Host`
+/// of requests that have none).
 fn authority(endpoint: &str) -> Option<&str> {
     endpoint
         .strip_prefix("http://")
         .map(|a| a.trim_end_matches('/'))
-        .filter(|a| !a.is_empty() && !a.contains('/'))
+        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_graphic() && b != b'/'))
 }
 
 /// A response body from a replica: reads its connection while it streams and gives the

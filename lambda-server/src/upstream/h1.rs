@@ -70,14 +70,15 @@ impl Sending {
     }
 }
 
-/// Appends the request head to `out`. The target is in origin form; the header names and values
-/// are `http`'s (tokens and field values without CR, LF or NUL, so nothing in them can end a
-/// line). `Content-Length` and `Transfer-Encoding` are the request's own framing, written from
+/// Appends the request head to `out`. The target is in origin form, and `host` (visible ASCII)
+/// is written as the `Host` when the map has none; the header names and values are `http`'s
+/// (tokens and field values without CR, LF or NUL, so nothing in them can end a line).
+/// `Content-Length` and `Transfer-Encoding` are the request's own framing, written from
 /// `sending` and never copied from the map.
 pub(super) fn write_head(
     out: &mut Vec<u8>,
     method: &Method,
-    target: &str,
+    (target, host): (&str, &str),
     headers: &HeaderMap,
     sending: Sending,
 ) {
@@ -85,13 +86,20 @@ pub(super) fn write_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut has_host = false;
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
         }
+        has_host |= name == header::HOST;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     match sending {
@@ -425,7 +433,7 @@ mod tests {
         write_head(
             &mut out,
             &Method::POST,
-            "/a?b=c",
+            ("/a?b=c", "10.0.0.1:80"),
             &headers,
             Sending::Length(5),
         );
@@ -438,20 +446,24 @@ mod tests {
         write_head(
             &mut out,
             &Method::GET,
-            "/",
+            ("/", "127.0.0.1:9"),
             &HeaderMap::new(),
             Sending::Nothing,
         );
-        assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+        // The request has no `Host`: the replica's is written.
+        assert_eq!(out, b"GET / HTTP/1.1\r\nhost: 127.0.0.1:9\r\n\r\n");
         let mut out = Vec::new();
         write_head(
             &mut out,
             &Method::PUT,
-            "/",
+            ("/", "h:1"),
             &HeaderMap::new(),
             Sending::Chunked,
         );
-        assert_eq!(out, b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+        assert_eq!(
+            out,
+            b"PUT / HTTP/1.1\r\nhost: h:1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
         let mut out = Vec::new();
         write_chunk_size(&mut out, 255);
         assert_eq!(out, b"ff\r\n");

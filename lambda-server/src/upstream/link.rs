@@ -67,12 +67,13 @@ impl Link {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Sends `req` to `target` (origin form) and reads until the response head is in (interim
-    /// `1xx` heads are skipped). A head that came before the whole request was sent ends the
-    /// sending, and the connection is not used again.
+    /// Sends `req` to `target` (origin form; `host` is its `Host` when it has none) and reads
+    /// until the response head is in (interim `1xx` heads are skipped). A head that came before
+    /// the whole request was sent ends the sending, and the connection is not used again.
     pub(super) async fn round_trip(
         &mut self,
         target: &str,
+        host: &str,
         req: Request<Body>,
     ) -> Result<Head, SendError> {
         let (parts, body) = req.into_parts();
@@ -85,7 +86,7 @@ impl Link {
         h1::write_head(
             &mut self.write,
             &parts.method,
-            target,
+            (target, host),
             &parts.headers,
             sending,
         );
