@@ -144,8 +144,13 @@ impl Front {
     /// [`tower_service::Service::call`] on a shared front (a connection's service needs no copy
     /// of it per request).
     pub(crate) fn handle(&self, req: Request) -> <Self as tower_service::Service<Request>>::Future {
-        if target(req.uri().path()).is_some() {
-            Box::pin(proxied(self.state.clone(), req))
+        if let Some((_, suffix)) = target(req.uri().path()) {
+            let route = if suffix.is_empty() {
+                ROUTES[0]
+            } else {
+                ROUTES[1]
+            };
+            Box::pin(proxied(self.state.clone(), route, req))
         } else {
             let api = self
                 .platform_runtime
@@ -161,19 +166,16 @@ impl Front {
     }
 }
 
-/// A proxy request from the front: request id, forwarding, metrics and the log of a failure (what
-/// the API's middleware does for its routes). The service's future itself (never an error), so
-/// that no wrapper moves it once more.
+/// A proxy request from the front (`route`: its metric label): request id, forwarding, metrics
+/// and the log of a failure (what the API's middleware does for its routes). The service's future
+/// itself (never an error), so that no wrapper moves it once more.
 async fn proxied(
     state: std::sync::Arc<AppState>,
+    route: &'static str,
     mut req: Request,
 ) -> Result<Response, Infallible> {
     let started = Instant::now();
     let rid = crate::api::request_id(req.headers());
-    let route = match target(req.uri().path()) {
-        Some((_, "")) => ROUTES[0],
-        _ => ROUTES[1],
-    };
     let method = crate::api::method_name(req.method());
     let resp = match crate::api::authorize(&state, &mut req, crate::auth::Access::Proxy).await {
         Ok(()) => std::pin::pin!(forward(&state, req, Some(rid.clone()))).await,
