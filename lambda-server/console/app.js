@@ -58,7 +58,9 @@ function ago(iso) {
 
 class ApiError extends Error {
   constructor(status, body) {
-    super((body && (body.desc || body.detail)) || `HTTP ${status}`);
+    // The short name of the error and what exactly was wrong (the answer's `detail`).
+    const said = body ? [body.desc, body.detail].filter(Boolean) : [];
+    super(said.join(': ') || `HTTP ${status}`);
     this.status = status;
     this.body = body || {};
   }

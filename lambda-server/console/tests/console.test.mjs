@@ -80,6 +80,8 @@ async function startServer(name, env = {}) {
   }
   return {
     url,
+    /** What the server has written to its log so far. */
+    log: () => fs.readFileSync(path.join(work, `${name}.log`), 'utf8'),
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -246,7 +248,7 @@ test('the whole life of a lambda in the console, auth off', async () => {
       if (/\/lambdas\/[0-9a-f-]{36}$/.test(page.url())) return 'created';
       return page.textContent('#result');
     });
-    assert.equal(outcome, 'created', 'the fixed upload is taken');
+    assert.equal(outcome, 'created', `the fixed upload is taken; the server's log:\n${server.log()}`);
     const id = page.url().split('/').pop();
     await until('the build log', async () => (await page.textContent('#build-log')).trim().length > 0);
     await until('running', async () => (await titleStatus(page)) === 'running');
