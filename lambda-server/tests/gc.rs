@@ -34,6 +34,12 @@ fn items(report: &serde_json::Value) -> BTreeSet<(String, String, u64)> {
         .collect()
 }
 
+/// An object being written by the local store: `<key>#<n>` until it is renamed to `<key>`.
+fn is_staging(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().contains('#'))
+}
+
 /// Every file under `path` with its size.
 fn files(path: &Path) -> BTreeMap<std::path::PathBuf, u64> {
     let mut out = BTreeMap::new();
@@ -111,21 +117,22 @@ async fn a_dry_run_reports_exactly_what_the_real_run_removes() {
         assert!(std::time::Instant::now() < end, "v2's app folder stayed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The audit log grows with each request (the gc calls too): not what GC is about. One walk
-    // that leaves it out: its writer replaces its hour object (a staging file, then a rename)
-    // at any time, so a second walk of the audit folder alone may see another state.
+    // What a collection may touch, in one walk: the store and the build folder, without the
+    // audit log (it grows with each request, the gc calls too, and its writer replaces its hour
+    // object at any time) and without staging files (an object being written has one beside it,
+    // `<key>#<n>`, until its rename): neither is what GC is about. Sizes and file lists come
+    // from the same walk, so a failure names the file that differs.
     let audit = store.join("audit");
-    let usage = || -> u64 {
+    let walk = || -> BTreeMap<std::path::PathBuf, u64> {
         files(&store)
             .into_iter()
             .chain(files(&builds))
-            .filter(|(p, _)| !p.starts_with(&audit))
-            .map(|(_, n)| n)
-            .sum()
+            .filter(|(p, _)| !p.starts_with(&audit) && !is_staging(p))
+            .collect()
     };
-    let before = usage();
-    let before_files: BTreeMap<_, _> = files(&store).into_iter().chain(files(&builds)).collect();
-
+    let usage = |walked: &BTreeMap<std::path::PathBuf, u64>| -> u64 { walked.values().sum() };
+    let before_files = walk();
+    let before = usage(&before_files);
     let dry = gc(&s, true).await;
     let expected: BTreeSet<(String, String)> = [
         ("version", format!("lambdas/{id}/v1")),
@@ -153,33 +160,36 @@ async fn a_dry_run_reports_exactly_what_the_real_run_removes() {
         builds.join("envs/unused").display().to_string(),
         5000
     )));
-    let after_files: BTreeMap<_, _> = files(&store).into_iter().chain(files(&builds)).collect();
+    let after_files = walk();
+    let vanished: Vec<_> = before_files
+        .keys()
+        .filter(|p| !after_files.contains_key(*p))
+        .collect();
     let changed: Vec<_> = after_files
         .iter()
-        .filter(|(p, n)| before_files.get(*p) != Some(n) && !p.starts_with(&audit))
+        .filter(|(p, n)| before_files.get(*p) != Some(n))
         .collect();
     assert_eq!(
-        usage(),
+        usage(&after_files),
         before,
-        "a dry run removes nothing; changed: {changed:?}"
+        "a dry run removes nothing; vanished: {vanished:?}; new or changed: {changed:?}"
     );
     assert_eq!(s.invoke(&id, serde_json::json!({})).await.1["v"], 4);
 
     let real = gc(&s, false).await;
     assert_eq!(items(&real), items(&dry), "{real:#}");
     assert_eq!(real["bytes"], dry["bytes"]);
-    let after = usage();
-    // `usage` leaves the audit log out: so does this, of the report.
+    let after_files = walk();
+    // The walk leaves the audit log out: so does this, of the report.
     let reported = real["bytes"].as_u64().unwrap() - 20;
-    let grown: Vec<_> = files(&store)
-        .into_iter()
-        .chain(files(&builds))
-        .filter(|(p, n)| before_files.get(p).is_none_or(|b| b < n) && !p.starts_with(&audit))
+    let grown: Vec<_> = after_files
+        .iter()
+        .filter(|(p, n)| before_files.get(*p).is_none_or(|b| b < *n))
         .collect();
+    let shrunk = before as i64 - usage(&after_files) as i64;
     assert!(
-        before - after >= reported,
-        "the data folder shrank by {} bytes; the report says {reported}; grown or new since: {grown:?}",
-        before - after,
+        shrunk >= reported as i64,
+        "the data folder shrank by {shrunk} bytes; the report says {reported}; grown or new since: {grown:?}",
     );
     assert!(!store.join("audit/2020-01-01/00.json").exists());
     assert!(!builds.join("envs/unused").exists());
