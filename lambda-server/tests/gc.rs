@@ -89,7 +89,7 @@ async fn a_dry_run_reports_exactly_what_the_real_run_removes() {
     let id = created_id(s.create("gc", &returning(1), None).await).await;
     s.serving(&id, 1).await;
     for v in 2..=4 {
-        assert_eq!(s.update(&id, &returning(v)).await.status(), 202);
+        updated(s.update(&id, &returning(v)).await).await;
         s.serving(&id, v.into()).await;
     }
     // What a crash leaves: a deleted lambda's objects and app folder, an object in no version
@@ -269,7 +269,7 @@ async fn collections_racing_creates_updates_and_rollbacks_lose_nothing() {
             .await;
             s.serving(&id, 1).await;
             for v in 2..=4 {
-                assert_eq!(s.update(&id, &returning(100 * n + v)).await.status(), 202);
+                updated(s.update(&id, &returning(100 * n + v)).await).await;
                 s.serving(&id, v.into()).await;
                 assert_eq!(
                     s.invoke(&id, serde_json::json!({})).await.1["v"],

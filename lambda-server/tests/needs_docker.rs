@@ -166,7 +166,7 @@ async fn gc_removes_images_and_manifests_of_versions_beyond_retention() {
     let s = start("5").await;
     let id = created_id(s.create("gc-docker", &returning(1), None).await).await;
     s.serving(&id, 1).await;
-    assert_eq!(s.update(&id, &returning(2)).await.status(), 202);
+    updated(s.update(&id, &returning(2)).await).await;
     s.serving(&id, 2).await;
     assert_eq!(registry_tags(&id).await, vec!["v1", "v2"]);
     s.stop().await;

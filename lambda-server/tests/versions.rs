@@ -31,7 +31,7 @@ async fn versions_are_listed_rolled_back_to_and_their_artifacts_retained() {
         "{body}"
     );
 
-    assert_eq!(s.update(&id, &returning(2)).await.status(), 202);
+    updated(s.update(&id, &returning(2)).await).await;
     s.serving(&id, 2).await;
     let list = versions(&s, &id).await;
     assert_eq!(list.len(), 2, "{list:?}");
@@ -362,7 +362,7 @@ async fn a_rollback_under_load_fails_no_request() {
     let s = Server::start(platform(dir.path(), true, test_config()).await).await;
     let id = created_id(s.create("rollback-load", &returning(1), None).await).await;
     s.serving(&id, 1).await;
-    assert_eq!(s.update(&id, &returning(2)).await.status(), 202);
+    updated(s.update(&id, &returning(2)).await).await;
     s.serving(&id, 2).await;
 
     let stop = tokio_util::sync::CancellationToken::new();

@@ -440,6 +440,14 @@ pub async fn created_id(r: reqwest::Response) -> String {
     v["lambda_id"].as_str().unwrap().to_owned()
 }
 
+/// The version an update started (202); any other answer fails with its body.
+pub async fn updated(r: reqwest::Response) -> u64 {
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 202, "{v}");
+    v["lambda_version"].as_u64().unwrap()
+}
+
 async fn user_metrics_merged(s: &Server, id: &str) {
     let mut words = 0;
     for text in ["one two three", "four five", "six", "seven eight nine ten"] {
