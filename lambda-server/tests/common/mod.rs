@@ -434,18 +434,25 @@ pub async fn runtime_parity_examples(s: &Server) {
 }
 
 pub async fn created_id(r: reqwest::Response) -> String {
+    answer(r, 201).await["lambda_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The JSON of an answer with the `expected` status; any other answer fails with its headers
+/// and body as they came (an empty or non-JSON body too: a refusal by the HTTP layer has one).
+pub async fn answer(r: reqwest::Response, expected: u16) -> serde_json::Value {
     let status = r.status();
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{v}");
-    v["lambda_id"].as_str().unwrap().to_owned()
+    let headers = r.headers().clone();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, expected, "{headers:?} {body:?}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"))
 }
 
 /// The version an update started (202); any other answer fails with its body.
 pub async fn updated(r: reqwest::Response) -> u64 {
-    let status = r.status();
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(status, 202, "{v}");
-    v["lambda_version"].as_u64().unwrap()
+    answer(r, 202).await["lambda_version"].as_u64().unwrap()
 }
 
 async fn user_metrics_merged(s: &Server, id: &str) {
