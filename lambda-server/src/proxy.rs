@@ -179,7 +179,7 @@ async fn proxied(
     let method = crate::api::method_name(req.method());
     let resp = match crate::api::authorize(&state, &mut req, crate::auth::Access::Proxy).await {
         Ok(()) => std::pin::pin!(forward(&state, req, Some(rid.clone()))).await,
-        Err(e) => Err(e),
+        Err(e) => Err(refused(req, e)),
     }
     .unwrap_or_else(|e| e.into_response());
     Ok(crate::api::finish(
@@ -197,19 +197,31 @@ pub(crate) async fn route(State(state): State<AppState>, req: Request) -> Result
 /// response; the requests of a lambda the caller may reach are counted in its traffic.
 async fn forward(s: &AppState, req: Request, rid: Option<HeaderValue>) -> Result<Response> {
     let started = Instant::now();
-    let (raw, suffix) = target(req.uri().path()).ok_or_else(|| {
-        Error::BadRequest(ErrorCode::RouteNotFound, "not a proxy path".to_owned())
-    })?;
-    let id = crate::api::lambda_id(raw)?;
-    let account = Account::resolve(req.headers(), req.extensions().get())?.0;
-    let (route, endpoint, counted) = s.platform.admit(&id, account).await?;
-    if route.lambda_type == lambda_core::LambdaType::Tasks && suffix.starts_with("/tasks/") {
-        // The platform's own calls into a tasks lambda; tasks start with POST /1/tasks.
-        return Err(Error::BadRequest(
-            ErrorCode::RouteNotFound,
-            format!("{suffix} of a tasks lambda is not proxied; start a task with POST /1/tasks"),
-        ));
-    }
+    // What admission reads of the request (the request itself is not `Sync`: the future must not
+    // hold a reference to it).
+    let (path, headers, extensions) = (req.uri().path(), req.headers(), req.extensions());
+    let admitted = async {
+        let (raw, suffix) = target(path).ok_or_else(|| {
+            Error::BadRequest(ErrorCode::RouteNotFound, "not a proxy path".to_owned())
+        })?;
+        let id = crate::api::lambda_id(raw)?;
+        let account = Account::resolve(headers, extensions.get())?.0;
+        let (route, endpoint, counted) = s.platform.admit(&id, account).await?;
+        if route.lambda_type == lambda_core::LambdaType::Tasks && suffix.starts_with("/tasks/") {
+            // The platform's own calls into a tasks lambda; tasks start with POST /1/tasks.
+            return Err(Error::BadRequest(
+                ErrorCode::RouteNotFound,
+                format!(
+                    "{suffix} of a tasks lambda is not proxied; start a task with POST /1/tasks"
+                ),
+            ));
+        }
+        Ok((suffix, id, account, route, endpoint, counted))
+    };
+    let (suffix, id, account, route, endpoint, counted) = match admitted.await {
+        Ok(admitted) => admitted,
+        Err(e) => return Err(refused(req, e)),
+    };
     let path_and_query = match req.uri().query() {
         Some(q) if suffix.is_empty() => format!("/?{q}"),
         Some(q) => format!("{suffix}?{q}"),
@@ -240,6 +252,31 @@ async fn forward(s: &AppState, req: Request, rid: Option<HeaderValue>) -> Result
         }),
         None => answer,
     }
+}
+
+/// The largest request body a refused proxy request has read and dropped (see [`refused`]).
+const DISCARD_MAX: u64 = 64 * 1024;
+/// How long a refused request's body may take to arrive before its connection is closed.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A proxy request refused before it reached a replica (`e`): its answer goes at once, and its
+/// body, when it declares a small one, is read to its end and dropped by a task of its own, as
+/// nginx discards one, so that the client keeps its connection for the next request (hyper
+/// closes a connection whose request body is dropped unread, and a client that wrote its body
+/// after the answer came would then find the connection gone). A larger body, or one that takes
+/// longer than [`DISCARD_TIME`], is dropped and the connection closed: sending the rest of it for
+/// nothing would cost its client more than a new connection.
+fn refused(req: Request, e: Error) -> Error {
+    use http_body_util::BodyExt as _;
+    let declared = crate::api::content_length(req.headers());
+    if declared.is_some_and(|n| n > 0 && n <= DISCARD_MAX) {
+        let mut body = req.into_body();
+        tokio::spawn(async move {
+            let drained = async { while let Some(Ok(_)) = body.frame().await {} };
+            let _ = tokio::time::timeout(DISCARD_TIME, drained).await;
+        });
+    }
+    e
 }
 
 /// A response body that keeps its request counted in the lambda's load while it streams.
