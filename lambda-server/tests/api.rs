@@ -703,7 +703,29 @@ async fn lambda_and_upload_limits() {
     assert_eq!(r.status, 202, "{:?}", r.body);
     let r = call(&app, update()).await;
     assert_ne!(r.status, 429, "{:?}", r.body);
+    // A stopped platform leaves its replicas running for its next start to adopt: deleted
+    // first, so that none outlives the test.
+    for account in [ACCOUNT, OTHER] {
+        delete_all(&app, account).await;
+    }
     p.shutdown().await;
+}
+
+/// Deletes every lambda of `account`.
+async fn delete_all(app: &axum::Router, account: &str) {
+    let listed = call(app, get_as("/1/lambdas", account)).await.json();
+    for l in listed["lambdas"].as_array().unwrap() {
+        let id = l["lambda_id"].as_str().unwrap();
+        let r = call(
+            app,
+            Request::delete(format!("/1/lambdas/{id}"))
+                .header("Luna-Account-Id", account)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+    }
 }
 
 /// An upload whose body stalls gets 408/12013 after `upload_timeout` and frees its place; one
