@@ -40,12 +40,13 @@ fn is_staging(path: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().contains('#'))
 }
 
-/// Every file under `path` with its size.
+/// Every file under `path` with its size, without what the server and its replicas write while
+/// it is walked (neither is the collector's business): bytecode caches, which a replica's Python
+/// may write into its environment or app folder whenever it first imports a module, and staging
+/// files.
 fn files(path: &Path) -> BTreeMap<std::path::PathBuf, u64> {
     let mut out = BTreeMap::new();
-    // A running replica's Python may write bytecode caches into its environment or app folder
-    // whenever it first imports a module: not the collector's business.
-    if path.ends_with("__pycache__") {
+    if path.ends_with("__pycache__") || is_staging(path) {
         return out;
     }
     let Ok(meta) = std::fs::symlink_metadata(path) else {
@@ -119,15 +120,14 @@ async fn a_dry_run_reports_exactly_what_the_real_run_removes() {
     }
     // What a collection may touch, in one walk: the store and the build folder, without the
     // audit log (it grows with each request, the gc calls too, and its writer replaces its hour
-    // object at any time) and without staging files (an object being written has one beside it,
-    // `<key>#<n>`, until its rename): neither is what GC is about. Sizes and file lists come
-    // from the same walk, so a failure names the file that differs.
+    // object at any time): not what GC is about. Sizes and file lists come from the same walk,
+    // so a failure names the file that differs.
     let audit = store.join("audit");
     let walk = || -> BTreeMap<std::path::PathBuf, u64> {
         files(&store)
             .into_iter()
             .chain(files(&builds))
-            .filter(|(p, _)| !p.starts_with(&audit) && !is_staging(p))
+            .filter(|(p, _)| !p.starts_with(&audit))
             .collect()
     };
     let usage = |walked: &BTreeMap<std::path::PathBuf, u64>| -> u64 { walked.values().sum() };

@@ -78,7 +78,8 @@ impl Sending {
 pub(super) fn write_head(
     out: &mut Vec<u8>,
     method: &Method,
-    (target, host): (&str, &str),
+    target: &str,
+    host: &str,
     headers: &HeaderMap,
     sending: Sending,
 ) {
@@ -433,7 +434,8 @@ mod tests {
         write_head(
             &mut out,
             &Method::POST,
-            ("/a?b=c", "10.0.0.1:80"),
+            "/a?b=c",
+            "10.0.0.1:80",
             &headers,
             Sending::Length(5),
         );
@@ -446,7 +448,8 @@ mod tests {
         write_head(
             &mut out,
             &Method::GET,
-            ("/", "127.0.0.1:9"),
+            "/",
+            "127.0.0.1:9",
             &HeaderMap::new(),
             Sending::Nothing,
         );
@@ -456,7 +459,8 @@ mod tests {
         write_head(
             &mut out,
             &Method::PUT,
-            ("/", "h:1"),
+            "/",
+            "h:1",
             &HeaderMap::new(),
             Sending::Chunked,
         );

@@ -86,7 +86,8 @@ impl Link {
         h1::write_head(
             &mut self.write,
             &parts.method,
-            (target, host),
+            target,
+            host,
             &parts.headers,
             sending,
         );
