@@ -30,7 +30,13 @@ def _int(name, default):
 
 
 class LambdaConfig:
-    """Settings of this lambda process. `userConfig` is the user config (a dict)."""
+    """Settings of this lambda process. `userConfig` is the user config (a dict).
+
+    It is also a read-only mapping over the user config, as the original's `lambdaConfig`
+    storage: `lambdaConfig["name"]`, `lambdaConfig["users"][0]["name"]`, `get`, `in`,
+    iteration, `keys()`, `items()`, `values()`. A missing key raises `KeyError` naming it.
+    A `PUT .../config` restarts the lambda, so this always reads the current config.
+    """
 
     def __init__(self, environ=None):
         env = os.environ if environ is None else environ
@@ -60,6 +66,36 @@ class LambdaConfig:
         except ValueError as e:
             raise SystemExit(f"luna-lambda runtime: user config {path} is not valid JSON: {e}") from None
         return value if isinstance(value, dict) else {}
+
+    # The mapping protocol over the user config ----------------------------------------------
+
+    def __getitem__(self, key):
+        try:
+            return self.userConfig[key]
+        except KeyError:
+            known = ", ".join(sorted(map(str, self.userConfig))) or "none (the user config is empty)"
+            raise KeyError(f"lambdaConfig has no key {key!r}; the user config's keys: {known}") from None
+
+    def get(self, key, default=None):
+        return self.userConfig.get(key, default)
+
+    def __contains__(self, key):
+        return key in self.userConfig
+
+    def __iter__(self):
+        return iter(self.userConfig)
+
+    def __len__(self):
+        return len(self.userConfig)
+
+    def keys(self):
+        return self.userConfig.keys()
+
+    def items(self):
+        return self.userConfig.items()
+
+    def values(self):
+        return self.userConfig.values()
 
 
 lambdaConfig = LambdaConfig()
