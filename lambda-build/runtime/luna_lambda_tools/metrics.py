@@ -23,8 +23,10 @@ _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = ("le", "quantile", "replica")
 
-#: Default histogram buckets of user metrics (seconds), as in the original luna_lambda_tools.
-DEFAULT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Default histogram buckets of user metrics (seconds): the original luna_lambda_tools' documented ones.
+DEFAULT_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
 #: Buckets of the runtime's own request latency histogram.
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -199,10 +201,19 @@ class _Metric:
         self.name = name
         self.description = description
         self.labelNames = labels
+        #: The lambda's id and the registry that renders this metric, set by `initialize`.
+        self.lambdaId = None
+        self.registry = None
         self._children = {}
         self._seen = {}  # label values as given -> cells (see _resolve)
         if not labels:
             self._child(())
+
+    def initialize(self, lambdaId, registry):
+        """Binds the metric to its lambda and registry; the runtime calls it at start for each
+        metric of `USER_METRICS`."""
+        self.lambdaId = lambdaId
+        self.registry = registry
 
     def _child(self, values):
         cells = self._children.get(values)
@@ -408,12 +419,15 @@ class RequestMetrics:
 
 
 class Registry:
-    """The metrics rendered on `/metrics`: the runtime's, then the user's `USER_METRICS`."""
+    """The metrics rendered on `/metrics`: the runtime's (its request metrics and the families
+    in `runtime`), then the user's `USER_METRICS`, each initialized with `lambda_id` and this
+    registry."""
 
-    def __init__(self, user_metrics=()):
+    def __init__(self, user_metrics=(), runtime=(), lambda_id=""):
         self.requests = RequestMetrics()
-        self.families = [self.requests.requests, self.requests.duration]
+        self.families = [self.requests.requests, self.requests.duration, *runtime]
         seen = {m.name for m in self.families}
+        own = ", ".join(sorted(seen))
         for m in user_metrics:
             if not isinstance(m, _Metric):
                 raise MetricError(
@@ -421,9 +435,10 @@ class Registry:
                     "objects from luna_lambda_tools.public.metrics.user_metrics"
                 )
             if m.name in seen:
-                raise MetricError(f"metric name {m.name!r} is used twice (the runtime's own metrics are lambda_requests and lambda_request_duration_seconds)")
+                raise MetricError(f"metric name {m.name!r} is used twice (the runtime's own metrics are {own})")
             seen.add(m.name)
             self.families.append(m)
+            m.initialize(lambda_id, self)
 
     def observe(self, route, method, status, seconds):
         self.requests.observe(route, method, status, seconds)

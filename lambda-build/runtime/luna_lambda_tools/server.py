@@ -81,12 +81,12 @@ def task_class(module):
     return cls
 
 
-def _user_metrics(module):
+def _user_metrics(module, lambda_id):
     metrics = getattr(module, "USER_METRICS", ())
     if not isinstance(metrics, (list, tuple)):
         raise LambdaLoadError(f"USER_METRICS in {module.__name__}.py must be a list of metrics, not {type(metrics).__name__}")
     try:
-        return Registry(metrics)
+        return Registry(metrics, lambda_id=lambda_id)
     except MetricError as e:
         raise LambdaLoadError(f"{module.__name__}.py: {e}") from None
 
@@ -133,7 +133,7 @@ class LambdaApp:
         self.config = UserConfig(config.userConfig)
         self.max_body = config.maxBodyBytes
         self.version = (b"lambda-version", str(config.version).encode())
-        self.metrics = _user_metrics(module)
+        self.metrics = _user_metrics(module, config.lambdaId)
         self.routes = _user_routes(module)
         lambda_dir = lambda_dir or os.path.dirname(os.path.abspath(module.__file__))
         self.docs_dir = os.path.join(lambda_dir, "docs")

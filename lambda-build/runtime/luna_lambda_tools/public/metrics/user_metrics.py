@@ -12,8 +12,11 @@ Build them at module scope of `lambda_main.py` and list them in `USER_METRICS`:
         processed.inc(labels={"kind": "face"})
         latency.observe(0.012)
         ...
+
+`monitorLastActivity` is here too, where the original documents it (and in `public.monitoring`).
 """
 
 from ...metrics import DEFAULT_BUCKETS, Counter, Gauge, Histogram, MetricError, Summary
+from ...monitoring import monitorLastActivity
 
-__all__ = ["DEFAULT_BUCKETS", "Counter", "Gauge", "Histogram", "MetricError", "Summary"]
+__all__ = ["DEFAULT_BUCKETS", "Counter", "Gauge", "Histogram", "MetricError", "Summary", "monitorLastActivity"]
