@@ -1,10 +1,16 @@
-"""A handlers lambda: luna-handlers sends it event data; it answers with a summary."""
+"""A handlers lambda: luna-handlers sends it event sources. `request.data` is the body parsed
+into `EventSourceSchema` (a body that does not match answers 400 naming the field);
+`request.json` is the body as it came."""
 
-from luna_lambda_tools import HandlersLambdaRequest, UserException
+from luna_lambda_tools import HandlersLambdaRequest, logger
 
 
 async def main(request: HandlersLambdaRequest) -> dict:
     data = request.data
-    if not isinstance(data, dict) or "sources" not in data:
-        raise UserException(400, "expected a JSON object with 'sources'")
-    return {"handler_id": request.handlerId, "sources": len(data["sources"])}
+    logger.info("handler %s: %d source(s): %s", request.handlerId, len(data.sources), [s.filename for s in data.sources])
+    return {
+        "handler_id": request.handlerId,
+        "sources": len(data.sources),
+        "aggregate": data.aggregateAttributes,
+        "filenames": [s.filename for s in data.sources],
+    }

@@ -54,7 +54,8 @@ def test_every_documented_module_path_imports_our_implementation(start):
     body = r.json()
     assert all(body["same"]), body["same"]
     assert body["faces"].startswith("LunaServicesNotConfigured: Faces needs the LUNA service setting LUNA_FACES_ADDRESS"), body
-    assert body["schema"] == {"sources": [{"filename": "a.jpg"}], "aggregateAttributes": True, "useExifInfo": True}
+    # asDict gives snake_case keys, as the original's does.
+    assert body["schema"] == {"sources": [{"filename": "a.jpg", "source_type": 0}], "aggregate_attributes": True, "use_exif_info": True}
 
 
 def metric_lines(lam, path="/metrics"):

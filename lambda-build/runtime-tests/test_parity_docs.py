@@ -1,14 +1,21 @@
 """Parity, round 2: what the original's documentation shows lambda authors, run unchanged over
-real HTTP: `lambdaConfig` as a mapping, user metrics' buckets and `initialize`."""
+real HTTP: `lambdaConfig` as a mapping, handlers `request.data` as an `EventSourceSchema`, the
+schema classes, user metrics' buckets and `initialize`."""
 
 import json
+import re
 import sys
+
+import msgpack
+import pytest
 
 from conftest import RUNTIME
 
 sys.path.insert(0, str(RUNTIME))
 
 from luna_lambda_tools.metrics import Histogram  # noqa: E402
+from luna_lambda_tools.public.handlers import schemas  # noqa: E402
+from luna_lambda_tools.public.schemas import base  # noqa: E402
 
 CONFIG = '''
 from luna_lambda_tools import StandaloneLambdaRequest, lambdaConfig
@@ -59,6 +66,130 @@ def test_lambda_config_is_a_mapping_over_the_current_user_config(start, tmp_path
     cfg.write_text(json.dumps({**first, "name": "door", "users": [{"name": "bob"}]}))
     again = start(files={"lambda_main.py": CONFIG}, env={"LAMBDA_USER_CONFIG_FILE": str(cfg)}).request("GET", "/main").json()
     assert (again["title"], again["username"]) == ("door", "bob")
+
+
+SOURCES = '''
+from luna_lambda_tools import HandlersLambdaRequest, logger
+from luna_lambda_tools.public.handlers.schemas import EventSourceAggregated, EventSourceSchema
+
+
+async def main(request: HandlersLambdaRequest) -> dict:
+    if request.args.get("raw"):
+        return {"raw": request.json}
+    logger.info("sources: %s", request.data.sources)
+    data = request.data
+    return {
+        "once": data is request.data,
+        "schema": isinstance(data, EventSourceSchema),
+        "classes": [type(s).__name__ for s in data.sources],
+        "aggregated": [isinstance(s, EventSourceAggregated) for s in data.sources],
+        "filenames": [s.filename for s in data.sources],
+        "aggregateAttributes": data.aggregateAttributes,
+        "useExifInfo": data.useExifInfo,
+        "raw_kept": request.json is not data,
+        "asDict": None if request.headers.get("content-type") == "application/msgpack" else data.asDict(),  # bytes
+    }
+'''
+
+
+def test_handlers_request_data_is_the_event_source_schema(start):
+    lam = start(files={"lambda_main.py": SOURCES}, env={"LAMBDA_TYPE": "handlers"})
+    body = {
+        "sources": [
+            {"filename": "a.jpg", "image_origin": "http://cam/1", "source_data": {"tags": ["gate"]}},
+            {"detections": [{"face_detection": {"warp": "d2FycA==", "score": 0.9}}], "detect_ts": 1.5},
+        ],
+        "use_exif_info": 0,
+    }
+    r = lam.request("POST", "/main", body)
+    assert r.status == 200, r.body
+    got = r.json()
+    assert got["once"] and got["schema"] and got["raw_kept"]
+    assert got["classes"] == ["EventSourceNonAggregatedRawImage", "EventSourceNonAggregatedDetections"]
+    assert got["aggregated"] == [False, False] and got["filenames"] == ["a.jpg", None]
+    assert (got["aggregateAttributes"], got["useExifInfo"]) == (False, False)
+    assert got["asDict"]["sources"][0]["source_data"] == {"tags": ["gate"], "user_data": "", "external_id": ""}
+    assert lam.request("POST", "/main?raw=1", body).json() == {"raw": body}
+    # MessagePack, as luna-handlers sends it, aggregated: image bodies are bytes.
+    packed = msgpack.packb({"sources": [{"body": b"\xff\xd8img"}, {"body": b"\xff\xd8two"}], "aggregate_attributes": 1})
+    agg = lam.request("POST", "/main", packed, headers={"Content-Type": "application/msgpack"}).json()
+    assert agg["classes"] == ["EventSourceAggregatedRawImage"] * 2 and agg["aggregated"] == [True, True]
+    assert agg["aggregateAttributes"] is True
+    lam.stop()
+    log = lam.output()
+    assert "sources: [EventSourceNonAggregatedRawImage(filename='a.jpg'" in log, log
+
+
+@pytest.mark.parametrize(
+    "body, detail",
+    [
+        ({"sources": []}, "sources: List should have at least 1 item"),
+        ({"aggregate_attributes": 1}, "sources: Field required"),
+        ({"sources": [{"filename": 7}]}, "sources.0.filename: Input should be a valid string"),
+        ({"sources": [{"detect_ts": -1}]}, "sources.0.detect_ts: Input should be greater than or equal to 0"),
+        ({"sources": [{"image": "x"}]}, "sources.0.image: Extra inputs are not permitted"),
+        ({"sources": [{"source_data": {}}], "aggregate_attributes": 1}, "sources.0.source_data: Extra inputs are not permitted"),
+        ({"sources": [{"detections": [{}]}]}, "sources.0.detections.0: Value error, a detection needs face_detection"),
+        ([1, 2], "(the body): Input should be a valid dictionary"),
+    ],
+)
+def test_a_body_that_does_not_match_the_schema_is_a_400_naming_the_field(start, body, detail):
+    lam = start(files={"lambda_main.py": SOURCES}, env={"LAMBDA_TYPE": "handlers"})
+    r = lam.request("POST", "/main", body)
+    assert r.status == 400, r.body
+    assert r.json()["error_code"] == 12001 and r.json()["desc"] == "Bad input data"
+    assert r.json()["detail"].startswith("request data does not match EventSourceSchema: " + detail), r.json()
+
+
+def test_a_handlers_lambda_that_does_not_read_data_takes_any_body(start):
+    lam = start(files={"lambda_main.py": SOURCES}, env={"LAMBDA_TYPE": "handlers"})
+    assert lam.request("POST", "/main?raw=1", [1, 2]).json() == {"raw": [1, 2]}
+
+
+# The fields the original's API reference pages list for each class (see docs/runtime-parity.md).
+DOCUMENTED_FIELDS = {
+    "EventSourceSchema": {"sources", "aggregateAttributes", "useExifInfo", "sourceData"},
+    "EventSourceBase": {"filename", "detectTime", "detectTs", "imageOrigin"},
+    "ImageOrigin": {"body", "bodyMeta"},
+    "SourceData": {"source", "streamId", "tags", "userData", "externalId", "trackId", "meta", "eventTime", "eventEndTime", "location"},
+    "Angles": {"pitch", "roll", "yaw"},
+    "FaceDetection": {"angles", "score", "warp", "originBoundingBox", "boundingBox", "meta"},
+    "FaceDetectionData": {"boundingBox", "originBoundingBox", "angles", "score"},
+    "BodyDetectionData": {"boundingBox", "originBoundingBox"},
+    "RawDetection": {"warp", "boundingBox", "meta"},
+    "RawImageAggregated": {"body", "faceBoundingBoxes", "bodyBoundingBoxes", "meta"},
+    "EventSource": {"sourceData", "body", "bodyMeta", "filename", "sourceType", "faceBoundingBoxes", "bodyBoundingBoxes",
+                    "detectTime", "detectTs", "imageOrigin"},
+}
+DOCUMENTED_BASE_FIELDS = {
+    "BoundingBox": {"x", "y", "width", "height"},
+    "GeoPosition": {"latitude", "longitude"},
+    "Location": {"geoPosition", "street", "houseNumber", "district", "area", "city"},
+}
+
+
+def test_schema_classes_have_the_originals_fields_with_snake_case_aliases():
+    for module, table in ((schemas, DOCUMENTED_FIELDS), (base, DOCUMENTED_BASE_FIELDS)):
+        for name, fields in table.items():
+            model = getattr(module, name)
+            assert set(model.model_fields) == fields, name
+            for field, info in model.model_fields.items():
+                assert info.alias == re.sub(r"([A-Z])", r"_\1", field).lower(), (name, field, info.alias)
+    for name in ("EventSourceAggregatedRawImage", "EventSourceAggregatedDetections", "EventSourceNonAggregatedRawImage",
+                 "EventSourceNonAggregatedDetections", "RawDetectionsAggregated", "RawDetectionsNonAggregated",
+                 "RawImageNonAggregated", "DetectTs", "EventSourceAggregated", "EventSourceNonAggregated"):
+        assert hasattr(schemas, name), name
+    # Both spellings of a field are accepted; asDict answers the wire's.
+    loc = base.Location.model_validate({"houseNumber": "1", "geo_position": {"latitude": 1.5, "longitude": 2}})
+    assert loc.asDict() == {"house_number": "1", "geo_position": {"latitude": 1.5, "longitude": 2.0}}
+    ts = schemas.EventSourceBase(detect_ts=12.5).detectTs
+    assert isinstance(ts, schemas.DetectTs) and ts == 12.5
+    detections = schemas.EventSourceSchema.model_validate(
+        {"sources": [{"detections": [{"body_detection": {"warp": b"w", "bounding_box": {"x": 1, "y": 2, "width": 3, "height": 4}}}]}],
+         "aggregate_attributes": True})
+    source = detections.sources[0]
+    assert isinstance(source, schemas.EventSourceAggregatedDetections)
+    assert source.detections[0].bodyDetection.boundingBox.width == 3
 
 
 DOCUMENTED_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,

@@ -118,8 +118,15 @@ def test_exceptions_and_bad_returns_are_500_42004(start):
 
 def test_handlers_lambda_data_handler_id_and_models(start):
     lam = start("handlers", env={"LAMBDA_TYPE": "handlers"})
-    r = lam.request("POST", "/main", {"sources": [1, 2, 3]}, headers={"Luna-Handler-Id": "h-42"})
-    assert r.status == 200 and r.json() == {"handler_id": "h-42", "sources": 3}
+    body = {"sources": [{"filename": "a.jpg"}, {"filename": "b.jpg"}, {"image_origin": "http://cam/1"}]}
+    r = lam.request("POST", "/main", body, headers={"Luna-Handler-Id": "h-42"})
+    assert r.status == 200, r.body
+    assert r.json() == {"handler_id": "h-42", "sources": 3, "aggregate": False, "filenames": ["a.jpg", "b.jpg", None]}
+    bad = lam.request("POST", "/main", {"sources": [1, 2, 3]})
+    assert bad.status == 400 and bad.json()["error_code"] == 12001, bad.body
+    assert bad.json()["detail"].startswith("request data does not match EventSourceSchema: sources.0: a source must be an object")
+    lam.stop()
+    assert "handler h-42: 3 source(s): ['a.jpg', 'b.jpg', None]" in lam.output()
     models = """
 import pydantic
 from luna_lambda_tools import HandlersLambdaRequest

@@ -173,16 +173,15 @@ class Task(BaseLambdaTask):
         return {"item": subTaskContent["item"], "length": len(str(subTaskContent["item"]))}
 "#;
 
-const HANDLERS_MAIN: &str = r#""""A handlers lambda: luna-handlers sends it event data."""
+const HANDLERS_MAIN: &str = r#""""A handlers lambda: luna-handlers sends it event sources. `request.data` is the body
+parsed into EventSourceSchema; a body that does not match answers 400 naming the field."""
 
-from luna_lambda_tools import HandlersLambdaRequest, UserException
+from luna_lambda_tools import HandlersLambdaRequest
 
 
 async def main(request: HandlersLambdaRequest) -> dict:
-    data = request.data
-    if not isinstance(data, dict) or "sources" not in data:
-        raise UserException(400, "expected a JSON object with 'sources'")
-    return {"handler_id": request.handlerId, "sources": len(data["sources"])}
+    sources = request.data.sources
+    return {"handler_id": request.handlerId, "sources": len(sources), "filenames": [s.filename for s in sources]}
 "#;
 
 /// The README of a new lambda folder: what it is and the commands to try it.
@@ -196,7 +195,7 @@ fn init_readme(name: &str, ty: TypeArg, type_flag: &str) -> String {
         ),
         TypeArg::Standalone | TypeArg::Handlers => {
             let example = if matches!(ty, TypeArg::Handlers) {
-                r#"'{"sources": [1, 2]}' -H 'Luna-Handler-Id: h1'"#
+                r#"'{"sources": [{"filename": "a.jpg"}, {"filename": "b.jpg"}]}' -H 'Luna-Handler-Id: h1'"#
             } else {
                 r#"'{"name": "ann"}'"#
             };

@@ -350,7 +350,7 @@ fn handlers_lambdas_and_validation_failures() {
             "invoke",
             &id,
             "--data",
-            r#"{"sources": [1, 2]}"#,
+            r#"{"sources": [{"filename": "a.jpg"}, {"filename": "b.jpg"}]}"#,
             "-H",
             "Luna-Handler-Id: h-9",
         ],

@@ -18,7 +18,7 @@ async fn every_example_runs_behind_the_proxy() {
         (
             "handlers",
             Some(r#"{"lambda_name":"handlers","lambda_type":"handlers"}"#),
-            serde_json::json!({"sources": [1, 2]}),
+            serde_json::json!({"sources": [{"filename": "a.jpg"}, {"filename": "b.jpg"}]}),
             200,
             "sources",
         ),

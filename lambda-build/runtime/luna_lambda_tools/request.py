@@ -85,7 +85,7 @@ class UserConfig:
 
 
 class _BaseRequest:
-    __slots__ = ("_scope", "_body", "_json", "_headers", "_args", "config", "userCtx", "requestId")
+    __slots__ = ("_scope", "_body", "_json", "_data", "_headers", "_args", "config", "userCtx", "requestId")
     config: UserConfig
     userCtx: Any
     requestId: str
@@ -94,6 +94,7 @@ class _BaseRequest:
         self._scope = scope
         self._body = body
         self._json = _UNSET
+        self._data = _UNSET
         self._headers = None
         self._args = None
         self.config = config
@@ -165,9 +166,10 @@ _MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/v
 
 
 class HandlersLambdaRequest(_BaseRequest):
-    """Request of a handlers lambda: sent by luna-handlers; `.data` is the decoded body and
-    `.handlerId` comes from the `Luna-Handler-Id` header. A body sent as
-    `Content-Type: application/msgpack` is decoded as MessagePack, any other as JSON."""
+    """Request of a handlers lambda: sent by luna-handlers. `.json` is the decoded body, `.data`
+    the body parsed into `EventSourceSchema`, and `.handlerId` comes from the `Luna-Handler-Id`
+    header. A body sent as `Content-Type: application/msgpack` is decoded as MessagePack, any
+    other as JSON."""
 
     __slots__ = ()
 
@@ -186,7 +188,14 @@ class HandlersLambdaRequest(_BaseRequest):
 
     @property
     def data(self) -> Any:
-        return self.json
+        """The body parsed into `EventSourceSchema` (once, on first use): `request.data.sources`,
+        `.aggregateAttributes`, `.useExifInfo`, `.sourceData`. A body that does not match answers
+        400 (error_code 12001) naming the field."""
+        if self._data is _UNSET:
+            from .handlers_data import event_sources
+
+            self._data = event_sources(self.json)
+        return self._data
 
     @property
     def handlerId(self) -> Optional[str]:

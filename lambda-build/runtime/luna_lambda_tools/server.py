@@ -121,6 +121,15 @@ def _query_flag(scope, name):
     return False
 
 
+def _load_handlers_schemas():
+    """Loads `request.data`'s schemas (pydantic) at start, not on the first request. Without
+    pydantic (a base image built before the runtime needed it) only `request.data` fails."""
+    try:
+        importlib.import_module(".handlers_data", __package__)
+    except ImportError as e:
+        logger.warning("handlers lambda: request.data is not available: %s", e)
+
+
 class LambdaApp:
     """The ASGI application of one lambda."""
 
@@ -130,6 +139,8 @@ class LambdaApp:
         self.user_ctx_cls = getattr(module, "UserCtx", None)
         self.user_ctx = None
         self.request_cls = HandlersLambdaRequest if config.lambdaType == "handlers" else StandaloneLambdaRequest
+        if config.lambdaType == "handlers":
+            _load_handlers_schemas()
         self.config = UserConfig(config.userConfig)
         self.max_body = config.maxBodyBytes
         self.version = (b"lambda-version", str(config.version).encode())

@@ -270,7 +270,7 @@ pub async fn every_example_builds_and_runs(h: &dyn Harness) {
         (
             "handlers",
             LambdaType::Handlers,
-            serde_json::json!({"sources": [1]}),
+            serde_json::json!({"sources": [{"filename": "a.jpg"}]}),
             200,
             "sources",
         ),

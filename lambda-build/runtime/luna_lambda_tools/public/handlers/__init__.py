@@ -1,4 +1,4 @@
-"""Handlers lambdas (`schemas` needs pydantic and is imported on its own)."""
+"""Handlers lambdas (`schemas`, the pydantic models of the body, is imported on its own)."""
 
 from .handlers_request import HandlersLambdaRequest
 

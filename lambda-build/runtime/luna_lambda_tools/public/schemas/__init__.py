@@ -1,1 +1,1 @@
-"""Base pydantic schema (`schemas.base.BaseSchema`); needs pydantic."""
+"""Base pydantic schemas (`schemas.base`)."""

@@ -1,5 +1,6 @@
-"""`BaseSchema`: a pydantic model accepting camelCase names and snake_case aliases, with `asDict()`."""
+"""Base pydantic schemas: `BaseSchema` (camelCase names with snake_case aliases, `asDict()`),
+`BoundingBox`, `GeoPosition`, `Location` (see luna_lambda_tools.schemas)."""
 
-from ..handlers.schemas import BaseSchema
+from ...schemas import BaseSchema, BoundingBox, GeoPosition, Location
 
-__all__ = ["BaseSchema"]
+__all__ = ["BaseSchema", "BoundingBox", "GeoPosition", "Location"]
