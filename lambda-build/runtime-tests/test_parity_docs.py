@@ -1,10 +1,12 @@
 """Parity, round 2: what the original's documentation shows lambda authors, run unchanged over
 real HTTP: `lambdaConfig` as a mapping, handlers `request.data` as an `EventSourceSchema`, the
-schema classes, user metrics' buckets and `initialize`."""
+schema classes, user metrics' buckets and `initialize`, monitoring points and the Sanic request
+methods."""
 
 import json
 import re
 import sys
+import time
 
 import msgpack
 import pytest
@@ -226,5 +228,102 @@ def test_user_metrics_have_the_documented_buckets_and_are_initialized_with_the_l
         assert f'user_histo_bucket{{custom_label="value1",le="{bound}"}}' in text, text
     assert 'user_histo_bucket{custom_label="value1",le="0.5"} 0' in text
     assert 'user_histo_bucket{custom_label="value1",le="0.75"} 1' in text
+
+
+MONITORING = '''
+from luna_lambda_tools import StandaloneLambdaRequest
+from luna_lambda_tools.public.monitoring import CustomMonitoringPoint
+
+
+class DetectionsPoint(CustomMonitoringPoint):
+    series = "detections"
+
+
+class NoSeries(CustomMonitoringPoint):
+    pass
+
+
+async def main(request: StandaloneLambdaRequest) -> dict:
+    what = request.args.get("what")
+    if what == "bool":
+        DetectionsPoint({"camera": True}, {})
+    if what == "no-series":
+        NoSeries({}, {})
+    if what == "not-a-point":
+        request.sendToMonitoring([{"series": "x"}])
+    point = DetectionsPoint({"camera": "gate"}, {"faces": 3}, eventTime=1700000000.5)
+    request.sendToMonitoring(point)
+    request.sendToMonitoring([DetectionsPoint({"camera": "door"}, {"faces": 1})])
+    request.dataForMonitoring.add(tags={"kind": "face"}, fields={"matched": 2})
+    return {"tags": point.tags, "fields": point.fields, "series": point.series, "service": point.service}
+'''
+
+
+def monitoring_points(log):
+    return [json.loads(line.split("monitoring point ", 1)[1]) for line in log.splitlines() if "monitoring point " in line]
+
+
+def test_monitoring_points_go_to_the_log_and_are_counted(start):
+    lam = start(files={"lambda_main.py": MONITORING}, env={"LAMBDA_ID": "lam-9"})
+    before = time.time()
+    r = lam.request("POST", "/main", {}, headers={"Luna-Request-Id": "1700000000,abc"})
+    assert r.status == 200, r.body
+    assert r.json() == {"tags": {"service": "lambda-lam-9", "camera": "gate"}, "fields": {"faces": 3}, "series": "detections",
+                        "service": "lambda-lam-9"}
+    for what, message in (("bool", "monitoring tag 'camera'=True: names are strings and values strings, integers or floats"),
+                          ("no-series", "NoSeries must set `series` (a non-empty string) to be sent"),
+                          ("not-a-point", "sendToMonitoring takes CustomMonitoringPoint objects, not dict")):
+        bad = lam.request("POST", f"/main?what={what}", {})
+        assert bad.status == 500 and message in bad.json()["detail"], bad.body
+    text = lam.request("GET", "/lambda_metrics").body.decode()
+    assert 'lambda_monitoring_points_total{series="detections"} 2' in text, text
+    assert 'lambda_monitoring_points_total{series="requests"} 1' in text, text
+    lam.stop()
+    points = monitoring_points(lam.output())
+    assert points[0] == {"series": "detections", "time": 1700000000.5, "tags": {"service": "lambda-lam-9", "camera": "gate"},
+                         "fields": {"faces": 3}}
+    assert points[1]["tags"] == {"service": "lambda-lam-9", "camera": "door"} and before <= points[1]["time"] <= time.time()
+    request_point = points[2]
+    assert request_point["series"] == "requests" and before <= request_point["time"] <= time.time()
+    assert request_point["tags"] == {"service": "lambda-lam-9", "route": "POST:/main", "status_code": 200, "kind": "face"}
+    assert request_point["fields"]["request_id"] == "1700000000,abc" and request_point["fields"]["matched"] == 2
+    assert 0 <= request_point["fields"]["execution_time"] < 5
+    assert len(points) == 3, points  # the failed requests added nothing to their points
+
+
+SANIC = '''
+import json
+from luna_lambda_tools import StandaloneLambdaRequest
+
+
+async def main(request: StandaloneLambdaRequest) -> dict:
+    if request.args.get("loads"):
+        return {"loaded": request.load_json(loads=lambda raw: {"length": len(raw)})}
+    if request.args.get("strict"):
+        return {"pairs": request.get_query_args(strict_parsing=True)}
+    return {
+        "start": request.startRequestTime,
+        "args": request.get_args(),
+        "blank": request.get_args(keep_blank_values=True),
+        "pairs": request.get_query_args(),
+        "json": request.load_json(),
+    }
+'''
+
+
+def test_request_start_time_and_the_sanic_methods(start):
+    lam = start(files={"lambda_main.py": SANIC})
+    before = time.time()
+    got = lam.request("POST", "/main?a=1&b=&a=2&c=%20x", {"k": [1]}).json()
+    assert before - 0.01 <= got["start"] <= time.time()
+    assert got["args"] == {"a": ["1", "2"], "c": [" x"]}
+    assert got["blank"] == {"a": ["1", "2"], "b": [""], "c": [" x"]}
+    assert got["pairs"] == [["a", "1"], ["a", "2"], ["c", " x"]]
+    assert got["json"] == {"k": [1]}
+    assert lam.request("POST", "/main?loads=1", b"12345").json() == {"loaded": {"length": 5}}
+    bad = lam.request("POST", "/main", b"{nope")
+    assert bad.status == 400 and bad.json()["error_code"] == 12001
+    strict = lam.request("GET", "/main?strict=1&novalue")
+    assert strict.status == 400 and strict.json()["error_code"] == 12004 and "malformed" in strict.json()["detail"]
 
 

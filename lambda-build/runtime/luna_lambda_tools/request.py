@@ -1,11 +1,14 @@
 """Request objects handed to `main(request)`."""
 
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Iterable, Optional, Union
 from urllib.parse import parse_qsl
 
 import orjson
 
+from .config import lambdaConfig
 from .exceptions import BadRequest, LunaServicesNotConfigured, UserException
+from .monitoring import CustomMonitoringPoint, DataForMonitoring, send_points
 
 _UNSET = object()
 
@@ -85,21 +88,28 @@ class UserConfig:
 
 
 class _BaseRequest:
-    __slots__ = ("_scope", "_body", "_json", "_data", "_headers", "_args", "config", "userCtx", "requestId")
+    __slots__ = (
+        "_scope", "_body", "_json", "_data", "_headers", "_args", "_monitoring", "config", "userCtx", "requestId",
+        "startRequestTime",
+    )
     config: UserConfig
     userCtx: Any
     requestId: str
+    startRequestTime: float
 
-    def __init__(self, scope, body, config, userCtx, requestId):
+    def __init__(self, scope, body, config, userCtx, requestId, startRequestTime=None):
         self._scope = scope
         self._body = body
         self._json = _UNSET
         self._data = _UNSET
         self._headers = None
         self._args = None
+        self._monitoring = None
         self.config = config
         self.userCtx = userCtx
         self.requestId = requestId
+        #: When the request arrived (unix seconds).
+        self.startRequestTime = time.time() if startRequestTime is None else startRequestTime
 
     @property
     def method(self) -> str:
@@ -132,6 +142,40 @@ class _BaseRequest:
             self._args = args
         return self._args
 
+    def get_args(
+        self, keep_blank_values: bool = False, strict_parsing: bool = False, encoding: str = "utf-8", errors: str = "replace"
+    ) -> Args:
+        """The query parameters as Sanic's `get_args` gives them: each name with the list of its
+        values; blank values are dropped unless `keep_blank_values`."""
+        args = Args()
+        for k, v in self.get_query_args(keep_blank_values, strict_parsing, encoding, errors):
+            args.setdefault(k, []).append(v)
+        return args
+
+    def get_query_args(
+        self, keep_blank_values: bool = False, strict_parsing: bool = False, encoding: str = "utf-8", errors: str = "replace"
+    ) -> list[tuple[str, str]]:
+        """The query parameters as Sanic's `get_query_args` gives them: `(name, value)` pairs in
+        order. With `strict_parsing` a malformed query answers 400."""
+        qs = self._scope.get("query_string", b"").decode("latin-1")
+        try:
+            return parse_qsl(qs, keep_blank_values=keep_blank_values, strict_parsing=strict_parsing, encoding=encoding, errors=errors)
+        except ValueError as e:
+            raise BadRequest(12004, "Bad query parameter", f"the query string is malformed: {e}") from None
+
+    def load_json(self, loads: Optional[Callable[[bytes], Any]] = None) -> Any:
+        """The body parsed as JSON, as Sanic's `load_json`: with `loads` (a function of the raw
+        body) instead of the runtime's parser; `None` for an empty body. Invalid JSON answers
+        400 with error_code 12001."""
+        if loads is None:
+            return self.json
+        if not self._body:
+            return None
+        try:
+            return loads(self._body)
+        except ValueError as e:
+            raise BadRequest(12001, "Bad JSON", f"request body is not valid JSON: {e}") from None
+
     @property
     def json(self) -> Any:
         """The body parsed as JSON (parsed once, on first use); `None` for an empty body.
@@ -145,6 +189,18 @@ class _BaseRequest:
                 except orjson.JSONDecodeError as e:
                     raise BadRequest(12001, "Bad JSON", f"request body is not valid JSON: {e}") from None
         return self._json
+
+    @property
+    def dataForMonitoring(self) -> DataForMonitoring:
+        """Tags and fields added to this request's monitoring point (`.add(tags, fields)`); see
+        luna_lambda_tools.monitoring for where points go."""
+        if self._monitoring is None:
+            self._monitoring = DataForMonitoring()
+        return self._monitoring
+
+    def sendToMonitoring(self, points: Union[CustomMonitoringPoint, Iterable[CustomMonitoringPoint]]) -> None:
+        """Writes one `CustomMonitoringPoint` or several (see luna_lambda_tools.monitoring)."""
+        send_points(points, lambdaConfig.lambdaId)
 
     @property
     def clients(self) -> Any:

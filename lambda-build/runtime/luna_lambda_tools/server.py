@@ -24,7 +24,7 @@ from .exceptions import BadRequest, LunaServicesNotConfigured, UserException
 from .exceptions import error_body as _error
 from .logger import logger
 from .metrics import METRICS_DIR_ENV, MetricError, Registry
-from .monitoring import last_activity
+from .monitoring import POINTS, last_activity, write_request_point
 from .request import HandlersLambdaRequest, StandaloneLambdaRequest, UserConfig
 from .tasks import BaseLambdaTask
 from .tasks_server import TaskRoutes
@@ -86,7 +86,7 @@ def _user_metrics(module, lambda_id):
     if not isinstance(metrics, (list, tuple)):
         raise LambdaLoadError(f"USER_METRICS in {module.__name__}.py must be a list of metrics, not {type(metrics).__name__}")
     try:
-        return Registry(metrics, lambda_id=lambda_id)
+        return Registry(metrics, runtime=(POINTS,), lambda_id=lambda_id)
     except MetricError as e:
         raise LambdaLoadError(f"{module.__name__}.py: {e}") from None
 
@@ -144,6 +144,7 @@ class LambdaApp:
         self.config = UserConfig(config.userConfig)
         self.max_body = config.maxBodyBytes
         self.version = (b"lambda-version", str(config.version).encode())
+        self.lambda_id = config.lambdaId
         self.metrics = _user_metrics(module, config.lambdaId)
         self.routes = _user_routes(module)
         lambda_dir = lambda_dir or os.path.dirname(os.path.abspath(module.__file__))
@@ -188,6 +189,7 @@ class LambdaApp:
 
     async def _http(self, scope, receive, send):
         started = _perf()
+        arrived = time.time()
         path = scope["path"]
         method = scope["method"]
         rid = None
@@ -196,17 +198,17 @@ class LambdaApp:
                 rid = v.decode("latin-1")
                 break
         if not rid:
-            rid = f"{int(time.time())},{uuid.uuid4()}"
+            rid = f"{int(arrived)},{uuid.uuid4()}"
         headers = [_JSON]
         label = path
         if path == "/main" and self.tasks is None:
-            status, body = await self._main(scope, receive, method, rid)
+            status, body = await self._main(scope, receive, method, rid, arrived)
         elif self.tasks is not None and path in self.tasks.paths:
             status, body = await self._task_call(scope, receive, method, rid, path)
         elif path == "/main":
             status, body = 404, _error(12006, "Resource not found", "a tasks lambda has no /main; start a task with POST /1/tasks")
         elif path not in _ROUTES:
-            status, body, headers, label = await self._user_route(scope, receive, method, rid, path)
+            status, body, headers, label = await self._user_route(scope, receive, method, rid, path, arrived)
         elif method != "GET":
             status, body = 405, _error(12007, "Method not allowed", f"{method} is not allowed on {path}")
             headers.append((b"allow", b"GET"))
@@ -251,13 +253,25 @@ class LambdaApp:
             logger.error("request %s: %s raised:\n%s", rid, where, traceback.format_exc())
             return None, (500, _error(42004, "Lambda exception", f"{type(e).__name__}: {e}"))
 
-    async def _main(self, scope, receive, method, rid):
+    def _report(self, request, route, status):
+        """Writes the request's monitoring point when the lambda added tags or fields to it."""
+        data = request._monitoring
+        if data:
+            seconds = time.time() - request.startRequestTime
+            write_request_point(data, self.lambda_id, route, status, request.requestId, request.startRequestTime, seconds)
+
+    async def _main(self, scope, receive, method, rid, arrived):
         if method not in ("GET", "POST"):
             return 405, _error(12007, "Method not allowed", f"{method} is not allowed on /main; use GET or POST")
         body = await self._read_body(scope, receive)
         if body is None:
             return 413, self._too_large()
-        request = self.request_cls(scope, body, self.config, self.user_ctx, rid)
+        request = self.request_cls(scope, body, self.config, self.user_ctx, rid, arrived)
+        status, answer = await self._answer_main(request, rid)
+        self._report(request, f"{method}:/main", status)
+        return status, answer
+
+    async def _answer_main(self, request, rid):
         result, failed = await self._call_user(rid, "main", self.main, request)
         if failed is not None:
             return failed
@@ -291,7 +305,7 @@ class LambdaApp:
     def _too_large(self):
         return _error(12003, "Request body too large", f"the body is larger than {self.max_body} bytes (LAMBDA_MAX_BODY_BYTES)")
 
-    async def _user_route(self, scope, receive, method, rid, path):
+    async def _user_route(self, scope, receive, method, rid, path, arrived):
         """A `LambdaUserHandler` route: (status, body, headers, metrics label)."""
         for route in self.routes:
             params = route.match(path)
@@ -307,7 +321,13 @@ class LambdaApp:
         body = await self._read_body(scope, receive)
         if body is None:
             return 413, self._too_large(), [_JSON], route.route
-        request = self.request_cls(scope, body, self.config, self.user_ctx, rid)
+        request = self.request_cls(scope, body, self.config, self.user_ctx, rid, arrived)
+        answer = await self._answer_route(request, route, name, params, rid)
+        self._report(request, f"{method}:{route.route}", answer[0])
+        return answer
+
+    async def _answer_route(self, request, route, name, params, rid):
+        """Runs a handler method: (status, body, headers, metrics label)."""
         where = f"{route.cls.__qualname__}.{name}"
 
         async def call():
