@@ -1,7 +1,7 @@
 """Parity, round 2: what the original's documentation shows lambda authors, run unchanged over
 real HTTP: `lambdaConfig` as a mapping, handlers `request.data` as an `EventSourceSchema`, the
-schema classes, user metrics' buckets and `initialize`, monitoring points and the Sanic request
-methods."""
+schema classes, user metrics' buckets and `initialize`, monitoring points, the Sanic request
+methods, and `LambdaUserHandler`'s `validateJson`/`stream`/`dispatchRequest`/`addDataForMonitoring`."""
 
 import json
 import re
@@ -325,5 +325,76 @@ def test_request_start_time_and_the_sanic_methods(start):
     assert bad.status == 400 and bad.json()["error_code"] == 12001
     strict = lam.request("GET", "/main?strict=1&novalue")
     assert strict.status == 400 and strict.json()["error_code"] == 12004 and "malformed" in strict.json()["detail"]
+
+
+HANDLERS = '''
+from luna_lambda_tools import LambdaUserHandler
+
+ITEM = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "tags": {"type": "array", "items": {"type": "integer"}}},
+    "required": ["name"],
+}
+
+
+class Items(LambdaUserHandler):
+    route = "/items/<item_id:int>"
+
+    async def dispatchRequest(self, request=None, *args, **kwargs):
+        answer = await super().dispatchRequest(request, *args, **kwargs)
+        if isinstance(answer, dict):
+            answer["wrapped"] = True
+        return answer
+
+    async def post(self, item_id):
+        self.validateJson(self.request.json, ITEM)
+        self.addDataForMonitoring(tags={"item": str(item_id)}, fields={"tags": len(self.request.json.get("tags", []))})
+        return {"id": item_id, "name": self.request.json["name"]}
+
+
+class Ticks(LambdaUserHandler):
+    route = "/ticks/<n:int>"
+
+    async def get(self, n):
+        async def ticks(response):
+            for i in range(n):
+                await response.write(f"tick {i}\\n")
+            if self.request.args.get("fail"):
+                raise RuntimeError("the stream broke")
+            await response.write(b"done\\n")
+
+        return self.stream(ticks, headers={"X-Ticks": str(n)})
+
+
+async def main(request):
+    return {}
+'''
+
+
+def test_user_handler_validate_json_stream_dispatch_and_monitoring(start):
+    lam = start(files={"lambda_main.py": HANDLERS}, env={"LAMBDA_ID": "lam-h"})
+    ok = lam.request("POST", "/items/7", {"name": "lamp", "tags": [1, 2]})
+    assert ok.status == 200 and ok.json() == {"id": 7, "name": "lamp", "wrapped": True}, ok.body
+    for body, where in (({"tags": []}, "data must contain ['name'] properties"),
+                        ({"name": "x", "tags": [1, "two"]}, "data.tags[1] must be integer"),
+                        ([1], "data must be object")):
+        bad = lam.request("POST", "/items/7", body)
+        assert bad.status == 400 and bad.json()["error_code"] == 12001, bad.body
+        assert bad.json()["detail"] == f"data does not match the JSON schema: {where}", bad.json()
+    assert lam.request("GET", "/items/7").status == 405
+    ticks = lam.request("GET", "/ticks/3")
+    assert ticks.status == 200 and ticks.body == b"tick 0\ntick 1\ntick 2\ndone\n"
+    assert ticks.headers["transfer-encoding"] == "chunked" and "content-length" not in ticks.headers
+    assert ticks.headers["x-ticks"] == "3" and ticks.headers["content-type"].startswith("text/plain")
+    assert ticks.headers["lambda-version"] == "7" and ticks.headers["luna-request-id"]
+    broken = lam.request("GET", "/ticks/2?fail=1")
+    assert broken.status == 200 and broken.body == b"tick 0\ntick 1\n"
+    lam.stop()
+    log = lam.output()
+    assert "the streamed answer failed" in log and "RuntimeError: the stream broke" in log, log
+    points = monitoring_points(log)
+    assert len(points) == 1, points  # only the request that added data has a point
+    assert points[0]["tags"] == {"service": "lambda-lam-h", "route": "POST:/items/<item_id:int>", "status_code": 200, "item": "7"}
+    assert points[0]["fields"]["tags"] == 2
 
 

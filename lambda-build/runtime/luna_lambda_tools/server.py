@@ -28,7 +28,7 @@ from .monitoring import POINTS, last_activity, write_request_point
 from .request import HandlersLambdaRequest, StandaloneLambdaRequest, UserConfig
 from .tasks import BaseLambdaTask
 from .tasks_server import TaskRoutes
-from .user_handlers import METHODS, SERVED_ROUTES, HandlerResponse, RouteError, collect_routes
+from .user_handlers import METHODS, SERVED_ROUTES, HandlerResponse, RouteError, StreamResponse, collect_routes
 
 _JSON = (b"content-type", b"application/json")
 _PROMETHEUS = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
@@ -130,6 +130,20 @@ def _load_handlers_schemas():
         logger.warning("handlers lambda: request.data is not available: %s", e)
 
 
+class _StreamWriter:
+    """The `response` a streaming function writes to."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send):
+        self._send = send
+
+    async def write(self, data):
+        chunk = data.encode() if isinstance(data, str) else bytes(data)
+        if chunk:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
 class LambdaApp:
     """The ASGI application of one lambda."""
 
@@ -220,12 +234,25 @@ class LambdaApp:
         else:
             status, body, ctype = self._docs(scope)
             headers = [ctype]
-        headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"luna-request-id", rid.encode("latin-1")))
         headers.append(self.version)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        if body.__class__ is StreamResponse:
+            await self._stream(send, status, headers, rid, body)
+        else:
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         self.metrics.observe(label, method, status, _perf() - started)
+
+    async def _stream(self, send, status, headers, rid, response):
+        """A `LambdaUserHandler.stream` answer: the head, then each chunk as the lambda writes
+        it. A failure mid-stream is logged and ends the body (the status is already sent)."""
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        try:
+            await response.streamingFn(_StreamWriter(send))
+        except Exception:  # noqa: BLE001 - user code may raise anything
+            logger.error("request %s: the streamed answer failed:\n%s", rid, traceback.format_exc())
+        await send({"type": "http.response.body", "body": b""})
 
     def _healthcheck(self, scope, started):
         try:
@@ -331,14 +358,15 @@ class LambdaApp:
         where = f"{route.cls.__qualname__}.{name}"
 
         async def call():
-            return await getattr(route.cls(request), name)(**params)
+            return await route.cls(request).dispatchRequest(request, **params)
 
         result, failed = await self._call_user(rid, where, call)
         if failed is not None:
             return failed[0], failed[1], [_JSON], route.route
-        if isinstance(result, HandlerResponse):
+        if isinstance(result, (HandlerResponse, StreamResponse)):
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in result.headers.items() if k != "content-length"]
-            return result.status, result.body, headers, route.route
+            body = result.body if isinstance(result, HandlerResponse) else result
+            return result.status, body, headers, route.route
         if result is None:
             return 204, b"", [], route.route
         if isinstance(result, (dict, list)):

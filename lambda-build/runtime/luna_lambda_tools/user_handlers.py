@@ -10,12 +10,13 @@
 Paths use Sanic's syntax: `<name>` (one path segment), `<name:int>`, `<name:float>`,
 `<name:uuid>`, `<name:path>` (the rest of the path, slashes included). Each method
 (`get`, `post`, `put`, `patch`, `delete`) is `async def` and gets the path parameters as keyword
-arguments; a method the class lacks answers 405 with `Allow`.
+arguments; a method the class lacks answers 405 with `Allow`. The runtime calls
+`dispatchRequest`, which calls the method: override it to wrap every method of a handler.
 """
 
 import re
 import uuid
-from typing import Any, Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Optional, Union
 
 import orjson
 
@@ -54,6 +55,33 @@ class HandlerResponse:
         self.status = status
         self.body = body
         self.headers = headers
+
+
+class StreamResponse:
+    """What `LambdaUserHandler.stream` returns: the runtime sends the status and headers, then
+    calls `streamingFn(response)`, whose `await response.write(data)` sends each chunk."""
+
+    __slots__ = ("status", "headers", "streamingFn")
+
+    def __init__(self, status, headers, streamingFn):
+        self.status = status
+        self.headers = headers
+        self.streamingFn = streamingFn
+
+
+_validators: dict[int, tuple[Any, Callable[[Any], Any]]] = {}
+
+
+def _json_schema_validator(schema):
+    """The compiled validator of `schema` (compiled once per schema object)."""
+    cached = _validators.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    import fastjsonschema
+
+    validate = fastjsonschema.compile(schema)
+    _validators[id(schema)] = (schema, validate)
+    return validate
 
 
 class Route:
@@ -185,6 +213,41 @@ class LambdaUserHandler:
         payload = error if isinstance(error, dict) else {"error_code": 42004, "desc": "Lambda exception", "detail": str(error)}
         return self.sendResponse(statusCode, json=payload)
 
+    def stream(
+        self,
+        streamingFn: Callable[[Any], Awaitable[None]],
+        statusCode: int = 200,
+        headers: Optional[dict[str, str]] = None,
+        contentType: str = "text/plain; charset=utf-8",
+    ) -> StreamResponse:
+        """A streamed response: return it, and the runtime sends the status and headers, then
+        runs `await streamingFn(response)`; each `await response.write(data)` (str or bytes)
+        goes out as it is written."""
+        if not callable(streamingFn):
+            raise ValueError("stream needs an async function taking the response to write to")
+        if not isinstance(statusCode, int) or not 100 <= statusCode <= 599:
+            raise ValueError(f"statusCode must be an int from 100 to 599, got {statusCode!r}")
+        out = {k.lower(): str(v) for k, v in (headers or {}).items()}
+        out.setdefault("content-type", contentType)
+        return StreamResponse(statusCode, out, streamingFn)
+
+    # Dispatch and monitoring -----------------------------------------------------------------
+
+    async def dispatchRequest(self, request: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Calls the method of this handler named by the request's HTTP method with the path
+        parameters (`request` defaults to `self.request`, and is not passed on); a method the
+        handler lacks answers 405."""
+        request = self.request if request is None else request
+        method = getattr(self, request.method.lower(), None) if request.method.lower() in METHODS else None
+        if not callable(method):
+            return self.setMethodNotAllowed()
+        return await method(*args, **kwargs)
+
+    def addDataForMonitoring(self, tags: Optional[dict[str, Any]] = None, fields: Optional[dict[str, Any]] = None) -> None:
+        """Adds tags and fields to this request's monitoring point (see
+        luna_lambda_tools.monitoring)."""
+        self.request.dataForMonitoring.add(tags, fields)
+
     # Request helpers -------------------------------------------------------------------------
 
     def getQueryParam(
@@ -243,6 +306,16 @@ class LambdaUserHandler:
             if type(e).__name__ == "ValidationError" or isinstance(e, (TypeError, ValueError)):
                 raise UserException(400, f"data does not match {getattr(model, '__name__', model)}: {e}") from None
             raise
+
+    def validateJson(self, data: Any, schema: dict[str, Any]) -> None:
+        """Checks `data` against `schema`, a JSON Schema (draft 4, 6 or 7) dict; a violation
+        answers 400 (error_code 12001) naming where (`data.items[0].id must be integer`)."""
+        import fastjsonschema
+
+        try:
+            _json_schema_validator(schema)(data)
+        except fastjsonschema.JsonSchemaValueException as e:
+            raise BadRequest(12001, "Bad input data", f"data does not match the JSON schema: {e.message}") from None
 
     def loadDataFromQuery(self, model: Any) -> Any:
         """The query parameters (first value of each) validated by a pydantic `model`; a
