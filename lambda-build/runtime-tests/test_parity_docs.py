@@ -1,7 +1,8 @@
 """Parity, round 2: what the original's documentation shows lambda authors, run unchanged over
 real HTTP: `lambdaConfig` as a mapping, handlers `request.data` as an `EventSourceSchema`, the
 schema classes, user metrics' buckets and `initialize`, monitoring points, the Sanic request
-methods, and `LambdaUserHandler`'s `validateJson`/`stream`/`dispatchRequest`/`addDataForMonitoring`."""
+methods, `LambdaUserHandler`'s `validateJson`/`stream`/`dispatchRequest`/`addDataForMonitoring`,
+and `BaseLambdaTask`'s other names."""
 
 import json
 import re
@@ -398,3 +399,62 @@ def test_user_handler_validate_json_stream_dispatch_and_monitoring(start):
     assert points[0]["fields"]["tags"] == 2
 
 
+TASK = '''
+from luna_lambda_tools import logger
+from luna_lambda_tools.public.monitoring import CustomMonitoringPoint
+from luna_lambda_tools.public.tasks import BaseLambdaTask
+
+
+class SquaresPoint(CustomMonitoringPoint):
+    series = "squares"
+
+
+class Squares(BaseLambdaTask):
+    async def onStart(self):
+        self.started = self.lambdaId
+
+    async def onShutDown(self):
+        logger.info("shut down by onShutDown")
+
+    async def splitTask2SubTasks(self, taskContentRequest):
+        return [{"x": x} for x in range(taskContentRequest["n"])]
+
+    async def execute(self, taskData):
+        x = taskData["x"]
+        if x == 2:
+            raise self.createSubTaskError("two is not square enough")
+        if x == 3:
+            raise self.createErrors(self.taskId, 3, "lambda", "no face", "no body")
+        self.sendToMonitoring(SquaresPoint({"task": self.taskId}, {"x": x}))
+        return {"square": x * x, "started": self.started}
+'''
+
+
+def test_tasks_lambda_with_the_originals_other_names(start):
+    lam = start(files={"lambda_main.py": TASK}, env={"LAMBDA_TYPE": "tasks", "LAMBDA_ID": "lam-t"})
+    call = {"task_id": "t-2", "account_id": "acc", "content": {"n": 4}}
+    split = lam.request("POST", "/tasks/split", call)
+    assert split.status == 200 and split.json() == {"subtasks": [{"x": 0}, {"x": 1}, {"x": 2}, {"x": 3}]}
+    one = lam.request("POST", "/tasks/subtask", {**call, "subtask": 1, "content": {"x": 1}})
+    assert one.json() == {"result": {"square": 1, "started": "lam-t"}}
+    two = lam.request("POST", "/tasks/subtask", {**call, "subtask": 2, "content": {"x": 2}})
+    assert two.status == 422 and two.json()["detail"] == "two is not square enough"
+    three = lam.request("POST", "/tasks/subtask", {**call, "subtask": 3, "content": {"x": 3}})
+    assert three.status == 422 and three.json()["detail"] == "task t-2 subtask 3 (lambda): no face; no body"
+    assert 'lambda_monitoring_points_total{series="squares"} 1' in lam.request("GET", "/metrics").body.decode()
+    assert lam.stop() == 0
+    log = lam.output()
+    assert "shut down by onShutDown" in log
+    assert monitoring_points(log)[0]["tags"] == {"service": "lambda-lam-t", "task": "t-2"}
+
+
+def test_a_task_class_needs_one_name_of_each_step(start):
+    source = ("from luna_lambda_tools import BaseLambdaTask\nclass T(BaseLambdaTask):\n"
+              "    async def splitTask2SubTasks(self, c):\n        return []\n")
+    lam = start(files={"lambda_main.py": source}, env={"LAMBDA_TYPE": "tasks"}, healthy=False)
+    assert lam.proc.wait(timeout=20) == 3
+    assert "T must define `async def executeSubtask(self, ...)` (or `execute`)" in lam.output()
+    sync = source + "    def execute(self, t):\n        return {}\n"
+    lam = start(files={"lambda_main.py": sync}, env={"LAMBDA_TYPE": "tasks"}, healthy=False)
+    assert lam.proc.wait(timeout=20) == 3
+    assert "T.execute must be `async def`" in lam.output()

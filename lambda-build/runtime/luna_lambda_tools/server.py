@@ -74,10 +74,13 @@ def task_class(module):
             f"a tasks lambda's {module.__name__}.py defines exactly one BaseLambdaTask subclass; found {names}"
         )
     cls = found[0]
-    for method in ("splitTasksContent", "executeSubtask"):
-        fn = getattr(cls, method)
-        if fn is getattr(BaseLambdaTask, method) or not inspect.iscoroutinefunction(fn):
-            raise LambdaLoadError(f"{cls.__name__} must define `async def {method}(self, ...)`")
+    for names in (("splitTasksContent", "splitTask2SubTasks"), ("executeSubtask", "execute")):
+        defined = [n for n in names if getattr(cls, n) is not getattr(BaseLambdaTask, n)]
+        if not defined:
+            raise LambdaLoadError(f"{cls.__name__} must define `async def {names[0]}(self, ...)` (or `{names[1]}`)")
+        for name in defined:
+            if not inspect.iscoroutinefunction(getattr(cls, name)):
+                raise LambdaLoadError(f"{cls.__name__}.{name} must be `async def`")
     return cls
 
 

@@ -11,6 +11,7 @@ import traceback
 
 import orjson
 
+from .config import lambdaConfig
 from .exceptions import UserException, UserTaskLambdaException, error_body
 from .logger import logger
 from .user_handlers import TASK_ROUTES
@@ -31,7 +32,7 @@ class TaskRoutes:
 
     async def start(self):
         self.proto = self.cls()
-        await self.proto.onStart()
+        await self.proto.start(lambdaConfig.lambdaId)
 
     async def stop(self):
         if self.proto is not None:
@@ -46,9 +47,9 @@ class TaskRoutes:
         where = f"task {task.taskId}" + (f" subtask {call.get('subtask')}" if path == SUBTASK else " split")
         try:
             if path == SPLIT:
-                result = await task.splitTasksContent(call["content"])
+                result = await task.splitTask2SubTasks(call["content"])
             else:
-                result = await task.executeSubtask(call["content"])
+                result = await task.execute(call["content"])
         except (UserTaskLambdaException, UserException) as e:
             logger.warning("%s failed: %s", where, e.errorText)
             return _error(422, e.errorText)
