@@ -382,6 +382,40 @@ from collections import OrderedDict
     }
 
     #[test]
+    fn the_originals_documented_names_of_parity_2_pass_and_misspellings_do_not() {
+        let src = "\
+from luna_lambda_tools import lambdaConfig
+from luna_lambda_tools.public.metrics.user_metrics import Histogram, monitorLastActivity
+from luna_lambda_tools.public.monitoring import CustomMonitoringPoint, monitorLastActivity
+from luna_lambda_tools.public.handlers.schemas import EventSourceSchema, EventSourceAggregated, DetectTs, Angles
+from luna_lambda_tools.public.handlers.schemas import EventSourceNonAggregatedRawImage, RawDetection, ImageOrigin
+from luna_lambda_tools.public.schemas.base import BoundingBox, Location, GeoPosition
+";
+        assert_eq!(codes(src), Vec::<String>::new());
+        let src = "\
+from luna_lambda_tools.public.monitoring import CustomMonitorPoint
+from luna_lambda_tools.public.handlers.schemas import EventSourceSchema, EventSourceAgregated
+";
+        let ps = problems(src);
+        let got: Vec<(&str, Option<u32>, Option<u32>)> = ps
+            .iter()
+            .map(|p| (p.code.as_str(), p.line, p.column))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("import.unknown_name", Some(1), Some(49)),
+                ("import.unknown_name", Some(2), Some(74)),
+            ]
+        );
+        assert!(
+            ps[0].message.contains("CustomMonitoringPoint"),
+            "{}",
+            ps[0].message
+        );
+    }
+
+    #[test]
     fn unknown_modules_and_names_are_problems_with_position_and_what_exists() {
         let src = "import os\n\ndef f():\n    from luna_lambda_tools.public.metrics.user_metric import Counter\n\nfrom luna_lambda_tools.public.metrics.user_metrics import Counter, Meter\nimport luna_lambda_tools.private.x\n";
         let ps = problems(src);

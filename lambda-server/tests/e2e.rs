@@ -167,7 +167,7 @@ async fn update_config_switch_and_delete() {
     }
     let v2 = zip_of(&[(
         "lambda_main.py",
-        "async def main(request):\n    return {'v': 2, 'cfg': request.config.userConfig}\n",
+        "from luna_lambda_tools import lambdaConfig\n\n\nasync def main(request):\n    name = lambdaConfig['name'] if 'name' in lambdaConfig else None\n    first = lambdaConfig['users'][0]['name'] if 'users' in lambdaConfig else None\n    return {'v': 2, 'cfg': request.config.userConfig, 'name': name, 'first': first}\n",
     )]);
     let r = s.update(&id, &v2).await;
     assert_eq!(r.status(), 202);
@@ -194,22 +194,38 @@ async fn update_config_switch_and_delete() {
         "parameters kept when not sent"
     );
 
-    // Config change: restart without a rebuild.
-    let r = reqwest::Client::new()
-        .put(format!("{}/1/lambdas/{id}/config", s.url))
-        .body(r#"{"k": 2}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (st, body) = s.invoke(&id, serde_json::json!({})).await;
-        if st == 200 && body["cfg"] == serde_json::json!({"k": 2}) {
-            break;
+    // Config changes: restart without a rebuild; the lambda reads the new config with the
+    // original's item access (lambdaConfig["name"], lambdaConfig["users"][0]["name"]).
+    for (cfg, name, first) in [
+        (
+            r#"{"k": 2, "name": "gate", "users": [{"name": "ann"}]}"#,
+            "gate",
+            "ann",
+        ),
+        (
+            r#"{"k": 3, "name": "door", "users": [{"name": "bob"}]}"#,
+            "door",
+            "bob",
+        ),
+    ] {
+        let r = reqwest::Client::new()
+            .put(format!("{}/1/lambdas/{id}/config", s.url))
+            .body(cfg)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (st, body) = s.invoke(&id, serde_json::json!({})).await;
+            if st == 200 && body["name"] == name && body["first"] == first {
+                let want: serde_json::Value = serde_json::from_str(cfg).unwrap();
+                assert_eq!(body["cfg"], want);
+                break;
+            }
+            assert!(Instant::now() < end, "the new config never arrived: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(Instant::now() < end, "the new config never arrived: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
         s.record(&id).await["lambda_version"],
