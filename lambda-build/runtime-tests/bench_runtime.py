@@ -1,7 +1,9 @@
 """Benchmark: the `hello` lambda under our runtime vs a bare Sanic app doing the same JSON echo,
-same machine, same run, same load (wrk, keep-alive, 50 connections, one worker each); and the
+same machine, same run, same load (wrk, keep-alive, 50 connections, one worker each); the
 same echo with five user metrics updated per request (two labelled counters, a gauge up and down,
-a histogram and a summary), to show what user metrics cost.
+a histogram and a summary), to show what user metrics cost; and a handlers lambda given a
+2-source body, reading `request.data` (parsed into EventSourceSchema) against one reading
+`request.json` (no schema), to show what parsing the schema costs per request.
 
 Run with scripts/bench-runtime (it makes the venv with Sanic and installs wrk when missing).
 Prints throughput and p50/p99 side by side, and the ratio.
@@ -60,6 +62,22 @@ async def main(request):
     return {"echo": data}
 '''
 
+HANDLERS_DATA = '''
+async def main(request):
+    return {"sources": len(request.data.sources)}
+'''
+
+HANDLERS_RAW = '''
+async def main(request):
+    return {"sources": len(request.json["sources"])}
+'''
+
+SOURCES_LUA = """
+wrk.method = "POST"
+wrk.body   = '{"sources": [{"filename": "a.jpg", "image_origin": "http://cam/1/a.jpg", "detect_ts": 1.5}, {"filename": "b.jpg", "image_origin": "http://cam/1/b.jpg", "source_data": {"tags": ["gate"]}}]}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
 LUA = """
 wrk.method = "POST"
 wrk.body   = '{"data": {"a": 1, "b": [1, 2, 3], "c": "hello"}}'
@@ -92,8 +110,13 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="runtime-bench-"))
     lua = tmp / "post.lua"
     lua.write_text(LUA)
+    sources_lua = tmp / "sources.lua"
+    sources_lua.write_text(SOURCES_LUA)
     ours = wait_healthy(spawn(lay_out(tmp / "hello", example="hello")))
     metered = wait_healthy(spawn(lay_out(tmp / "metered", files={"lambda_main.py": METRICS_MAIN})))
+    handlers = {"LAMBDA_TYPE": "handlers"}
+    with_data = wait_healthy(spawn(lay_out(tmp / "data", files={"lambda_main.py": HANDLERS_DATA}), handlers))
+    with_json = wait_healthy(spawn(lay_out(tmp / "json", files={"lambda_main.py": HANDLERS_RAW}), handlers))
     (tmp / "sanic_app.py").write_text(SANIC_APP)
     from conftest import free_port, Lambda
     port = free_port()
@@ -102,18 +125,24 @@ def main():
     wait_healthy(sanic)
     ours_name, metered_name = "runtime (uvicorn+httptools+uvloop)", "runtime + 5 user metrics/request"
     contenders = {ours_name: ours, metered_name: metered, "bare sanic": sanic}
-    results = {name: [] for name in contenders}
+    data_name, json_name = "handlers, request.data (schema)", "handlers, request.json (no schema)"
+    schema_contenders = {data_name: with_data, json_name: with_json}
+    results = {name: [] for name in [*contenders, *schema_contenders]}
     try:
-        for lam in contenders.values():  # warm-up
-            subprocess.run(["wrk", "-t1", "-c10", "-d2s", "-s", lua, f"http://127.0.0.1:{lam.port}/main"],
+        runs = [(name, lam, lua) for name, lam in contenders.items()]
+        runs += [(name, lam, sources_lua) for name, lam in schema_contenders.items()]
+        for _, lam, script in runs:  # warm-up
+            subprocess.run(["wrk", "-t1", "-c10", "-d2s", "-s", script, f"http://127.0.0.1:{lam.port}/main"],
                            capture_output=True, check=True)
         for _ in range(ROUNDS):  # alternate, so drift hits all alike
-            for name, lam in contenders.items():
-                results[name].append(wrk(lam.port, lua))
+            for name, lam, script in runs:
+                results[name].append(wrk(lam.port, script))
         counted = metered.request("GET", "/metrics").body.decode()
         assert 'echo_requests_total{method="POST"}' in counted, counted
+        parsed = with_data.request("POST", "/main", {"sources": [{"filename": "a.jpg"}, {"filename": "b.jpg"}]})
+        assert parsed.status == 200 and parsed.json() == {"sources": 2}, parsed.body
     finally:
-        for lam in contenders.values():
+        for _, lam, _ in runs:
             lam.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     best = {k: max(v, key=lambda r: r[0]) for k, v in results.items()}
@@ -122,6 +151,9 @@ def main():
     sanic_rps = best["bare sanic"][0]
     for name, (rps, p50, p99) in best.items():
         print(f"{name:38} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {rps / sanic_rps:>8.2f}x")
+    parse_us = (1 / best[data_name][0] - 1 / best[json_name][0]) * 1e6
+    print(f"EventSourceSchema of a 2-source body: {parse_us:.0f} us per request over request.json "
+          f"(one worker's time per request: {1e6 / best[data_name][0]:.0f} us vs {1e6 / best[json_name][0]:.0f} us)")
     ratio = best[ours_name][0] / sanic_rps
     metered_ratio = best[metered_name][0] / sanic_rps
     p99 = best[ours_name][2]
