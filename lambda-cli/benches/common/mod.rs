@@ -239,12 +239,17 @@ impl Server {
 
     /// `luna-lambda serve` on `data`, listening on `port` (the project's Python first on `PATH`).
     pub(crate) fn command(data: &Path, port: u16) -> Command {
+        Self::command_of(Path::new(env!("CARGO_BIN_EXE_luna-lambda")), data, port)
+    }
+
+    /// [`Server::command`] of another build of `luna-lambda` (`binary`).
+    pub(crate) fn command_of(binary: &Path, data: &Path, port: u16) -> Command {
         let path = format!(
             "{}:{}",
             workspace().join(".venv/bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut command = Command::new(env!("CARGO_BIN_EXE_luna-lambda"));
+        let mut command = Command::new(binary);
         command
             .args([
                 "serve",
@@ -290,6 +295,17 @@ pub(crate) async fn post_create_with(
     zip: Vec<u8>,
     parameters: Option<&str>,
 ) -> String {
+    post_create_as(server, name, zip, parameters, None).await
+}
+
+/// [`post_create_with`] sending `Authorization: Bearer <token>` when one is given.
+pub(crate) async fn post_create_as(
+    server: &str,
+    name: &str,
+    zip: Vec<u8>,
+    parameters: Option<&str>,
+    token: Option<&str>,
+) -> String {
     let mut form = reqwest::multipart::Form::new()
         .part(
             "archive",
@@ -305,13 +321,14 @@ pub(crate) async fn post_create_with(
     if let Some(p) = parameters {
         form = form.text("parameters", p.to_owned());
     }
-    let r = json_answer(
-        reqwest::Client::new()
-            .post(format!("{server}/1/lambdas"))
-            .header("Luna-Account-Id", ACCOUNT)
-            .multipart(form),
-    )
-    .await;
+    let mut post = reqwest::Client::new()
+        .post(format!("{server}/1/lambdas"))
+        .header("Luna-Account-Id", ACCOUNT)
+        .multipart(form);
+    if let Some(token) = token {
+        post = post.bearer_auth(token);
+    }
+    let r = json_answer(post).await;
     match r["lambda_id"].as_str() {
         Some(id) => id.to_owned(),
         None => panic!("creating {name} was refused: {r}"),
