@@ -579,7 +579,7 @@ async fn create(
     if json {
         return create_from_image(s, account, req).await;
     }
-    let mp = <Multipart as axum::extract::FromRequest<AppState>>::from_request(req, &s).await;
+    let mp = crate::request_body::multipart(req, &s).await;
     create_from_archive(s, account, mp).await
 }
 
@@ -666,12 +666,12 @@ async fn update(
     State(s): State<AppState>,
     Path(raw): Path<String>,
     Account(account): Account,
-    headers: HeaderMap,
-    mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    req: Request,
 ) -> Result<Response> {
     let id = lambda_id(&raw)?;
-    let _upload = s.begin_upload(&headers)?;
+    let _upload = s.begin_upload(req.headers())?;
     let max = s.platform.config().limits.max_archive_bytes;
+    let mp = crate::request_body::multipart(req, &s).await;
     let parts = s.within_upload_time(read_parts(mp, max)).await?;
     let mut report = ValidationReport::default();
     let creds = match &parts.credentials {

@@ -34,6 +34,8 @@ pub mod proxy;
 #[cfg(feature = "server")]
 pub mod replica_metrics;
 #[cfg(feature = "server")]
+mod request_body;
+#[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod task_api;

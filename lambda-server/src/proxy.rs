@@ -152,6 +152,7 @@ impl Front {
             };
             Box::pin(proxied(self.state.clone(), route, req))
         } else {
+            let req = crate::request_body::Drained::wrap(req);
             let api = self
                 .platform_runtime
                 .spawn(tower_service::Service::call(&mut self.router.clone(), req));
@@ -254,28 +255,11 @@ async fn forward(s: &AppState, req: Request, rid: Option<HeaderValue>) -> Result
     }
 }
 
-/// The largest request body a refused proxy request has read and dropped (see [`refused`]).
-const DISCARD_MAX: u64 = 64 * 1024;
-/// How long a refused request's body may take to arrive before its connection is closed.
-const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// A proxy request refused before it reached a replica (`e`): its answer goes at once, and its
-/// body, when it declares a small one, is read to its end and dropped by a task of its own, as
-/// nginx discards one, so that the client keeps its connection for the next request (hyper
-/// closes a connection whose request body is dropped unread, and a client that wrote its body
-/// after the answer came would then find the connection gone). A larger body, or one that takes
-/// longer than [`DISCARD_TIME`], is dropped and the connection closed: sending the rest of it for
-/// nothing would cost its client more than a new connection.
+/// body is drained ([`crate::request_body::discard`]), so that the client reads the answer and
+/// keeps its connection for the next request.
 fn refused(req: Request, e: Error) -> Error {
-    use http_body_util::BodyExt as _;
-    let declared = crate::api::content_length(req.headers());
-    if declared.is_some_and(|n| n > 0 && n <= DISCARD_MAX) {
-        let mut body = req.into_body();
-        tokio::spawn(async move {
-            let drained = async { while let Some(Ok(_)) = body.frame().await {} };
-            let _ = tokio::time::timeout(DISCARD_TIME, drained).await;
-        });
-    }
+    crate::request_body::discard(req);
     e
 }
 

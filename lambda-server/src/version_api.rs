@@ -55,19 +55,19 @@ async fn export(
         .into_response())
 }
 
-/// Makes a lambda again from an export (multipart, part `archive`; `export` is taken too), for
-/// the caller's account.
 /// What an import takes.
 const WANTED: &str = "one part named \"archive\" (the zip of GET /1/lambdas/{id}/export)";
 
+/// Makes a lambda again from an export (multipart, part `archive`; `export` is taken too), for
+/// the caller's account.
 async fn import(
     State(s): State<AppState>,
     Account(account): Account,
-    headers: axum::http::HeaderMap,
-    mp: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    req: axum::extract::Request,
 ) -> Result<Response> {
     let account = Account(account).required("import a lambda")?;
-    let _upload = s.begin_upload(&headers)?;
+    let _upload = s.begin_upload(req.headers())?;
+    let mp = crate::request_body::multipart(req, &s).await;
     let export = s.within_upload_time(read_export_part(mp)).await?;
     let id = s.platform.import(account, export).await?;
     Ok(crate::api::created_lambda(id))
