@@ -77,6 +77,7 @@ async fn every_example_runs_behind_the_proxy() {
             "{name}: {t}"
         );
     }
+    handlers_log_their_sources(&s, &ids[1]).await;
     let list: serde_json::Value = reqwest::get(format!("{}/1/lambdas", s.url))
         .await
         .unwrap()
@@ -362,4 +363,36 @@ async fn restarts_converge_with_nothing_lost_and_no_orphans() {
         .unwrap();
     assert!(steady_pids.iter().all(|p| !alive(*p)));
     s3.stop().await;
+}
+
+/// The handlers example read `request.data.sources` (the body parsed into `EventSourceSchema`):
+/// its answer counts and names the two sources, and its log says so, through the platform.
+async fn handlers_log_their_sources(s: &Server, id: &str) {
+    let body = serde_json::json!({"sources": [{"filename": "a.jpg"}, {"filename": "b.jpg"}]});
+    let (status, got) = s.invoke(id, body).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["sources"], 2, "{got}");
+    assert_eq!(
+        got["filenames"],
+        serde_json::json!(["a.jpg", "b.jpg"]),
+        "{got}"
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs: serde_json::Value = reqwest::get(format!("{}/1/lambdas/{id}/logs", s.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let text = logs["logs"].to_string();
+        if text.contains("2 source(s): ['a.jpg', 'b.jpg']") {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "the handlers log never named its sources: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
