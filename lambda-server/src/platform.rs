@@ -120,6 +120,17 @@ fn parse_params(
     Err(report)
 }
 
+/// What a reconcile pass does for one lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reconcile {
+    /// Its image is not built (or its build was interrupted): build and deploy it.
+    Build,
+    /// Built, switched on and not running (and not terminated): deploy it.
+    Deploy,
+    /// Switched off and still deployed: undeploy it.
+    Undeploy,
+}
+
 /// What the proxy needs to know about a lambda, kept in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -1416,44 +1427,8 @@ impl Platform {
             .into_iter()
             .map(|d| (d.lambda_id, d.version))
             .collect();
-        for rec in &records {
-            self.cache(rec);
-            let id = rec.lambda_id;
-            if self
-                .inner
-                .jobs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&id)
-            {
-                continue;
-            }
-            match (rec.image_status, rec.alive) {
-                (ImageStatus::Pending | ImageStatus::InProgress, _) => {
-                    if rec.image_status == ImageStatus::InProgress {
-                        // Interrupted by a restart: queue it again.
-                        let _ = self
-                            .update_record(&id, rec.lambda_version, |r| {
-                                set_image(r, ImageStatus::Pending)
-                            })
-                            .await;
-                    }
-                    self.spawn_job(id, rec.lambda_version);
-                }
-                // A lambda that failed to start stays terminated until it is updated or
-                // switched off and on: retrying a crash at every pass would only spin.
-                (ImageStatus::Completed, true)
-                    if !deployed.contains_key(&id) && rec.status != LambdaStatus::Terminated =>
-                {
-                    self.spawn_job(id, rec.lambda_version);
-                }
-                (_, false) if deployed.contains_key(&id) => {
-                    if let Err(e) = self.inner.orchestrator.undeploy(&id).await {
-                        tracing::warn!(lambda = %id, error = %e, "undeploying a switched-off lambda failed");
-                    }
-                }
-                _ => {}
-            }
+        for listed in &records {
+            self.reconcile_record(listed, &deployed).await;
         }
         let known: std::collections::HashSet<LambdaId> =
             records.iter().map(|r| r.lambda_id).collect();
@@ -1464,5 +1439,95 @@ impl Platform {
             }
         }
         Ok(())
+    }
+
+    /// One record of a reconcile pass, `listed` at its start. A write of this process since then
+    /// (a switch, an update, a deploy that finished) makes it stale, and acting on a stale record
+    /// undid such a write (a switch on whose replica a pass then undeployed as switched off): a
+    /// listed record that differs from the route cache is read again before it is cached, and
+    /// every action is decided again on the record as it is just before it is taken.
+    async fn reconcile_record(&self, listed: &LambdaRecord, deployed: &HashMap<LambdaId, u64>) {
+        let id = listed.lambda_id;
+        let current = self
+            .cached_route(&id)
+            .is_some_and(|r| r == Route::of(listed));
+        let rec = if current {
+            Some(listed.clone())
+        } else {
+            self.stored_record(&id).await
+        };
+        let Some(rec) = rec else { return };
+        self.cache(&rec);
+        if self.has_job(&id) || Self::reconcile_action(&rec, deployed).is_none() {
+            return;
+        }
+        let Some(rec) = self.stored_record(&id).await else {
+            return;
+        };
+        if self.has_job(&id) {
+            return;
+        }
+        match Self::reconcile_action(&rec, deployed) {
+            Some(Reconcile::Build) => {
+                if rec.image_status == ImageStatus::InProgress {
+                    // Interrupted by a restart: queue it again.
+                    let _ = self
+                        .update_record(&id, rec.lambda_version, |r| {
+                            set_image(r, ImageStatus::Pending)
+                        })
+                        .await;
+                }
+                self.spawn_job(id, rec.lambda_version);
+            }
+            Some(Reconcile::Deploy) => self.spawn_job(id, rec.lambda_version),
+            Some(Reconcile::Undeploy) => {
+                if let Err(e) = self.inner.orchestrator.undeploy(&id).await {
+                    tracing::warn!(lambda = %id, error = %e, "undeploying a switched-off lambda failed");
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// What a reconcile pass does for `rec`, with `deployed` what the orchestrator runs.
+    fn reconcile_action(
+        rec: &LambdaRecord,
+        deployed: &HashMap<LambdaId, u64>,
+    ) -> Option<Reconcile> {
+        let is_deployed = deployed.contains_key(&rec.lambda_id);
+        match (rec.image_status, rec.alive) {
+            (ImageStatus::Pending | ImageStatus::InProgress, _) => Some(Reconcile::Build),
+            // A lambda that failed to start stays terminated until it is updated or switched off
+            // and on: retrying a crash at every pass would only spin.
+            (ImageStatus::Completed, true)
+                if !is_deployed && rec.status != LambdaStatus::Terminated =>
+            {
+                Some(Reconcile::Deploy)
+            }
+            (_, false) if is_deployed => Some(Reconcile::Undeploy),
+            _ => None,
+        }
+    }
+
+    /// The stored record of `id` as it is now (`None`: gone, or unreadable this pass).
+    async fn stored_record(&self, id: &LambdaId) -> Option<LambdaRecord> {
+        match self.inner.repo.get(id).await {
+            Ok(v) => Some(v.value),
+            Err(e) => {
+                if !matches!(e, lambda_storage::Error::NotFound { .. }) {
+                    tracing::warn!(lambda = %id, error = %e, "reading a record to reconcile failed");
+                }
+                None
+            }
+        }
+    }
+
+    /// A build or deploy job of `id` is under way.
+    fn has_job(&self, id: &LambdaId) -> bool {
+        self.inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
     }
 }
