@@ -430,7 +430,9 @@ function confirmDelete(record, base) {
   dialog.addEventListener('close', async () => {
     dialog.remove();
     if (dialog.returnValue !== 'delete') return;
-    try { await api('DELETE', base); navigate('/'); notice(`${record.lambda_name} was deleted.`, 'info'); } catch (e) { notice(e.message); }
+    // The page's polls stop first: one sent while the delete is answered would get a 404.
+    page.stop();
+    try { await api('DELETE', base); navigate('/'); notice(`${record.lambda_name} was deleted.`, 'info'); } catch (e) { render(); notice(e.message); }
   });
   document.body.append(dialog);
   dialog.showModal();
