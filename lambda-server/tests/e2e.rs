@@ -246,7 +246,15 @@ async fn update_config_switch_and_delete() {
     let on = s.set_alive(&id, true).await;
     assert_eq!(on.status(), 200);
     s.wait_for(&id, "running", "completed").await;
-    assert_eq!(s.invoke(&id, serde_json::json!({})).await.0, 200);
+    let (status, body) = s.invoke(&id, serde_json::json!({})).await;
+    if status != 200 {
+        let logs = get_json(&format!("{}/1/lambdas/{id}/logs", s.url)).await.1;
+        let state = std::fs::read_to_string(dir.path().join("run").join(&id).join("state.json"));
+        panic!(
+            "switched on and running, answered {status} {body}; record {}; logs {logs}; state {state:?}",
+            s.record(&id).await
+        );
+    }
 
     // Delete: record, archive and processes gone.
     let running = pids(dir.path(), &id);
