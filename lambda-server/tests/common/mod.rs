@@ -184,6 +184,19 @@ impl Server {
         }
     }
 
+    /// Deletes every lambda of the platform (their replicas stop).
+    async fn delete_all(platform: &Platform) {
+        let q = lambda_storage::ListQuery {
+            page_size: 1000,
+            ..Default::default()
+        };
+        if let Ok((records, _)) = platform.list(&q).await {
+            for r in records {
+                let _ = platform.delete(&r.lambda_id, None).await;
+            }
+        }
+    }
+
     /// Graceful stop: lambdas keep running.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
@@ -193,7 +206,28 @@ impl Server {
             t.await.unwrap();
         }
     }
+}
 
+/// A test that fails while its server runs never reaches its own clean-up: the server's lambdas
+/// are deleted here, or their replicas (left running by design, for the next server on the same
+/// folder) would outlive the test and its temp folder. A server stopped on purpose leaves them.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.stop.is_none() || !std::thread::panicking() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return; // block_in_place needs worker threads (every server test has them)
+        }
+        let platform = self.platform.clone();
+        tokio::task::block_in_place(|| runtime.block_on(Self::delete_all(&platform)));
+    }
+}
+
+impl Server {
     pub async fn create(&self, name: &str, zip: &[u8], params: Option<&str>) -> reqwest::Response {
         self.create_with(&creds(name), zip, params).await
     }
