@@ -46,17 +46,19 @@ async fn drain(mut body: Body) {
     let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
 }
 
-/// Whether a request's client waits for `100 Continue` before it sends the body (and so has sent
-/// none of it yet: nothing is left to drain when it is refused).
-fn waits_to_send(headers: &axum::http::HeaderMap) -> bool {
-    headers
+/// Whether a refused `req` leaves a body to drain: it has one, and its client does not wait for
+/// `100 Continue` before sending it (such a client has sent none of it yet).
+fn has_body_to_drain(req: &Request) -> bool {
+    let waits = req
+        .headers()
         .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    !waits && !hyper::body::Body::is_end_stream(req.body())
 }
 
 /// Drops the body of a request refused before it was read: [`drain`]ed by a task of its own.
 pub(crate) fn discard(req: Request) {
-    if !waits_to_send(req.headers()) && !hyper::body::Body::is_end_stream(req.body()) {
+    if has_body_to_drain(&req) {
         tokio::spawn(drain(req.into_body()));
     }
 }
@@ -71,7 +73,7 @@ pub(crate) struct Drained {
 impl Drained {
     /// `req` with its body drained if a handler drops it unread.
     pub(crate) fn wrap(req: Request) -> Request {
-        if waits_to_send(req.headers()) || hyper::body::Body::is_end_stream(req.body()) {
+        if !has_body_to_drain(&req) {
             return req;
         }
         req.map(|body| Body::new(Drained { body: Some(body) }))
