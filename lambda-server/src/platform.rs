@@ -1451,21 +1451,27 @@ impl Platform {
         let current = self
             .cached_route(&id)
             .is_some_and(|r| r == Route::of(listed));
-        let rec = if current {
-            Some(listed.clone())
+        let mut rec = if current {
+            listed.clone()
         } else {
-            self.stored_record(&id).await
+            let Some(stored) = self.stored_record(&id).await else {
+                return;
+            };
+            stored
         };
-        let Some(rec) = rec else { return };
         self.cache(&rec);
         if self.has_job(&id) || Self::reconcile_action(&rec, deployed).is_none() {
             return;
         }
-        let Some(rec) = self.stored_record(&id).await else {
-            return;
-        };
-        if self.has_job(&id) {
-            return;
+        if current {
+            // As listed, a moment ago: read once more before acting on it.
+            let Some(stored) = self.stored_record(&id).await else {
+                return;
+            };
+            if self.has_job(&id) {
+                return;
+            }
+            rec = stored;
         }
         match Self::reconcile_action(&rec, deployed) {
             Some(Reconcile::Build) => {
