@@ -45,7 +45,6 @@ fn setting(name: &str, default: u64) -> u64 {
 }
 
 /// splitmix64: the bench's draws, the same for the same seed.
-#[derive(Clone)]
 struct Draw(u64);
 
 impl Draw {
@@ -68,7 +67,7 @@ impl Draw {
 }
 
 /// What a request is, and so which answers it may get.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     /// `POST /1/lambdas` of an archive that fails validation: 400/42005 (or 429).
     Create,
@@ -85,7 +84,7 @@ enum Kind {
 }
 
 /// How an upload's body is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Writing {
     /// In the same write as its head.
     Whole,
@@ -324,7 +323,7 @@ fn expected(kind: Kind, a: &Answer) -> bool {
 }
 
 /// What happened to the requests of one size class and way of writing.
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Tally {
     uploads: u64,
     cut: u64,
@@ -537,20 +536,6 @@ fn start_hello(url: &str, rt: &tokio::runtime::Runtime) -> String {
     })
 }
 
-fn delete_lambda(url: &str, id: &str, rt: &tokio::runtime::Runtime) {
-    let deleted = rt.block_on(
-        reqwest::Client::new()
-            .delete(format!("{url}/1/lambdas/{id}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .header("Luna-Account-Id", ACCOUNT)
-            .send(),
-    );
-    assert!(
-        deleted.is_ok_and(|r| r.status().is_success()),
-        "deleting {id} failed"
-    );
-}
-
 /// The server under test: `binary` on a new data folder with the bench's settings.
 fn start_server(binary: &Path, data: &Path) -> Server {
     let port = common::free_port();
@@ -651,7 +636,12 @@ fn main() -> ExitCode {
             print_results(label, conns, &r, secs);
             all.merge(r);
         }
-        delete_lambda(&server.url, &hello, &rt);
+        let deleted = rt.block_on(common::delete_lambda_as(
+            &server.url,
+            &hello,
+            Some(ADMIN_TOKEN),
+        ));
+        assert!(deleted, "deleting {hello} failed");
         server.stop();
     }
     print_breakdown(&all);

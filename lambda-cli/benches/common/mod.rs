@@ -391,8 +391,17 @@ pub(crate) fn replica_pid(data: &Path, id: &str) -> u32 {
 
 /// Deletes a lambda (a graceful stop of the server leaves lambdas running by design).
 pub(crate) async fn delete_lambda(server: &str, id: &str) {
-    let _ = reqwest::Client::new()
+    delete_lambda_as(server, id, None).await;
+}
+
+/// [`delete_lambda`] sending `Authorization: Bearer <token>` when one is given; whether the
+/// server deleted it.
+pub(crate) async fn delete_lambda_as(server: &str, id: &str, token: Option<&str>) -> bool {
+    let mut delete = reqwest::Client::new()
         .delete(format!("{server}/1/lambdas/{id}"))
-        .send()
-        .await;
+        .header("Luna-Account-Id", ACCOUNT);
+    if let Some(token) = token {
+        delete = delete.bearer_auth(token);
+    }
+    delete.send().await.is_ok_and(|r| r.status().is_success())
 }
