@@ -2,52 +2,5 @@
 luna_lambda_tools.handlers_schemas). In a handlers lambda `request.data` is the body parsed
 into `EventSourceSchema`; `request.getRequestData(Model)` parses it into another model."""
 
-from ...handlers_schemas import (
-    Angles,
-    BaseSchema,
-    BodyDetectionData,
-    DetectTs,
-    EventSource,
-    EventSourceAggregated,
-    EventSourceAggregatedDetections,
-    EventSourceAggregatedRawImage,
-    EventSourceBase,
-    EventSourceNonAggregated,
-    EventSourceNonAggregatedDetections,
-    EventSourceNonAggregatedRawImage,
-    EventSourceSchema,
-    FaceDetection,
-    FaceDetectionData,
-    ImageOrigin,
-    RawDetection,
-    RawDetectionsAggregated,
-    RawDetectionsNonAggregated,
-    RawImageAggregated,
-    RawImageNonAggregated,
-    SourceData,
-)
-
-__all__ = [
-    "Angles",
-    "BaseSchema",
-    "BodyDetectionData",
-    "DetectTs",
-    "EventSource",
-    "EventSourceAggregated",
-    "EventSourceAggregatedDetections",
-    "EventSourceAggregatedRawImage",
-    "EventSourceBase",
-    "EventSourceNonAggregated",
-    "EventSourceNonAggregatedDetections",
-    "EventSourceNonAggregatedRawImage",
-    "EventSourceSchema",
-    "FaceDetection",
-    "FaceDetectionData",
-    "ImageOrigin",
-    "RawDetection",
-    "RawDetectionsAggregated",
-    "RawDetectionsNonAggregated",
-    "RawImageAggregated",
-    "RawImageNonAggregated",
-    "SourceData",
-]
+from ...handlers_schemas import *  # noqa: F403 (the names of its __all__)
+from ...handlers_schemas import __all__
