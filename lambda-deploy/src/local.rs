@@ -1,5 +1,11 @@
-//! The local orchestrator: each replica is a `run.py` process on a free loopback port.
+//! The local orchestrator: each replica is a `run.py` process on a loopback port.
 //!
+//! - **Ports.** The orchestrator binds a replica's listening socket when it picks the port and
+//!   holds it for the replica's life; every process it starts for the replica serves on that
+//!   socket (`LAMBDA_LISTEN_FD`: stdin of a new interpreter, sent to a zygote with the fork
+//!   request). No other process can take the port between the pick and the replica's start, so
+//!   a health check never reaches another server, and requests made while a replica restarts
+//!   wait in the backlog for the next process instead of being refused.
 //! - **Supervision.** A task per replica restarts it when it exits, with exponential backoff,
 //!   counting restarts and keeping the last output lines as the reason; a replica that stops
 //!   answering `/healthcheck` (probed every `liveness_interval`) is killed and restarted.
@@ -16,7 +22,7 @@
 //!   stops its workers too.
 //! - **Fast starts.** With `zygote` (the default) a replica is forked by a warm Python process of
 //!   its environment that has imported the runtime and its server already ([`zygote`]); the
-//!   replica then only imports its `lambda_main` and binds its port. When no zygote can be had,
+//!   replica then only imports its `lambda_main` and serves on its socket. When no zygote can be had,
 //!   replicas start as new interpreters.
 
 use crate::{
@@ -133,6 +139,11 @@ struct ReplicaRuntime {
 struct Replica {
     name: String,
     port: u16,
+    /// The replica's listening socket, bound by the orchestrator when it chose the port and
+    /// handed to every process it starts for the replica: no other process can take the port
+    /// while the replica lives, and connections made while it restarts wait in the backlog.
+    /// `None` for a replica adopted from an earlier control plane until it must be started again.
+    listener: Mutex<Option<std::net::TcpListener>>,
     /// `http://127.0.0.1:<port>`, made once: the proxy asks for it on every request.
     endpoint: String,
     log: PathBuf,
@@ -273,12 +284,14 @@ impl LocalOrchestrator {
                 }
                 _ => None,
             };
-            let port = if adopt.is_some() {
-                r.port
-            } else {
-                free_port()?
+            let listener = match adopt {
+                Some(_) => None,
+                None => Some(replica_listener()?),
             };
-            replicas.push(self.start_replica(&id, r.name, port, generation.clone(), adopt));
+            let port = listener.as_ref().map_or(Ok(r.port), listener_port)?;
+            let replica =
+                self.start_replica(&id, r.name, port, listener, generation.clone(), adopt);
+            replicas.push(replica);
         }
         let deadline = Instant::now() + self.cfg.start_timeout;
         for r in &replicas {
@@ -303,6 +316,7 @@ impl LocalOrchestrator {
         id: &LambdaId,
         name: String,
         port: u16,
+        listener: Option<std::net::TcpListener>,
         generation: Arc<Generation>,
         adopted_pid: Option<u32>,
     ) -> Arc<Replica> {
@@ -310,6 +324,7 @@ impl LocalOrchestrator {
             log: self.run_dir(id).join(format!("{name}.log")),
             name,
             port,
+            listener: Mutex::new(listener),
             endpoint: format!("http://127.0.0.1:{port}"),
             generation,
             state: Mutex::new(ReplicaRuntime {
@@ -454,11 +469,12 @@ impl LocalOrchestrator {
         })
     }
 
-    /// Starts a replica's process: forked by its environment's zygote when there is one, else
-    /// a new interpreter.
+    /// Starts a replica's process, serving on the replica's listening socket: forked by its
+    /// environment's zygote when there is one, else a new interpreter (the socket as its stdin).
     async fn spawn(&self, id: &LambdaId, r: &Replica) -> Result<Proc> {
         let dir = self.run_dir(id);
         tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
+        let listener = listening_socket(r)?;
         let g = &r.generation;
         if !g.zygote.is_empty() {
             let env: Vec<(String, String)> = self
@@ -473,11 +489,13 @@ impl LocalOrchestrator {
                     ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
                 ])
                 .collect();
-            if let Some(pid) = self
-                .zygotes
-                .fork(&g.zygote, &g.python, &g.app_dir, &env, &r.log)
-                .await
-            {
+            let fork = zygote::Fork {
+                app_dir: &g.app_dir,
+                env: &env,
+                log: &r.log,
+                listener: &listener,
+            };
+            if let Some(pid) = self.zygotes.fork(&g.zygote, &g.python, fork).await {
                 return Ok(Proc::Forked(pid));
             }
         }
@@ -495,8 +513,11 @@ impl LocalOrchestrator {
             .envs(g.env.iter().cloned())
             .env("LAMBDA_PORT", r.port.to_string())
             .env("LAMBDA_HOST", "127.0.0.1")
+            .env("LAMBDA_LISTEN_FD", "0")
             .env("PYTHONUNBUFFERED", "1")
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                listener,
+            )))
             .stdout(log)
             .stderr(log2)
             .process_group(0)
@@ -705,7 +726,11 @@ impl LocalOrchestrator {
         let mut fresh = Vec::new();
         for i in 0..replicas_wanted {
             let name = replica_name(&generation, i);
-            fresh.push(self.start_replica(&id, name, free_port()?, generation.clone(), None));
+            let listener = replica_listener()?;
+            let port = listener_port(&listener)?;
+            let replica =
+                self.start_replica(&id, name, port, Some(listener), generation.clone(), None);
+            fresh.push(replica);
         }
         let deadline = Instant::now() + self.cfg.start_timeout;
         for r in &fresh {
@@ -777,7 +802,11 @@ impl LocalOrchestrator {
         let mut fresh = Vec::new();
         for index in next..next + (wanted - current.len()) {
             let name = replica_name(&generation, index);
-            fresh.push(self.start_replica(id, name, free_port()?, generation.clone(), None));
+            let listener = replica_listener()?;
+            let port = listener_port(&listener)?;
+            let replica =
+                self.start_replica(id, name, port, Some(listener), generation.clone(), None);
+            fresh.push(replica);
         }
         let with_replicas = |f: &dyn Fn(&mut Vec<Arc<Replica>>)| {
             let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
@@ -1004,13 +1033,11 @@ fn replica_name(generation: &Generation, index: usize) -> String {
     format!("{}-{}-{index}", generation.lambda_name, generation.number)
 }
 
-/// A free loopback port for a replica (checked by binding it; the replica binds it right
-/// after). Taken below the kernel's ephemeral range when there is room: outgoing connections of
-/// every process take their local ports from that range, and one of them could take the port
-/// between this check and the replica's bind (seen in CI: `address already in use`). Ports are
-/// handed out in turn from a per-process starting point, so two replicas started at once never
-/// get the same one.
-fn free_port() -> Result<u16> {
+/// A listening loopback socket for a new replica, which the orchestrator holds for the
+/// replica's life and hands to its processes. Taken below the kernel's ephemeral range when
+/// there is room, so that replica ports do not crowd the ports of outgoing connections. Ports
+/// are tried in turn from a per-process starting point; one that is taken is skipped.
+fn replica_listener() -> Result<std::net::TcpListener> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let low = ephemeral_low().unwrap_or(32768);
     if low > REPLICA_PORTS_FROM + 1000 {
@@ -1019,15 +1046,39 @@ fn free_port() -> Result<u16> {
         for _ in 0..span.min(2000) {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let port = REPLICA_PORTS_FROM + ((offset + n) % span) as u16;
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                return Ok(port);
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return Ok(l);
             }
         }
     }
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io(Path::new("127.0.0.1:0")))?;
+    std::net::TcpListener::bind("127.0.0.1:0").map_err(io(Path::new("127.0.0.1:0")))
+}
+
+/// A copy of the replica's listening socket for a process to start. A replica adopted from an
+/// earlier control plane has none (its socket went with the process that ended): its port is
+/// bound again first.
+fn listening_socket(r: &Replica) -> Result<std::net::TcpListener> {
+    let mut held = r.listener.lock().unwrap_or_else(|p| p.into_inner());
+    let copy = match &*held {
+        Some(l) => l.try_clone(),
+        None => {
+            let l = std::net::TcpListener::bind(("127.0.0.1", r.port)).map_err(|e| {
+                Error::StartFailed {
+                    reason: format!("its port {} cannot be bound again: {e}", r.port),
+                }
+            })?;
+            let copy = l.try_clone();
+            *held = Some(l);
+            copy
+        }
+    };
+    copy.map_err(io(Path::new("127.0.0.1")))
+}
+
+fn listener_port(l: &std::net::TcpListener) -> Result<u16> {
     l.local_addr()
         .map(|a| a.port())
-        .map_err(io(Path::new("127.0.0.1:0")))
+        .map_err(io(Path::new("127.0.0.1")))
 }
 
 /// The lowest port local replicas are given (below the ephemeral range, above most services).
@@ -1242,7 +1293,12 @@ mod tests {
             low > REPLICA_PORTS_FROM + 1000,
             "ephemeral range from {low}"
         );
-        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        // Held while the replicas live: none is handed out twice, nor can another process bind it.
+        let held: Vec<_> = (0..200).map(|_| replica_listener().unwrap()).collect();
+        let ports: Vec<u16> = held.iter().map(|l| listener_port(l).unwrap()).collect();
+        for &port in &ports[..5] {
+            assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+        }
         let distinct: std::collections::HashSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), ports.len());
         assert!(

@@ -398,3 +398,77 @@ async fn a_zygote_outlives_the_app_folder_it_was_started_from() {
     );
     orch.undeploy(&id).await.unwrap();
 }
+
+/// Whether a server other than the replica could bind the port (and answer for it).
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_holds_its_port_from_its_start_and_through_its_restarts() {
+    for zygote in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = LocalOrchestratorConfig::new(dir.path());
+        cfg.base_env = base_env();
+        cfg.zygote = zygote;
+        cfg.start_timeout = Duration::from_secs(30);
+        cfg.backoff_initial = Duration::from_millis(100);
+        let orch = LocalOrchestrator::open(cfg).await.unwrap();
+        // The replica says its port, then waits at import until the test opens its gate.
+        let gate = dir.path().join("gate");
+        std::fs::create_dir(&gate).unwrap();
+        let code = "import os, pathlib, time\n\nhere = pathlib.Path(os.environ['GATE'])\n(here / f'port-{os.getpid()}').write_text(os.environ['LAMBDA_PORT'])\nwhile not (here / 'open').exists():\n    time.sleep(0.01)\n\n\nasync def main(request):\n    return {'pid': os.getpid()}\n";
+        let id = LambdaId::new();
+        let art = build_files(id, 1, vec![("lambda_main.py".into(), code.into())]).await;
+        let mut p = Parameters::default();
+        p.env.insert("GATE".into(), gate.display().to_string());
+        let deploy = tokio::spawn({
+            let orch = orch.clone();
+            async move { orch.deploy(spec(id, "gated", 1, art, p)).await }
+        });
+        let said_port = || {
+            std::fs::read_dir(&gate)
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().starts_with("port-"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        };
+        eventually(
+            "the replica process has started",
+            Duration::from_secs(30),
+            async || said_port().is_some(),
+        )
+        .await;
+        let port: u16 = said_port().unwrap().parse().unwrap();
+        // Starting, not serving yet: its port is taken all the same, so no other server can
+        // answer its health checks and be taken for it.
+        assert!(!port_is_free(port), "zygote {zygote}: port {port} is free");
+        assert!(!deploy.is_finished());
+        std::fs::write(gate.join("open"), "").unwrap();
+        deploy.await.unwrap().unwrap();
+        let url = orch.endpoint(&id).unwrap();
+        assert!(url.ends_with(&format!(":{port}")), "{url}");
+        let (status, body) = post(&url, serde_json::json!({})).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let first = body["pid"].as_u64().unwrap();
+        // It dies: while it restarts the port stays taken, and a request made meanwhile waits
+        // for the next process instead of being refused.
+        kill(first as i64);
+        eventually(
+            "the replica's process is gone",
+            Duration::from_secs(10),
+            async || !alive(first as u32),
+        )
+        .await;
+        assert!(!port_is_free(port), "zygote {zygote}: port {port} is free");
+        let (status, body) = post(&url, serde_json::json!({})).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_ne!(
+            body["pid"].as_u64().unwrap(),
+            first,
+            "served by the next process"
+        );
+        orch.undeploy(&id).await.unwrap();
+        assert!(port_is_free(port), "the port is let go with its replica");
+    }
+}

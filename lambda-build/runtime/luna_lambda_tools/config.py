@@ -4,6 +4,7 @@
 |---|---|---|
 | LAMBDA_PORT | port to serve on | 8000 |
 | LAMBDA_HOST | address to bind | 0.0.0.0 |
+| LAMBDA_LISTEN_FD | an open listening socket to serve on instead of binding LAMBDA_HOST:LAMBDA_PORT (the local orchestrator's; 0 is stdin) | none |
 | LAMBDA_TYPE | standalone, handlers or tasks | standalone |
 | LAMBDA_VERSION | lambda version, echoed as `Lambda-Version` | 1 |
 | LAMBDA_ID | lambda id | "" |
@@ -19,8 +20,8 @@ import json
 import os
 
 
-def _int(name, default):
-    raw = os.environ.get(name)
+def _int(name, default, env=None):
+    raw = (os.environ if env is None else env).get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -42,12 +43,13 @@ class LambdaConfig:
         env = os.environ if environ is None else environ
         self.port = int(env.get("LAMBDA_PORT") or 8000)
         self.host = env.get("LAMBDA_HOST") or "0.0.0.0"
+        self.listenFd = _int("LAMBDA_LISTEN_FD", None, env)
         self.lambdaType = env.get("LAMBDA_TYPE") or "standalone"
         self.version = env.get("LAMBDA_VERSION") or "1"
         self.lambdaId = env.get("LAMBDA_ID") or ""
-        self.workers = _int("LAMBDA_WORKERS", 1)
-        self.maxBodyBytes = _int("LAMBDA_MAX_BODY_BYTES", 16 * 1024 * 1024)
-        self.shutdownTimeout = _int("LAMBDA_SHUTDOWN_TIMEOUT", 10)
+        self.workers = _int("LAMBDA_WORKERS", 1, env)
+        self.maxBodyBytes = _int("LAMBDA_MAX_BODY_BYTES", 16 * 1024 * 1024, env)
+        self.shutdownTimeout = _int("LAMBDA_SHUTDOWN_TIMEOUT", 10, env)
         self.userConfigFile = env.get("LAMBDA_USER_CONFIG_FILE") or ""
         self.userConfigText = env.get("LAMBDA_USER_CONFIG") or ""
         self.userConfig = self._load_user_config()

@@ -446,6 +446,21 @@ def create_app():
     return LambdaApp(load_lambda_module())
 
 
+def _listen_options(cfg):
+    """Where uvicorn serves: the listening socket the platform handed over (LAMBDA_LISTEN_FD),
+    else LAMBDA_HOST:LAMBDA_PORT. A socket handed over as stdin moves to a descriptor of its
+    own, and stdin becomes /dev/null again."""
+    fd = cfg.listenFd
+    if fd is None:
+        return dict(host=cfg.host, port=cfg.port)
+    if fd == 0:
+        fd = os.dup(0)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    return dict(fd=fd)
+
+
 def main(debug=False):
     """Entry point of run.py. Returns the process exit code. `debug` (run_debug): one process
     on the standard asyncio loop, debug logging, so that a debugger can step through the code."""
@@ -472,8 +487,7 @@ def main(debug=False):
         ", " + ", ".join(f"{r.route} ({r.cls.__qualname__})" for r in app.routes) if app.routes else "",
     )
     options = dict(
-        host=cfg.host,
-        port=cfg.port,
+        **_listen_options(cfg),
         loop="asyncio" if debug else "uvloop",
         http="httptools",
         lifespan="on",

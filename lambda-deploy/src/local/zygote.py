@@ -4,7 +4,8 @@ replicas on request, each of which only imports its own lambda_main.
 Usage: python zygote.py SOCKET RUNTIME_DIR
 A request is one JSON line on a connection to the Unix socket SOCKET:
   {"app_dir": "...", "env": {"NAME": "value", ...}, "log": "/path/to/replica.log"}
-The answer is one line: the replica's pid, or "error: <why>".
+with the replica's listening socket attached to its first bytes (SCM_RIGHTS); the replica
+serves on it (LAMBDA_LISTEN_FD). The answer is one line: the replica's pid, or "error: <why>".
 
 Written by the platform (embedded in the server binary); every replica it forks runs the same
 runtime files as RUNTIME_DIR (the orchestrator keeps one zygote per interpreter and runtime).
@@ -28,7 +29,20 @@ def _die_with_parent():
         pass
 
 
-def _become_replica(request, runtime_dir):
+def _read_request(conn):
+    """The request line and the listening socket that came with it (None when none did)."""
+    data, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+    for extra in fds[1:]:
+        os.close(extra)
+    while data and not data.endswith(b"\n"):
+        more = conn.recv(65536)
+        if not more:
+            break
+        data += more
+    return data, (fds[0] if fds else None)
+
+
+def _become_replica(request, runtime_dir, listen_fd):
     """In the forked child: take the replica's place and run its server. Never returns."""
     code = 1
     try:
@@ -46,6 +60,8 @@ def _become_replica(request, runtime_dir):
         os.chdir(app_dir)
         os.environ.clear()
         os.environ.update(request["env"])
+        if listen_fd is not None:
+            os.environ["LAMBDA_LISTEN_FD"] = str(listen_fd)
         sys.path[sys.path.index(runtime_dir)] = app_dir
         sys.argv = [os.path.join(app_dir, "run.py")]
         # The runtime read its settings from the environment as it was imported: again, from
@@ -99,16 +115,22 @@ def main():
     while True:
         conn, _ = listener.accept()
         with conn:
+            listen_fd = None
             try:
-                request = json.loads(conn.makefile("rb").readline())
-            except ValueError as e:
+                line, listen_fd = _read_request(conn)
+                request = json.loads(line)
+            except (OSError, ValueError) as e:
                 conn.sendall(f"error: bad request: {e}\n".encode())
+                if listen_fd is not None:
+                    os.close(listen_fd)
                 continue
             pid = os.fork()
             if pid == 0:
                 listener.close()
                 conn.close()
-                _become_replica(request, runtime_dir)
+                _become_replica(request, runtime_dir, listen_fd)
+            if listen_fd is not None:
+                os.close(listen_fd)  # the replica has its copy
             conn.sendall(f"{pid}\n".encode())
 
 

@@ -5,6 +5,7 @@
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -20,6 +21,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 struct Zygote {
     child: tokio::process::Child,
     socket: PathBuf,
+}
+
+/// What a replica is forked with.
+pub(super) struct Fork<'a> {
+    /// Its app folder, where it works and imports its `lambda_main` from.
+    pub app_dir: &'a Path,
+    /// Exactly its environment.
+    pub env: &'a [(String, String)],
+    /// The file its output is appended to.
+    pub log: &'a Path,
+    /// The listening socket it serves on (sent to the zygote with the request).
+    pub listener: &'a std::net::TcpListener,
 }
 
 /// The zygotes of one orchestrator.
@@ -63,23 +76,15 @@ impl Zygotes {
         }
     }
 
-    /// Forks a replica of `app_dir` with exactly `env`, its output appended to `log`: its pid,
-    /// or `None` when no zygote can (then start it plainly).
-    pub(super) async fn fork(
-        &self,
-        key: &str,
-        python: &Path,
-        app_dir: &Path,
-        env: &[(String, String)],
-        log: &Path,
-    ) -> Option<u32> {
-        let socket = self.socket_for(key, python, app_dir).await?;
+    /// Forks a replica: its pid, or `None` when no zygote can (then start it plainly).
+    pub(super) async fn fork(&self, key: &str, python: &Path, fork: Fork<'_>) -> Option<u32> {
+        let socket = self.socket_for(key, python, fork.app_dir).await?;
         let request = serde_json::json!({
-            "app_dir": app_dir,
-            "env": env.iter().cloned().collect::<HashMap<String, String>>(),
-            "log": log,
+            "app_dir": fork.app_dir,
+            "env": fork.env.iter().cloned().collect::<HashMap<String, String>>(),
+            "log": fork.log,
         });
-        match ask(&socket, &request).await {
+        match ask(&socket, &request, fork.listener.as_fd()).await {
             Ok(pid) => Some(pid),
             Err(why) => {
                 tracing::warn!(zygote = %key, %why, "the zygote did not fork; starting the replica plainly");
@@ -214,15 +219,48 @@ fn copy_runtime(app_dir: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// One fork request: the child's pid.
-async fn ask(socket: &Path, request: &serde_json::Value) -> Result<u32, String> {
+/// Sends the first bytes of `data` that the socket takes, with `fd` attached (`SCM_RIGHTS`):
+/// how many were sent.
+async fn send_with_fd(s: &UnixStream, data: &[u8], fd: BorrowedFd<'_>) -> std::io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let fds = [fd];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    loop {
+        s.writable().await?;
+        let sent = s.try_io(tokio::io::Interest::WRITABLE, || {
+            sendmsg(
+                s,
+                &[std::io::IoSlice::new(data)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match sent {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+/// One fork request, with the replica's listening socket: the child's pid.
+async fn ask(
+    socket: &Path,
+    request: &serde_json::Value,
+    listener: BorrowedFd<'_>,
+) -> Result<u32, String> {
     let exchange = async {
         let mut s = UnixStream::connect(socket)
             .await
             .map_err(|e| e.to_string())?;
         let mut line = request.to_string();
         line.push('\n');
-        s.write_all(line.as_bytes())
+        let sent = send_with_fd(&s, line.as_bytes(), listener)
+            .await
+            .map_err(|e| format!("sending the request: {e}"))?;
+        s.write_all(&line.as_bytes()[sent..])
             .await
             .map_err(|e| e.to_string())?;
         let mut answer = String::new();
