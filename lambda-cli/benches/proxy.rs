@@ -442,7 +442,7 @@ struct CheckTimes {
 }
 
 async fn token_check_in_process() -> CheckTimes {
-    use lambda_server::auth::{Access, Auth, AuthSettings};
+    use lambda_server::http::auth::{Access, Auth, AuthSettings};
     const CALLS: usize = 200_000;
     let dir = tempfile::tempdir().unwrap();
     let store = lambda_storage::open(&lambda_storage::StorageConfig::new(format!(

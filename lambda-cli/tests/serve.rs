@@ -266,7 +266,7 @@ fn one_server_per_docker_instance() {
     let path = cfg.instance_lock_path(&env).unwrap();
     assert!(path.starts_with(runtime.path()), "{}", path.display());
     // The first server (this process) holds the instance.
-    let _held = lambda_server::lock::lock_instance(&path, "shared").unwrap();
+    let _held = lambda_server::server::lock::lock_instance(&path, "shared").unwrap();
     let data = tempfile::tempdir().unwrap();
     let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (status, err) = exited(spawn_serve(

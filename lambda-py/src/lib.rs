@@ -625,7 +625,7 @@ struct EmbeddedPlatform {
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The data folder's lock (one control plane per folder), released by `close`.
-    lock: Mutex<Option<lambda_server::lock::ServerLock>>,
+    lock: Mutex<Option<lambda_server::server::lock::ServerLock>>,
 }
 
 #[pymethods]
@@ -646,7 +646,7 @@ impl EmbeddedPlatform {
                 String,
                 tokio::sync::oneshot::Sender<()>,
                 tokio::task::JoinHandle<()>,
-                lambda_server::lock::ServerLock,
+                lambda_server::server::lock::ServerLock,
             ),
             String,
         > = py.detach(|| {

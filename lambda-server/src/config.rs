@@ -9,7 +9,7 @@
 //! filter) and `LUNA_LAMBDA_URL` (the CLI's server) are not settings. The library never reads the process environment: the
 //! binary passes it in.
 
-use crate::platform::{Platform, PlatformConfig};
+use crate::service::platform::{Platform, PlatformConfig};
 use lambda_build::{LocalBuilder, LocalBuilderConfig};
 use lambda_core::Limits;
 use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig};
@@ -703,9 +703,9 @@ impl Config {
         &self,
         data_dir: &Path,
         env: &HashMap<String, String>,
-    ) -> Result<crate::lock::ServerLock, crate::lock::LockError> {
+    ) -> Result<crate::server::lock::ServerLock, crate::server::lock::LockError> {
         let instance = self.instance_lock_path(env);
-        crate::lock::lock_server(
+        crate::server::lock::lock_server(
             data_dir,
             instance
                 .as_deref()
@@ -714,14 +714,14 @@ impl Config {
     }
 
     /// The server's TLS, its files read, when `[tls]` is set.
-    pub fn tls(&self) -> Result<Option<std::sync::Arc<crate::tls::Tls>>, ConfigError> {
+    pub fn tls(&self) -> Result<Option<std::sync::Arc<crate::server::tls::Tls>>, ConfigError> {
         let files = self
             .tls
             .cert
             .clone()
             .zip(self.tls.key.clone())
-            .map(|(cert, key)| crate::tls::TlsFiles { cert, key });
-        files.map(crate::tls::Tls::load).transpose()
+            .map(|(cert, key)| crate::server::tls::TlsFiles { cert, key });
+        files.map(crate::server::tls::Tls::load).transpose()
     }
 
     /// The data folder: `[local] data_dir`, else `default`.
@@ -796,7 +796,7 @@ impl Config {
     pub fn auth_settings(
         &self,
         env: &HashMap<String, String>,
-    ) -> Result<crate::auth::AuthSettings, ConfigError> {
+    ) -> Result<crate::http::auth::AuthSettings, ConfigError> {
         let loopback = self.on_loopback();
         let enabled = match self.auth.mode.as_deref() {
             Some("token") => true,
@@ -825,13 +825,13 @@ impl Config {
             (None, None) => None,
         };
         if let Some(t) = &admin_token
-            && t.len() < crate::auth::MIN_ADMIN_TOKEN_LEN
+            && t.len() < crate::http::auth::MIN_ADMIN_TOKEN_LEN
         {
             return Err(ConfigError::Invalid {
                 origin: String::new(),
                 message: format!(
                     "the bootstrap admin token must be at least {} characters (it has {})",
-                    crate::auth::MIN_ADMIN_TOKEN_LEN,
+                    crate::http::auth::MIN_ADMIN_TOKEN_LEN,
                     t.len()
                 ),
             });
@@ -842,7 +842,7 @@ impl Config {
                 self.listen
             )
         });
-        Ok(crate::auth::AuthSettings {
+        Ok(crate::http::auth::AuthSettings {
             enabled,
             admin_token,
             rate_per_second: self.auth.rate_per_second,
@@ -1064,7 +1064,7 @@ impl Config {
     }
 
     /// The platform's settings.
-    fn platform_config(&self, auth: crate::auth::AuthSettings) -> PlatformConfig {
+    fn platform_config(&self, auth: crate::http::auth::AuthSettings) -> PlatformConfig {
         PlatformConfig {
             limits: Limits {
                 max_archive_bytes: self.limits.max_archive_bytes,
@@ -1077,7 +1077,7 @@ impl Config {
             build_concurrency: self.builder.concurrency.max(1),
             build_timeout: Duration::from_secs(self.builder.timeout_secs),
             proxy_timeout: Duration::from_secs(self.limits.proxy_timeout_secs),
-            proxy_pool: crate::upstream::PoolConfig {
+            proxy_pool: crate::proxy::upstream::PoolConfig {
                 max_idle_per_replica: self.limits.proxy_max_idle_per_replica,
                 idle_timeout: Duration::from_secs(self.limits.proxy_idle_timeout_secs),
                 connect_timeout: Duration::from_secs(self.limits.proxy_connect_timeout_secs),
@@ -1091,7 +1091,7 @@ impl Config {
             reconcile_interval: Duration::from_secs(self.reconcile_interval_secs.max(1)),
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),
             base_os: self.builder.base_os,
-            tasks: crate::tasks::TaskSettings {
+            tasks: crate::service::tasks::TaskSettings {
                 concurrency_per_replica: self.tasks.concurrency_per_replica,
                 subtask_timeout: Duration::from_secs(self.tasks.subtask_timeout_secs.max(1)),
                 max_attempts: self.tasks.max_attempts.max(1),
@@ -1100,13 +1100,13 @@ impl Config {
             max_lambdas_per_account: self.limits.max_lambdas_per_account,
             max_concurrent_uploads: self.limits.max_concurrent_uploads.max(1),
             upload_timeout: Duration::from_secs(self.limits.upload_timeout_secs.max(1)),
-            idle: crate::platform::IdleSettings {
+            idle: crate::service::platform::IdleSettings {
                 switch_off_after: (self.idle.switch_off_after_secs > 0)
                     .then(|| Duration::from_secs(self.idle.switch_off_after_secs)),
                 check_interval: Duration::from_secs(self.idle.check_interval_secs.max(1)),
                 last_usage_flush: Duration::from_secs(self.idle.last_usage_flush_secs.max(1)),
             },
-            scale: crate::platform::ScaleSettings {
+            scale: crate::service::platform::ScaleSettings {
                 max_waiting: self.scale.max_waiting.max(1),
                 check_interval: Duration::from_millis(self.scale.check_interval_ms.max(10)),
                 scale_down_after: Duration::from_secs(self.scale.scale_down_after_secs),

@@ -1,63 +1,35 @@
 //! # lambda-server
 //!
-//! The front door of luna-lambda-rs: [`Platform`] (the lifecycle pipeline and the reconciler,
-//! over the storage, builder and orchestrator ports), the axum [`api::router`] (the HTTP API
-//! of DESIGN.md §4 and the proxy), [`Config`] (TOML + environment), and [`serve`], which runs
-//! it all with a graceful shutdown that leaves lambdas running for the next start. With the
-//! `client` feature (and without the default `server` feature) it is only the typed HTTP
-//! [`client`], shared by the CLI and the Python bindings so that no HTTP code is written twice.
+//! The front door of luna-lambda-rs, in rooms whose dependencies run one way
+//! (config → server → {proxy, http} → service → storage/build/deploy/core):
+//! - [`service`]: the domain, [`Platform`] (the lifecycle pipeline and the reconciler, over the
+//!   storage, builder and orchestrator ports), the task runner, traffic and metrics;
+//! - [`http`]: the axum [`http::router`], the HTTP API of DESIGN.md §4;
+//! - [`proxy`]: the front that routes invocations before the API, and its upstream client;
+//! - [`server`]: [`serve`], which runs it all with a graceful shutdown that leaves lambdas
+//!   running for the next start, TLS and the data folder's lock;
+//! - [`config`]: [`Config`] (TOML + environment) and the wiring of the adapters.
+//!
+//! With the `client` feature (and without the default `server` feature) it is only the typed
+//! HTTP `client` module, shared by the CLI and the Python bindings so that no HTTP code is
+//! written twice.
 
-#[cfg(feature = "server")]
-pub mod api;
-#[cfg(feature = "server")]
-pub mod audit;
-#[cfg(feature = "server")]
-pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
-mod console;
-#[cfg(feature = "server")]
-pub mod error;
-#[cfg(feature = "server")]
-pub mod lock;
-#[cfg(feature = "server")]
-pub mod metrics;
-#[cfg(feature = "server")]
-pub mod openapi;
-#[cfg(feature = "server")]
-pub mod platform;
+pub mod http;
 #[cfg(feature = "server")]
 pub mod proxy;
 #[cfg(feature = "server")]
-pub mod replica_metrics;
+pub mod server;
 #[cfg(feature = "server")]
-mod request_body;
-#[cfg(feature = "server")]
-mod serve;
-#[cfg(feature = "server")]
-mod task_api;
-#[cfg(feature = "server")]
-pub mod tasks;
-#[cfg(feature = "server")]
-pub mod tls;
-#[cfg(feature = "server")]
-mod token_api;
-#[cfg(feature = "server")]
-pub mod traffic;
-#[cfg(feature = "server")]
-pub mod upstream;
-#[cfg(feature = "server")]
-mod version_api;
+pub mod service;
 
 #[cfg(feature = "server")]
 pub use config::{Config, ConfigError};
 #[cfg(feature = "server")]
-pub use error::{Error, Result};
+pub use server::{serve, serve_tls};
 #[cfg(feature = "server")]
-pub use platform::{Platform, PlatformConfig};
-
-#[cfg(feature = "server")]
-pub use serve::{serve, serve_tls};
+pub use service::{Error, Platform, PlatformConfig, Result};

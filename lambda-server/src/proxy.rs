@@ -4,13 +4,16 @@
 //! ([`Front`]): the path is split by hand, the request keeps its own header map (hop-by-hop
 //! headers removed in place), the path and query go to the replica as they came (not decoded
 //! and encoded again), the request id comes from a per-thread generator, and the exchange runs
-//! on the proxy's own connection pool ([`crate::upstream`]) in the request's task. Bodies stream
+//! on the proxy's own connection pool ([`crate::proxy::upstream`]) in the request's task. Bodies stream
 //! both ways, never held: a request that did not reach a replica at all (it went away, or
 //! closed the connection first) comes back whole from the pool and is sent once more to the
 //! lambda's current endpoint.
 
-use crate::api::{Account, AppState, RequestId, names};
-use crate::error::{Error, Result};
+pub mod replica_metrics;
+pub mod upstream;
+
+use crate::http::api::{Account, AppState, RequestId, names};
+use crate::service::error::{Error, Result};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
@@ -105,7 +108,7 @@ pub(crate) fn new_request_id() -> String {
     out
 }
 
-/// The server's service: proxy paths go straight to [`proxied`] on the connection's own thread,
+/// The server's service: proxy paths go straight to `proxied` on the connection's own thread,
 /// everything else to the API's router on the platform's runtime.
 #[derive(Debug, Clone)]
 pub struct Front {
@@ -119,7 +122,7 @@ impl Front {
     /// The API of `state` with the proxy in front; API requests run on `platform_runtime`.
     pub fn new(state: AppState, platform_runtime: tokio::runtime::Handle) -> Self {
         Self {
-            router: crate::api::router(state.clone()),
+            router: crate::http::api::router(state.clone()),
             state: std::sync::Arc::new(state),
             platform_runtime,
         }
@@ -152,7 +155,7 @@ impl Front {
             };
             Box::pin(proxied(self.state.clone(), route, req))
         } else {
-            let req = crate::request_body::Drained::wrap(req);
+            let req = crate::http::request_body::Drained::wrap(req);
             let api = self
                 .platform_runtime
                 .spawn(tower_service::Service::call(&mut self.router.clone(), req));
@@ -176,14 +179,16 @@ async fn proxied(
     mut req: Request,
 ) -> Result<Response, Infallible> {
     let started = Instant::now();
-    let rid = crate::api::request_id(req.headers());
-    let method = crate::api::method_name(req.method());
-    let resp = match crate::api::authorize(&state, &mut req, crate::auth::Access::Proxy).await {
-        Ok(()) => std::pin::pin!(forward(&state, req, Some(rid.clone()))).await,
-        Err(e) => Err(refused(req, e)),
-    }
-    .unwrap_or_else(|e| e.into_response());
-    Ok(crate::api::finish(
+    let rid = crate::http::api::request_id(req.headers());
+    let method = crate::http::api::method_name(req.method());
+    let resp =
+        match crate::http::api::authorize(&state, &mut req, crate::http::auth::Access::Proxy).await
+        {
+            Ok(()) => std::pin::pin!(forward(&state, req, Some(rid.clone()))).await,
+            Err(e) => Err(refused(req, e)),
+        }
+        .unwrap_or_else(|e| e.into_response());
+    Ok(crate::http::api::finish(
         &state, rid, route, method, started, resp,
     ))
 }
@@ -205,7 +210,7 @@ async fn forward(s: &AppState, req: Request, rid: Option<HeaderValue>) -> Result
         let (raw, suffix) = target(path).ok_or_else(|| {
             Error::BadRequest(ErrorCode::RouteNotFound, "not a proxy path".to_owned())
         })?;
-        let id = crate::api::lambda_id(raw)?;
+        let id = crate::http::api::lambda_id(raw)?;
         let account = Account::resolve(headers, extensions.get())?.0;
         let (route, endpoint, counted) = s.platform.admit(&id, account).await?;
         if route.lambda_type == lambda_core::LambdaType::Tasks && suffix.starts_with("/tasks/") {
@@ -256,17 +261,17 @@ async fn forward(s: &AppState, req: Request, rid: Option<HeaderValue>) -> Result
 }
 
 /// A proxy request refused before it reached a replica (`e`): its answer goes at once, and its
-/// body is drained ([`crate::request_body::discard`]), so that the client reads the answer and
+/// body is drained ([`crate::http::request_body::discard`]), so that the client reads the answer and
 /// keeps its connection for the next request.
 fn refused(req: Request, e: Error) -> Error {
-    crate::request_body::discard(req);
+    crate::http::request_body::discard(req);
     e
 }
 
 /// A response body that keeps its request counted in the lambda's load while it streams.
 struct Counted {
     body: Body,
-    _counted: crate::platform::InFlight,
+    _counted: crate::service::platform::InFlight,
 }
 
 impl hyper::body::Body for Counted {
@@ -389,10 +394,11 @@ const WHOLE_BODY_MAX: u64 = 16 * 1024;
 /// is. Read frame by frame, from the replica's body itself (not through a boxed one): a small
 /// body is most often one frame, kept as it came.
 async fn whole_if_small(
-    resp: axum::http::Response<crate::upstream::Streaming>,
+    resp: axum::http::Response<crate::proxy::upstream::Streaming>,
 ) -> std::result::Result<Response, axum::Error> {
     use http_body_util::BodyExt as _;
-    let Some(len) = crate::api::content_length(resp.headers()).filter(|n| *n <= WHOLE_BODY_MAX)
+    let Some(len) =
+        crate::http::api::content_length(resp.headers()).filter(|n| *n <= WHOLE_BODY_MAX)
     else {
         return Ok(resp.map(Body::new));
     };

@@ -5,7 +5,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
-use lambda_server::api::{AppState, ROUTES, router};
+use lambda_server::http::api::{AppState, ROUTES, router};
 use std::time::Duration;
 use tower::ServiceExt;
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use lambda_server::PlatformConfig;
-use lambda_server::auth::AuthSettings;
+use lambda_server::http::auth::AuthSettings;
 use std::time::{Duration, Instant};
 
 /// The bootstrap admin token of these servers.
@@ -186,16 +186,16 @@ async fn every_route_with_every_kind_of_token() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    for route in lambda_server::api::ROUTES {
+    for route in lambda_server::http::api::ROUTES {
         let method = if route.method == "ANY" {
             "POST"
         } else {
             route.method
         };
         let path = instantiate(route.path, &la);
-        let access = lambda_server::auth::Access::of(Some(route.path));
+        let access = lambda_server::http::auth::Access::of(Some(route.path));
         let what = format!("{method} {}", route.path);
-        if access == lambda_server::auth::Access::Public {
+        if access == lambda_server::http::auth::Access::Public {
             assert_eq!(
                 call(&s, method, &path, None, None).await.status,
                 200,
@@ -222,15 +222,16 @@ async fn every_route_with_every_kind_of_token() {
         }
         let read_only = method == "GET";
         let (wrong, right) = match access {
-            lambda_server::auth::Access::Admin => (&a_write, ADMIN),
-            lambda_server::auth::Access::Proxy => (&a_read, a_invoke.as_str()),
+            lambda_server::http::auth::Access::Admin => (&a_write, ADMIN),
+            lambda_server::http::auth::Access::Proxy => (&a_read, a_invoke.as_str()),
             _ if read_only => (&a_invoke, a_read.as_str()),
             _ => (&a_read, a_write.as_str()),
         };
         let r = call(&s, method, &path, Some(wrong), None).await;
         assert_eq!(r.status, 403, "{what} with the wrong scope: {}", r.body);
         assert_eq!(r.body["error_code"], 12009, "{what}");
-        if route.path.contains("{lambda_id}") && access != lambda_server::auth::Access::Admin {
+        if route.path.contains("{lambda_id}") && access != lambda_server::http::auth::Access::Admin
+        {
             // Another account's lambda does not exist for this token: it gets exactly what a
             // lambda that does not exist gets (mostly 42001; a malformed body may be refused
             // first), never its data.

@@ -98,7 +98,7 @@ const ADMIN: &str = "connections-test-admin-token-0123456789";
 /// A platform with tokens on (the bootstrap admin token [`ADMIN`]).
 async fn with_tokens(dir: &std::path::Path) -> Server {
     let cfg = lambda_server::PlatformConfig {
-        auth: lambda_server::auth::AuthSettings {
+        auth: lambda_server::http::auth::AuthSettings {
             enabled: true,
             admin_token: Some(ADMIN.into()),
             ..Default::default()

@@ -80,7 +80,7 @@ async fn a_dry_run_reports_exactly_what_the_real_run_removes() {
         reconcile_interval: Duration::from_secs(3600),
         // Nor may `last_usage` be written while the folder is measured: a record being
         // written has a staging file beside it.
-        idle: lambda_server::platform::IdleSettings {
+        idle: lambda_server::service::platform::IdleSettings {
             last_usage_flush: Duration::from_secs(3600),
             ..Default::default()
         },

@@ -7,7 +7,7 @@ mod common;
 
 use common::scale::record_until;
 use common::*;
-use lambda_server::platform::{IdleSettings, PlatformConfig};
+use lambda_server::service::platform::{IdleSettings, PlatformConfig};
 use std::time::Duration;
 
 fn idle_config(switch_off_after: Option<Duration>) -> PlatformConfig {

@@ -6,7 +6,7 @@ mod common;
 
 use common::scale::*;
 use common::*;
-use lambda_server::platform::{PlatformConfig, ScaleSettings};
+use lambda_server::service::platform::{PlatformConfig, ScaleSettings};
 use std::time::Duration;
 
 fn scale_config(max_waiting: usize) -> PlatformConfig {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use lambda_server::tls::{Tls, TlsFiles};
+use lambda_server::server::tls::{Tls, TlsFiles};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

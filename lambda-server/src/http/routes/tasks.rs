@@ -1,7 +1,7 @@
 //! The task routes of the API (`/1/tasks...`), over [`crate::Platform`]'s task methods.
 
-use crate::api::{Account, AppState, QueryResult, json_error, query, query_u64};
-use crate::error::{Error, Result};
+use crate::http::api::{Account, AppState, QueryResult, json_error, query, query_u64};
+use crate::service::error::{Error, Result};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -37,7 +37,7 @@ async fn create(
 ) -> Result<Response> {
     let Json(req) = body.map_err(json_error)?;
     let task_id = s.platform.create_task(account, req).await?;
-    let made = axum::Extension(crate::audit::Made::Other(task_id.to_string()));
+    let made = axum::Extension(crate::http::audit::Made::Other(task_id.to_string()));
     Ok((StatusCode::CREATED, made, Json(TaskCreated { task_id })).into_response())
 }
 

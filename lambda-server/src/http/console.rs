@@ -6,7 +6,7 @@
 //!
 //! The assets are public (the login screen must load without a token); they hold no data.
 
-use crate::api::AppState;
+use crate::http::api::AppState;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,9 +23,9 @@ pub(crate) const ROUTES: [&str; 6] = [
     "/console/app.css",
 ];
 
-const INDEX: &str = include_str!("../console/index.html");
-const SCRIPT: &str = include_str!("../console/app.js");
-const STYLE: &str = include_str!("../console/app.css");
+const INDEX: &str = include_str!("../../console/index.html");
+const SCRIPT: &str = include_str!("../../console/app.js");
+const STYLE: &str = include_str!("../../console/app.css");
 
 /// Only the console's own script and style run; the lambda's docs are shown in a sandboxed
 /// frame (inline styles allowed there, scripts not); the page is never framed elsewhere.

@@ -3,8 +3,10 @@
 //! `POST /1/lambdas/import` and `POST /1/gc`,
 //! over [`crate::Platform`]'s version, export and garbage collection methods.
 
-use crate::api::{Account, AppState, QueryResult, lambda_id, multipart_error, query, query_u64};
-use crate::error::{Error, Result};
+use crate::http::api::{
+    Account, AppState, QueryResult, lambda_id, multipart_error, query, query_u64,
+};
+use crate::service::error::{Error, Result};
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{StatusCode, header};
@@ -67,10 +69,10 @@ async fn import(
 ) -> Result<Response> {
     let account = Account(account).required("import a lambda")?;
     let _upload = s.begin_upload(req.headers())?;
-    let mp = crate::request_body::multipart(req, &s).await;
+    let mp = crate::http::request_body::multipart(req, &s).await;
     let export = s.within_upload_time(read_export_part(mp)).await?;
     let id = s.platform.import(account, export).await?;
-    Ok(crate::api::created_lambda(id))
+    Ok(crate::http::api::created_lambda(id))
 }
 
 /// The one part of an import.

@@ -8,7 +8,7 @@
 //! in constant time. The bootstrap admin token (`LUNA_LAMBDA_ADMIN_TOKEN` or
 //! `[auth] admin_token_file`) is checked against its hash, held in memory only.
 
-use crate::error::{Error, Result};
+use crate::service::error::{Error, Result};
 use axum::http::{HeaderMap, Method, header};
 use lambda_core::api::{ACCOUNT_ID_HEADER, ErrorCode};
 use lambda_core::auth::{
@@ -74,7 +74,7 @@ impl Access {
     pub fn of(route: Option<&str>) -> Self {
         match route {
             Some("/healthcheck" | "/version") => Self::Public,
-            Some(r) if crate::console::ROUTES.contains(&r) => Self::Public,
+            Some(r) if crate::http::console::ROUTES.contains(&r) => Self::Public,
             Some("/metrics" | "/1/gc" | "/1/audit" | "/1/tokens" | "/1/tokens/{token_id}") => {
                 Self::Admin
             }
@@ -175,7 +175,7 @@ impl Auth {
         // refused here.
         if let Some(account) = who.account
             && let Some(named) = headers
-                .get(&crate::api::names::ACCOUNT_ID)
+                .get(&crate::http::api::names::ACCOUNT_ID)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|s| uuid::Uuid::parse_str(s.trim()).ok())
             && named != account

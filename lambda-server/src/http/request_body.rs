@@ -24,7 +24,7 @@
 //! read: the client gets its answer, and keeps its connection when the rest arrives in time. A
 //! client that waits for `100 Continue` has sent nothing, and its connection is simply closed.
 
-use crate::api::AppState;
+use crate::http::api::AppState;
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{FromRequest, Multipart, Request};

@@ -4,8 +4,8 @@
 //! body chunk across channels between that task and the caller's. Here the proxy's own request
 //! task writes the request and reads the response head itself, and the response body reads the
 //! connection while it streams out, so a proxied request is one task, as in nginx's event loop.
-//! The wire format towards replicas is the proxy's own small HTTP/1.1 client ([`h1`] without
-//! I/O, [`link`] with it): the replicas are the platform's, and the request it sends was parsed
+//! The wire format towards replicas is the proxy's own small HTTP/1.1 client (`h1` without
+//! I/O, `link` with it): the replicas are the platform's, and the request it sends was parsed
 //! and checked by hyper on the client-facing side. An idle connection sits in a per-replica
 //! LIFO stack (the hottest one is reused first, so the pool's size follows the load) and goes
 //! back there when its response body has ended.

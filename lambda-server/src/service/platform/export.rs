@@ -4,7 +4,7 @@
 //! from an image built elsewhere (`import_image`: no archive, no build).
 
 use super::Platform;
-use crate::error::{Error, Result};
+use crate::service::error::{Error, Result};
 use bytes::Bytes;
 use lambda_core::api::{ArchiveInfo, Credentials, ErrorCode, ExportManifest, ImageExport};
 use lambda_core::{Artifact, LambdaId, LambdaStatus, pack};

@@ -8,8 +8,8 @@
 //! task resumes: the split is not redone, and a subtask with an outcome is not run again.
 //! Key layout: `lambda_storage::TaskStore`.
 
-use crate::error::{Error, Result};
-use crate::platform::Platform;
+use crate::service::error::{Error, Result};
+use crate::service::platform::Platform;
 use bytes::Bytes;
 use futures::stream::StreamExt;
 use http_body_util::{BodyExt, Full};

@@ -7,8 +7,8 @@
 //! its desired state: interrupted builds are resumed, lambdas that should run but do not are
 //! deployed again, deployments without a record are removed.
 
-use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::service::error::{Error, Result};
+use crate::service::metrics::Metrics;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use lambda_build::{BuildRequest, ImageBuilder};
@@ -40,7 +40,7 @@ pub struct PlatformConfig {
     /// The proxy gives a lambda this long to answer (default 60 s).
     pub proxy_timeout: Duration,
     /// The proxy's keep-alive connections to replicas.
-    pub proxy_pool: crate::upstream::PoolConfig,
+    pub proxy_pool: crate::proxy::upstream::PoolConfig,
     /// Versions whose built artifacts are kept for an instant rollback (default 5).
     pub keep_versions: usize,
     /// How long the audit log is kept (`None`: for ever; default 90 days).
@@ -56,9 +56,9 @@ pub struct PlatformConfig {
     /// OS family of the base images: `user_docker_commands` must use its package manager.
     pub base_os: lambda_core::docker_commands::BaseOs,
     /// How tasks of `tasks` lambdas run (`[tasks]`).
-    pub tasks: crate::tasks::TaskSettings,
+    pub tasks: crate::service::tasks::TaskSettings,
     /// Who may call the API (`[auth]`; read by the HTTP edge).
-    pub auth: crate::auth::AuthSettings,
+    pub auth: crate::http::auth::AuthSettings,
     /// Most lambdas one account may have (0: no limit; default 1000).
     pub max_lambdas_per_account: usize,
     /// Uploads received at once (read by the HTTP edge; default 8).
@@ -78,7 +78,7 @@ impl Default for PlatformConfig {
             build_concurrency: 2,
             build_timeout: Duration::from_secs(600),
             proxy_timeout: Duration::from_secs(60),
-            proxy_pool: crate::upstream::PoolConfig::default(),
+            proxy_pool: crate::proxy::upstream::PoolConfig::default(),
             keep_versions: 5,
             audit_retention: Some(Duration::from_secs(90 * 86_400)),
             gc_interval: None,
@@ -86,8 +86,8 @@ impl Default for PlatformConfig {
             reconcile_interval: Duration::from_secs(30),
             orphan_grace: Duration::from_secs(600),
             base_os: lambda_core::docker_commands::BaseOs::Debian,
-            tasks: crate::tasks::TaskSettings::default(),
-            auth: crate::auth::AuthSettings::default(),
+            tasks: crate::service::tasks::TaskSettings::default(),
+            auth: crate::http::auth::AuthSettings::default(),
             max_lambdas_per_account: 1000,
             max_concurrent_uploads: 8,
             upload_timeout: Duration::from_secs(300),
@@ -247,13 +247,13 @@ struct Inner {
     metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    task_runner: crate::tasks::TaskRunner,
+    task_runner: crate::service::tasks::TaskRunner,
     /// One garbage collection at a time.
     gc: tokio::sync::Mutex<()>,
     /// New lambdas are counted and written one at a time (the per-account limit).
     create_gate: tokio::sync::Mutex<()>,
     /// Each lambda's proxied traffic (counted by the proxy; read for `last_usage`).
-    traffic: Arc<crate::traffic::Traffic>,
+    traffic: Arc<crate::service::traffic::Traffic>,
     /// Requests in flight per scaling lambda, and wakes in progress.
     scaler: scale::Scaler,
 }
@@ -336,7 +336,8 @@ impl Platform {
         builder: Arc<dyn ImageBuilder>,
         orchestrator: Arc<dyn Orchestrator>,
     ) -> Self {
-        let task_runner = crate::tasks::TaskRunner::new(storage.tasks(), cfg.tasks.clone());
+        let task_runner =
+            crate::service::tasks::TaskRunner::new(storage.tasks(), cfg.tasks.clone());
         Self {
             inner: Arc::new(Inner {
                 traffic: Arc::default(),
@@ -362,7 +363,7 @@ impl Platform {
         }
     }
 
-    pub(crate) fn task_runner(&self) -> &crate::tasks::TaskRunner {
+    pub(crate) fn task_runner(&self) -> &crate::service::tasks::TaskRunner {
         &self.inner.task_runner
     }
 
@@ -388,7 +389,7 @@ impl Platform {
 
     /// Each lambda's proxied traffic: the proxy counts, the console's chart and `last_usage`
     /// read.
-    pub fn traffic(&self) -> &Arc<crate::traffic::Traffic> {
+    pub fn traffic(&self) -> &Arc<crate::service::traffic::Traffic> {
         &self.inner.traffic
     }
 

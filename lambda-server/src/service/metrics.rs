@@ -1,7 +1,7 @@
 //! The server's metrics, on the Prometheus project's `prometheus-client` (OpenMetrics text):
 //! requests by route, method and status, build and deploy durations, lambdas by status, failed
 //! clean-ups. Counting a request takes a read lock, a cheap hash of three words and an atomic add
-//! once its labels exist (see [`Counters`]).
+//! once its labels exist (see `Counters`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

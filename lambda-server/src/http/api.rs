@@ -1,9 +1,9 @@
 //! The HTTP API of DESIGN.md §4 (axum): routes, request ids, account scoping, errors, the
 //! OpenAPI document, and the proxy.
 
-use crate::error::{Error, InternalDetail, Result};
-use crate::platform::Platform;
-use crate::upstream::Upstreams;
+use crate::proxy::upstream::Upstreams;
+use crate::service::error::{Error, InternalDetail, Result};
+use crate::service::platform::Platform;
 use axum::body::Body;
 use axum::extract::{
     DefaultBodyLimit, FromRequestParts, MatchedPath, Multipart, Path, Query, Request, State,
@@ -64,11 +64,11 @@ pub struct AppState {
     /// Largest create/update request body (the archive limit plus room for the JSON parts).
     pub max_upload_bytes: u64,
     /// Who may call (`[auth]`).
-    pub auth: Arc<crate::auth::Auth>,
+    pub auth: Arc<crate::http::auth::Auth>,
     /// Uploads being received (`[limits] max_concurrent_uploads`).
     uploads: Arc<tokio::sync::Semaphore>,
     /// The audit log of writes.
-    pub audit: Arc<crate::audit::Audit>,
+    pub audit: Arc<crate::http::audit::Audit>,
 }
 
 impl AppState {
@@ -77,13 +77,13 @@ impl AppState {
         let max_upload_bytes = platform.config().limits.max_archive_bytes + 1024 * 1024;
         let upstreams = Upstreams::new(platform.config().proxy_pool);
         if tokio::runtime::Handle::try_current().is_ok() {
-            upstreams.sweep_every(crate::upstream::SWEEP_INTERVAL);
+            upstreams.sweep_every(crate::proxy::upstream::SWEEP_INTERVAL);
         }
-        let auth = crate::auth::Auth::new(platform.config().auth.clone(), platform.tokens());
+        let auth = crate::http::auth::Auth::new(platform.config().auth.clone(), platform.tokens());
         let uploads = Arc::new(tokio::sync::Semaphore::new(
             platform.config().max_concurrent_uploads.max(1),
         ));
-        let audit = crate::audit::Audit::new(platform.audit_store());
+        let audit = crate::http::audit::Audit::new(platform.audit_store());
         Self {
             platform,
             upstreams,
@@ -152,7 +152,7 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
 
-pub use crate::openapi::{ROUTES, RouteDoc, openapi};
+pub use crate::http::openapi::{ROUTES, RouteDoc, openapi};
 
 /// The router of the whole API.
 pub fn router(state: AppState) -> Router {
@@ -180,11 +180,13 @@ pub fn router(state: AppState) -> Router {
         .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
         .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
         .route("/1/lambdas/{lambda_id}/traffic", get(traffic))
-        .merge(crate::console::routes())
-        .merge(crate::task_api::routes())
-        .merge(crate::token_api::routes())
-        .merge(crate::audit::routes())
-        .merge(crate::version_api::routes(state.max_upload_bytes))
+        .merge(crate::http::console::routes())
+        .merge(crate::http::routes::tasks::routes())
+        .merge(crate::http::routes::tokens::routes())
+        .merge(crate::http::audit::routes())
+        .merge(crate::http::routes::versions::routes(
+            state.max_upload_bytes,
+        ))
         .route(crate::proxy::ROUTES[0], any(crate::proxy::route))
         .route(crate::proxy::ROUTES[1], any(crate::proxy::route))
         .fallback(not_found)
@@ -219,12 +221,12 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         .extensions()
         .get::<MatchedPath>()
         .map(MatchedPath::as_str);
-    let access = crate::auth::Access::of(matched);
+    let access = crate::http::auth::Access::of(matched);
     let route = route_name(matched);
     let method = method_name(req.method());
-    let audited = crate::audit::audited(req.method(), matched);
+    let audited = crate::http::audit::audited(req.method(), matched);
     let authorized = authorize(&state, &mut req, access).await;
-    let pending = audited.then(|| crate::audit::Pending::of(&req, route, method, &rid));
+    let pending = audited.then(|| crate::http::audit::Pending::of(&req, route, method, &rid));
     let resp = match authorized {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
@@ -239,7 +241,7 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
 pub(crate) async fn authorize(
     state: &AppState,
     req: &mut Request,
-    access: crate::auth::Access,
+    access: crate::http::auth::Access,
 ) -> Result<()> {
     if let Some(who) = state
         .auth
@@ -347,7 +349,7 @@ impl Account {
     /// (the check refused a header naming another), else the header's.
     pub(crate) fn resolve(
         headers: &HeaderMap,
-        who: Option<&Arc<crate::auth::Principal>>,
+        who: Option<&Arc<crate::http::auth::Principal>>,
     ) -> Result<Self> {
         let named = Self::of(headers)?;
         Ok(match who {
@@ -400,7 +402,11 @@ async fn healthcheck(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let text = s.platform.metrics().render(&s.platform.status_counts());
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+    (
+        [(header::CONTENT_TYPE, crate::service::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 /// The OpenAPI document, made (schemas generated, then encoded) once per process.
@@ -414,7 +420,7 @@ async fn spec() -> Response {
 pub(crate) fn created_lambda(id: LambdaId) -> Response {
     (
         StatusCode::CREATED,
-        axum::Extension(crate::audit::Made::Lambda(id)),
+        axum::Extension(crate::http::audit::Made::Lambda(id)),
         Json(CreateResponse { lambda_id: id }),
     )
         .into_response()
@@ -579,7 +585,7 @@ async fn create(
     if json {
         return create_from_image(s, account, req).await;
     }
-    let mp = crate::request_body::multipart(req, &s).await;
+    let mp = crate::http::request_body::multipart(req, &s).await;
     create_from_archive(s, account, mp).await
 }
 
@@ -671,7 +677,7 @@ async fn update(
     let id = lambda_id(&raw)?;
     let _upload = s.begin_upload(req.headers())?;
     let max = s.platform.config().limits.max_archive_bytes;
-    let mp = crate::request_body::multipart(req, &s).await;
+    let mp = crate::http::request_body::multipart(req, &s).await;
     let parts = s.within_upload_time(read_parts(mp, max)).await?;
     let mut report = ValidationReport::default();
     let creds = match &parts.credentials {
@@ -812,7 +818,7 @@ async fn traffic(
     State(s): State<AppState>,
     Path(raw): Path<String>,
     Account(account): Account,
-) -> Result<Json<crate::traffic::TrafficResponse>> {
+) -> Result<Json<crate::service::traffic::TrafficResponse>> {
     let id = lambda_id(&raw)?;
     s.platform.get(&id, account).await?;
     Ok(Json(s.platform.traffic().window(&id)))
@@ -951,7 +957,7 @@ async fn lambda_metrics(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::replica_metrics::merge(&texts),
+        crate::proxy::replica_metrics::merge(&texts),
     )
         .into_response())
 }

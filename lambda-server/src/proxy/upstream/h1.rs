@@ -21,7 +21,7 @@ pub enum Malformed {
     Syntax(httparse::Error),
     /// The response head is HTTP/1.x, but says something impossible.
     Head(&'static str),
-    /// The response head is larger than [`MAX_HEAD`].
+    /// The response head is larger than `MAX_HEAD`.
     HeadTooLarge,
     /// `Content-Length` is not one decimal number.
     ContentLength,
@@ -208,7 +208,7 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<H
 
 /// A header name; the platform's own ones (which every runtime sends) without an allocation.
 fn header_name(raw: &[u8]) -> Result<HeaderName, Malformed> {
-    use crate::api::names;
+    use crate::http::api::names;
     for known in [&names::REQUEST_ID, &names::LAMBDA_VERSION] {
         if raw.eq_ignore_ascii_case(known.as_str().as_bytes()) {
             return Ok(known.clone());

@@ -1,8 +1,8 @@
 //! The token routes of the API (`/1/tokens...`, admin only when tokens are on), over
-//! [`crate::auth::Auth`].
+//! [`crate::http::auth::Auth`].
 
-use crate::api::{AppState, json_error};
-use crate::error::{Error, Result};
+use crate::http::api::{AppState, json_error};
+use crate::service::error::{Error, Result};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -25,7 +25,7 @@ async fn create(
     let Json(req) = body.map_err(json_error)?;
     let created = s.auth.create(req).await?;
     tracing::info!(token = %created.record.name, id = %created.record.token_id, admin = created.record.admin, scope = created.record.scope.as_str(), "token created");
-    let made = axum::Extension(crate::audit::Made::Other(
+    let made = axum::Extension(crate::http::audit::Made::Other(
         created.record.token_id.to_string(),
     ));
     Ok((StatusCode::CREATED, made, Json(created)).into_response())

@@ -2,7 +2,7 @@
 //! them, rollback to one, and the retention of built artifacts (`keep_versions`).
 
 use super::{Platform, now};
-use crate::error::{Error, Result};
+use crate::service::error::{Error, Result};
 use lambda_core::api::{
     ArchiveInfo, ErrorCode, LambdaRecord, RollbackRequest, RollbackResponse, VersionEntry,
     VersionList, VersionRecord,

@@ -55,7 +55,7 @@ pub const ROUTES: &[RouteDoc] = &[
         operation: "healthcheck",
         query: &[],
         request: None,
-        response: Some(json::<crate::platform::Health>),
+        response: Some(json::<crate::service::platform::Health>),
         summary: "200 when the store, the builder and the orchestrator answer",
         ok: 200,
     },
@@ -273,7 +273,7 @@ pub const ROUTES: &[RouteDoc] = &[
         operation: "getLambdaTraffic",
         query: &[],
         request: None,
-        response: Some(json::<crate::traffic::TrafficResponse>),
+        response: Some(json::<crate::service::traffic::TrafficResponse>),
         summary: "The lambda's proxied requests, errors and latency p50/p99 per 10 s over the last 15 minutes, as the server measured them",
         ok: 200,
     },
@@ -599,7 +599,7 @@ fn parameters(r: &RouteDoc) -> Vec<Value> {
 
 /// One operation of a route.
 fn operation(r: &RouteDoc, g: &mut SchemaGenerator) -> Value {
-    let public = crate::auth::Access::of(Some(r.path)) == crate::auth::Access::Public;
+    let public = crate::http::auth::Access::of(Some(r.path)) == crate::http::auth::Access::Public;
     let security = if public {
         json!([{}])
     } else {

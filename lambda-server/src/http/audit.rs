@@ -4,8 +4,8 @@
 //! writer task that appends whatever has queued up since its last append (a group commit: no
 //! timer, one read and one write per batch). `GET /1/audit` waits for what is queued first.
 
-use crate::api::ROUTES;
-use crate::error::Result;
+use crate::http::api::ROUTES;
+use crate::service::error::Result;
 use lambda_core::LambdaId;
 use lambda_core::api::{AuditEntry, ErrorCode};
 use lambda_storage::AuditStore;
@@ -142,9 +142,9 @@ impl Pending {
         method: &'static str,
         request_id: &axum::http::HeaderValue,
     ) -> Self {
-        let who = req.extensions().get::<Arc<crate::auth::Principal>>();
+        let who = req.extensions().get::<Arc<crate::http::auth::Principal>>();
         // A malformed header is the handler's 400; the entry then names no account.
-        let account = crate::api::Account::resolve(req.headers(), who).ok();
+        let account = crate::http::api::Account::resolve(req.headers(), who).ok();
         Self {
             action: ROUTES
                 .iter()
@@ -198,20 +198,20 @@ const DEFAULT_LIMIT: u64 = 1000;
 const MAX_LIMIT: u64 = 10_000;
 
 /// `GET /1/audit` (admin).
-pub(crate) fn routes() -> axum::Router<crate::api::AppState> {
+pub(crate) fn routes() -> axum::Router<crate::http::api::AppState> {
     axum::Router::new().route("/1/audit", axum::routing::get(get_audit))
 }
 
 /// `GET /1/audit?since=&limit=`: `since` is RFC 3339 or unix seconds (default: an hour ago).
 async fn get_audit(
-    axum::extract::State(s): axum::extract::State<crate::api::AppState>,
-    q: crate::api::QueryResult,
+    axum::extract::State(s): axum::extract::State<crate::http::api::AppState>,
+    q: crate::http::api::QueryResult,
 ) -> Result<axum::Json<lambda_core::api::AuditLog>> {
-    let q = crate::api::query(q)?;
+    let q = crate::http::api::query(q)?;
     let since = match q.get("since") {
         None => time::OffsetDateTime::now_utc() - time::Duration::hours(1),
         Some(v) => parse_since(v).ok_or_else(|| {
-            crate::error::Error::BadRequest(
+            crate::service::error::Error::BadRequest(
                 ErrorCode::BadQuery,
                 format!(
                     "since={v:?} is not an RFC 3339 time (2026-12-01T10:00:00Z) or unix seconds"
@@ -219,7 +219,7 @@ async fn get_audit(
             )
         })?,
     };
-    let limit = crate::api::query_u64(&q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
+    let limit = crate::http::api::query_u64(&q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
     let entries = s.audit.since(since, limit as usize).await?;
     Ok(axum::Json(lambda_core::api::AuditLog { entries }))
 }

@@ -15,7 +15,7 @@
 //! the two apart. A dry run makes the same plan and removes nothing.
 
 use super::Platform;
-use crate::error::Result;
+use crate::service::error::Result;
 use futures::{StreamExt, TryStreamExt};
 use lambda_build::{InUse, KeptVersions};
 use lambda_core::api::{GcItem, GcReport, LambdaRecord};

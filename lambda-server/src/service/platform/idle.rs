@@ -5,7 +5,7 @@
 //! switched-off lambda stays off until it is switched on (a request does not wake it).
 
 use super::{Platform, now};
-use crate::error::{Error, Result};
+use crate::service::error::{Error, Result};
 use lambda_core::LambdaId;
 use std::time::Duration;
 

@@ -16,7 +16,7 @@
 //! for it to end before it stops the replica).
 
 use super::{Platform, Route, set_status};
-use crate::error::{Error, Result};
+use crate::service::error::{Error, Result};
 use lambda_core::api::LambdaRecord;
 use lambda_core::params::ReplicaBounds;
 use lambda_core::{LambdaId, LambdaStatus};

@@ -6,10 +6,10 @@
 //! stealing and no wake-ups of other threads on the way. Requests that are not proxy requests
 //! (the API) run on the caller's runtime, where the platform's background work lives.
 
-use crate::api::AppState;
-use crate::platform::Platform;
+use crate::http::api::AppState;
 use crate::proxy::Front;
-use crate::tls::Tls;
+use crate::server::tls::Tls;
+use crate::service::platform::Platform;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
