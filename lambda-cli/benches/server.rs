@@ -148,7 +148,12 @@ fn trivial_upstream_pair(secs: u32) -> (Wrk, Wrk, Wrk, Wrk) {
             "http://{}/1/lambdas/{id}/proxy/main",
             l.local_addr().unwrap()
         );
-        tokio::spawn(lambda_server::serve(l, platform, std::future::pending()));
+        tokio::spawn(lambda_server::serve(
+            l,
+            platform,
+            Default::default(),
+            std::future::pending(),
+        ));
         let u = format!("{up_url}/main");
         tokio::task::spawn_blocking(move || {
             wrk(&u, 2);

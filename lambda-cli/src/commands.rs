@@ -319,23 +319,24 @@ fn serve(
     rt.block_on(async move {
         tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));
         let tls = cfg.tls()?;
+        let edge = cfg.edge_settings(&env)?;
         let platform = cfg.platform(&data_dir, &env).await?;
-        warn_how_open(&cfg, &platform);
+        warn_how_open(&cfg, &edge);
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         platform.start().await?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
-        lambda_server::serve_tls(listener, platform, shutdown_signal(), tls).await?;
+        lambda_server::serve_tls(listener, platform, edge, shutdown_signal(), tls).await?;
         tracing::info!("stopped; lambdas keep running and are re-adopted at the next start");
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
 }
 
 /// Says at start what a server reachable from the network should not do quietly.
-fn warn_how_open(cfg: &lambda_server::Config, platform: &lambda_server::Platform) {
-    let auth = &platform.config().auth;
+fn warn_how_open(cfg: &lambda_server::Config, edge: &lambda_server::http::EdgeSettings) {
+    let auth = &edge.auth;
     if let Some(w) = &auth.open_warning {
         tracing::warn!("{w}");
     }

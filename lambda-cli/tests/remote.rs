@@ -46,7 +46,7 @@ fn server(dir: &Path) -> String {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(format!("http://{}", l.local_addr().unwrap()))
                 .unwrap();
-            lambda_server::serve(l, platform, std::future::pending())
+            lambda_server::serve(l, platform, Default::default(), std::future::pending())
                 .await
                 .unwrap();
         });

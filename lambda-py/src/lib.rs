@@ -657,6 +657,7 @@ impl EmbeddedPlatform {
                     .map_err(|e| format!("{}: {e}", data_dir.display()))?;
                 let lock = cfg.lock(&data_dir, &env).map_err(|e| e.to_string())?;
                 let tls = cfg.tls().map_err(|e| e.to_string())?;
+                let edge = cfg.edge_settings(&env).map_err(|e| e.to_string())?;
                 let platform = cfg
                     .platform(&data_dir, &env)
                     .await
@@ -675,7 +676,7 @@ impl EmbeddedPlatform {
                     let stopped = async move {
                         let _ = rx.await;
                     };
-                    let _ = lambda_server::serve_tls(listener, platform, stopped, tls).await;
+                    let _ = lambda_server::serve_tls(listener, platform, edge, stopped, tls).await;
                 });
                 Ok((url, tx, task, lock))
             })

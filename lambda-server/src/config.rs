@@ -850,6 +850,24 @@ impl Config {
         })
     }
 
+    /// The settings of the HTTP edge: `[auth]` (see [`Self::auth_settings`]), the upload limits
+    /// and the proxy's connection pool.
+    pub fn edge_settings(
+        &self,
+        env: &HashMap<String, String>,
+    ) -> Result<crate::http::api::EdgeSettings, ConfigError> {
+        Ok(crate::http::api::EdgeSettings {
+            auth: self.auth_settings(env)?,
+            max_concurrent_uploads: self.limits.max_concurrent_uploads.max(1),
+            upload_timeout: Duration::from_secs(self.limits.upload_timeout_secs.max(1)),
+            proxy_pool: crate::proxy::upstream::PoolConfig {
+                max_idle_per_replica: self.limits.proxy_max_idle_per_replica,
+                idle_timeout: Duration::from_secs(self.limits.proxy_idle_timeout_secs),
+                connect_timeout: Duration::from_secs(self.limits.proxy_connect_timeout_secs),
+            },
+        })
+    }
+
     /// Builds the platform with its adapters. `env` is the binary's environment: it locates
     /// `uv` on `PATH` (`[builder] uv = "auto"`) and gives replicas their base environment.
     pub async fn platform(
@@ -857,12 +875,11 @@ impl Config {
         data_dir: &Path,
         env: &HashMap<String, String>,
     ) -> Result<Platform, ConfigError> {
-        let auth = self.auth_settings(env)?;
         let storage = self.storage(data_dir).await?;
         let builder = self.image_builder(data_dir, env).await?;
         let orchestrator = self.orchestrator(data_dir, env).await?;
         Ok(Platform::new(
-            self.platform_config(auth),
+            self.platform_config(),
             storage,
             builder,
             orchestrator,
@@ -1064,7 +1081,7 @@ impl Config {
     }
 
     /// The platform's settings.
-    fn platform_config(&self, auth: crate::http::auth::AuthSettings) -> PlatformConfig {
+    fn platform_config(&self) -> PlatformConfig {
         PlatformConfig {
             limits: Limits {
                 max_archive_bytes: self.limits.max_archive_bytes,
@@ -1077,11 +1094,6 @@ impl Config {
             build_concurrency: self.builder.concurrency.max(1),
             build_timeout: Duration::from_secs(self.builder.timeout_secs),
             proxy_timeout: Duration::from_secs(self.limits.proxy_timeout_secs),
-            proxy_pool: crate::proxy::upstream::PoolConfig {
-                max_idle_per_replica: self.limits.proxy_max_idle_per_replica,
-                idle_timeout: Duration::from_secs(self.limits.proxy_idle_timeout_secs),
-                connect_timeout: Duration::from_secs(self.limits.proxy_connect_timeout_secs),
-            },
             keep_versions: self.retention.keep_versions.max(1),
             audit_retention: (self.retention.audit_days > 0)
                 .then(|| Duration::from_secs(self.retention.audit_days * 86_400)),
@@ -1096,10 +1108,7 @@ impl Config {
                 subtask_timeout: Duration::from_secs(self.tasks.subtask_timeout_secs.max(1)),
                 max_attempts: self.tasks.max_attempts.max(1),
             },
-            auth,
             max_lambdas_per_account: self.limits.max_lambdas_per_account,
-            max_concurrent_uploads: self.limits.max_concurrent_uploads.max(1),
-            upload_timeout: Duration::from_secs(self.limits.upload_timeout_secs.max(1)),
             idle: crate::service::platform::IdleSettings {
                 switch_off_after: (self.idle.switch_off_after_secs > 0)
                     .then(|| Duration::from_secs(self.idle.switch_off_after_secs)),

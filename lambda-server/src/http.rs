@@ -11,4 +11,4 @@ pub mod openapi;
 pub(crate) mod request_body;
 pub(crate) mod routes;
 
-pub use api::router;
+pub use api::{EdgeSettings, router};

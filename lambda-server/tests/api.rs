@@ -5,7 +5,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
-use lambda_server::http::api::{AppState, ROUTES, router};
+use lambda_server::http::api::{AppState, EdgeSettings, ROUTES, router};
 use std::time::Duration;
 use tower::ServiceExt;
 
@@ -63,7 +63,7 @@ async fn app(dir: &std::path::Path) -> (axum::Router, lambda_server::Platform) {
     cfg.proxy_timeout = Duration::from_secs(2);
     cfg.limits.max_archive_bytes = 200_000;
     let p = platform(dir, true, cfg).await;
-    (router(AppState::new(p.clone())), p)
+    (router(AppState::new(p.clone(), EdgeSettings::default())), p)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -603,9 +603,12 @@ async fn lambda_and_upload_limits() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config();
     cfg.max_lambdas_per_account = 2;
-    cfg.max_concurrent_uploads = 1;
+    let edge = EdgeSettings {
+        max_concurrent_uploads: 1,
+        ..EdgeSettings::default()
+    };
     let p = platform(dir.path(), true, cfg).await;
-    let app = router(AppState::new(p.clone()));
+    let app = router(AppState::new(p.clone(), edge));
     let zip = returning(1);
     let create = |name: &'static str, account: &'static str| {
         let c = creds(name);
@@ -734,11 +737,14 @@ async fn delete_all(app: &axum::Router, account: &str) {
 async fn stalled_and_oversized_uploads() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config();
-    cfg.max_concurrent_uploads = 1;
-    cfg.upload_timeout = Duration::from_secs(1);
     cfg.limits.max_archive_bytes = 1000;
+    let edge = EdgeSettings {
+        max_concurrent_uploads: 1,
+        upload_timeout: Duration::from_secs(1),
+        ..EdgeSettings::default()
+    };
     let p = platform(dir.path(), true, cfg).await;
-    let app = router(AppState::new(p.clone()));
+    let app = router(AppState::new(p.clone(), edge));
     let (tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
     let stalled = Request::post("/1/lambdas")
         .header("content-type", "multipart/form-data; boundary=b")

@@ -97,15 +97,15 @@ const ADMIN: &str = "connections-test-admin-token-0123456789";
 
 /// A platform with tokens on (the bootstrap admin token [`ADMIN`]).
 async fn with_tokens(dir: &std::path::Path) -> Server {
-    let cfg = lambda_server::PlatformConfig {
+    let edge = lambda_server::http::EdgeSettings {
         auth: lambda_server::http::auth::AuthSettings {
             enabled: true,
             admin_token: Some(ADMIN.into()),
             ..Default::default()
         },
-        ..test_config()
+        ..Default::default()
     };
-    Server::start(platform(dir, true, cfg).await).await
+    Server::start_as(platform(dir, true, test_config()).await, edge, None).await
 }
 
 /// An upload of 2 MiB without a token is refused (401) before its body is read, while its client

@@ -199,7 +199,12 @@ async fn proxy_streams_100_mib_both_ways_in_bounded_memory() {
         "http://{}/1/lambdas/{id}/proxy/stream",
         l.local_addr().unwrap()
     );
-    tokio::spawn(lambda_server::serve(l, platform, std::future::pending()));
+    tokio::spawn(lambda_server::serve(
+        l,
+        platform,
+        Default::default(),
+        std::future::pending(),
+    ));
 
     // A warm-up request, so that the baseline holds the pools, buffers and runtime threads.
     let client = reqwest::Client::new();

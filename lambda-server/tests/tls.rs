@@ -60,6 +60,7 @@ async fn https_with_a_certificate_renewed_in_place() {
     let server = tokio::spawn(lambda_server::serve_tls(
         listener,
         p,
+        Default::default(),
         async move {
             let _ = stopped.await;
         },

@@ -23,7 +23,7 @@ use lambda_core::{LambdaId, Problem, ValidationReport};
 use lambda_storage::{DocKind, ListQuery};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The platform's own headers (DESIGN.md §4), as parsed names: a `&str` name is parsed, checked
 /// and hashed again at every lookup, and the proxy looks these up on every request.
@@ -54,6 +54,32 @@ pub(crate) mod names {
     }
 }
 
+/// The settings of the HTTP edge (the API and the proxy), which the domain service does not
+/// read: who may call, the uploads the API receives at once and how long one may take, the
+/// proxy's connection pool to replicas.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    /// Who may call the API (`[auth]`).
+    pub auth: crate::http::auth::AuthSettings,
+    /// Uploads received at once (`[limits] max_concurrent_uploads`, default 8).
+    pub max_concurrent_uploads: usize,
+    /// An upload's body must arrive within this (`[limits] upload_timeout_secs`, default 5 min).
+    pub upload_timeout: Duration,
+    /// The proxy's keep-alive connections to replicas (`[limits] proxy_*`).
+    pub proxy_pool: crate::proxy::upstream::PoolConfig,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        Self {
+            auth: crate::http::auth::AuthSettings::default(),
+            max_concurrent_uploads: 8,
+            upload_timeout: Duration::from_secs(300),
+            proxy_pool: crate::proxy::upstream::PoolConfig::default(),
+        }
+    }
+}
+
 /// Shared state of the router.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -67,22 +93,25 @@ pub struct AppState {
     pub auth: Arc<crate::http::auth::Auth>,
     /// Uploads being received (`[limits] max_concurrent_uploads`).
     uploads: Arc<tokio::sync::Semaphore>,
+    /// How many may be (`[limits] max_concurrent_uploads`).
+    max_concurrent_uploads: usize,
+    /// How long one may take (`[limits] upload_timeout_secs`).
+    upload_timeout: Duration,
     /// The audit log of writes.
     pub audit: Arc<crate::http::audit::Audit>,
 }
 
 impl AppState {
-    /// State over a platform, with the proxy's connection pool.
-    pub fn new(platform: Platform) -> Self {
+    /// State over a platform, with the edge's settings and the proxy's connection pool.
+    pub fn new(platform: Platform, edge: EdgeSettings) -> Self {
         let max_upload_bytes = platform.config().limits.max_archive_bytes + 1024 * 1024;
-        let upstreams = Upstreams::new(platform.config().proxy_pool);
+        let upstreams = Upstreams::new(edge.proxy_pool);
         if tokio::runtime::Handle::try_current().is_ok() {
             upstreams.sweep_every(crate::proxy::upstream::SWEEP_INTERVAL);
         }
-        let auth = crate::http::auth::Auth::new(platform.config().auth.clone(), platform.tokens());
-        let uploads = Arc::new(tokio::sync::Semaphore::new(
-            platform.config().max_concurrent_uploads.max(1),
-        ));
+        let auth = crate::http::auth::Auth::new(edge.auth, platform.tokens());
+        let max_concurrent_uploads = edge.max_concurrent_uploads.max(1);
+        let uploads = Arc::new(tokio::sync::Semaphore::new(max_concurrent_uploads));
         let audit = crate::http::audit::Audit::new(platform.audit_store());
         Self {
             platform,
@@ -90,6 +119,8 @@ impl AppState {
             max_upload_bytes,
             auth,
             uploads,
+            max_concurrent_uploads,
+            upload_timeout: edge.upload_timeout,
             audit,
         }
     }
@@ -111,7 +142,7 @@ impl AppState {
             ));
         }
         self.uploads.clone().try_acquire_owned().map_err(|_| {
-            let max = self.platform.config().max_concurrent_uploads;
+            let max = self.max_concurrent_uploads;
             Error::TooManyRequests {
                 detail: format!(
                     "the server is receiving {max} uploads already ([limits] max_concurrent_uploads); retry shortly"
@@ -126,7 +157,7 @@ impl AppState {
         &self,
         read: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let limit = self.platform.config().upload_timeout;
+        let limit = self.upload_timeout;
         tokio::time::timeout(limit, read).await.map_err(|_| {
             Error::BadRequest(
                 ErrorCode::RequestTimeout,

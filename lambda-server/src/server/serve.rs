@@ -6,7 +6,7 @@
 //! stealing and no wake-ups of other threads on the way. Requests that are not proxy requests
 //! (the API) run on the caller's runtime, where the platform's background work lives.
 
-use crate::http::api::AppState;
+use crate::http::api::{AppState, EdgeSettings};
 use crate::proxy::Front;
 use crate::server::tls::Tls;
 use crate::service::platform::Platform;
@@ -215,19 +215,21 @@ impl Drop for Stopped {
 pub async fn serve(
     listener: TcpListener,
     platform: Platform,
+    edge: EdgeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_tls(listener, platform, shutdown, None).await
+    serve_tls(listener, platform, edge, shutdown, None).await
 }
 
 /// [`serve`], over TLS when `tls` is given (`[tls] cert`, `key`).
 pub async fn serve_tls(
     listener: TcpListener,
     platform: Platform,
+    edge: EdgeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
     tls: Option<Arc<Tls>>,
 ) -> std::io::Result<()> {
-    let state = AppState::new(platform.clone());
+    let state = AppState::new(platform.clone(), edge);
     let audit = state.audit.clone();
     let front = Front::new(state, tokio::runtime::Handle::current());
     let stop = Arc::new(Stop::default());

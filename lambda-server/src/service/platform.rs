@@ -37,10 +37,9 @@ pub struct PlatformConfig {
     pub build_concurrency: usize,
     /// A build is stopped after this long (default 10 min).
     pub build_timeout: Duration,
-    /// The proxy gives a lambda this long to answer (default 60 s).
+    /// The proxy gives a lambda this long to answer, and a request held for an idle lambda's
+    /// wake waits at most this long (default 60 s).
     pub proxy_timeout: Duration,
-    /// The proxy's keep-alive connections to replicas.
-    pub proxy_pool: crate::proxy::upstream::PoolConfig,
     /// Versions whose built artifacts are kept for an instant rollback (default 5).
     pub keep_versions: usize,
     /// How long the audit log is kept (`None`: for ever; default 90 days).
@@ -57,14 +56,8 @@ pub struct PlatformConfig {
     pub base_os: lambda_core::docker_commands::BaseOs,
     /// How tasks of `tasks` lambdas run (`[tasks]`).
     pub tasks: crate::service::tasks::TaskSettings,
-    /// Who may call the API (`[auth]`; read by the HTTP edge).
-    pub auth: crate::http::auth::AuthSettings,
     /// Most lambdas one account may have (0: no limit; default 1000).
     pub max_lambdas_per_account: usize,
-    /// Uploads received at once (read by the HTTP edge; default 8).
-    pub max_concurrent_uploads: usize,
-    /// An upload's body must arrive within this (read by the HTTP edge; default 5 min).
-    pub upload_timeout: Duration,
     /// `last_usage` and the inactivity sweep (`[idle]`).
     pub idle: IdleSettings,
     /// The autoscaler and wakes (`[scale]`).
@@ -78,7 +71,6 @@ impl Default for PlatformConfig {
             build_concurrency: 2,
             build_timeout: Duration::from_secs(600),
             proxy_timeout: Duration::from_secs(60),
-            proxy_pool: crate::proxy::upstream::PoolConfig::default(),
             keep_versions: 5,
             audit_retention: Some(Duration::from_secs(90 * 86_400)),
             gc_interval: None,
@@ -87,10 +79,7 @@ impl Default for PlatformConfig {
             orphan_grace: Duration::from_secs(600),
             base_os: lambda_core::docker_commands::BaseOs::Debian,
             tasks: crate::service::tasks::TaskSettings::default(),
-            auth: crate::http::auth::AuthSettings::default(),
             max_lambdas_per_account: 1000,
-            max_concurrent_uploads: 8,
-            upload_timeout: Duration::from_secs(300),
             idle: IdleSettings::default(),
             scale: ScaleSettings::default(),
         }

@@ -8,6 +8,7 @@ pub mod start_gate;
 
 use lambda_build::{LocalBuilder, LocalBuilderConfig};
 use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig};
+use lambda_server::http::EdgeSettings;
 use lambda_server::{Platform, PlatformConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -147,11 +148,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(platform: Platform) -> Server {
-        Self::start_as(platform, None).await
+        Self::start_as(platform, EdgeSettings::default(), None).await
     }
 
-    /// A server whose helpers send `Authorization: Bearer <token>`.
-    pub async fn start_as(platform: Platform, token: Option<&str>) -> Server {
+    /// A server with these edge settings whose helpers send `Authorization: Bearer <token>`.
+    pub async fn start_as(platform: Platform, edge: EdgeSettings, token: Option<&str>) -> Server {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {
             headers.insert(
@@ -169,7 +170,7 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let p = platform.clone();
         let task = tokio::spawn(async move {
-            lambda_server::serve(listener, p, async move {
+            lambda_server::serve(listener, p, edge, async move {
                 let _ = rx.await;
             })
             .await
