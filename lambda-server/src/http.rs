@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub(crate) mod console;
+pub mod error;
 pub mod openapi;
 pub(crate) mod request_body;
 pub(crate) mod routes;

@@ -1,8 +1,9 @@
 //! The HTTP API of DESIGN.md §4 (axum): routes, request ids, account scoping, errors, the
 //! OpenAPI document, and the proxy.
 
+use crate::http::error::InternalDetail;
 use crate::proxy::upstream::Upstreams;
-use crate::service::error::{Error, InternalDetail, Result};
+use crate::service::error::{Error, Result};
 use crate::service::platform::Platform;
 use axum::body::Body;
 use axum::extract::{

@@ -1,7 +1,6 @@
-//! The one error type of lambda-server, and its mapping to HTTP (done once, here).
+//! The one error type of lambda-server's service. Its mapping to HTTP is done once, in
+//! `http::error`.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use lambda_core::api::{ErrorBody, ErrorCode};
 use lambda_core::{LambdaId, ValidationReport};
 
@@ -115,7 +114,7 @@ impl Error {
     }
 
     /// How long the client should wait before trying again (`Retry-After`), when it should.
-    fn retry_after_secs(&self) -> Option<u64> {
+    pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::TooManyRequests {
                 retry_after_secs, ..
@@ -148,35 +147,3 @@ impl Error {
         body
     }
 }
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code().http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = (status, axum::Json(self.body())).into_response();
-        // For the audit log.
-        resp.extensions_mut().insert(self.code());
-        if let Self::Unauthorized(_) = &self {
-            resp.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-        }
-        if let Some(secs) = self.retry_after_secs() {
-            resp.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(secs),
-            );
-        }
-        if status.is_server_error() {
-            // Logged once, by the access-log middleware, which reads this.
-            resp.extensions_mut()
-                .insert(InternalDetail(self.to_string()));
-        }
-        resp
-    }
-}
-
-/// The full text of a 5xx error, for the log (never sent to the client).
-#[derive(Debug, Clone)]
-pub struct InternalDetail(pub String);

@@ -572,7 +572,7 @@ impl Platform {
                 ));
             }
         };
-        let req = axum::http::Request::post(format!("{base}{path}"))
+        let req = hyper::Request::post(format!("{base}{path}"))
             .header("content-type", "application/json")
             .body(Full::new(body))
             .map_err(|e| CallError::Replica(e.to_string()))?;

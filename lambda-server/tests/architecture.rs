@@ -1,0 +1,86 @@
+//! The rooms of lambda-server keep their dependency direction (ARCHITECTURE.md): read from the
+//! sources, as rust-analyzer's tidy tests do. `config` → `server` → {`proxy`, `http`} →
+//! `service`; `client` is a leaf on lambda-core alone.
+
+use std::path::{Path, PathBuf};
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// The `.rs` files of a room: `src/<room>.rs` and everything under `src/<room>/`.
+fn room(name: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = vec![src().join(format!("{name}.rs"))];
+    walk(&src().join(name), &mut files);
+    files.retain(|f| f.exists());
+    assert!(files.len() > 1, "the {name} room has no files: {files:?}");
+    files
+}
+
+/// Every line of `files` that contains one of `needles` (comments included: a path named in
+/// a doc link is a dependency too), as `file:line: text`.
+fn lines_with(files: &[PathBuf], needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if needles.iter().any(|n| line.contains(n)) {
+                let short = f.strip_prefix(src()).unwrap_or(f);
+                found.push(format!("{}:{}: {}", short.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_service_does_not_reach_up_into_the_edge_or_the_process() {
+    let found = lines_with(
+        &room("service"),
+        &[
+            "crate::http",
+            "crate::proxy",
+            "crate::server",
+            "crate::config",
+            "axum",
+            "tower",
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "service/ may use storage, build, deploy and core, not the rooms above it nor axum/tower:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_http_api_and_the_proxy_do_not_reach_into_the_process_or_its_config() {
+    let mut files = room("http");
+    files.extend(room("proxy"));
+    let found = lines_with(&files, &["crate::server", "crate::config"]);
+    assert!(
+        found.is_empty(),
+        "http/ and proxy/ are served by server/ and configured by config/, not the other way:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_client_is_a_leaf() {
+    let found = lines_with(&room("client"), &["crate::"]);
+    assert!(
+        found.is_empty(),
+        "client/ is built without the server (feature `client` alone) and uses lambda-core only:\n{}",
+        found.join("\n")
+    );
+}
