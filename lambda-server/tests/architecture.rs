@@ -84,3 +84,21 @@ fn the_client_is_a_leaf() {
         found.join("\n")
     );
 }
+
+#[test]
+fn no_source_file_is_over_700_lines() {
+    let rooms = ["service", "http", "proxy", "server", "config", "client"];
+    let files: Vec<PathBuf> = rooms.iter().flat_map(|r| room(r)).collect();
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).unwrap().lines().count();
+            (n > 700).then(|| format!("{} has {n} lines", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split these by responsibility:\n{}",
+        long.join("\n")
+    );
+}

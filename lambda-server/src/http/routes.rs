@@ -1,5 +1,6 @@
-//! Route groups of the API beside the lambdas' own (which are in [`super::api`]).
+//! The API's route groups, one module each; the router (`super::api::router`) merges them.
 
+pub(crate) mod lambdas;
 pub(crate) mod tasks;
 pub(crate) mod tokens;
 pub(crate) mod versions;
