@@ -190,7 +190,7 @@ pub fn reference(r: &str) -> Result<Reference> {
 
 impl Assembler {
     /// A client for the registry `host` (`host[:port]`), spoken to over plain HTTP when it is a
-    /// loopback address or listed in `insecure` (as [`crate::registry`] does).
+    /// loopback address or listed in `insecure` (as `crate::registry` does).
     pub fn new(host: &str, insecure: &[String], auth: Option<(String, String)>) -> Self {
         let config = ClientConfig {
             protocol: if crate::registry::plain_http(host, insecure) {

@@ -314,21 +314,14 @@ fn serve(
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
-    let _lock = cfg.lock(&data_dir, &env)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         tracing::info!(config = %cfg.summary(&data_dir), "starting luna-lambda-rs {}", env!("CARGO_PKG_VERSION"));
-        let tls = cfg.tls()?;
-        let edge = cfg.edge_settings(&env)?;
-        let platform = cfg.platform(&data_dir, &env).await?;
-        warn_how_open(&cfg, &edge);
-        let listener = tokio::net::TcpListener::bind(&cfg.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        platform.start().await?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
-        lambda_server::serve_tls(listener, platform, edge, shutdown_signal(), tls).await?;
+        let setup = cfg.setup(&data_dir, &env).await?;
+        warn_how_open(&cfg, &setup.edge);
+        let running = lambda_server::server::start(setup, &cfg.listen).await?;
+        tracing::info!("listening on {}", running.url());
+        running.serve_until(shutdown_signal()).await?;
         tracing::info!("stopped; lambdas keep running and are re-adopted at the next start");
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })

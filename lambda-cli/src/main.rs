@@ -163,7 +163,7 @@ pub(crate) enum Command {
     Pack {
         /// The lambda folder.
         dir: PathBuf,
-        /// Output file (default: <folder name>.zip in the current folder).
+        /// Output file (default: the folder's name with .zip, in the current folder).
         #[arg(short, long)]
         output: Option<PathBuf>,
     },

@@ -21,7 +21,7 @@
 //!   else is stopped and started again. Replicas run in their own process group, so stopping one
 //!   stops its workers too.
 //! - **Fast starts.** With `zygote` (the default) a replica is forked by a warm Python process of
-//!   its environment that has imported the runtime and its server already ([`zygote`]); the
+//!   its environment that has imported the runtime and its server already (`zygote`); the
 //!   replica then only imports its `lambda_main` and serves on its socket. When no zygote can be had,
 //!   replicas start as new interpreters.
 

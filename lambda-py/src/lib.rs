@@ -622,10 +622,8 @@ fn task_id(s: &str) -> PyResult<uuid::Uuid> {
 #[pyclass(frozen, module = "luna_lambda_rs")]
 struct EmbeddedPlatform {
     url: String,
-    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// The data folder's lock (one control plane per folder), released by `close`.
-    lock: Mutex<Option<lambda_server::server::lock::ServerLock>>,
+    /// The server (which holds the data folder's lock), until `close`.
+    running: Mutex<Option<lambda_server::server::Running>>,
 }
 
 #[pymethods]
@@ -641,52 +639,25 @@ impl EmbeddedPlatform {
         listen: &str,
     ) -> PyResult<Self> {
         let listen = listen.to_owned();
-        let started: Result<
-            (
-                String,
-                tokio::sync::oneshot::Sender<()>,
-                tokio::task::JoinHandle<()>,
-                lambda_server::server::lock::ServerLock,
-            ),
-            String,
-        > = py.detach(|| {
+        let started: Result<lambda_server::server::Running, String> = py.detach(|| {
             runtime().block_on(async move {
                 let mut cfg = lambda_server::Config::load(None, &env).map_err(|e| e.to_string())?;
                 cfg.listen = listen.clone();
                 std::fs::create_dir_all(&data_dir)
                     .map_err(|e| format!("{}: {e}", data_dir.display()))?;
-                let lock = cfg.lock(&data_dir, &env).map_err(|e| e.to_string())?;
-                let tls = cfg.tls().map_err(|e| e.to_string())?;
-                let edge = cfg.edge_settings(&env).map_err(|e| e.to_string())?;
-                let platform = cfg
-                    .platform(&data_dir, &env)
+                let setup = cfg
+                    .setup(&data_dir, &env)
                     .await
                     .map_err(|e| e.to_string())?;
-                let listener = tokio::net::TcpListener::bind(&listen)
+                lambda_server::server::start(setup, &listen)
                     .await
-                    .map_err(|e| format!("{listen}: {e}"))?;
-                let url = format!(
-                    "{}://{}",
-                    if tls.is_some() { "https" } else { "http" },
-                    listener.local_addr().map_err(|e| e.to_string())?
-                );
-                platform.start().await.map_err(|e| e.to_string())?;
-                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                let task = tokio::spawn(async move {
-                    let stopped = async move {
-                        let _ = rx.await;
-                    };
-                    let _ = lambda_server::serve_tls(listener, platform, edge, stopped, tls).await;
-                });
-                Ok((url, tx, task, lock))
+                    .map_err(|e| e.to_string())
             })
         });
-        let (url, tx, task, lock) = started.map_err(LambdaError::new_err)?;
+        let running = started.map_err(LambdaError::new_err)?;
         Ok(Self {
-            url,
-            stop: Mutex::new(Some(tx)),
-            task: Mutex::new(Some(task)),
-            lock: Mutex::new(Some(lock)),
+            url: running.url().to_owned(),
+            running: Mutex::new(Some(running)),
         })
     }
 
@@ -698,16 +669,16 @@ impl EmbeddedPlatform {
 
     /// Stops the server (lambdas keep running, as after any graceful stop).
     fn close(&self, py: Python<'_>) {
-        if let Some(tx) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = tx.send(());
-        }
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = task {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(r) = running {
             py.detach(|| {
-                let _ = runtime().block_on(t);
+                let _ = runtime().block_on(r.stop());
             });
         }
-        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 

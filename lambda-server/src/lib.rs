@@ -6,13 +6,19 @@
 //!   storage, builder and orchestrator ports), the task runner, traffic and metrics;
 //! - [`http`]: the axum [`http::router`], the HTTP API of DESIGN.md §4;
 //! - [`proxy`]: the front that routes invocations before the API, and its upstream client;
-//! - [`server`]: [`serve`], which runs it all with a graceful shutdown that leaves lambdas
-//!   running for the next start, TLS and the data folder's lock;
-//! - [`config`]: [`Config`] (TOML + environment) and the wiring of the adapters.
+//! - [`server`]: [`server::start`] (what `luna-lambda serve`, the Python embedded platform and a
+//!   Rust program call), [`serve`], which runs it all with a graceful shutdown that leaves
+//!   lambdas running for the next start, TLS and the data folder's lock;
+//! - [`config`]: [`Config`] (TOML + environment) and the wiring of the adapters
+//!   ([`Config::setup`]).
+//!
+//! `examples/embed.rs` starts the platform in-process, creates a lambda, invokes it and stops.
 //!
 //! With the `client` feature (and without the default `server` feature) it is only the typed
 //! HTTP `client` module, shared by the CLI and the Python bindings so that no HTTP code is
 //! written twice.
+
+#![deny(missing_docs)]
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -147,6 +147,28 @@ impl Config {
         })
     }
 
+    /// Everything a server on `data_dir` runs with ([`crate::server::start`]): the folder's lock
+    /// (taken first, so that a second server on the folder changes nothing), TLS, the edge's
+    /// settings and the platform.
+    pub async fn setup(
+        &self,
+        data_dir: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<crate::server::Setup, ConfigError> {
+        let lock = self
+            .lock(data_dir, env)
+            .map_err(|e| ConfigError::Startup(e.to_string()))?;
+        let tls = self.tls()?;
+        let edge = self.edge_settings(env)?;
+        let platform = self.platform(data_dir, env).await?;
+        Ok(crate::server::Setup {
+            platform,
+            edge,
+            tls,
+            lock,
+        })
+    }
+
     /// Builds the platform with its adapters. `env` is the binary's environment: it locates
     /// `uv` on `PATH` (`[builder] uv = "auto"`) and gives replicas their base environment.
     pub async fn platform(
