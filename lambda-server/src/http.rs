@@ -9,6 +9,7 @@ pub mod auth;
 pub(crate) mod console;
 pub mod error;
 pub mod openapi;
+pub mod paths;
 pub(crate) mod request_body;
 pub(crate) mod routes;
 

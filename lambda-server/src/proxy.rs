@@ -59,10 +59,7 @@ fn hop_by_hop_index(name: &str) -> Option<usize> {
 }
 
 /// The metric labels of the two proxy routes.
-pub(crate) const ROUTES: [&str; 2] = [
-    "/1/lambdas/{lambda_id}/proxy",
-    "/1/lambdas/{lambda_id}/proxy/{*path}",
-];
+pub(crate) const ROUTES: [&str; 2] = [crate::http::paths::PROXY, crate::http::paths::PROXY_PATH];
 
 /// The lambda id (raw) and the path after `/proxy` (empty or starting with `/`) of a proxy path.
 pub(crate) fn target(path: &str) -> Option<(&str, &str)> {

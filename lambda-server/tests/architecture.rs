@@ -102,3 +102,50 @@ fn no_source_file_is_over_700_lines() {
         long.join("\n")
     );
 }
+
+#[test]
+fn route_paths_are_written_only_in_the_route_table() {
+    let table = std::fs::read_to_string(src().join("http/paths.rs")).unwrap();
+    let paths: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split_once("&str = \"").map(|(_, rest)| rest))
+        .map(|rest| rest.trim_end_matches("\";"))
+        .collect();
+    assert!(
+        paths.len() > 30,
+        "no route table in http/paths.rs: {paths:?}"
+    );
+    // The console's `/` is too short to tell from other uses of the string.
+    let paths: Vec<&str> = paths.into_iter().filter(|p| p.len() > 1).collect();
+    // The same name for another server's route: a replica's own `/metrics` (runtime contract).
+    let other_servers = [("http/routes/lambdas.rs", "/metrics")];
+    // Not `client/`: it is built without the server, so it spells the paths it calls (its tests
+    // drive it against the router).
+    let rooms = ["service", "http", "proxy", "server", "config"];
+    let mut found = Vec::new();
+    for f in rooms.iter().flat_map(|r| room(r)) {
+        let short = f.strip_prefix(src()).unwrap().display().to_string();
+        if short == "http/paths.rs" || short.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        // Test code may spell the paths it requests.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (i, line) in code.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for p in &paths {
+                let allowed = other_servers.contains(&(short.as_str(), *p));
+                if line.contains(&format!("\"{p}\"")) && !allowed {
+                    found.push(format!("{short}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a route's path is written once, in http/paths.rs (the route table uses its names):\n{}",
+        found.join("\n")
+    );
+}

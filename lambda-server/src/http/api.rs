@@ -2,6 +2,7 @@
 //! OpenAPI document, and the proxy.
 
 use crate::http::error::InternalDetail;
+use crate::http::paths;
 use crate::proxy::upstream::Upstreams;
 use crate::service::error::{Error, Result};
 use crate::service::platform::Platform;
@@ -185,10 +186,10 @@ pub fn router(state: AppState) -> Router {
     let upload_limit =
         DefaultBodyLimit::max(usize::try_from(state.max_upload_bytes).unwrap_or(usize::MAX));
     Router::new()
-        .route("/version", get(version))
-        .route("/healthcheck", get(healthcheck))
-        .route("/metrics", get(metrics))
-        .route("/docs/spec", get(spec))
+        .route(paths::VERSION, get(version))
+        .route(paths::HEALTHCHECK, get(healthcheck))
+        .route(paths::METRICS, get(metrics))
+        .route(paths::SPEC, get(spec))
         .merge(crate::http::routes::lambdas::routes(upload_limit))
         .merge(crate::http::console::routes())
         .merge(crate::http::routes::tasks::routes())

@@ -5,6 +5,7 @@
 //! timer, one read and one write per batch). `GET /1/audit` waits for what is queued first.
 
 use crate::http::api::ROUTES;
+use crate::http::paths;
 use crate::service::error::Result;
 use lambda_core::LambdaId;
 use lambda_core::api::{AuditEntry, ErrorCode};
@@ -199,7 +200,7 @@ const MAX_LIMIT: u64 = 10_000;
 
 /// `GET /1/audit` (admin).
 pub(crate) fn routes() -> axum::Router<crate::http::api::AppState> {
-    axum::Router::new().route("/1/audit", axum::routing::get(get_audit))
+    axum::Router::new().route(paths::AUDIT, axum::routing::get(get_audit))
 }
 
 /// `GET /1/audit?since=&limit=`: `since` is RFC 3339 or unix seconds (default: an hour ago).

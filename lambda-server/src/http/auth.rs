@@ -70,17 +70,19 @@ pub enum Access {
 }
 
 impl Access {
-    /// What a route template needs (`None`: no route matched, which needs a token too).
+    /// What a route template needs, as the route table says (`None`: no route matched, which
+    /// needs a token too; so does a path the table does not have).
     pub fn of(route: Option<&str>) -> Self {
-        match route {
-            Some("/healthcheck" | "/version") => Self::Public,
-            Some(r) if crate::http::console::ROUTES.contains(&r) => Self::Public,
-            Some("/metrics" | "/1/gc" | "/1/audit" | "/1/tokens" | "/1/tokens/{token_id}") => {
-                Self::Admin
-            }
-            Some(r) if crate::proxy::ROUTES.contains(&r) => Self::Proxy,
-            _ => Self::Api,
+        let Some(route) = route else {
+            return Self::Api;
+        };
+        if crate::proxy::ROUTES.contains(&route) {
+            return Self::Proxy;
         }
+        crate::http::openapi::ROUTES
+            .iter()
+            .find(|r| r.path == route)
+            .map_or(Self::Api, |r| r.access)
     }
 }
 

@@ -7,6 +7,7 @@
 //! The assets are public (the login screen must load without a token); they hold no data.
 
 use crate::http::api::AppState;
+use crate::http::paths;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,12 +16,12 @@ use std::sync::OnceLock;
 
 /// The console's routes (public with auth on: the data they show comes from the API).
 pub(crate) const ROUTES: [&str; 6] = [
-    "/",
-    "/lambdas/{lambda_id}",
-    "/lambdas/{lambda_id}/invoke",
-    "/create",
-    "/console/app.js",
-    "/console/app.css",
+    paths::CONSOLE,
+    paths::CONSOLE_LAMBDA,
+    paths::CONSOLE_INVOKE,
+    paths::CONSOLE_CREATE,
+    paths::CONSOLE_SCRIPT,
+    paths::CONSOLE_STYLE,
 ];
 
 const INDEX: &str = include_str!("../../console/index.html");

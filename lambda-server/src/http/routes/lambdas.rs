@@ -4,6 +4,7 @@
 use crate::http::api::{
     Account, AppState, created_lambda, json_error, lambda_id, multipart_error, query, query_u64,
 };
+use crate::http::paths;
 use crate::proxy::upstream::Upstreams;
 use crate::service::error::{Error, Result};
 use axum::body::Body;
@@ -25,23 +26,23 @@ use std::sync::Arc;
 /// The routes, the create and update ones under the upload body limit.
 pub(crate) fn routes(upload_limit: DefaultBodyLimit) -> Router<AppState> {
     Router::new()
-        .route("/1/lambdas", get(list).post(create).layer(upload_limit))
+        .route(paths::LAMBDAS, get(list).post(create).layer(upload_limit))
         .route(
-            "/1/lambdas/{lambda_id}",
+            paths::LAMBDA,
             get(get_lambda)
                 .put(update)
                 .patch(switch)
                 .delete(delete)
                 .layer(upload_limit),
         )
-        .route("/1/lambdas/{lambda_id}/status", get(status))
-        .route("/1/lambdas/{lambda_id}/image/status", get(image_status))
-        .route("/1/lambdas/{lambda_id}/image/logs", get(image_logs))
-        .route("/1/lambdas/{lambda_id}/logs", get(logs))
-        .route("/1/lambdas/{lambda_id}/docs", get(docs))
-        .route("/1/lambdas/{lambda_id}/config", axum::routing::put(config))
-        .route("/1/lambdas/{lambda_id}/metrics", get(lambda_metrics))
-        .route("/1/lambdas/{lambda_id}/traffic", get(traffic))
+        .route(paths::STATUS, get(status))
+        .route(paths::IMAGE_STATUS, get(image_status))
+        .route(paths::IMAGE_LOGS, get(image_logs))
+        .route(paths::LOGS, get(logs))
+        .route(paths::DOCS, get(docs))
+        .route(paths::CONFIG, axum::routing::put(config))
+        .route(paths::LAMBDA_METRICS, get(lambda_metrics))
+        .route(paths::TRAFFIC, get(traffic))
 }
 
 /// The parts of a create/update request.

@@ -1,6 +1,7 @@
 //! The task routes of the API (`/1/tasks...`), over [`crate::Platform`]'s task methods.
 
 use crate::http::api::{Account, AppState, QueryResult, json_error, query, query_u64};
+use crate::http::paths;
 use crate::service::error::{Error, Result};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -12,13 +13,10 @@ use lambda_core::api::{CreateTask, ErrorCode, TaskCreated, TaskStatus};
 /// `/1/tasks`, `/1/tasks/{task_id}`, `.../result`, `.../errors`.
 pub(crate) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/1/tasks", get(list).post(create))
-        .route(
-            "/1/tasks/{task_id}",
-            get(get_task).patch(cancel).delete(delete),
-        )
-        .route("/1/tasks/{task_id}/result", get(result))
-        .route("/1/tasks/{task_id}/errors", get(errors))
+        .route(paths::TASKS, get(list).post(create))
+        .route(paths::TASK, get(get_task).patch(cancel).delete(delete))
+        .route(paths::TASK_RESULT, get(result))
+        .route(paths::TASK_ERRORS, get(errors))
 }
 
 fn task_id(raw: &str) -> Result<uuid::Uuid> {

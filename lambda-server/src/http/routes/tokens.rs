@@ -2,6 +2,7 @@
 //! [`crate::http::auth::Auth`].
 
 use crate::http::api::{AppState, json_error};
+use crate::http::paths;
 use crate::service::error::{Error, Result};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,8 +15,8 @@ use lambda_core::auth::{CreateTokenRequest, TokenList};
 /// `/1/tokens`, `/1/tokens/{token_id}`.
 pub(crate) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/1/tokens", get(list).post(create))
-        .route("/1/tokens/{token_id}", delete(revoke))
+        .route(paths::TOKENS, get(list).post(create))
+        .route(paths::TOKEN, delete(revoke))
 }
 
 async fn create(

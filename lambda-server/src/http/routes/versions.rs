@@ -6,6 +6,7 @@
 use crate::http::api::{
     Account, AppState, QueryResult, lambda_id, multipart_error, query, query_u64,
 };
+use crate::http::paths;
 use crate::service::error::{Error, Result};
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
@@ -20,12 +21,12 @@ pub(crate) fn routes(max_upload_bytes: u64) -> axum::Router<AppState> {
     let upload_limit =
         DefaultBodyLimit::max(usize::try_from(max_upload_bytes).unwrap_or(usize::MAX));
     axum::Router::new()
-        .route("/1/lambdas/{lambda_id}/versions", get(versions))
-        .route("/1/lambdas/{lambda_id}/rollback", post(rollback))
-        .route("/1/lambdas/{lambda_id}/export", get(export))
-        .route("/1/lambdas/{lambda_id}/image", get(image))
-        .route("/1/lambdas/import", post(import).layer(upload_limit))
-        .route("/1/gc", post(gc))
+        .route(paths::VERSIONS, get(versions))
+        .route(paths::ROLLBACK, post(rollback))
+        .route(paths::EXPORT, get(export))
+        .route(paths::IMAGE, get(image))
+        .route(paths::IMPORT, post(import).layer(upload_limit))
+        .route(paths::GC, post(gc))
 }
 
 /// The image the lambda runs (42016 when there is none to give).
