@@ -399,6 +399,25 @@ async fn a_zygote_outlives_the_app_folder_it_was_started_from() {
     orch.undeploy(&id).await.unwrap();
 }
 
+/// Kills, when dropped, every replica process that wrote its `port-<pid>` file into the gate
+/// folder: a failing assertion must not leave a replica waiting at its gate for ever.
+struct ReapGated<'a>(&'a Path);
+
+impl Drop for ReapGated<'_> {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir(self.0).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix("port-")
+                .and_then(|p| p.parse::<u32>().ok())
+                && alive(pid)
+            {
+                kill(i64::from(pid));
+            }
+        }
+    }
+}
+
 /// Whether a server other than the replica could bind the port (and answer for it).
 fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
@@ -417,7 +436,9 @@ async fn a_replica_holds_its_port_from_its_start_and_through_its_restarts() {
         // The replica says its port, then waits at import until the test opens its gate.
         let gate = dir.path().join("gate");
         std::fs::create_dir(&gate).unwrap();
-        let code = "import os, pathlib, time\n\nhere = pathlib.Path(os.environ['GATE'])\n(here / f'port-{os.getpid()}').write_text(os.environ['LAMBDA_PORT'])\nwhile not (here / 'open').exists():\n    time.sleep(0.01)\n\n\nasync def main(request):\n    return {'pid': os.getpid()}\n";
+        let _reap = ReapGated(&gate);
+        // A replica left behind by a failing run gives up at its gate after a minute.
+        let code = "import os, pathlib, time\n\nhere = pathlib.Path(os.environ['GATE'])\n(here / f'port-{os.getpid()}').write_text(os.environ['LAMBDA_PORT'])\nend = time.monotonic() + 60\nwhile not (here / 'open').exists():\n    if time.monotonic() > end:\n        raise SystemExit('the gate never opened')\n    time.sleep(0.01)\n\n\nasync def main(request):\n    return {'pid': os.getpid()}\n";
         let id = LambdaId::new();
         let art = build_files(id, 1, vec![("lambda_main.py".into(), code.into())]).await;
         let mut p = Parameters::default();
