@@ -112,10 +112,20 @@ async fn a_dry_run_reports_exactly_what_the_real_run_removes() {
         .map(|e| e.path())
         .find(|p| p.join(".luna-lambda-env-ok").exists() && !p.ends_with("unused"))
         .expect("the lambda's environment");
-    // The artifacts of v1 and v2 go with retention once v4 runs (not the collector's business).
+    // The artifacts of v1 and v2 go with retention once v4 runs (not the collector's business):
+    // the app folder first, then the stored `artifact.json`, so both are waited for.
     let end = std::time::Instant::now() + Duration::from_secs(30);
-    while builds.join(format!("apps/{id}/v2")).exists() {
-        assert!(std::time::Instant::now() < end, "v2's app folder stayed");
+    let retained = |v: u64| {
+        builds.join(format!("apps/{id}/v{v}")).exists()
+            || store
+                .join(format!("lambdas/{id}/v{v}/artifact.json"))
+                .exists()
+    };
+    while retained(1) || retained(2) {
+        assert!(
+            std::time::Instant::now() < end,
+            "the artifacts of v1 or v2 stayed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // What a collection may touch, in one walk: the store and the build folder, without the
