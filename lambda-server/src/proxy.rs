@@ -181,7 +181,9 @@ async fn proxied(
     let resp =
         match crate::http::api::authorize(&state, &mut req, crate::http::auth::Access::Proxy).await
         {
-            Ok(()) => std::pin::pin!(forward(&state, req, Some(rid.clone()))).await,
+            Ok(()) => std::pin::pin!(forward(&state, req, Some(rid.clone())))
+                .await
+                .map_err(crate::http::error::ApiError::from),
             Err(e) => Err(refused(req, e)),
         }
         .unwrap_or_else(|e| e.into_response());
@@ -260,7 +262,7 @@ async fn forward(s: &AppState, req: Request, rid: Option<HeaderValue>) -> Result
 /// A proxy request refused before it reached a replica (`e`): its answer goes at once, and its
 /// body is drained ([`crate::http::request_body::discard`]), so that the client reads the answer and
 /// keeps its connection for the next request.
-fn refused(req: Request, e: Error) -> Error {
+fn refused<E>(req: Request, e: E) -> E {
     crate::http::request_body::discard(req);
     e
 }

@@ -1,7 +1,7 @@
 //! The HTTP API of DESIGN.md §4 (axum): routes, request ids, account scoping, errors, the
 //! OpenAPI document, and the proxy.
 
-use crate::http::error::InternalDetail;
+use crate::http::error::{ApiError, InternalDetail};
 use crate::http::paths;
 use crate::proxy::upstream::Upstreams;
 use crate::service::error::{Error, Result};
@@ -127,7 +127,7 @@ impl AppState {
     pub(crate) fn begin_upload(
         &self,
         headers: &HeaderMap,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         if let Some(n) = content_length(headers).filter(|n| *n > self.max_upload_bytes) {
             return Err(Error::BadRequest(
                 ErrorCode::BodyTooLarge,
@@ -135,11 +135,12 @@ impl AppState {
                     "the request body is {n} bytes; at most {} are taken ([limits] max_archive_bytes plus 1 MiB for the other parts)",
                     self.max_upload_bytes
                 ),
-            ));
+            )
+            .into());
         }
         self.uploads.clone().try_acquire_owned().map_err(|_| {
             let max = self.max_concurrent_uploads;
-            Error::TooManyRequests {
+            ApiError::TooManyRequests {
                 detail: format!(
                     "the server is receiving {max} uploads already ([limits] max_concurrent_uploads); retry shortly"
                 ),
@@ -253,7 +254,7 @@ pub(crate) async fn authorize(
     state: &AppState,
     req: &mut Request,
     access: crate::http::auth::Access,
-) -> Result<()> {
+) -> Result<(), ApiError> {
     if let Some(who) = state
         .auth
         .check(req.headers(), req.method(), access)

@@ -8,7 +8,10 @@
 //! in constant time. The bootstrap admin token (`LUNA_LAMBDA_ADMIN_TOKEN` or
 //! `[auth] admin_token_file`) is checked against its hash, held in memory only.
 
-use crate::service::error::{Error, Result};
+use crate::http::error::ApiError;
+use crate::service::error::Error;
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
 use axum::http::{HeaderMap, Method, header};
 use lambda_core::api::{ACCOUNT_ID_HEADER, ErrorCode};
 use lambda_core::auth::{
@@ -109,12 +112,12 @@ pub struct Auth {
     buckets: Mutex<HashMap<Option<uuid::Uuid>, Bucket>>,
 }
 
-fn unauthorized(detail: impl Into<String>) -> Error {
-    Error::Unauthorized(detail.into())
+fn unauthorized(detail: impl Into<String>) -> ApiError {
+    ApiError::Unauthorized(detail.into())
 }
 
-fn forbidden(detail: impl Into<String>) -> Error {
-    Error::BadRequest(ErrorCode::Forbidden, detail.into())
+fn forbidden(detail: impl Into<String>) -> ApiError {
+    Error::BadRequest(ErrorCode::Forbidden, detail.into()).into()
 }
 
 impl Auth {
@@ -281,7 +284,7 @@ impl Auth {
             return Ok(());
         }
         let wait = ((1.0 - b.tokens) / rate).ceil().max(1.0) as u64;
-        Err(Error::TooManyRequests {
+        Err(ApiError::TooManyRequests {
             detail: format!(
                 "token {:?} made more than {} requests per second ([auth] rate_per_second)",
                 who.name, self.settings.rate_per_second
@@ -291,7 +294,7 @@ impl Auth {
     }
 
     /// Makes a token: its secret (shown once) and its stored record.
-    pub async fn create(&self, req: CreateTokenRequest) -> Result<CreatedToken> {
+    pub async fn create(&self, req: CreateTokenRequest) -> crate::service::Result<CreatedToken> {
         req.check()
             .map_err(|e| Error::BadRequest(ErrorCode::BadJson, e))?;
         let mut secret = [0u8; SECRET_HEX_LEN / 2];
@@ -325,12 +328,12 @@ impl Auth {
     }
 
     /// Every token (no secrets).
-    pub async fn list(&self) -> Result<Vec<TokenRecord>> {
+    pub async fn list(&self) -> crate::service::Result<Vec<TokenRecord>> {
         Ok(self.store.list().await?)
     }
 
     /// Revokes a token: gone from the store, and from this server's cache at once.
-    pub async fn revoke(&self, id: &uuid::Uuid) -> Result<()> {
+    pub async fn revoke(&self, id: &uuid::Uuid) -> crate::service::Result<()> {
         let found = self.store.delete(id).await?;
         self.cache.lock().expect("token cache").remove(id);
         if found {
@@ -403,7 +406,7 @@ mod tests {
         );
         let revoked = Instant::now();
         one.revoke(&made.record.token_id).await.unwrap();
-        assert!(matches!(check(&one).await, Err(Error::Unauthorized(_))));
+        assert!(matches!(check(&one).await, Err(ApiError::Unauthorized(_))));
         while check(&two).await.is_ok() {
             assert!(
                 revoked.elapsed() < CACHE_TTL * 2,
@@ -436,7 +439,7 @@ mod tests {
         let e = auth
             .check(&bearer(&forged), &Method::GET, Access::Api)
             .await;
-        assert!(matches!(e, Err(Error::Unauthorized(_))), "{e:?}");
+        assert!(matches!(e, Err(ApiError::Unauthorized(_))), "{e:?}");
         let scheme = auth
             .check(
                 &bearer(&made.token.replace("llt_", "")),
@@ -444,7 +447,7 @@ mod tests {
                 Access::Api,
             )
             .await;
-        assert!(matches!(scheme, Err(Error::Unauthorized(_))));
+        assert!(matches!(scheme, Err(ApiError::Unauthorized(_))));
         let ok = auth
             .check(&bearer(&made.token), &Method::PUT, Access::Api)
             .await;

@@ -66,17 +66,6 @@ pub enum Error {
         "the account has {0} lambdas, as many as it may ([limits] max_lambdas_per_account); delete one first"
     )]
     LambdaLimit(usize),
-    /// No usable token (401, with `WWW-Authenticate: Bearer`).
-    #[error("{0}")]
-    Unauthorized(String),
-    /// A token's request rate is exceeded (429, with `Retry-After`).
-    #[error("{detail}")]
-    TooManyRequests {
-        /// What was exceeded.
-        detail: String,
-        /// Seconds to wait.
-        retry_after_secs: u64,
-    },
     /// Anything else; details are logged, not returned.
     #[error("{0}")]
     Internal(String),
@@ -103,9 +92,7 @@ impl Error {
             Self::TaskNotFound(_) => ErrorCode::TaskNotFound,
             Self::NotATasksLambda(..) => ErrorCode::NotATasksLambda,
             Self::TaskFinished(..) => ErrorCode::TaskFinished,
-            Self::Unauthorized(_) => ErrorCode::Unauthorized,
             Self::LambdaLimit(_) => ErrorCode::LambdaLimit,
-            Self::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             Self::Storage(lambda_storage::Error::Conflict { .. }) | Self::Superseded(_) => {
                 ErrorCode::UpdateNotAllowed
             }
@@ -116,9 +103,6 @@ impl Error {
     /// How long the client should wait before trying again (`Retry-After`), when it should.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::TooManyRequests {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
             // A wake takes about a second or less.
             Self::WakeQueueFull(..) => Some(1),
             _ => None,

@@ -4,6 +4,7 @@
 use crate::http::api::{
     Account, AppState, created_lambda, json_error, lambda_id, multipart_error, query, query_u64,
 };
+use crate::http::error::ApiError;
 use crate::http::paths;
 use crate::proxy::upstream::Upstreams;
 use crate::service::error::{Error, Result};
@@ -178,7 +179,7 @@ async fn create(
     State(s): State<AppState>,
     Account(account): Account,
     req: Request,
-) -> Result<Response> {
+) -> Result<Response, ApiError> {
     let account = Account(account).required("create a lambda")?;
     let _upload = s.begin_upload(req.headers())?;
     let json = req
@@ -187,10 +188,10 @@ async fn create(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if json {
-        return create_from_image(s, account, req).await;
+        return Ok(create_from_image(s, account, req).await?);
     }
     let mp = crate::http::request_body::multipart(req, &s).await;
-    create_from_archive(s, account, mp).await
+    Ok(create_from_archive(s, account, mp).await?)
 }
 
 /// `POST /1/lambdas` with `{"credentials", "parameters", "import_image"}`: no archive, no build.
@@ -277,7 +278,7 @@ async fn update(
     Path(raw): Path<String>,
     Account(account): Account,
     req: Request,
-) -> Result<Response> {
+) -> Result<Response, ApiError> {
     let id = lambda_id(&raw)?;
     let _upload = s.begin_upload(req.headers())?;
     let max = s.platform.config().limits.max_archive_bytes;
@@ -287,7 +288,7 @@ async fn update(
     let creds = match &parts.credentials {
         Some(raw) => match parse_credentials(raw, &mut report)? {
             Some(c) => Some(c),
-            None => return Err(Error::Invalid(report)),
+            None => return Err(Error::Invalid(report).into()),
         },
         None => None,
     };

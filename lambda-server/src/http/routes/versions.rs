@@ -6,6 +6,7 @@
 use crate::http::api::{
     Account, AppState, QueryResult, lambda_id, multipart_error, query, query_u64,
 };
+use crate::http::error::ApiError;
 use crate::http::paths;
 use crate::service::error::{Error, Result};
 use axum::Json;
@@ -67,7 +68,7 @@ async fn import(
     State(s): State<AppState>,
     Account(account): Account,
     req: axum::extract::Request,
-) -> Result<Response> {
+) -> Result<Response, ApiError> {
     let account = Account(account).required("import a lambda")?;
     let _upload = s.begin_upload(req.headers())?;
     let mp = crate::http::request_body::multipart(req, &s).await;
