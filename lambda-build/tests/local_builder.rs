@@ -9,12 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use lambda_testkit::workspace;
 
 fn builder(data: &Path) -> LocalBuilder {
     let uv = workspace().join(".venv/bin/uv");

@@ -5,11 +5,9 @@
 //! builder: it creates, builds (a Job), runs and proxies a lambda. Built and run when LAMBDA_IT
 //! lists kubernetes (feature `needs-kubernetes`).
 
-#[path = "../../lambda-deploy/tests/kube_sim/mod.rs"]
-mod kube_sim;
+use lambda_testkit::kube_sim;
 
 use kube_sim::{kubectl, kubectl_apply, sim};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn env(name: &str) -> String {
@@ -18,12 +16,7 @@ fn env(name: &str) -> String {
     })
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use lambda_testkit::workspace;
 
 async fn until<T>(what: &str, deadline: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let end = Instant::now() + deadline;

@@ -9,8 +9,7 @@
 //! Targets (issue: in-cluster builds): code-only update to new pods Ready <= 2 s with the
 //! simulator; cold Job build within 1.5x of the Docker builder.
 
-#[path = "../tests/kube_sim/mod.rs"]
-mod kube_sim;
+use lambda_testkit::kube_sim;
 
 use lambda_build::{
     BuildRequest, DockerBuilder, DockerBuilderConfig, ImageBuilder, KubeBuilder, KubeBuilderConfig,

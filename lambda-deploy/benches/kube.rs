@@ -10,8 +10,7 @@
 //!
 //! `cargo bench -p lambda-deploy --features needs-kubernetes --bench kube [-- N]` (default 200).
 
-#[path = "../tests/kube_sim/mod.rs"]
-mod kube_sim;
+use lambda_testkit::kube_sim;
 
 use lambda_core::{Artifact, LambdaId, LambdaName, LambdaType, Parameters};
 use lambda_deploy::Orchestrator;

@@ -11,15 +11,10 @@ mod common;
 use lambda_build::{LocalBuilder, LocalBuilderConfig};
 use lambda_core::LambdaId;
 use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig, Orchestrator};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use lambda_testkit::workspace;
 
 async fn scenario(label: &str, uv: Option<PathBuf>) -> (Duration, Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();

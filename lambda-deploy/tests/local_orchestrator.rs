@@ -79,7 +79,7 @@ fn pids_of(run: &Path, id: &LambdaId) -> Vec<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    pid_alive(pid)
+    lambda_testkit::pid_alive(pid)
 }
 
 struct Local {

@@ -118,7 +118,7 @@ impl Harness for DockerHarness {
     }
 
     fn alive(&self, replica: &str) -> bool {
-        pid_alive(replica)
+        lambda_testkit::pid_alive(replica)
     }
 }
 

@@ -5,8 +5,7 @@
 //! tests.
 
 mod conformance;
-mod kube_sim;
-mod start_gate;
+use lambda_testkit::{kube_sim, start_gate};
 
 use conformance::*;
 use kube_sim::{kubectl, kubectl_apply, sim};

@@ -6,7 +6,7 @@
 //! kubernetes (feature `needs-kubernetes`).
 
 mod conformance;
-mod kube_sim;
+use lambda_testkit::kube_sim;
 
 use conformance::*;
 use futures::StreamExt;

@@ -5,8 +5,7 @@
 //! FAILS these tests.
 
 mod common;
-#[path = "../../lambda-deploy/tests/kube_sim/mod.rs"]
-mod kube_sim;
+use lambda_testkit::kube_sim;
 
 use common::*;
 use kube_sim::{kubectl, sim};

@@ -7,12 +7,7 @@ use std::time::{Duration, Instant};
 
 pub const ACCOUNT: &str = "6f1c1a4e-8f0e-4f57-9d1b-2a8f3c9e0b11";
 
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use lambda_testkit::workspace;
 
 /// The command's stdout, after checking it exited 0 (both outputs shown when not).
 pub fn ok(o: &Output) -> String {
@@ -46,14 +41,7 @@ impl Drop for Serve {
     }
 }
 
-/// A free port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use lambda_testkit::free_port;
 
 /// `luna-lambda serve --data-dir data --listen listen` with `envs`, not waited for; its stderr
 /// goes to the returned file (a file, not a pipe nobody reads, which would stall it).

@@ -6,7 +6,6 @@
 
 use lambda_core::{Artifact, LambdaId, LambdaName, LambdaType, Parameters};
 use lambda_deploy::{DeploySpec, Orchestrator, ReplicaPhase};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -86,25 +85,7 @@ pub fn kill(pid: i64) {
     .unwrap();
 }
 
-/// Whether a process exists and is not a zombie.
-pub fn pid_alive(pid: impl std::fmt::Display) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use lambda_testkit::workspace;
 
 pub fn example_files(name: &str) -> Vec<(String, Vec<u8>)> {
     example_files_of(name, LambdaType::Standalone)

@@ -3,26 +3,20 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod scale;
-#[path = "../../../lambda-deploy/tests/start_gate/mod.rs"]
-pub mod start_gate;
+pub use lambda_testkit::start_gate;
 
 use lambda_build::{LocalBuilder, LocalBuilderConfig};
 use lambda_deploy::{LocalOrchestrator, LocalOrchestratorConfig};
 use lambda_server::http::EdgeSettings;
 use lambda_server::{Platform, PlatformConfig};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const ACCOUNT: &str = "6f1c1a4e-8f0e-4f57-9d1b-2a8f3c9e0b11";
 pub const OTHER_ACCOUNT: &str = "00000000-0000-4000-8000-000000000001";
 
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use lambda_testkit::workspace;
 
 /// A setting of the real-infrastructure suites (panics with what to start when missing).
 pub fn it_env(name: &str) -> String {
@@ -399,15 +393,7 @@ impl Server {
 }
 
 pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
+    lambda_testkit::pid_alive(pid)
 }
 
 /// Pids recorded by the local orchestrator for a lambda.

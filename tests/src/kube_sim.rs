@@ -18,7 +18,6 @@
 //!
 //! One simulator per test process, on its own thread and runtime (tests have a runtime each);
 //! nodes left by earlier processes are deleted at start.
-#![allow(dead_code, unreachable_pub)]
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};

@@ -1,7 +1,6 @@
 //! A gate a test lambda asks as it starts (`urlopen(url).read()`): it answers `crash` or `ok`,
 //! as the test sets it, so a lambda that started once can be made to crash on its next start.
-//! Shared by lambda-server's scaling tests (`#[path]`).
-#![allow(unreachable_pub)]
+//! Used by the failed-wake tests of lambda-deploy and lambda-server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
