@@ -438,7 +438,8 @@ async fn a_replica_holds_its_port_from_its_start_and_through_its_restarts() {
         std::fs::create_dir(&gate).unwrap();
         let _reap = ReapGated(&gate);
         // A replica left behind by a failing run gives up at its gate after a minute.
-        let code = "import os, pathlib, time\n\nhere = pathlib.Path(os.environ['GATE'])\n(here / f'port-{os.getpid()}').write_text(os.environ['LAMBDA_PORT'])\nend = time.monotonic() + 60\nwhile not (here / 'open').exists():\n    if time.monotonic() > end:\n        raise SystemExit('the gate never opened')\n    time.sleep(0.01)\n\n\nasync def main(request):\n    return {'pid': os.getpid()}\n";
+        // It also says which sockets what it starts would inherit (stdin included): none.
+        let code = "import os, pathlib, stat, time\n\nhere = pathlib.Path(os.environ['GATE'])\nfds = [int(f) for f in os.listdir('/proc/self/fd')]\ndef inherited(fd):\n    try:\n        return stat.S_ISSOCK(os.fstat(fd).st_mode) and (fd == 0 or os.get_inheritable(fd))\n    except OSError:\n        return False\n(here / f'inherited-{os.getpid()}').write_text(repr([fd for fd in fds if inherited(fd)]))\n(here / f'port-{os.getpid()}').write_text(os.environ['LAMBDA_PORT'])\nend = time.monotonic() + 60\nwhile not (here / 'open').exists():\n    if time.monotonic() > end:\n        raise SystemExit('the gate never opened')\n    time.sleep(0.01)\n\n\nasync def main(request):\n    return {'pid': os.getpid()}\n";
         let id = LambdaId::new();
         let art = build_files(id, 1, vec![("lambda_main.py".into(), code.into())]).await;
         let mut p = Parameters::default();
@@ -461,6 +462,17 @@ async fn a_replica_holds_its_port_from_its_start_and_through_its_restarts() {
         )
         .await;
         let port: u16 = said_port().unwrap().parse().unwrap();
+        let inherited: Vec<String> = std::fs::read_dir(&gate)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("inherited-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        assert_eq!(
+            inherited,
+            ["[]"],
+            "zygote {zygote}: sockets a child would inherit"
+        );
         // Starting, not serving yet: its port is taken all the same, so no other server can
         // answer its health checks and be taken for it.
         assert!(!port_is_free(port), "zygote {zygote}: port {port} is free");

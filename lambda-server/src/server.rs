@@ -14,7 +14,8 @@ use crate::service::Platform;
 use std::sync::Arc;
 
 /// What a server runs with: its platform, the edge's settings, TLS and the data folder's lock.
-/// [`crate::Config::setup`] builds one from a configuration.
+/// `Config::setup` (in the `config` room, which builds on this one) makes one from a
+/// configuration.
 #[derive(Debug)]
 pub struct Setup {
     /// The platform, not started yet.

@@ -449,7 +449,7 @@ def create_app():
 def _listen_options(cfg):
     """Where uvicorn serves: the listening socket the platform handed over (LAMBDA_LISTEN_FD),
     else LAMBDA_HOST:LAMBDA_PORT. A socket handed over as stdin moves to a descriptor of its
-    own, and stdin becomes /dev/null again."""
+    own, not inherited, and stdin becomes /dev/null again."""
     fd = cfg.listenFd
     if fd is None:
         return dict(host=cfg.host, port=cfg.port)
@@ -458,6 +458,8 @@ def _listen_options(cfg):
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
+    # Not inherited by the processes the lambda starts (uvicorn's workers get theirs from it).
+    os.set_inheritable(fd, False)
     return dict(fd=fd)
 
 
@@ -465,6 +467,9 @@ def main(debug=False):
     """Entry point of run.py. Returns the process exit code. `debug` (run_debug): one process
     on the standard asyncio loop, debug logging, so that a debugger can step through the code."""
     cfg = lambdaConfig
+    # First, before any user code: a socket handed over as stdin must not be inherited by what
+    # the lambda starts as it imports.
+    listen = _listen_options(cfg)
     try:
         module = load_lambda_module()
         app = LambdaApp(module, cfg)
@@ -487,7 +492,7 @@ def main(debug=False):
         ", " + ", ".join(f"{r.route} ({r.cls.__qualname__})" for r in app.routes) if app.routes else "",
     )
     options = dict(
-        **_listen_options(cfg),
+        **listen,
         loop="asyncio" if debug else "uvloop",
         http="httptools",
         lifespan="on",

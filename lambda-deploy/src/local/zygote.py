@@ -30,16 +30,26 @@ def _die_with_parent():
 
 
 def _read_request(conn):
-    """The request line and the listening socket that came with it (None when none did)."""
+    """The request line and the listening socket that came with it (None when none did). The
+    socket is not inherited by what the replica starts; it is closed if the request cannot be
+    read whole."""
     data, fds, _, _ = socket.recv_fds(conn, 65536, 1)
     for extra in fds[1:]:
         os.close(extra)
-    while data and not data.endswith(b"\n"):
-        more = conn.recv(65536)
-        if not more:
-            break
-        data += more
-    return data, (fds[0] if fds else None)
+    fd = fds[0] if fds else None
+    try:
+        if fd is not None:
+            os.set_inheritable(fd, False)
+        while data and not data.endswith(b"\n"):
+            more = conn.recv(65536)
+            if not more:
+                break
+            data += more
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+    return data, fd
 
 
 def _become_replica(request, runtime_dir, listen_fd):

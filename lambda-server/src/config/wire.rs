@@ -67,7 +67,9 @@ impl Config {
             .clone()
             .zip(self.tls.key.clone())
             .map(|(cert, key)| crate::server::tls::TlsFiles { cert, key });
-        files.map(crate::server::tls::Tls::load).transpose()
+        files
+            .map(|f| crate::server::tls::Tls::load(f).map_err(ConfigError::Startup))
+            .transpose()
     }
 
     /// The `[auth]` the server runs with: tokens on or off (off only on loopback, unless set

@@ -7,7 +7,7 @@
 //!
 //! The Docker orchestrator's containers live outside the data folder, in the engine, under their
 //! `[orchestrator] instance` label: `serve` also locks `<runtime dir>/luna-lambda/docker-<engine>-
-//! <instance>.lock` (see [`crate::Config::instance_lock_path`]), so two servers of one host
+//! <instance>.lock` (see `Config::instance_lock_path`), so two servers of one host
 //! cannot run one instance with different data folders. (Servers on different hosts sharing one
 //! remote engine are not detected: give each its own instance.)
 
@@ -65,7 +65,7 @@ pub struct DataDirLock {
 }
 
 /// What a server holds for its whole life: its data folder's lock, and its Docker instance's
-/// when it runs Docker (see [`crate::Config::lock`]).
+/// when it runs Docker (see `Config::lock`).
 #[derive(Debug)]
 pub struct ServerLock {
     _data_dir: DataDirLock,

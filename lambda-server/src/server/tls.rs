@@ -4,7 +4,6 @@
 //! is served without a restart; a renewal that cannot be read is logged and the previous
 //! certificate kept.
 
-use crate::config::ConfigError;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -83,9 +82,10 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, String> {
 
 impl Tls {
     /// Reads the files; an error says which file is wrong and how.
-    pub fn load(files: TlsFiles) -> Result<Arc<Self>, ConfigError> {
+    /// The files are read now: an error says which one and what is wrong with it.
+    pub fn load(files: TlsFiles) -> Result<Arc<Self>, String> {
         let stamp = stamp(&files);
-        let cfg = server_config(&files).map_err(ConfigError::Startup)?;
+        let cfg = server_config(&files)?;
         Ok(Arc::new(Self {
             current: Mutex::new(Current {
                 acceptor: TlsAcceptor::from(Arc::new(cfg)),
