@@ -109,7 +109,13 @@ async fn run(label: &str, storage: Storage) {
         orphan_grace: Duration::ZERO,
         ..PlatformConfig::default()
     };
-    let platform = Platform::new(cfg, storage.clone(), Arc::new(builder), Arc::new(orch));
+    let platform = Platform::new(
+        cfg,
+        storage.clone(),
+        Arc::new(builder),
+        Arc::new(orch),
+        lambda_server::proxy::ReplicaClient::new(),
+    );
     let listed = storage.artifacts().inventory().await.unwrap().listed;
     let t = Instant::now();
     let dry = platform.gc(true).await.unwrap();

@@ -142,6 +142,7 @@ fn trivial_upstream_pair(secs: u32) -> (Wrk, Wrk, Wrk, Wrk) {
             storage,
             std::sync::Arc::new(builder),
             std::sync::Arc::new(Fixed(up_url.clone())),
+            lambda_server::proxy::ReplicaClient::new(),
         );
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy_url = format!(

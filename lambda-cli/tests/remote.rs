@@ -41,6 +41,7 @@ fn server(dir: &Path) -> String {
                 storage,
                 Arc::new(builder),
                 Arc::new(orch),
+                lambda_server::proxy::ReplicaClient::new(),
             );
             platform.start().await.unwrap();
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,8 +9,11 @@
 //! closed the connection first) comes back whole from the pool and is sent once more to the
 //! lambda's current endpoint.
 
+pub mod replica_client;
 pub mod replica_metrics;
 pub mod upstream;
+
+pub use replica_client::ReplicaClient;
 
 use crate::http::api::{Account, AppState, RequestId, names};
 use crate::service::error::{Error, Result};

@@ -58,12 +58,14 @@ fn the_service_does_not_reach_up_into_the_edge_or_the_process() {
             "crate::{",
             "super::super::super",
             "axum",
+            "hyper",
+            "http_body",
             "tower",
         ],
     );
     assert!(
         found.is_empty(),
-        "service/ may use storage, build, deploy and core, not the rooms above it nor axum/tower:\n{}",
+        "service/ may use storage, build, deploy and core, not the rooms above it nor an HTTP stack (axum, hyper, tower):\n{}",
         found.join("\n")
     );
 }

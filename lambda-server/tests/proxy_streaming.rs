@@ -192,8 +192,13 @@ async fn proxy_streams_100_mib_both_ways_in_bounded_memory() {
         proxy_timeout: std::time::Duration::from_secs(120),
         ..Default::default()
     };
-    let platform =
-        lambda_server::Platform::new(cfg, storage, Arc::new(builder), Arc::new(Fixed(up_url)));
+    let platform = lambda_server::Platform::new(
+        cfg,
+        storage,
+        Arc::new(builder),
+        Arc::new(Fixed(up_url)),
+        lambda_server::proxy::ReplicaClient::new(),
+    );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}/1/lambdas/{id}/proxy/stream",

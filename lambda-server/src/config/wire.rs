@@ -186,6 +186,7 @@ impl Config {
             storage,
             builder,
             orchestrator,
+            crate::proxy::ReplicaClient::new(),
         ))
     }
 

@@ -329,15 +329,17 @@ fn set_image(rec: &mut LambdaRecord, to: ImageStatus) {
 }
 
 impl Platform {
-    /// A platform over the given ports. Call [`Platform::start`] to run the reconciler.
+    /// A platform over the given ports (`replicas`: how tasks call a lambda's replicas, e.g.
+    /// `proxy::ReplicaClient`). Call [`Platform::start`] to run the reconciler.
     pub fn new(
         cfg: PlatformConfig,
         storage: Storage,
         builder: Arc<dyn ImageBuilder>,
         orchestrator: Arc<dyn Orchestrator>,
+        replicas: Arc<dyn crate::service::tasks::ReplicaCalls>,
     ) -> Self {
         let task_runner =
-            crate::service::tasks::TaskRunner::new(storage.tasks(), cfg.tasks.clone());
+            crate::service::tasks::TaskRunner::new(storage.tasks(), cfg.tasks.clone(), replicas);
         Self {
             inner: Arc::new(Inner {
                 traffic: Arc::default(),

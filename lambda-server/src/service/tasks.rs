@@ -12,7 +12,6 @@ use crate::service::error::{Error, Result};
 use crate::service::platform::Platform;
 use bytes::Bytes;
 use futures::stream::StreamExt;
-use http_body_util::{BodyExt, Full};
 use lambda_core::api::{
     CreateTask, TaskCounts, TaskError, TaskList, TaskRecord, TaskResults, TaskStatus,
 };
@@ -46,10 +45,13 @@ impl Default for TaskSettings {
     }
 }
 
-type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
+/// How the task runner calls a lambda's replica: a port, which the edge's HTTP client fills
+/// (`proxy::ReplicaClient`), so that the service holds no HTTP stack of its own.
+#[async_trait::async_trait]
+pub trait ReplicaCalls: Send + Sync + std::fmt::Debug {
+    /// POSTs the JSON `body` to `url`: the answer's status and body, or why none came.
+    async fn post_json(&self, url: &str, body: Bytes) -> std::result::Result<(u16, Bytes), String>;
+}
 
 /// Why the tasks of a deleted lambda were cancelled.
 const LAMBDA_DELETED: &str = "the lambda was deleted";
@@ -63,7 +65,7 @@ const NO_REPLICA_WAIT: Duration = Duration::from_millis(200);
 pub(crate) struct TaskRunner {
     store: TaskStore,
     settings: TaskSettings,
-    http: HttpClient,
+    calls: Arc<dyn ReplicaCalls>,
     /// The job of each running task.
     running: Mutex<HashMap<uuid::Uuid, Running>>,
     /// A job stopped on an error since the last resume: the reconciler starts it again.
@@ -78,18 +80,15 @@ struct Running {
 }
 
 impl TaskRunner {
-    pub(crate) fn new(store: TaskStore, settings: TaskSettings) -> Self {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_max_idle_per_host(256)
-                .build(connector);
+    pub(crate) fn new(
+        store: TaskStore,
+        settings: TaskSettings,
+        calls: Arc<dyn ReplicaCalls>,
+    ) -> Self {
         Self {
             store,
             settings,
-            http,
+            calls,
             running: Mutex::default(),
             job_failed: AtomicBool::new(false),
         }

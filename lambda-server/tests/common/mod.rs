@@ -93,7 +93,13 @@ pub async fn platform(dir: &Path, shared_envs: bool, cfg: PlatformConfig) -> Pla
     ocfg.start_timeout = Duration::from_secs(30);
     ocfg.stop_grace = Duration::from_secs(5);
     let orch = LocalOrchestrator::open(ocfg).await.unwrap();
-    Platform::new(cfg, storage, Arc::new(builder), Arc::new(orch))
+    Platform::new(
+        cfg,
+        storage,
+        Arc::new(builder),
+        Arc::new(orch),
+        lambda_server::proxy::ReplicaClient::new(),
+    )
 }
 
 pub fn test_config() -> PlatformConfig {

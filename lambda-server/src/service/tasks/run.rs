@@ -234,19 +234,10 @@ impl Platform {
                 ));
             }
         };
-        let req = hyper::Request::post(format!("{base}{path}"))
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .map_err(|e| CallError::Replica(e.to_string()))?;
         let timeout = runner.settings.subtask_timeout;
-        let resp = match tokio::time::timeout(timeout, async {
-            let resp = runner.http.request(req).await?;
-            let status = resp.status();
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, bytes))
-        })
-        .await
-        {
+        let url = format!("{base}{path}");
+        let call = runner.calls.post_json(&url, body);
+        let resp = match tokio::time::timeout(timeout, call).await {
             Err(_) => {
                 return Err(CallError::Replica(format!(
                     "no answer within {}s ([tasks] subtask_timeout_secs)",
@@ -264,7 +255,7 @@ impl Platform {
                 .map(str::to_owned)
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned())
         };
-        match status.as_u16() {
+        match status {
             200 => Ok(json),
             422 => Err(CallError::User(detail())),
             s => Err(CallError::Replica(format!("status {s}: {}", detail()))),
